@@ -1,0 +1,145 @@
+package io.lora4j.quant;
+
+import io.lora4j.ops.Backend;
+import io.lora4j.tensor.DType;
+import io.lora4j.tensor.MemoryCategory;
+import io.lora4j.tensor.Tensor;
+import java.util.Arrays;
+
+/**
+ * NF4 4-bit quantization, byte-compatible with bitsandbytes (DESIGN.md §4), and the 4-bit matmul.
+ * Every method validates shapes, dtypes and devices before the native call; the backend's
+ * kernels then run without further checks. Native failures (a NaN or Inf in a weight) arrive as
+ * {@link RuntimeException}s whose message names the element.
+ */
+public final class Nf4 {
+    /** bitsandbytes' default blocksize. */
+    public static final int DEFAULT_BLOCKSIZE = 64;
+    public static final int MIN_BLOCKSIZE = 32;
+    public static final int MAX_BLOCKSIZE = 4096;
+
+    private Nf4() {}
+
+    /** Throws unless {@code blocksize} is a power of two in [32, 4096]. */
+    public static void checkBlocksize(int blocksize) {
+        if (blocksize < MIN_BLOCKSIZE || blocksize > MAX_BLOCKSIZE || Integer.bitCount(blocksize) != 1)
+            throw new IllegalArgumentException("NF4 blocksize must be a power of two in [" + MIN_BLOCKSIZE + ", "
+                    + MAX_BLOCKSIZE + "], got " + blocksize);
+    }
+
+    /** Number of absmax blocks for n elements. */
+    public static long blocks(long n, int blocksize) {
+        return (n + blocksize - 1) / blocksize;
+    }
+
+    /**
+     * Quantizes {@code w} (F32, BF16 or F16, on {@code backend}'s device) to NF4.
+     *
+     * @param doubleQuant also quantize the absmax to 8 bits (bitsandbytes' compress_statistics);
+     *                    the returned absmax is then the dequantized one, as bitsandbytes uses it
+     * @throws IllegalArgumentException for a bad blocksize, dtype, device or an empty tensor
+     * @throws RuntimeException         from the kernel when {@code w} holds NaN or Inf
+     */
+    public static Nf4Weight quantize(Backend backend, Tensor w, int blocksize, boolean doubleQuant) {
+        checkBlocksize(blocksize);
+        if (w.dtype() != DType.F32 && w.dtype() != DType.BF16 && w.dtype() != DType.F16)
+            throw new IllegalArgumentException("NF4 quantizes F32, BF16 or F16 weights, got " + w.dtype());
+        requireDevice(backend, w, "weight");
+        long n = w.numel();
+        if (n == 0) throw new IllegalArgumentException("cannot quantize an empty tensor " + w);
+        long nblocks = blocks(n, blocksize);
+        Tensor packed = backend.allocate(DType.U8, MemoryCategory.WEIGHTS, (n + 1) / 2);
+        Tensor absmax = backend.allocate(DType.F32, MemoryCategory.WEIGHTS, nblocks);
+        try {
+            backend.nf4Quantize(w, blocksize, packed, absmax);
+            Nf4Weight.DoubleQuant dq = null;
+            if (doubleQuant) {
+                Tensor q = backend.allocate(DType.U8, MemoryCategory.WEIGHTS, nblocks);
+                Tensor nested = backend.allocate(DType.F32, MemoryCategory.WEIGHTS,
+                        blocks(nblocks, Nf4Weight.NESTED_BLOCKSIZE));
+                float offset = backend.nf4DoubleQuant(absmax, q, nested);
+                backend.nf4DequantAbsmax(q, nested, offset, absmax);
+                dq = new Nf4Weight.DoubleQuant(q, nested, offset);
+            }
+            return new Nf4Weight(w.shape(), blocksize, w.dtype(), packed, absmax, dq);
+        } catch (RuntimeException e) {
+            packed.close();
+            absmax.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Rebuilds an {@link Nf4Weight} from stored parts (a bnb-4bit checkpoint). With
+     * {@code qabsmax != null} the absmax is computed from the double-quantized form.
+     */
+    public static Nf4Weight fromParts(Backend backend, long[] shape, int blocksize, DType sourceDtype,
+            Tensor packed, Tensor absmax, Tensor qabsmax, Tensor nestedAbsmax, float offset) {
+        checkBlocksize(blocksize);
+        long n = Tensor.numel(shape);
+        long nblocks = blocks(n, blocksize);
+        if (packed.dtype() != DType.U8 && packed.dtype() != DType.NF4 || packed.bytes() != (n + 1) / 2)
+            throw new IllegalArgumentException("packed NF4 data holds " + packed.bytes() + " bytes, shape "
+                    + Arrays.toString(shape) + " needs " + (n + 1) / 2);
+        requireDevice(backend, packed, "packed");
+        if (qabsmax == null) {
+            checkF32(absmax, nblocks, "absmax");
+            return new Nf4Weight(shape, blocksize, sourceDtype, packed, absmax, null);
+        }
+        if (qabsmax.dtype() != DType.U8 || qabsmax.numel() != nblocks)
+            throw new IllegalArgumentException("double-quantized absmax must be U8 [" + nblocks + "], got " + qabsmax);
+        checkF32(nestedAbsmax, blocks(nblocks, Nf4Weight.NESTED_BLOCKSIZE), "nested_absmax");
+        requireDevice(backend, qabsmax, "absmax");
+        requireDevice(backend, nestedAbsmax, "nested_absmax");
+        Tensor abs = backend.allocate(DType.F32, MemoryCategory.WEIGHTS, nblocks);
+        backend.nf4DequantAbsmax(qabsmax, nestedAbsmax, offset, abs);
+        return new Nf4Weight(shape, blocksize, sourceDtype, packed, abs,
+                new Nf4Weight.DoubleQuant(qabsmax, nestedAbsmax, offset));
+    }
+
+    /** The fp32 weight, of the original shape, on {@code backend}'s device. */
+    public static Tensor dequantize(Backend backend, Nf4Weight w) {
+        requireDevice(backend, w.packed(), "weight");
+        Tensor out = backend.allocate(DType.F32, MemoryCategory.WORKSPACE, w.shape());
+        backend.nf4Dequantize(w.packed(), w.absmax(), w.numel(), w.blocksize(), out);
+        return out;
+    }
+
+    /** y [T, out] = x [T, in] · dequant(w)ᵀ, for w of shape [out, in]. */
+    public static Tensor matmul(Backend backend, Tensor x, Nf4Weight w) {
+        check2d(w);
+        if (x.dtype() != DType.F32 || x.rank() != 2 || x.dim(1) != w.cols())
+            throw new IllegalArgumentException("x must be F32 [T, " + w.cols() + "] for " + w + ", got " + x);
+        requireDevice(backend, x, "x");
+        requireDevice(backend, w.packed(), "weight");
+        Tensor y = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, x.dim(0), w.rows());
+        if (x.dim(0) > 0) backend.nf4MatmulFwd(x, w.packed(), w.absmax(), w.blocksize(), w.rows(), y);
+        return y;
+    }
+
+    /** dx [T, in] = dy [T, out] · dequant(w), for w of shape [out, in]. */
+    public static Tensor matmulBackwardInput(Backend backend, Tensor dy, Nf4Weight w) {
+        check2d(w);
+        if (dy.dtype() != DType.F32 || dy.rank() != 2 || dy.dim(1) != w.rows())
+            throw new IllegalArgumentException("dy must be F32 [T, " + w.rows() + "] for " + w + ", got " + dy);
+        requireDevice(backend, dy, "dy");
+        requireDevice(backend, w.packed(), "weight");
+        Tensor dx = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, dy.dim(0), w.cols());
+        if (dy.dim(0) > 0) backend.nf4MatmulBwdInput(dy, w.packed(), w.absmax(), w.blocksize(), w.cols(), dx);
+        return dx;
+    }
+
+    private static void check2d(Nf4Weight w) {
+        if (w.shape().length != 2) throw new IllegalArgumentException("NF4 matmul needs a 2-D weight, got " + w);
+    }
+
+    private static void checkF32(Tensor t, long n, String what) {
+        if (t == null || t.dtype() != DType.F32 || t.numel() != n)
+            throw new IllegalArgumentException(what + " must be F32 [" + n + "], got " + t);
+    }
+
+    private static void requireDevice(Backend backend, Tensor t, String what) {
+        if (t.device() != backend.device())
+            throw new IllegalArgumentException(what + " lives on " + t.device() + ", the backend on " + backend.device());
+    }
+}

@@ -1,0 +1,103 @@
+// lora4j CUDA runtime: device probe, memory, streams. cudart is linked statically (CMake), so
+// this library loads where there is no driver; the probe then reports -cudaError.
+#include "lora4j/runtime.h"
+#include "cuda/cuda_common.cuh"
+
+#include <cstdio>
+#include <string>
+
+extern "C" {
+
+int32_t lora4j_cuda_device_count(void) {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error so later probes see the same answer
+    return -static_cast<int32_t>(e);
+  }
+  return n;
+}
+
+const char* lora4j_cuda_device_info(int32_t dev) {
+  static thread_local std::string info;
+  cudaDeviceProp p;
+  LORA4J_CUDA_CHECK(cudaGetDeviceProperties(&p, dev));
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s, sm_%d%d, %.1f GiB, driver %d, runtime %d", p.name, p.major,
+           p.minor, p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), driver, runtime);
+  info = buf;
+  return info.c_str();
+}
+
+void lora4j_cuda_set_device(int32_t dev) { LORA4J_CUDA_CHECK(cudaSetDevice(dev)); }
+
+void* lora4j_cuda_malloc(int64_t bytes) {
+  void* p = nullptr;
+  if (bytes == 0) return nullptr;
+  cudaError_t e = cudaMalloc(&p, static_cast<size_t>(bytes));
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error(std::string("lora4j cuda: cudaMalloc of ") + std::to_string(bytes) +
+                             " bytes failed: " + cudaGetErrorName(e) + ": " +
+                             cudaGetErrorString(e));
+  }
+  return p;
+}
+
+void lora4j_cuda_free(void* p) {
+  if (p) LORA4J_CUDA_CHECK(cudaFree(p));
+}
+
+void* lora4j_cuda_host_alloc(int64_t bytes) {
+  void* p = nullptr;
+  if (bytes == 0) return nullptr;
+  LORA4J_CUDA_CHECK(cudaMallocHost(&p, static_cast<size_t>(bytes)));
+  return p;
+}
+
+void lora4j_cuda_host_free(void* p) {
+  if (p) LORA4J_CUDA_CHECK(cudaFreeHost(p));
+}
+
+void lora4j_cuda_memcpy(void* dst, const void* src, int64_t bytes, int32_t kind, void* stream) {
+  if (bytes == 0) return;
+  cudaMemcpyKind k = kind == 1   ? cudaMemcpyHostToDevice
+                     : kind == 2 ? cudaMemcpyDeviceToHost
+                     : kind == 3 ? cudaMemcpyDeviceToDevice
+                                 : cudaMemcpyDefault;
+  LORA4J_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), k, as_stream(stream)));
+  if (!stream) LORA4J_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+}
+
+void lora4j_cuda_memset(void* dst, int32_t value, int64_t bytes, void* stream) {
+  if (bytes == 0) return;
+  LORA4J_CUDA_CHECK(cudaMemsetAsync(dst, value, static_cast<size_t>(bytes), as_stream(stream)));
+}
+
+void* lora4j_cuda_stream_create(void) {
+  cudaStream_t s;
+  LORA4J_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+void lora4j_cuda_stream_destroy(void* stream) {
+  if (stream) LORA4J_CUDA_CHECK(cudaStreamDestroy(as_stream(stream)));
+}
+
+void lora4j_cuda_stream_synchronize(void* stream) {
+  LORA4J_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+
+void lora4j_cuda_device_synchronize(void) { LORA4J_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+void lora4j_cuda_mem_info(int64_t* out) {
+  size_t f = 0, t = 0;
+  LORA4J_CUDA_CHECK(cudaMemGetInfo(&f, &t));
+  out[0] = static_cast<int64_t>(f);
+  out[1] = static_cast<int64_t>(t);
+}
+
+}  // extern "C"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the JMH benchmarks (bench/) on one thread and prints each result as a ratio to the
+# ceiling or peer measured in the same run. Usage: scripts/bench.sh [JMH regex] [extra JMH args]
+#   scripts/bench.sh Nf4Bench          # NF4 kernels
+# Results: bench/results/jmh-<date>-<name>.json and a table on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pattern="${1:-.*}"; shift || true
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+mvn -B -q -DskipTests test-compile
+cp_file=target/bench.classpath
+mvn -B -q dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$cp_file"
+out="bench/results/jmh-$(date +%Y-%m-%d)-$(echo "$pattern" | tr -c 'A-Za-z0-9' '_' | head -c 40).json"
+java -cp "target/test-classes:target/classes:$(cat "$cp_file")" org.openjdk.jmh.Main "$pattern" \
+  -rf json -rff "$out" "$@"
+python3 scripts/bench_report.py "$out"
