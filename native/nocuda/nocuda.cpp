@@ -50,3 +50,12 @@ void lora4j_cuda_bf16_matmul_fwd(const float*, int64_t, int64_t, int64_t, const 
   NO_CUDA("cuda_bf16_matmul_fwd");
 }
 }  // extern "C"
+
+#include "lora4j/infer.h"
+extern "C" {
+void lora4j_cuda_axpy(int64_t, float, const float*, float*, void*) { NO_CUDA("cuda_axpy"); }
+void lora4j_cuda_attention_decode(const float*, const float*, const float*, int64_t, int64_t,
+                                  int64_t, int64_t, int64_t, int64_t, float*, void*) {
+  NO_CUDA("cuda_attention_decode");
+}
+}  // extern "C"

@@ -42,6 +42,9 @@ public final class Lora4jNative {
             long nblocks, @Cast("uint8_t*") BytePointer qabsmax, FloatPointer nestedAbsmax,
             FloatPointer offset);
 
+    public static native void lora4j_nf4_quantize_nested(@Cast("const float*") FloatPointer centered,
+            long nblocks, @Cast("uint8_t*") BytePointer qabsmax, FloatPointer nestedAbsmax);
+
     public static native void lora4j_nf4_dequant_absmax(@Cast("const uint8_t*") BytePointer qabsmax,
             @Cast("const float*") FloatPointer nestedAbsmax, float offset, long nblocks,
             FloatPointer absmax);

@@ -48,4 +48,67 @@ public interface Backend {
 
     /** dx [T, in] = dy [T, out] · dequant(w) for an NF4 weight w of shape [out, in]. */
     void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx);
+
+    // ---- dense and transformer ops (native/include/lora4j/{runtime,ops,lora,infer}.h) ----
+    // Shapes are the native API's; io.lora4j.ops.Ops checks them before calling these.
+
+    /** C[M,N] = alpha·op(A)·op(B) + beta·C, row-major fp32 with row strides lda, ldb, ldc. */
+    void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, Tensor a, long lda,
+            Tensor b, long ldb, float beta, Tensor c, long ldc);
+
+    /** y += alpha·x over x.numel() elements. */
+    void axpy(float alpha, Tensor x, Tensor y);
+
+    /** y = rmsnorm(x [T, dim]) · w, rstd [T] saved. */
+    void rmsnormFwd(Tensor x, Tensor w, float eps, Tensor y, Tensor rstd);
+
+    /** dx from dy; dw accumulated (null: skip). */
+    void rmsnormBwd(Tensor dy, Tensor x, Tensor w, Tensor rstd, Tensor dx, Tensor dw);
+
+    /** HF rotate_half RoPE of x [T, heads, headDim] into y (may be x), positions I32 [T]. */
+    void ropeFwd(Tensor x, Tensor y, Tensor pos, Tensor invFreq, long heads, long headDim);
+
+    void ropeBwd(Tensor dy, Tensor dx, Tensor pos, Tensor invFreq, long heads, long headDim);
+
+    /** Causal GQA attention over B sequences of S tokens; seg may be null; lse [B, Hq, S]. */
+    void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
+            long headDim, Tensor out, Tensor lse);
+
+    void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg, long batch,
+            long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv);
+
+    /** One query token per sequence against L cached positions (KV-cache decoding). */
+    void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen, long hq,
+            long hkv, long headDim, Tensor out);
+
+    /** h = silu(gate)·up, elementwise. */
+    void swigluFwd(Tensor gate, Tensor up, Tensor h);
+
+    void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup);
+
+    /** out [T, dim] = table [vocab, dim] rows of ids I32 [T]. */
+    void embeddingFwd(Tensor ids, Tensor table, Tensor out);
+
+    /** Per-token loss [T] and its sum [1] (may be null) over logits [T, V], labels I32 [T] (-100 ignored). */
+    void crossEntropyFwd(Tensor logits, Tensor labels, Tensor loss, Tensor lossSum);
+
+    /** dlogits = scale·(softmax - onehot), 0 rows where ignored. */
+    void crossEntropyBwd(Tensor logits, Tensor labels, float scale, Tensor dlogits);
+
+    /** Y (=|+=) X·Wᵀ + s·drop(X)·Aᵀ·Bᵀ; w null adds only the LoRA term; xa [T, r] saved. */
+    void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa);
+
+    /** The fused LoRA backward (lora.h): dA, dB accumulate; dX overwritten or accumulated. */
+    void loraBwd(Tensor dy, Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, Tensor xa, float scale,
+            Tensor dx, boolean accumulateDx, Tensor da, Tensor db, Tensor workspace);
+
+    /** Inverted-dropout mask, identical on every backend for the same seed. */
+    void dropoutMask(long seed, float p, Tensor mask);
+
+    /** One AdamW step (torch semantics) over a flat parameter vector. */
+    void adamwStep(Tensor p, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+            float weightDecay, long step, float gradScale);
+
+    /** Σ x², accumulated in double. */
+    double sumOfSquares(Tensor x);
 }

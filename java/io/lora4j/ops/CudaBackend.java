@@ -1,12 +1,14 @@
 package io.lora4j.ops;
 
 import static io.lora4j.nativeapi.Lora4jNative.*;
+import static io.lora4j.nativeapi.Lora4jOpsNative.*;
 
 import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
+import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;
 
@@ -100,5 +102,125 @@ public final class CudaBackend implements Backend {
     public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
         lora4j_cuda_nf4_matmul_bwd_input(dy.pointer(), dy.dim(0), in, dy.dim(1), packed.pointer(),
                 absmax.pointer(), blocksize, dx.pointer(), stream);
+    }
+    // ---- dense and transformer ops ----
+    private static Pointer p(Tensor t) {
+        return t == null ? null : t.pointer();
+    }
+
+    @Override
+    public void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, Tensor a, long lda,
+            Tensor b, long ldb, float beta, Tensor c, long ldc) {
+        lora4j_cuda_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a.pointer(), lda, b.pointer(), ldb, beta,
+                c.pointer(), ldc, stream);
+    }
+
+    @Override
+    public void axpy(float alpha, Tensor x, Tensor y) {
+        lora4j_cuda_axpy(x.numel(), alpha, x.pointer(), y.pointer(), stream);
+    }
+
+    @Override
+    public void rmsnormFwd(Tensor x, Tensor w, float eps, Tensor y, Tensor rstd) {
+        lora4j_cuda_rmsnorm_fwd(x.pointer(), w.pointer(), x.dim(0), x.dim(1), eps, y.pointer(), rstd.pointer(), stream);
+    }
+
+    @Override
+    public void rmsnormBwd(Tensor dy, Tensor x, Tensor w, Tensor rstd, Tensor dx, Tensor dw) {
+        lora4j_cuda_rmsnorm_bwd(dy.pointer(), x.pointer(), w.pointer(), rstd.pointer(), x.dim(0), x.dim(1),
+                dx.pointer(), p(dw), stream);
+    }
+
+    @Override
+    public void ropeFwd(Tensor x, Tensor y, Tensor pos, Tensor invFreq, long heads, long headDim) {
+        lora4j_cuda_rope_fwd(x.pointer(), y.pointer(), pos.pointer(), invFreq.pointer(), pos.numel(), heads, headDim, stream);
+    }
+
+    @Override
+    public void ropeBwd(Tensor dy, Tensor dx, Tensor pos, Tensor invFreq, long heads, long headDim) {
+        lora4j_cuda_rope_bwd(dy.pointer(), dx.pointer(), pos.pointer(), invFreq.pointer(), pos.numel(), heads, headDim, stream);
+    }
+
+    @Override
+    public void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
+            long headDim, Tensor out, Tensor lse) {
+        lora4j_cuda_attention_fwd(q.pointer(), k.pointer(), v.pointer(), p(seg), batch, seq, hq, hkv, headDim,
+                out.pointer(), lse.pointer(), stream);
+    }
+
+    @Override
+    public void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg,
+            long batch, long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv) {
+        lora4j_cuda_attention_bwd(q.pointer(), k.pointer(), v.pointer(), out.pointer(), dout.pointer(), lse.pointer(),
+                p(seg), batch, seq, hq, hkv, headDim, dq.pointer(), dk.pointer(), dv.pointer(), stream);
+    }
+
+    @Override
+    public void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen,
+            long hq, long hkv, long headDim, Tensor out) {
+        lora4j_cuda_attention_decode(q.pointer(), kCache.pointer(), vCache.pointer(), batch, len, cacheLen, hq, hkv,
+                headDim, out.pointer(), stream);
+    }
+
+    @Override
+    public void swigluFwd(Tensor gate, Tensor up, Tensor h) {
+        lora4j_cuda_swiglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
+    }
+
+    @Override
+    public void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
+        lora4j_cuda_swiglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
+    }
+
+    @Override
+    public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
+        lora4j_cuda_embedding_fwd(ids.pointer(), table.pointer(), ids.numel(), table.dim(1), table.dim(0), out.pointer(), stream);
+    }
+
+    @Override
+    public void crossEntropyFwd(Tensor logits, Tensor labels, Tensor loss, Tensor lossSum) {
+        lora4j_cuda_ce_fwd(logits.pointer(), labels.pointer(), logits.dim(0), logits.dim(1), loss.pointer(), p(lossSum), stream);
+    }
+
+    @Override
+    public void crossEntropyBwd(Tensor logits, Tensor labels, float scale, Tensor dlogits) {
+        lora4j_cuda_ce_bwd(logits.pointer(), labels.pointer(), logits.dim(0), logits.dim(1), scale, dlogits.pointer(), stream);
+    }
+
+    @Override
+    public void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa) {
+        lora4j_cuda_lora_fwd(x.pointer(), p(w), a.pointer(), b.pointer(), p(dropMask), x.dim(0), x.dim(1), b.dim(0),
+                a.dim(0), scale, y.pointer(), xa.pointer(), stream);
+    }
+
+    @Override
+    public void loraBwd(Tensor dy, Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, Tensor xa, float scale,
+            Tensor dx, boolean accumulateDx, Tensor da, Tensor db, Tensor workspace) {
+        lora4j_cuda_lora_bwd(dy.pointer(), x.pointer(), p(w), a.pointer(), b.pointer(), p(dropMask), xa.pointer(),
+                x.dim(0), x.dim(1), b.dim(0), a.dim(0), scale, p(dx), accumulateDx ? 1 : 0, p(da), p(db),
+                workspace.pointer(), stream);
+    }
+
+    @Override
+    public void dropoutMask(long seed, float prob, Tensor mask) {
+        lora4j_cuda_dropout_mask(seed, mask.numel(), prob, mask.pointer(), stream);
+    }
+
+    @Override
+    public void adamwStep(Tensor p, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+            float weightDecay, long step, float gradScale) {
+        lora4j_cuda_adamw_step(p.pointer(), grad.pointer(), m.pointer(), v.pointer(), p.numel(), lr, beta1, beta2, eps,
+                weightDecay, step, gradScale, stream);
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x) {
+        Tensor acc = allocate(DType.F32, MemoryCategory.WORKSPACE, 2); // one double, zeroed
+        try (acc; DoublePointer host = new DoublePointer(1)) {
+            lora4j_cuda_sumsq(x.pointer(), x.numel(), acc.pointer(), stream);
+            lora4j_cuda_stream_synchronize(stream);
+            lora4j_cuda_memcpy(host, acc.pointer(), 8, 2, null);
+            return host.get();
+        }
     }
 }

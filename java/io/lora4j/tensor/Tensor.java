@@ -156,6 +156,29 @@ public final class Tensor implements AutoCloseable {
         return new Tensor(dtype, newShape, device, category, pointer(), null, this);
     }
 
+    /**
+     * A view of {@code numel(shape)} elements starting {@code elementOffset} elements into this
+     * tensor's storage (byte-aligned dtypes only); frees nothing. Works on host and device.
+     */
+    public Tensor slice(long elementOffset, long... newShape) {
+        if (dtype.bits % 8 != 0) throw new IllegalArgumentException("cannot slice a " + dtype + " tensor");
+        long n = numel(newShape);
+        if (elementOffset < 0 || elementOffset + n > numel)
+            throw new IndexOutOfBoundsException("slice [" + elementOffset + ", " + (elementOffset + n)
+                    + ") of " + this + " with " + numel + " elements");
+        Pointer base = pointer();
+        long byteOffset = elementOffset * (dtype.bits / 8);
+        Pointer p = new Pointer(base) {
+            {
+                address = base.address() + byteOffset;
+                position = 0;
+                limit = 0;
+                capacity = 0;
+            }
+        };
+        return new Tensor(dtype, newShape, device, category, p, null, this);
+    }
+
     public void requireHost() {
         if (device != Device.CPU) throw new IllegalStateException("tensor lives on " + device + ", not the host");
     }

@@ -1,0 +1,153 @@
+// Cross-entropy over the vocabulary, CPU (oracle of native/cuda/cross_entropy.cu), and the
+// chunked lm_head + cross-entropy that never materializes the [T, V] logits.
+//
+// Per row t with label y = labels[t] (-100 = ignored):
+//   m = max_v z_v;  lse = m + log sum_v exp(z_v - m);  loss_t = lse - z_y
+//   dz_v = scale * (exp(z_v - lse) - [v == y])     (0 for ignored rows)
+// loss_sum = sum_t loss_t, accumulated in double in row order.
+//
+// Chunked (hidden [T, dim], lm_head [V, dim]): the rows with a label are gathered c at a time
+// into hc [c, dim]; z = hc · lm_headᵀ [c, V] (sgemm); loss and dz as above, in place;
+// dhc = dz · lm_head [c, dim] (sgemm); dhidden[row] += dhc. Workspace: c*V + 2*c*dim floats.
+#include "lora4j/ops.h"
+#include "lora4j/runtime.h"
+#include "common.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace lora4j {
+namespace cpu {
+// native/cpu/ops.cpp: out[i] = exp(x[i] - sub), returns the sum; out may alias x.
+float exp_sub_sum(const float* x, float sub, float* out, int64_t n);
+}  // namespace cpu
+}  // namespace lora4j
+
+namespace {
+
+float row_max(const float* z, int64_t V) {
+  float m = z[0];
+#pragma omp simd reduction(max : m)
+  for (int64_t v = 0; v < V; v++) m = z[v] > m ? z[v] : m;
+  return m;
+}
+
+// log-sum-exp of one row (no output written).
+float row_lse(const float* z, int64_t V) {
+  const float m = row_max(z, V);
+  const float s = lora4j::cpu::exp_sub_sum(z, m, nullptr, V);
+  return m + std::log(s);
+}
+
+void check_label(int32_t y, int64_t V, int64_t t) {
+  LORA4J_CHECK(y == LORA4J_IGNORE_INDEX || (y >= 0 && y < V),
+               "cross-entropy: label " + std::to_string(y) + " at row " + std::to_string(t) +
+                   " outside [0, " + std::to_string(V) + ") and not -100");
+}
+
+// In place: z [V] -> dz, returns the loss of the row. Label y valid (not ignored).
+float row_loss_grad(float* z, int64_t V, int32_t y, float scale) {
+  const float lse = row_lse(z, V);
+  const float loss = lse - z[y];
+  lora4j::cpu::exp_sub_sum(z, lse, z, V);
+#pragma omp simd
+  for (int64_t v = 0; v < V; v++) z[v] *= scale;
+  z[y] -= scale;
+  return loss;
+}
+
+}  // namespace
+
+extern "C" {
+
+void lora4j_ce_fwd(const float* logits, const int32_t* labels, int64_t T, int64_t V, float* loss,
+                   float* loss_sum) {
+  for (int64_t t = 0; t < T; t++) check_label(labels[t], V, t);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; t++) {
+    const int32_t y = labels[t];
+    if (y == LORA4J_IGNORE_INDEX) {
+      loss[t] = 0.0f;
+      continue;
+    }
+    const float* z = logits + t * V;
+    loss[t] = row_lse(z, V) - z[y];
+  }
+  if (loss_sum) {
+    double s = 0.0;
+    for (int64_t t = 0; t < T; t++) s += loss[t];
+    loss_sum[0] = static_cast<float>(s);
+  }
+}
+
+void lora4j_ce_bwd(const float* logits, const int32_t* labels, int64_t T, int64_t V, float scale,
+                   float* dlogits) {
+  for (int64_t t = 0; t < T; t++) check_label(labels[t], V, t);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; t++) {
+    const int32_t y = labels[t];
+    float* dz = dlogits + t * V;
+    if (y == LORA4J_IGNORE_INDEX) {
+      std::memset(dz, 0, sizeof(float) * V);
+      continue;
+    }
+    const float* z = logits + t * V;
+    const float lse = row_lse(z, V);
+    lora4j::cpu::exp_sub_sum(z, lse, dz, V);
+#pragma omp simd
+    for (int64_t v = 0; v < V; v++) dz[v] *= scale;
+    dz[y] -= scale;
+  }
+}
+
+int64_t lora4j_ce_chunked_workspace_floats(int64_t chunk_tokens, int64_t dim, int64_t V) {
+  return chunk_tokens * V + 2 * chunk_tokens * dim;
+}
+
+void lora4j_ce_chunked_fwd_bwd(const float* hidden, const float* lm_head, const int32_t* labels,
+                               int64_t T, int64_t dim, int64_t V, int64_t chunk_tokens,
+                               float scale, float* loss, float* loss_sum, float* dhidden,
+                               float* workspace) {
+  LORA4J_CHECK(chunk_tokens >= 1, "ce_chunked: chunk_tokens must be >= 1");
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; t++) {
+    check_label(labels[t], V, t);
+    loss[t] = 0.0f;
+    if (labels[t] != LORA4J_IGNORE_INDEX) rows.push_back(t);
+  }
+  float* z = workspace;                          // [c, V]
+  float* hc = workspace + chunk_tokens * V;      // [c, dim]
+  float* dhc = hc + chunk_tokens * dim;          // [c, dim]
+  const int64_t nrows = static_cast<int64_t>(rows.size());
+  for (int64_t r0 = 0; r0 < nrows; r0 += chunk_tokens) {
+    const int64_t c = r0 + chunk_tokens < nrows ? chunk_tokens : nrows - r0;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < c; i++)
+      std::memcpy(hc + i * dim, hidden + rows[r0 + i] * dim, sizeof(float) * dim);
+    lora4j_sgemm(0, 1, c, V, dim, 1.0f, hc, dim, lm_head, dim, 0.0f, z, V);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < c; i++) {
+      const int64_t t = rows[r0 + i];
+      loss[t] = row_loss_grad(z + i * V, V, labels[t], scale);
+    }
+    if (dhidden) {
+      lora4j_sgemm(0, 0, c, dim, V, 1.0f, z, V, lm_head, dim, 0.0f, dhc, dim);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < c; i++) {
+        float* dst = dhidden + rows[r0 + i] * dim;
+        const float* src = dhc + i * dim;
+#pragma omp simd
+        for (int64_t d = 0; d < dim; d++) dst[d] += src[d];
+      }
+    }
+  }
+  if (loss_sum) {
+    double s = 0.0;
+    for (int64_t t = 0; t < T; t++) s += loss[t];
+    loss_sum[0] = static_cast<float>(s);
+  }
+}
+
+}  // extern "C"

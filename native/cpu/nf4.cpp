@@ -1,0 +1,722 @@
+// lora4j NF4 (bitsandbytes 4-bit NormalFloat) on the CPU: quantize, dequantize, double
+// quantization, and the two matmuls a frozen QLoRA base weight needs. This file is the fallback
+// backend and the oracle the CUDA twins (native/cuda/nf4.cu) are tested against.
+//
+// ---- Layout -----------------------------------------------------------------------------------
+// W is [out, in] row-major, flattened to n = out*in elements e = o*in + i.
+//   block(e)  = e / blocksize                       (blocks may span rows: in=288, blocksize=64)
+//   byte(e)   = e / 2, nibble = (e even) ? high : low   packed[j] = (q[2j] << 4) | q[2j+1]
+//   absmax[b] = max_{e in b} |w_e|                  fp32
+//   q_e       = #{ t in THRESH : w_e * (1/absmax[b]) > t }    (fp32 reciprocal, then multiply)
+//   deq_e     = NF4[q_e] * absmax[b]                fp32, one rounding
+// absmax = 0 gives 0 * inf = NaN, every comparison is false, q = 0, deq = -1 * 0 = 0
+// (bitsandbytes' decision tree does exactly the same). For odd n the low nibble of the last
+// byte is 0 (header contract; bitsandbytes would pad with the code of 0.0, i.e. 7).
+//
+// ---- Double quantization (bitsandbytes quantize_4bit(compress_statistics=True)) --------------
+//   offset      = mean(absmax)            (double sum in a fixed order, see mean_fixed_order)
+//   c_b         = absmax[b] - offset      fp32
+//   nested[g]   = max_{b in g} |c_b|      g = b / 256
+//   qabsmax[b]  = dQuantize(MAP, c_b * (1/nested[g]))   bitsandbytes' 7-step binary search +
+//                                          midpoint rule (csrc/kernels.cu dQuantize<0>)
+//   absmax'[b]  = MAP[qabsmax[b]] * nested[g] + offset   (multiply, round, add, round: no FMA)
+//
+// ---- Matmuls ----------------------------------------------------------------------------------
+//   forward      Y[T,out] = X[T,in] · deq(W)ᵀ       y[t,o] = Σ_i x[t,i] · deq(W)[o,i]
+//   bwd to input dX[T,in] = dY[T,out] · deq(W)      dx[t,i] = Σ_o dy[t,o] · deq(W)[o,i]
+// (W is frozen: no weight gradient.) T >= kTileMinT: dequantize a panel of W rows into a
+// thread-local fp32 buffer and call lora4j_sgemm on it (forward: a panel of output rows, N
+// blocking; backward: a panel of W rows = a K panel, accumulated with beta = 1). T < kTileMinT:
+// fused GEMV that decodes nibbles in AVX2 registers: the 16 NF4 values pre-multiplied by the
+// block's absmax live in two ymm registers and vpermps + vblendvps look codes up.
+#include "lora4j/nf4.h"
+#include "lora4j/runtime.h"
+#include "common.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace {
+
+// NF4 code values, bitsandbytes csrc/kernels.cu dDequantizeNF4 (generated there by
+// tests/test_functional.py test_normal_map_tree), index 0..15:
+constexpr float kNf4[16] = {
+    -1.0f,
+    -0.6961928009986877f,
+    -0.5250730514526367f,
+    -0.39491748809814453f,
+    -0.28444138169288635f,
+    -0.18477343022823334f,
+    -0.09105003625154495f,
+    0.0f,
+    0.07958029955625534f,
+    0.16093020141124725f,
+    0.24611230194568634f,
+    0.33791524171829224f,
+    0.44070982933044434f,
+    0.5626170039176941f,
+    0.7229568362236023f,
+    1.0f,
+};
+
+// Decision thresholds of bitsandbytes csrc/kernels.cu dQuantizeNF4 (the midpoints between
+// neighbouring NF4 values, as fp32 literals), ascending; code = number strictly exceeded:
+constexpr float kNf4Thresh[15] = {
+    -0.8480964004993439f,
+    -0.6106329262256622f,
+    -0.4599952697753906f,
+    -0.33967943489551544f,
+    -0.23460740596055984f,
+    -0.13791173323988914f,
+    -0.045525018125772476f,
+    0.03979014977812767f,
+    0.1202552504837513f,
+    0.2035212516784668f,
+    0.2920137718319893f,
+    0.3893125355243683f,
+    0.5016634166240692f,
+    0.6427869200706482f,
+    0.8614784181118011f,
+};
+
+// bitsandbytes nests the absmax quantization in blocks of 256 (quantize_4bit: blocksize=256).
+constexpr int64_t kNestedBlock = 256;
+// Below this many rows the matmuls use the fused GEMV; from here on, dequantize + sgemm.
+constexpr int64_t kTileMinT = 16;
+// Target fp32 elements of one dequantized W panel (4 MiB): large enough that sgemm's own
+// packing of X/dY per call stays a few percent of the work, small enough to stay in L3.
+constexpr int64_t kPanelElems = int64_t(1) << 20;
+
+// Keep a value out of floating-point contraction: GCC contracts a*b+c into an FMA under
+// -ffp-contract=fast (its default), which would change bitsandbytes' two-rounding results.
+inline float no_contract(float v) {
+  asm("" : "+x"(v));
+  return v;
+}
+
+inline uint8_t nf4_code_scalar(float x) {
+  int q = 0;
+  for (int t = 0; t < 15; t++) q += x > kNf4Thresh[t];
+  return uint8_t(q);
+}
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }  // F16C: exact
+
+// Load 8 source elements as fp32.
+inline __m256 load8(const void* w, int32_t dtype, int64_t e) {
+  if (dtype == LORA4J_DTYPE_F32) return _mm256_loadu_ps(static_cast<const float*>(w) + e);
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + e));
+  if (dtype == LORA4J_DTYPE_F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+inline float load1(const void* w, int32_t dtype, int64_t e) {
+  if (dtype == LORA4J_DTYPE_F32) return static_cast<const float*>(w)[e];
+  uint16_t h = static_cast<const uint16_t*>(w)[e];
+  return dtype == LORA4J_DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
+
+// 8 NF4 codes (fp32 x) -> 8 int32 codes in [0, 15], NaN -> 0.
+inline __m256i nf4_code8(__m256 x) {
+  __m256i q = _mm256_setzero_si256();
+  for (int t = 0; t < 15; t++) {
+    // _CMP_GT_OQ: ordered, so NaN compares false like C's '>'. The mask is -1 per true lane.
+    __m256 m = _mm256_cmp_ps(x, _mm256_set1_ps(kNf4Thresh[t]), _CMP_GT_OQ);
+    q = _mm256_sub_epi32(q, _mm256_castps_si256(m));
+  }
+  return q;
+}
+
+// Quantize one block [e0, e1) whose absmax is known. e0 is even (blocksize is even).
+void quantize_block(const void* w, int32_t dtype, int64_t e0, int64_t e1, float amax,
+                    uint8_t* packed) {
+  const float inv = 1.0f / amax;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  int64_t e = e0;
+  alignas(32) int32_t q[8];
+  for (; e + 8 <= e1; e += 8) {
+    __m256i c = nf4_code8(_mm256_mul_ps(load8(w, dtype, e), vinv));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q), c);
+    uint8_t* p = packed + e / 2;
+    for (int j = 0; j < 4; j++) p[j] = uint8_t((q[2 * j] << 4) | q[2 * j + 1]);
+  }
+  for (; e < e1; e += 2) {
+    uint8_t hi = nf4_code_scalar(load1(w, dtype, e) * inv);
+    uint8_t lo = e + 1 < e1 ? nf4_code_scalar(load1(w, dtype, e + 1) * inv) : 0;
+    packed[e / 2] = uint8_t((hi << 4) | lo);
+  }
+}
+
+// ---- AVX2 NF4 decoding ----------------------------------------------------------------------
+// The 16 NF4 values times the block absmax, split in two ymm halves (codes 0-7, 8-15).
+struct Lut {
+  __m256 lo, hi;
+};
+
+inline Lut make_lut(float amax) {
+  const __m256 a = _mm256_set1_ps(amax);
+  return {_mm256_mul_ps(_mm256_loadu_ps(kNf4), a), _mm256_mul_ps(_mm256_loadu_ps(kNf4 + 8), a)};
+}
+
+// 8 int32 codes -> 8 fp32 values: vpermps picks from both halves by the low 3 bits; bit 3,
+// shifted into the sign bit, selects the half.
+inline __m256 lookup8(const Lut& l, __m256i q) {
+  __m256 a = _mm256_permutevar8x32_ps(l.lo, q);
+  __m256 b = _mm256_permutevar8x32_ps(l.hi, q);
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)));
+}
+
+// 8 packed bytes (16 elements, first element in the high nibble of p[0]) -> 16 codes, in
+// element order, as bytes.
+inline __m128i unpack16(const uint8_t* p) {
+  __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+  __m128i lo = _mm_and_si128(b, m);
+  return _mm_unpacklo_epi8(hi, lo);
+}
+
+inline void decode16(const uint8_t* p, const Lut& l, __m256& w0, __m256& w1) {
+  __m128i q = unpack16(p);
+  w0 = lookup8(l, _mm256_cvtepu8_epi32(q));
+  w1 = lookup8(l, _mm256_cvtepu8_epi32(_mm_srli_si128(q, 8)));
+}
+
+inline float deq1(const uint8_t* packed, int64_t e, float amax) {
+  uint8_t b = packed[e >> 1];
+  return kNf4[(e & 1) ? (b & 0x0F) : (b >> 4)] * amax;
+}
+
+// Calls f(e0, e1, amax, lut) for each piece [e0, e1) of [start, end) that lies in one NF4 block.
+// blocksize is a power of two (validated in Java), so block(e) = e >> log2(blocksize): no
+// 64-bit division per piece.
+inline int log2_blocksize(int32_t blocksize) {
+  LORA4J_CHECK(blocksize > 0 && (blocksize & (blocksize - 1)) == 0,
+               "blocksize must be a power of two, got " + std::to_string(blocksize));
+  return __builtin_ctz(uint32_t(blocksize));
+}
+
+template <class F>
+inline void for_each_block_piece(int64_t start, int64_t end, const float* absmax,
+                                 int32_t blocksize, F&& f) {
+  const int sh = __builtin_ctz(uint32_t(blocksize));
+  int64_t e = start;
+  while (e < end) {
+    const int64_t b = e >> sh;
+    const int64_t be = std::min(end, (b + 1) << sh);
+    f(e, be, absmax[b]);
+    e = be;
+  }
+}
+
+// 16 packed bytes (32 elements) -> 4 x 8 fp32 values via the block's LUT.
+inline void decode32(const uint8_t* p, const Lut& l, __m256 w[4]) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+  const __m128i lo = _mm_and_si128(b, m);
+  const __m128i q0 = _mm_unpacklo_epi8(hi, lo), q1 = _mm_unpackhi_epi8(hi, lo);
+  w[0] = lookup8(l, _mm256_cvtepu8_epi32(q0));
+  w[1] = lookup8(l, _mm256_cvtepu8_epi32(_mm_srli_si128(q0, 8)));
+  w[2] = lookup8(l, _mm256_cvtepu8_epi32(q1));
+  w[3] = lookup8(l, _mm256_cvtepu8_epi32(_mm_srli_si128(q1, 8)));
+}
+
+// Dequantize elements [start, end) of the flat weight into out[0 .. end-start).
+void dequant_range(const uint8_t* packed, const float* absmax, int32_t blocksize, int64_t start,
+                   int64_t end, float* out) {
+  for_each_block_piece(start, end, absmax, blocksize, [&](int64_t e0, int64_t e1, float amax) {
+    float* o = out + (e0 - start);
+    int64_t e = e0;
+    if (e & 1) {
+      *o++ = deq1(packed, e, amax);
+      e++;
+    }
+    const Lut l = make_lut(amax);
+    for (; e + 16 <= e1; e += 16, o += 16) {
+      __m256 w0, w1;
+      decode16(packed + (e >> 1), l, w0, w1);
+      _mm256_storeu_ps(o, w0);
+      _mm256_storeu_ps(o + 8, w1);
+    }
+    for (; e < e1; e++) *o++ = deq1(packed, e, amax);
+  });
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// ---- fused GEMV (T < kTileMinT) -------------------------------------------------------------
+// y[t, o] for NT rows t of X (NT <= 4 accumulators per row of W stay in registers).
+template <int NT>
+void gemv_rows(const float* x, int64_t in, const uint8_t* w, const float* absmax,
+               int32_t blocksize, int64_t o, float* y, int64_t ldy) {
+  __m256 acc0[NT], acc1[NT];
+  for (int t = 0; t < NT; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+  float tail[NT];
+  for (int t = 0; t < NT; t++) tail[t] = 0.0f;
+  const int64_t row = o * in;
+  for_each_block_piece(row, row + in, absmax, blocksize, [&](int64_t e0, int64_t e1, float amax) {
+    int64_t e = e0;
+    if (e & 1) {
+      const float v = deq1(w, e, amax);
+      for (int t = 0; t < NT; t++) tail[t] += v * x[t * in + (e - row)];
+      e++;
+    }
+    const Lut l = make_lut(amax);
+    for (; e + 16 <= e1; e += 16) {
+      __m256 w0, w1;
+      decode16(w + (e >> 1), l, w0, w1);
+      const float* xe = x + (e - row);
+      for (int t = 0; t < NT; t++) {
+        acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xe + t * in), acc0[t]);
+        acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xe + t * in + 8), acc1[t]);
+      }
+    }
+    for (; e < e1; e++) {
+      const float v = deq1(w, e, amax);
+      for (int t = 0; t < NT; t++) tail[t] += v * x[t * in + (e - row)];
+    }
+  });
+  for (int t = 0; t < NT; t++) y[t * ldy + o] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + tail[t];
+}
+
+// Fast path for in % 32 == 0: every row starts at a multiple of 32, so each 32-element step
+// lies in one block (blocksize >= 32) and starts on a byte boundary. NT rows of X share each
+// decoded vector; A independent accumulators per row hide the FMA latency.
+template <int NT>
+void gemv_rows32(const float* x, int64_t in, const uint8_t* w, const float* absmax, int sh,
+                 int64_t o, float* y, int64_t ldy) {
+  constexpr int A = NT == 1 ? 4 : NT == 2 ? 2 : 1;
+  __m256 acc[NT][A];
+  for (int t = 0; t < NT; t++)
+    for (int a = 0; a < A; a++) acc[t][a] = _mm256_setzero_ps();
+  const int64_t row = o * in, end = row + in;
+  int64_t e = row;
+  while (e < end) {
+    const int64_t b = e >> sh;
+    const int64_t be = std::min(end, (b + 1) << sh);
+    const Lut l = make_lut(absmax[b]);
+    for (; e < be; e += 32) {
+      __m256 v[4];
+      decode32(w + (e >> 1), l, v);
+      const float* xe = x + (e - row);
+      for (int t = 0; t < NT; t++)
+        for (int j = 0; j < 4; j++)
+          acc[t][j % A] = _mm256_fmadd_ps(v[j], _mm256_loadu_ps(xe + t * in + 8 * j), acc[t][j % A]);
+    }
+  }
+  for (int t = 0; t < NT; t++) {
+    __m256 s = acc[t][0];
+    for (int a = 1; a < A; a++) s = _mm256_add_ps(s, acc[t][a]);
+    y[t * ldy + o] = hsum(s);
+  }
+}
+
+void gemv_fwd(const float* x, int64_t T, int64_t in, int64_t out, const uint8_t* w,
+              const float* absmax, int32_t blocksize, float* y) {
+  if (in % 32 == 0 && blocksize >= 32) {
+    const int sh = log2_blocksize(blocksize);
+#pragma omp parallel for schedule(static) if (out * in >= (int64_t(1) << 16))
+    for (int64_t o = 0; o < out; o++) {
+      for (int64_t t0 = 0; t0 < T; t0 += 4) {
+        const float* xt = x + t0 * in;
+        float* yt = y + t0 * out;
+        switch (std::min<int64_t>(4, T - t0)) {
+          case 4: gemv_rows32<4>(xt, in, w, absmax, sh, o, yt, out); break;
+          case 3: gemv_rows32<3>(xt, in, w, absmax, sh, o, yt, out); break;
+          case 2: gemv_rows32<2>(xt, in, w, absmax, sh, o, yt, out); break;
+          default: gemv_rows32<1>(xt, in, w, absmax, sh, o, yt, out); break;
+        }
+      }
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static) if (out * in >= (int64_t(1) << 16))
+  for (int64_t o = 0; o < out; o++) {
+    for (int64_t t0 = 0; t0 < T; t0 += 4) {
+      const float* xt = x + t0 * in;
+      float* yt = y + t0 * out;
+      switch (std::min<int64_t>(4, T - t0)) {
+        case 4: gemv_rows<4>(xt, in, w, absmax, blocksize, o, yt, out); break;
+        case 3: gemv_rows<3>(xt, in, w, absmax, blocksize, o, yt, out); break;
+        case 2: gemv_rows<2>(xt, in, w, absmax, blocksize, o, yt, out); break;
+        default: gemv_rows<1>(xt, in, w, absmax, blocksize, o, yt, out); break;
+      }
+    }
+  }
+}
+
+// dx[t, c0:c1] += Σ_o dy[t, o] · deq(W)[o, c0:c1] for all T rows; each thread owns a column
+// range, so no two threads write the same dx element.
+void gemv_bwd_cols(const float* dy, int64_t T, int64_t in, int64_t out, const uint8_t* w,
+                   const float* absmax, int32_t blocksize, float* dx, int64_t c0, int64_t c1) {
+  for (int64_t t = 0; t < T; t++) std::fill(dx + t * in + c0, dx + t * in + c1, 0.0f);
+  for (int64_t o = 0; o < out; o++) {
+    const int64_t row = o * in;
+    for_each_block_piece(row + c0, row + c1, absmax, blocksize,
+                         [&](int64_t e0, int64_t e1, float amax) {
+      int64_t e = e0;
+      if (e & 1) {
+        const float v = deq1(w, e, amax);
+        for (int64_t t = 0; t < T; t++) dx[t * in + (e - row)] += dy[t * out + o] * v;
+        e++;
+      }
+      const Lut l = make_lut(amax);
+      for (; e + 16 <= e1; e += 16) {
+        __m256 w0, w1;
+        decode16(w + (e >> 1), l, w0, w1);
+        for (int64_t t = 0; t < T; t++) {
+          const __m256 g = _mm256_set1_ps(dy[t * out + o]);
+          float* d = dx + t * in + (e - row);
+          _mm256_storeu_ps(d, _mm256_fmadd_ps(g, w0, _mm256_loadu_ps(d)));
+          _mm256_storeu_ps(d + 8, _mm256_fmadd_ps(g, w1, _mm256_loadu_ps(d + 8)));
+        }
+      }
+      for (; e < e1; e++) {
+        const float v = deq1(w, e, amax);
+        for (int64_t t = 0; t < T; t++) dx[t * in + (e - row)] += dy[t * out + o] * v;
+      }
+    });
+  }
+}
+
+// T == 1 and in % 32 == 0: dx[c0:c1] = Σ_o dy[o] · deq(W)[o, c0:c1], four rows of W per pass
+// so that each dx vector is loaded and stored once per four rows.
+void gemv_bwd1_cols32(const float* dy, int64_t in, int64_t out, const uint8_t* w,
+                      const float* absmax, int sh, float* dx, int64_t c0, int64_t c1) {
+  std::fill(dx + c0, dx + c1, 0.0f);
+  int64_t o = 0;
+  for (; o + 4 <= out; o += 4) {
+    const __m256 g[4] = {_mm256_set1_ps(dy[o]), _mm256_set1_ps(dy[o + 1]),
+                         _mm256_set1_ps(dy[o + 2]), _mm256_set1_ps(dy[o + 3])};
+    for (int64_t i = c0; i < c1; i += 32) {
+      __m256 d[4];
+      for (int j = 0; j < 4; j++) d[j] = _mm256_loadu_ps(dx + i + 8 * j);
+      for (int r = 0; r < 4; r++) {
+        const int64_t e = (o + r) * in + i;
+        __m256 v[4];
+        decode32(w + (e >> 1), make_lut(absmax[e >> sh]), v);
+        for (int j = 0; j < 4; j++) d[j] = _mm256_fmadd_ps(g[r], v[j], d[j]);
+      }
+      for (int j = 0; j < 4; j++) _mm256_storeu_ps(dx + i + 8 * j, d[j]);
+    }
+  }
+  for (; o < out; o++) {
+    const __m256 g = _mm256_set1_ps(dy[o]);
+    for (int64_t i = c0; i < c1; i += 32) {
+      const int64_t e = o * in + i;
+      __m256 v[4];
+      decode32(w + (e >> 1), make_lut(absmax[e >> sh]), v);
+      for (int j = 0; j < 4; j++)
+        _mm256_storeu_ps(dx + i + 8 * j, _mm256_fmadd_ps(g, v[j], _mm256_loadu_ps(dx + i + 8 * j)));
+    }
+  }
+}
+
+void gemv_bwd(const float* dy, int64_t T, int64_t in, int64_t out, const uint8_t* w,
+              const float* absmax, int32_t blocksize, float* dx) {
+  if (T == 1 && in % 32 == 0 && blocksize >= 32) {
+    const int sh = log2_blocksize(blocksize);
+    const int nth = (out * in >= (int64_t(1) << 16)) ? omp_get_max_threads() : 1;
+    // Column chunks: multiples of 32, at most 1024 wide (dx chunk stays in L1).
+    const int64_t per = ((in + nth - 1) / nth + 31) / 32 * 32;
+    const int64_t chunk = std::min<int64_t>(1024, per);
+    const int64_t nchunks = (in + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) num_threads(nth)
+    for (int64_t c = 0; c < nchunks; c++)
+      gemv_bwd1_cols32(dy, in, out, w, absmax, sh, dx, c * chunk, std::min(in, (c + 1) * chunk));
+    return;
+  }
+  const int nth = (out * in >= (int64_t(1) << 16)) ? omp_get_max_threads() : 1;
+  // Column chunks of >= 256 (a multiple of 16 keeps the vector loop aligned to bytes when in
+  // is even); one chunk per thread at most.
+  const int64_t chunk = std::max<int64_t>(256, ((in + nth - 1) / nth + 15) / 16 * 16);
+  const int64_t nchunks = (in + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) num_threads(nth)
+  for (int64_t c = 0; c < nchunks; c++) {
+    gemv_bwd_cols(dy, T, in, out, w, absmax, blocksize, dx, c * chunk,
+                  std::min(in, (c + 1) * chunk));
+  }
+}
+
+// Thread-local fp32 panel for dequantized W tiles (grows, never shrinks).
+float* panel_buffer(int64_t elems) {
+  thread_local std::vector<float> buf;
+  if (int64_t(buf.size()) < elems) buf.resize(size_t(elems));
+  return buf.data();
+}
+
+// Dequantize W rows [r0, r1) (all `in` columns) into panel [r1-r0, in], OpenMP over rows.
+void dequant_rows(const uint8_t* w, const float* absmax, int32_t blocksize, int64_t in,
+                  int64_t r0, int64_t r1, float* panel) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = r0; r < r1; r++)
+    dequant_range(w, absmax, blocksize, r * in, (r + 1) * in, panel + (r - r0) * in);
+}
+
+int64_t panel_rows(int64_t in, int64_t total) {
+  int64_t r = std::max<int64_t>(16, kPanelElems / std::max<int64_t>(1, in));
+  r = std::max<int64_t>(16, r / 16 * 16);
+  return std::min(r, total);
+}
+
+// bitsandbytes csrc/kernels.cu dQuantize<STOCHASTIC=0>: 7-step binary search over the sorted
+// 256-entry map starting at pivot 127, then the midpoint rule against the neighbour on the
+// side x fell; ties at a midpoint go to `pivot`. Reproduced statement by statement (including
+// lower/upper starting at -1/1 and only being replaced by the map's ends at pivots 0/255).
+inline uint8_t dquantize_dynamic(const float* code, float x) {
+  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+  float lower = -1.0f, upper = 1.0f;
+  float val = code[pivot];
+  for (int i = 64; i > 0; i >>= 1) {
+    if (x > val) {
+      lower_pivot = pivot;
+      lower = val;
+      pivot += i;
+    } else {
+      upper_pivot = pivot;
+      upper = val;
+      pivot -= i;
+    }
+    val = code[pivot];
+  }
+  if (upper_pivot == 255) upper = code[upper_pivot];
+  if (lower_pivot == 0) lower = code[lower_pivot];
+  if (x > val) {
+    const float midpoint = (upper + val) * 0.5f;
+    return uint8_t(x > midpoint ? upper_pivot : pivot);
+  }
+  const float midpoint = (lower + val) * 0.5f;
+  return uint8_t(x < midpoint ? lower_pivot : pivot);
+}
+
+// torch.linspace(start, end, steps) for float32 on the CPU as PyTorch 1.13 computes it with
+// AVX2 (aten/src/ATen/native/cpu/RangeFactoriesKernel.cpp linspace_kernel): step =
+// (end-start)/(steps-1) in fp32; the first steps/2 points count up from start, the rest down
+// from end; whole 16-point chunks come from Vectorized<float>::arange(base, step) (8 lanes:
+// base + j*step, rounded twice), the remainder from the scalar lambda, which GCC contracted
+// into an FMA. Checked against torch 1.13 for every steps used here (2, 3, 5, ..., 65) by
+// scripts/reference/nf4_reference.py, whose map the golden test compares bit for bit.
+std::vector<float> torch_linspace_f32(float start, float end, int64_t steps) {
+  std::vector<float> v(static_cast<size_t>(steps));
+  const float step = no_contract((end - start) / float(steps - 1));
+  const int64_t halfway = steps / 2;
+  auto scalar = [&](int64_t idx) {
+    return idx < halfway ? std::fma(step, float(idx), start)
+                         : std::fma(-step, float(steps - idx - 1), end);
+  };
+  const int64_t vec_end = steps / 16 * 16;
+  for (int64_t idx = 0; idx < vec_end; idx += 8) {
+    const float base = scalar(idx);
+    for (int j = 0; j < 8; j++) v[size_t(idx + j)] = no_contract(base + no_contract(float(j) * step));
+  }
+  for (int64_t idx = vec_end; idx < steps; idx++) v[size_t(idx)] = scalar(idx);
+  return v;
+}
+
+// Sum of absmax in double, in a fixed order that the CUDA twin reproduces exactly: sequential
+// sums of chunks of kMeanChunk values, then the chunk sums added sequentially.
+constexpr int64_t kMeanChunk = 1024;
+float mean_fixed_order(const float* a, int64_t n) {
+  double total = 0.0;
+  for (int64_t c = 0; c < n; c += kMeanChunk) {
+    double s = 0.0;
+    const int64_t ce = std::min(n, c + kMeanChunk);
+    for (int64_t i = c; i < ce; i++) s += double(a[i]);
+    total += s;
+  }
+  return float(total / double(n));
+}
+
+}  // namespace
+
+extern "C" {
+
+void lora4j_nf4_code(float* out) { std::memcpy(out, kNf4, sizeof(kNf4)); }
+
+// bitsandbytes functional.py create_dynamic_map(signed=True, max_exponent_bits=7,
+// total_bits=8): for i in 0..6, boundaries = torch.linspace(0.1, 1, 2^i + 1) (fp32), means =
+// (b[:-1] + b[1:]) / 2.0 (fp32), data += 10^(i-6) * means and -(10^(i-6)) * means (the Python
+// float is cast to fp32 and multiplied in fp32); then 0 and 1.0; sorted ascending.
+void lora4j_dynamic_map(float* out) {
+  std::vector<float> data;
+  data.reserve(256);
+  for (int i = 0; i < 7; i++) {
+    const std::vector<float> b = torch_linspace_f32(0.1f, 1.0f, (int64_t(1) << i) + 1);
+    const float scale = float(std::pow(10.0, double(i - 6)));
+    std::vector<float> means(b.size() - 1);
+    for (size_t j = 0; j + 1 < b.size(); j++) means[j] = no_contract(b[j] + b[j + 1]) / 2.0f;
+    for (float m : means) data.push_back(scale * m);
+    for (float m : means) data.push_back(-scale * m);
+  }
+  data.push_back(0.0f);
+  data.push_back(1.0f);
+  LORA4J_CHECK(data.size() == 256, "dynamic map must have 256 entries");
+  std::sort(data.begin(), data.end());
+  std::memcpy(out, data.data(), 256 * sizeof(float));
+}
+
+void lora4j_nf4_quantize(const void* w, int32_t dtype, int64_t n, int32_t blocksize,
+                         uint8_t* packed, float* absmax) {
+  LORA4J_CHECK(dtype == LORA4J_DTYPE_F32 || dtype == LORA4J_DTYPE_BF16 ||
+                   dtype == LORA4J_DTYPE_F16,
+               "unknown dtype " + std::to_string(dtype));
+  LORA4J_CHECK(blocksize >= 2 && blocksize % 2 == 0, "blocksize must be even");
+  LORA4J_CHECK(n >= 0, "n must be >= 0");
+  const int64_t nblocks = (n + blocksize - 1) / blocksize;
+  int64_t first_bad = std::numeric_limits<int64_t>::max();
+#pragma omp parallel for schedule(static) reduction(min : first_bad) if (n >= (int64_t(1) << 16))
+  for (int64_t b = 0; b < nblocks; b++) {
+    const int64_t e0 = b * blocksize, e1 = std::min(n, e0 + blocksize);
+    // max |w| and a finiteness check in one pass: |w| as bits > 0x7f800000 is NaN, == is Inf.
+    __m256 vmax = _mm256_setzero_ps();
+    __m256 bad = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i infbits = _mm256_set1_epi32(0x7f800000);
+    int64_t e = e0;
+    for (; e + 8 <= e1; e += 8) {
+      __m256 a = _mm256_and_ps(load8(w, dtype, e), absmask);
+      bad = _mm256_or_ps(bad, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                                  _mm256_castps_si256(a), _mm256_sub_epi32(infbits, _mm256_set1_epi32(1)))));
+      vmax = _mm256_max_ps(vmax, a);
+    }
+    alignas(32) float m8[8];
+    _mm256_store_ps(m8, vmax);
+    float amax = 0.0f;
+    for (float v : m8) amax = std::max(amax, v);
+    bool block_bad = _mm256_movemask_ps(bad) != 0;
+    for (; e < e1; e++) {
+      const float a = std::fabs(load1(w, dtype, e));
+      if (!std::isfinite(a)) block_bad = true;
+      amax = std::max(amax, a);
+    }
+    if (block_bad) {
+      for (int64_t i = e0; i < e1; i++) {
+        if (!std::isfinite(load1(w, dtype, i))) {
+          first_bad = std::min(first_bad, i);
+          break;
+        }
+      }
+      continue;
+    }
+    absmax[b] = amax;
+    quantize_block(w, dtype, e0, e1, amax, packed);
+  }
+  if (first_bad != std::numeric_limits<int64_t>::max()) {
+    throw std::runtime_error("lora4j: nf4_quantize: non-finite input value " +
+                             std::to_string(load1(w, dtype, first_bad)) + " at element " +
+                             std::to_string(first_bad) + " (of " + std::to_string(n) + ")");
+  }
+}
+
+void lora4j_nf4_dequantize(const uint8_t* packed, const float* absmax, int64_t n,
+                           int32_t blocksize, float* out) {
+  constexpr int64_t kChunk = 1 << 16;  // elements per OpenMP work item (multiple of 16)
+  const int64_t nchunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+  for (int64_t c = 0; c < nchunks; c++) {
+    const int64_t s = c * kChunk;
+    dequant_range(packed, absmax, blocksize, s, std::min(n, s + kChunk), out + s);
+  }
+}
+
+// Quantize a (centered) absmax vector with the dynamic map in blocks of 256: bitsandbytes
+// quantize_blockwise(A, blocksize=256) as called by quantize_4bit. Exposed so that tests can
+// check this step bit-exactly given a reference offset.
+void lora4j_nf4_quantize_nested(const float* centered, int64_t nblocks, uint8_t* qabsmax,
+                                float* nested_absmax) {
+  float map[256];
+  lora4j_dynamic_map(map);
+  const int64_t ng = (nblocks + kNestedBlock - 1) / kNestedBlock;
+  for (int64_t g = 0; g < ng; g++) {
+    const int64_t b0 = g * kNestedBlock, b1 = std::min(nblocks, b0 + kNestedBlock);
+    float m = 0.0f;
+    for (int64_t b = b0; b < b1; b++) m = std::max(m, std::fabs(centered[b]));
+    nested_absmax[g] = m;
+    const float inv = 1.0f / m;
+    for (int64_t b = b0; b < b1; b++) qabsmax[b] = dquantize_dynamic(map, centered[b] * inv);
+  }
+}
+
+void lora4j_nf4_double_quant(const float* absmax, int64_t nblocks, uint8_t* qabsmax,
+                             float* nested_absmax, float* offset) {
+  LORA4J_CHECK(nblocks > 0, "double quantization needs at least one block");
+  const float mean = mean_fixed_order(absmax, nblocks);
+  std::vector<float> centered(static_cast<size_t>(nblocks));
+  for (int64_t b = 0; b < nblocks; b++) centered[size_t(b)] = absmax[b] - mean;
+  lora4j_nf4_quantize_nested(centered.data(), nblocks, qabsmax, nested_absmax);
+  *offset = mean;
+}
+
+void lora4j_nf4_dequant_absmax(const uint8_t* qabsmax, const float* nested_absmax,
+                               float offset, int64_t nblocks, float* absmax) {
+  float map[256];
+  lora4j_dynamic_map(map);
+  for (int64_t b = 0; b < nblocks; b++)
+    absmax[b] = no_contract(map[qabsmax[b]] * nested_absmax[b / kNestedBlock]) + offset;
+}
+
+void lora4j_nf4_matmul_fwd(const float* x, int64_t T, int64_t in, int64_t out,
+                           const uint8_t* w, const float* absmax, int32_t blocksize, float* y) {
+  if (T <= 0 || out <= 0) return;
+  if (in == 0) {
+    std::fill(y, y + T * out, 0.0f);
+    return;
+  }
+  if (T < kTileMinT) {
+    gemv_fwd(x, T, in, out, w, absmax, blocksize, y);
+    return;
+  }
+  // N blocking: Y[:, r0:r1] = X · panelᵀ, panel = deq(W[r0:r1, :]).
+  const int64_t R = panel_rows(in, out);
+  float* panel = panel_buffer(R * in);
+  for (int64_t r0 = 0; r0 < out; r0 += R) {
+    const int64_t r1 = std::min(out, r0 + R);
+    dequant_rows(w, absmax, blocksize, in, r0, r1, panel);
+    lora4j_sgemm(0, 1, T, r1 - r0, in, 1.0f, x, in, panel, in, 0.0f, y + r0, out);
+  }
+}
+
+void lora4j_nf4_matmul_bwd_input(const float* dy, int64_t T, int64_t in, int64_t out,
+                                 const uint8_t* w, const float* absmax, int32_t blocksize,
+                                 float* dx) {
+  if (T <= 0 || in <= 0) return;
+  if (out == 0) {
+    std::fill(dx, dx + T * in, 0.0f);
+    return;
+  }
+  if (T < kTileMinT) {
+    gemv_bwd(dy, T, in, out, w, absmax, blocksize, dx);
+    return;
+  }
+  // K blocking: dX += dY[:, r0:r1] · panel, panel = deq(W[r0:r1, :]).
+  const int64_t R = panel_rows(in, out);
+  float* panel = panel_buffer(R * in);
+  for (int64_t r0 = 0; r0 < out; r0 += R) {
+    const int64_t r1 = std::min(out, r0 + R);
+    dequant_rows(w, absmax, blocksize, in, r0, r1, panel);
+    lora4j_sgemm(0, 0, T, in, r1 - r0, 1.0f, dy + r0, out, panel, in, r0 == 0 ? 0.0f : 1.0f,
+                 dx, in);
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,87 @@
+// Shared SIMD helpers of the CPU op files (attention, cross_entropy, swiglu): a vectorized
+// exp. Internal (namespace lora4j::cpu), not exported in a header; the users declare the
+// prototype below verbatim.
+//
+// exp(x) by Cephes' expf scheme (range reduction x = n ln2 + f, |f| <= ln2/2, degree-6
+// polynomial, 2^n by exponent bits): relative error <= 2 ulp on [-87.3, 88.3]; inputs below
+// -87.3 (including -inf) give exactly 0, inputs above 88.3 are clamped (finite result), NaN
+// propagates.
+#include <immintrin.h>
+#include <cmath>
+#include <cstdint>
+
+namespace lora4j {
+namespace cpu {
+
+namespace {
+inline __m256 exp256(__m256 x) {
+  const __m256 x0 = x;
+  const __m256 hi = _mm256_set1_ps(88.3762626647949f);
+  const __m256 lo = _mm256_set1_ps(-87.3365447505531f);  // exp(lo) ~ FLT_MIN, normal
+  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+  const __m256 c1 = _mm256_set1_ps(0.693359375f);          // Cephes ln2 split, high part
+  const __m256 c2 = _mm256_set1_ps(-2.12194440e-4f);       // low part
+  __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);         // also true for -inf; NaN -> false
+  x = _mm256_min_ps(x, hi);
+  x = _mm256_max_ps(x, lo);
+  __m256 fx = _mm256_round_ps(_mm256_fmadd_ps(x, log2e, _mm256_set1_ps(0.5f)),
+                              _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(fx, c1, x);
+  x = _mm256_fnmadd_ps(fx, c2, x);
+  // Cephes expf polynomial coefficients (cephes/single/expf.c).
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  __m256 x2 = _mm256_mul_ps(x, x);
+  y = _mm256_fmadd_ps(y, x2, _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  __m256i n = _mm256_cvttps_epi32(fx);
+  n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(n));
+  y = _mm256_andnot_ps(under, y);
+  return _mm256_blendv_ps(y, x0, _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q));  // NaN stays NaN
+}
+}  // namespace
+
+// out[i] = exp(x[i] - sub) for i < n; returns the fp32 sum of the outputs (8 lanes, then a
+// fixed-order horizontal sum). out may alias x; out == nullptr only sums.
+float exp_sub_sum(const float* x, float sub, float* out, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(sub);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    if (out) _mm256_storeu_ps(out + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+              ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  if (i < n) {
+    alignas(32) float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t rest = n - i;
+    for (int64_t j = 0; j < rest; j++) tmp[j] = x[i + j] - sub;
+    for (int64_t j = rest; j < 8; j++) tmp[j] = -INFINITY;
+    _mm256_store_ps(tmp, exp256(_mm256_load_ps(tmp)));
+    for (int64_t j = 0; j < rest; j++) {
+      if (out) out[i + j] = tmp[j];
+      sum += tmp[j];
+    }
+  }
+  return sum;
+}
+
+// out[i] = exp(s * x[i]) for i < n (s = +1 or -1 in practice); out may alias x.
+void exp_scaled(const float* x, float s, float* out, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, exp256(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs)));
+  for (; i < n; i++) out[i] = std::exp(s * x[i]);
+}
+
+}  // namespace cpu
+}  // namespace lora4j
