@@ -11,7 +11,7 @@
 //   deq_e     = NF4[q_e] * absmax[b]                fp32, one rounding
 // absmax = 0 gives 0 * inf = NaN, every comparison is false, q = 0, deq = -1 * 0 = 0
 // (bitsandbytes' decision tree does exactly the same). For odd n the low nibble of the last
-// byte is 0 (header contract; bitsandbytes would pad with the code of 0.0, i.e. 7).
+// byte encodes a padding 0.0 as bitsandbytes does: code 7 (0 when the block's absmax is 0).
 //
 // ---- Double quantization (bitsandbytes quantize_4bit(compress_statistics=True)) --------------
 //   offset      = mean(absmax)            (double sum in a fixed order, see mean_fixed_order)
@@ -156,7 +156,9 @@ void quantize_block(const void* w, int32_t dtype, int64_t e0, int64_t e1, float 
   }
   for (; e < e1; e += 2) {
     uint8_t hi = nf4_code_scalar(load1(w, dtype, e) * inv);
-    uint8_t lo = e + 1 < e1 ? nf4_code_scalar(load1(w, dtype, e + 1) * inv) : 0;
+    // Odd n: bitsandbytes pads the last block with 0.0, so the low nibble is the code of
+    // 0 * inv (7; 0 for an all-zero block, where 0 * inf = NaN).
+    uint8_t lo = nf4_code_scalar((e + 1 < e1 ? load1(w, dtype, e + 1) : 0.0f) * inv);
     packed[e / 2] = uint8_t((hi << 4) | lo);
   }
 }

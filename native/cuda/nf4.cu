@@ -28,6 +28,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -123,7 +124,9 @@ __global__ void nf4_quantize_kernel(const void* __restrict__ w, int dtype, int64
   // blocksize is even, so every pair (2j, 2j+1) of this block is in this block.
   for (int64_t e = e0 + 2 * threadIdx.x; e < e1; e += 2 * blockDim.x) {
     const uint32_t hi = nf4_code(__fmul_rn(load_src(w, dtype, e), inv));
-    const uint32_t lo = e + 1 < e1 ? nf4_code(__fmul_rn(load_src(w, dtype, e + 1), inv)) : 0u;
+    // Odd n: bitsandbytes pads the last block with 0.0, so the low nibble is the code of 0 * inv
+    // (7, or 0 for an all-zero block where inv = inf and 0 * inf = NaN).
+    const uint32_t lo = nf4_code(__fmul_rn(e + 1 < e1 ? load_src(w, dtype, e + 1) : 0.0f, inv));
     packed[e >> 1] = uint8_t((hi << 4) | lo);
   }
 }
@@ -616,21 +619,23 @@ void launch_dequantize(const uint8_t* packed, const float* absmax, int64_t n, in
 }
 
 // The dynamic map on the device: built on the host by the CPU twin (the single definition).
+// One 1 KiB table per device, kept for the process lifetime.
 const float* device_dynamic_map() {
-  static float* d = nullptr;
-  static int dev = -1;
+  static std::mutex mu;
+  static float* per_device[64] = {};
   int cur = 0;
   LORA4J_CUDA_CHECK(cudaGetDevice(&cur));
-  if (d == nullptr || dev != cur) {
+  LORA4J_CHECK(cur >= 0 && cur < 64, "device ordinal out of range");
+  std::lock_guard<std::mutex> lock(mu);
+  if (per_device[cur] == nullptr) {
     float h[256];
     lora4j_dynamic_map(h);
     float* p = nullptr;
     LORA4J_CUDA_CHECK(cudaMalloc(&p, sizeof(h)));
     LORA4J_CUDA_CHECK(cudaMemcpy(p, h, sizeof(h), cudaMemcpyHostToDevice));
-    d = p;  // one 1 KiB table per device for the process lifetime
-    dev = cur;
+    per_device[cur] = p;
   }
-  return d;
+  return per_device[cur];
 }
 
 void launch_double_quant(const float* absmax, int64_t nblocks, uint8_t* q, float* nested,

@@ -14,7 +14,8 @@ tests). Lines starting with '#' are comments. Each other line is `key value...`:
   nf4_code <hex>             16 fp32 LE, the NF4 code values
   case NAME DTYPE N BLOCKSIZE    starts a case; DTYPE is f32 | bf16 | f16
   input <hex>                N elements, raw little-endian bytes of DTYPE (bf16/f16: bit patterns)
-  packed <hex>               (N+1)/2 bytes, first element in the high nibble; odd N: low nibble 0
+  packed <hex>               (N+1)/2 bytes, first element in the high nibble; odd N: the low
+                             nibble codes a padding 0.0 (bitsandbytes pads the last block with 0)
   absmax <hex>               ceil(N/BLOCKSIZE) fp32 LE
   dequant <hex>              N fp32 LE: NF4[q] * absmax[block] (one fp32 rounding)
   offset <hex>               1 fp32 LE: torch's absmax.mean() (fp32)
@@ -123,7 +124,8 @@ def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
 
 
 def nf4_quantize(w32, blocksize):
-    """w32: 1-D fp32 tensor. Returns (codes uint8 [n], absmax fp32 [nblocks])."""
+    """w32: 1-D fp32 tensor. Returns (codes uint8 [n + (n & 1)], absmax fp32 [nblocks]): for odd n
+    the extra code is that of the 0.0 bitsandbytes pads its last block with."""
     n = w32.numel()
     nb = (n + blocksize - 1) // blocksize
     pad = torch.zeros(nb * blocksize, dtype=torch.float32)
@@ -134,14 +136,12 @@ def nf4_quantize(w32, blocksize):
     x = blocks * inv[:, None]  # absmax 0 -> 0 * inf = NaN
     thresh = torch.tensor([f32_literal(t) for t in NF4_THRESH], dtype=torch.float32)
     codes = (x[..., None] > thresh).sum(dim=-1).to(torch.uint8)  # NaN: all False -> 0
-    return codes.flatten()[:n], absmax
+    return codes.flatten()[:n + (n & 1)], absmax
 
 
 def pack(codes):
-    n = codes.numel()
-    c = torch.zeros(n + (n & 1), dtype=torch.uint8)
-    c[:n] = codes  # odd n: low nibble of the last byte is 0 (lora4j header contract)
-    return (c[0::2] << 4) | c[1::2]
+    """codes: an even number of 4-bit codes -> bytes, first code in the high nibble."""
+    return (codes[0::2] << 4) | codes[1::2]
 
 
 def dquantize(code, x):
@@ -215,7 +215,7 @@ def write_case(f, name, dtype, w32, blocksize, code_map):
     codes, absmax = nf4_quantize(vals, blocksize)
     nf4 = torch.tensor([f32_literal(c) for c in NF4_CODE], dtype=torch.float32)
     blk = torch.arange(n) // blocksize
-    deq = nf4[codes.long()] * absmax[blk]
+    deq = nf4[codes[:n].long()] * absmax[blk]
     offset = absmax.mean()
     centered = absmax - offset
     qabsmax, nested = quantize_blockwise(centered, code_map, 256)
@@ -246,7 +246,7 @@ def main():
     g = torch.Generator().manual_seed(3407)
     # A 4-row [4, 288] weight with blocksize 64: blocks span rows (stories15M's dim).
     cases.append(("rows288_bs64", "f32", torch.randn(288 * 4, generator=g) * 0.02, 64))
-    # Odd n: last block short, last byte's low nibble 0.
+    # Odd n: last block short; the last byte's low nibble codes bitsandbytes' 0.0 padding.
     cases.append(("odd1001_bs64", "f32", torch.randn(1001, generator=g), 64))
     cases.append(("bs32", "f32", torch.randn(32 * 37, generator=g) * 3.0, 32))
     cases.append(("bs4096", "f32", torch.randn(4096 + 777, generator=g), 4096))

@@ -6,7 +6,8 @@
 //   - absmax[b] = max |w| over block b, fp32;
 //   - x = w * (1/absmax[b]) in fp32; code = number of the 15 bitsandbytes thresholds x exceeds;
 //   - packed byte j = (code[2j] << 4) | code[2j+1]: the first element sits in the HIGH nibble;
-//     for odd n the last byte's low nibble is 0;
+//     for odd n the last byte's low nibble encodes a padding 0.0 (code 7; 0 when that block's
+//     absmax is 0), as bitsandbytes pads its last block;
 //   - double quantization: offset = mean(absmax); (absmax - offset) quantized blockwise (256)
 //     with bitsandbytes' signed 8-bit dynamic map; nested_absmax fp32 per 256 absmax values.
 //

@@ -1,0 +1,107 @@
+// Cross-entropy over logits, CUDA. CPU twin and oracle: native/cpu/cross_entropy.cpp.
+//   lse_t = max + log sum_v exp(z - max);  loss_t = lse_t - z[t, y_t]  (0 for y_t = -100)
+//   dz[t, v] = scale (exp(z[t, v] - lse_t) - [v == y_t])                (0 rows for -100)
+// One block per row; loss_sum by one block in double, in fixed order (deterministic).
+// A label outside [0, V) that is not -100 gives a NaN loss / NaN gradient row.
+#include "lora4j/ops.h"
+#include "cuda/cuda_common.cuh"
+
+namespace {
+
+constexpr int kThreads = 512;
+
+__device__ float block_reduce(float v, float* sh, bool is_max) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = is_max ? fmaxf(v, u) : v + u;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float r = sh[0];
+  for (int i = 1; i < (int)(blockDim.x >> 5); i++) r = is_max ? fmaxf(r, sh[i]) : r + sh[i];
+  return r;
+}
+
+__device__ float row_lse(const float* z, int64_t V, float* sh) {
+  float m = -INFINITY;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, z[v]);
+  m = block_reduce(m, sh, true);
+  float s = 0.0f;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) s += expf(z[v] - m);
+  s = block_reduce(s, sh, false);
+  return m + logf(s);
+}
+
+__global__ void ce_fwd_kernel(const float* __restrict__ logits, const int32_t* __restrict__ labels,
+                              int64_t V, float* __restrict__ loss) {
+  __shared__ float sh[32];
+  const int64_t t = blockIdx.x;
+  const int32_t y = labels[t];
+  if (y == LORA4J_IGNORE_INDEX) {
+    if (threadIdx.x == 0) loss[t] = 0.0f;
+    return;
+  }
+  const float* z = logits + t * V;
+  const float lse = row_lse(z, V, sh);
+  if (threadIdx.x == 0) loss[t] = (y >= 0 && y < V) ? lse - z[y] : __int_as_float(0x7fc00000);
+}
+
+__global__ void sum_kernel(const float* __restrict__ loss, int64_t T, float* __restrict__ out) {
+  __shared__ double sh[1024];
+  double s = 0.0;
+  for (int64_t t = threadIdx.x; t < T; t += blockDim.x) s += loss[t];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[0] = static_cast<float>(sh[0]);
+}
+
+__global__ void ce_bwd_kernel(const float* logits, const int32_t* __restrict__ labels, int64_t V,
+                              float scale, float* dlogits) {
+  __shared__ float sh[32];
+  const int64_t t = blockIdx.x;
+  const int32_t y = labels[t];
+  float* dz = dlogits + t * V;
+  if (y == LORA4J_IGNORE_INDEX) {
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) dz[v] = 0.0f;
+    return;
+  }
+  const float* z = logits + t * V;
+  const float lse = row_lse(z, V, sh);  // ends with barriers: z is fully read before writes
+  const bool valid = y >= 0 && y < V;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+    const float p = expf(z[v] - lse) * scale;
+    dz[v] = !valid ? __int_as_float(0x7fc00000) : (v == y ? p - scale : p);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+void lora4j_cuda_ce_fwd(const float* logits, const int32_t* labels, int64_t T, int64_t V,
+                        float* loss, float* loss_sum, void* stream) {
+  if (T == 0) return;
+  ce_fwd_kernel<<<static_cast<unsigned>(T), kThreads, 0, as_stream(stream)>>>(logits, labels, V,
+                                                                            loss);
+  LORA4J_CUDA_LAUNCH_CHECK("ce_fwd");
+  if (loss_sum) {
+    sum_kernel<<<1, 1024, 0, as_stream(stream)>>>(loss, T, loss_sum);
+    LORA4J_CUDA_LAUNCH_CHECK("ce_fwd loss_sum");
+  }
+}
+
+void lora4j_cuda_ce_bwd(const float* logits, const int32_t* labels, int64_t T, int64_t V,
+                        float scale, float* dlogits, void* stream) {
+  if (T == 0) return;
+  ce_bwd_kernel<<<static_cast<unsigned>(T), kThreads, 0, as_stream(stream)>>>(logits, labels, V,
+                                                                            scale, dlogits);
+  LORA4J_CUDA_LAUNCH_CHECK("ce_bwd");
+}
+
+}  // extern "C"

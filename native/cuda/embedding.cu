@@ -1,0 +1,58 @@
+// Token embedding gather / scatter-add, CUDA. CPU twin and oracle: native/cpu/embedding.cpp.
+//   out[t, :] = table[ids[t], :]     (id outside [0, vocab): the row is NaN, kernels cannot throw)
+//   dtable[ids[t], :] += dout[t, :]  (atomicAdd: summation order of duplicate ids may vary)
+#include "lora4j/ops.h"
+#include "cuda/cuda_common.cuh"
+
+namespace {
+
+__global__ void embedding_fwd_kernel(const int32_t* __restrict__ ids,
+                                     const float* __restrict__ table, int64_t T, int64_t dim,
+                                     int64_t vocab, float* __restrict__ out) {
+  const int64_t n = T * dim;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = e / dim, d = e % dim;
+    const int32_t id = ids[t];
+    out[e] = (id >= 0 && id < vocab) ? table[static_cast<int64_t>(id) * dim + d] : __int_as_float(0x7fc00000);
+  }
+}
+
+__global__ void embedding_bwd_kernel(const int32_t* __restrict__ ids,
+                                     const float* __restrict__ dout, int64_t T, int64_t dim,
+                                     int64_t vocab, float* dtable) {
+  const int64_t n = T * dim;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = e / dim, d = e % dim;
+    const int32_t id = ids[t];
+    if (id >= 0 && id < vocab) atomicAdd(dtable + static_cast<int64_t>(id) * dim + d, dout[e]);
+  }
+}
+
+unsigned grid_for(int64_t n) {
+  const int64_t blocks = (n + 255) / 256;
+  return static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
+}
+
+}  // namespace
+
+extern "C" {
+
+void lora4j_cuda_embedding_fwd(const int32_t* ids, const float* table, int64_t T, int64_t dim,
+                               int64_t vocab, float* out, void* stream) {
+  if (T * dim == 0) return;
+  embedding_fwd_kernel<<<grid_for(T * dim), 256, 0, as_stream(stream)>>>(ids, table, T, dim,
+                                                                          vocab, out);
+  LORA4J_CUDA_LAUNCH_CHECK("embedding_fwd");
+}
+
+void lora4j_cuda_embedding_bwd(const int32_t* ids, const float* dout, int64_t T, int64_t dim,
+                               int64_t vocab, float* dtable, void* stream) {
+  if (T * dim == 0) return;
+  embedding_bwd_kernel<<<grid_for(T * dim), 256, 0, as_stream(stream)>>>(ids, dout, T, dim,
+                                                                          vocab, dtable);
+  LORA4J_CUDA_LAUNCH_CHECK("embedding_bwd");
+}
+
+}  // extern "C"

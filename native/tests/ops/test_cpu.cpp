@@ -1,0 +1,536 @@
+// `test` mode of lora4j_ops_harness: every CPU op against a plain double-precision scalar
+// reference written here, and every backward against central finite differences of that
+// reference (in double) on small random shapes.
+#include "lora4j/lora.h"
+#include "lora4j/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+// ---- harness_util.cpp -----------------------------------------------------------------------
+namespace ops_harness {
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  double uniform();
+  float sym(float a);
+  int32_t below(int32_t n);
+};
+std::vector<float> rand_vec(Rng& rng, size_t n, float a);
+std::vector<double> to_double(const std::vector<float>& v);
+bool check_close(const std::string& name, const float* got, const double* ref, size_t n,
+                 double atol, double rtol);
+bool check_close(const std::string& name, const float* got, const std::vector<double>& ref,
+                 double atol, double rtol);
+bool check_true(const std::string& name, bool cond, const std::string& detail);
+bool fd_check(const std::string& name, std::vector<double>& param,
+              const std::function<double()>& loss, const float* grad, size_t max_points,
+              double atol, double rtol);
+}  // namespace ops_harness
+// ----------------------------------------------------------------------------------------------
+
+using namespace ops_harness;
+using dvec = std::vector<double>;
+using fvec = std::vector<float>;
+
+namespace {
+
+// Tolerances (|got - ref| <= atol + rtol |ref|), fp32 kernel vs double reference.
+// Forward: a few fp32 roundings per output, sums of <= a few hundred terms of size ~1.
+constexpr double kFwdAtol = 2e-6;
+constexpr double kFwdRtol = 2e-5;
+// Matmul-like outputs with K summed products of O(1) terms: fp32 accumulation error grows
+// ~K * 2^-24 * sum|terms| in the worst case; atol = kFwdAtol per 16 terms summed.
+double dot_atol(int64_t K) { return kFwdAtol * std::max<double>(1.0, K / 16.0); }
+// Gradients vs central differences: fp32 rounding of the kernel's longer chains (attention's
+// recomputed softmax, RMSNorm's r^3 term) plus FD error (~1e-9).
+constexpr double kGradAtol = 2e-5;
+constexpr double kGradRtol = 5e-4;
+// exp-based ops (softmax, silu) use a polynomial exp with <= 2 ulp error: same tolerances.
+// AdamW: a handful of fp32 operations per element vs the same formula in double.
+constexpr double kAdamAtol = 1e-7;
+constexpr double kAdamRtol = 1e-5;
+// Finite-difference points per tensor (evenly spread when the tensor is larger).
+constexpr size_t kFdPoints = 400;
+
+double dot_loss(const dvec& out, const dvec& R) {
+  double s = 0;
+  for (size_t i = 0; i < out.size(); i++) s += out[i] * R[i];
+  return s;
+}
+
+// ---- references (double) --------------------------------------------------------------------
+
+void rmsnorm_ref(const dvec& x, const dvec& w, int64_t T, int64_t dim, double eps, dvec& y,
+                 dvec& rstd) {
+  y.assign(T * dim, 0);
+  rstd.assign(T, 0);
+  for (int64_t t = 0; t < T; t++) {
+    double ss = 0;
+    for (int64_t i = 0; i < dim; i++) ss += x[t * dim + i] * x[t * dim + i];
+    const double r = 1.0 / std::sqrt(ss / dim + eps);
+    rstd[t] = r;
+    for (int64_t i = 0; i < dim; i++) y[t * dim + i] = w[i] * x[t * dim + i] * r;
+  }
+}
+
+void rope_ref(const dvec& x, const std::vector<int32_t>& pos, const fvec& inv_freq, int64_t T,
+              int64_t H, int64_t D, dvec& y) {
+  y.assign(x.size(), 0);
+  const int64_t half = D / 2;
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < half; i++) {
+        // the angle as HF forms it: fp32 position times fp32 inv_freq
+        const double th = static_cast<double>(static_cast<float>(pos[t]) * inv_freq[i]);
+        const double c = std::cos(th), s = std::sin(th);
+        const double x1 = x[(t * H + h) * D + i], x2 = x[(t * H + h) * D + i + half];
+        y[(t * H + h) * D + i] = x1 * c - x2 * s;
+        y[(t * H + h) * D + i + half] = x2 * c + x1 * s;
+      }
+}
+
+void attention_ref(const dvec& q, const dvec& k, const dvec& v, const int32_t* seg, int64_t B,
+                   int64_t S, int64_t Hq, int64_t Hkv, int64_t D, dvec& out, dvec& lse) {
+  out.assign(B * S * Hq * D, 0);
+  lse.assign(B * Hq * S, 0);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  std::vector<double> sc(S);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < Hq; h++) {
+      const int64_t hk = h / (Hq / Hkv);
+      for (int64_t i = 0; i < S; i++) {
+        double mx = -INFINITY;
+        for (int64_t j = 0; j <= i; j++) {
+          if (seg && seg[b * S + j] != seg[b * S + i]) {
+            sc[j] = -INFINITY;
+            continue;
+          }
+          double s = 0;
+          for (int64_t d = 0; d < D; d++)
+            s += q[((b * S + i) * Hq + h) * D + d] * k[((b * S + j) * Hkv + hk) * D + d];
+          sc[j] = s * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        double l = 0;
+        for (int64_t j = 0; j <= i; j++) l += std::exp(sc[j] - mx);
+        lse[(b * Hq + h) * S + i] = mx + std::log(l);
+        for (int64_t j = 0; j <= i; j++) {
+          const double p = std::exp(sc[j] - mx) / l;
+          if (p == 0) continue;
+          for (int64_t d = 0; d < D; d++)
+            out[((b * S + i) * Hq + h) * D + d] += p * v[((b * S + j) * Hkv + hk) * D + d];
+        }
+      }
+    }
+}
+
+double ce_ref(const dvec& z, const std::vector<int32_t>& labels, int64_t T, int64_t V,
+              dvec& loss) {
+  loss.assign(T, 0);
+  double sum = 0;
+  for (int64_t t = 0; t < T; t++) {
+    if (labels[t] == LORA4J_IGNORE_INDEX) continue;
+    double mx = -INFINITY;
+    for (int64_t v = 0; v < V; v++) mx = std::max(mx, z[t * V + v]);
+    double s = 0;
+    for (int64_t v = 0; v < V; v++) s += std::exp(z[t * V + v] - mx);
+    loss[t] = mx + std::log(s) - z[t * V + labels[t]];
+    sum += loss[t];
+  }
+  return sum;
+}
+
+// y = x wᵀ + s ((x ⊙ m) aᵀ) bᵀ; w or m may be empty (absent).
+void lora_ref(const dvec& x, const dvec& w, const dvec& a, const dvec& b, const dvec& m,
+              int64_t T, int64_t in, int64_t out, int64_t r, double s, dvec& y, dvec& xa) {
+  y.assign(T * out, 0);
+  xa.assign(T * r, 0);
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t k = 0; k < r; k++) {
+      double acc = 0;
+      for (int64_t i = 0; i < in; i++)
+        acc += x[t * in + i] * (m.empty() ? 1.0 : m[t * in + i]) * a[k * in + i];
+      xa[t * r + k] = acc;
+    }
+    for (int64_t o = 0; o < out; o++) {
+      double acc = 0;
+      if (!w.empty())
+        for (int64_t i = 0; i < in; i++) acc += x[t * in + i] * w[o * in + i];
+      double lo = 0;
+      for (int64_t k = 0; k < r; k++) lo += xa[t * r + k] * b[o * r + k];
+      y[t * out + o] = acc + s * lo;
+    }
+  }
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+void test_rmsnorm() {
+  std::printf("rmsnorm\n");
+  Rng rng(11);
+  const int64_t T = 5, dim = 37;
+  const float eps = 1e-5f;
+  fvec x = rand_vec(rng, T * dim, 1.5f), w = rand_vec(rng, dim, 1.0f), R = rand_vec(rng, T * dim, 1.0f);
+  fvec y(T * dim), rstd(T);
+  lora4j_rmsnorm_fwd(x.data(), w.data(), T, dim, eps, y.data(), rstd.data());
+  dvec xd = to_double(x), wd = to_double(w), Rd = to_double(R), yr, rr;
+  rmsnorm_ref(xd, wd, T, dim, eps, yr, rr);
+  check_close("rmsnorm fwd y", y.data(), yr, kFwdAtol, kFwdRtol);
+  check_close("rmsnorm fwd rstd", rstd.data(), rr, kFwdAtol, kFwdRtol);
+  fvec yi = x;
+  lora4j_rmsnorm_fwd(yi.data(), w.data(), T, dim, eps, yi.data(), rstd.data());
+  check_close("rmsnorm fwd in place (y == x)", yi.data(), yr, kFwdAtol, kFwdRtol);
+  fvec dx(T * dim), dw0 = rand_vec(rng, dim, 1.0f), dw = dw0;
+  lora4j_rmsnorm_bwd(R.data(), x.data(), w.data(), rstd.data(), T, dim, dx.data(), dw.data());
+  for (int64_t i = 0; i < dim; i++) dw[i] -= dw0[i];  // dw accumulates
+  auto loss = [&] {
+    dvec yy, rs;
+    rmsnorm_ref(xd, wd, T, dim, eps, yy, rs);
+    return dot_loss(yy, Rd);
+  };
+  fd_check("rmsnorm bwd dx", xd, loss, dx.data(), kFdPoints, kGradAtol, kGradRtol);
+  fd_check("rmsnorm bwd dw (accumulated)", wd, loss, dw.data(), kFdPoints, kGradAtol, kGradRtol);
+  fvec dxi = R;
+  lora4j_rmsnorm_bwd(dxi.data(), x.data(), w.data(), rstd.data(), T, dim, dxi.data(), nullptr);
+  std::vector<double> dxd(dx.begin(), dx.end());
+  check_close("rmsnorm bwd in place, dw null", dxi.data(), dxd, 0, 0);
+}
+
+void test_rope() {
+  std::printf("rope\n");
+  Rng rng(12);
+  for (int64_t D : {8, 6, 64}) {
+    const int64_t T = 7, H = 3;
+    fvec inv_freq(D / 2);
+    for (int64_t i = 0; i < D / 2; i++)
+      inv_freq[i] = static_cast<float>(1.0 / std::pow(10000.0, (2.0 * i) / D));
+    std::vector<int32_t> pos(T);
+    for (auto& p : pos) p = rng.below(4096);
+    pos[0] = 0;
+    fvec x = rand_vec(rng, T * H * D, 1.0f), R = rand_vec(rng, T * H * D, 1.0f), y(x.size());
+    lora4j_rope_fwd(x.data(), y.data(), pos.data(), inv_freq.data(), T, H, D);
+    dvec xd = to_double(x), Rd = to_double(R), yr;
+    rope_ref(xd, pos, inv_freq, T, H, D, yr);
+    const std::string tag = "rope D=" + std::to_string(D);
+    check_close(tag + " fwd", y.data(), yr, kFwdAtol, kFwdRtol);
+    fvec yi = x;
+    lora4j_rope_fwd(yi.data(), yi.data(), pos.data(), inv_freq.data(), T, H, D);
+    check_close(tag + " fwd in place", yi.data(), yr, kFwdAtol, kFwdRtol);
+    fvec dx(x.size());
+    lora4j_rope_bwd(R.data(), dx.data(), pos.data(), inv_freq.data(), T, H, D);
+    auto loss = [&] {
+      dvec yy;
+      rope_ref(xd, pos, inv_freq, T, H, D, yy);
+      return dot_loss(yy, Rd);
+    };
+    fd_check(tag + " bwd dx", xd, loss, dx.data(), kFdPoints, kGradAtol, kGradRtol);
+  }
+}
+
+void test_attention_case(const char* name, int64_t B, int64_t S, int64_t Hq, int64_t Hkv,
+                         int64_t D, bool packed, size_t fd_points, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> seg;
+  if (packed) {
+    // documents of random lengths 1..S/2 packed back to back, ids restart per sequence
+    seg.resize(B * S);
+    for (int64_t b = 0; b < B; b++) {
+      int32_t id = 0;
+      int64_t left = 1 + rng.below(static_cast<int32_t>(std::max<int64_t>(1, S / 2)));
+      for (int64_t s = 0; s < S; s++) {
+        if (left == 0) {
+          id++;
+          left = 1 + rng.below(static_cast<int32_t>(std::max<int64_t>(1, S / 2)));
+        }
+        seg[b * S + s] = id;
+        left--;
+      }
+    }
+  }
+  const int32_t* sg = packed ? seg.data() : nullptr;
+  fvec q = rand_vec(rng, B * S * Hq * D, 1.0f), k = rand_vec(rng, B * S * Hkv * D, 1.0f),
+       v = rand_vec(rng, B * S * Hkv * D, 1.0f), R = rand_vec(rng, B * S * Hq * D, 1.0f);
+  fvec out(q.size()), lse(B * Hq * S);
+  lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, B, S, Hq, Hkv, D, out.data(), lse.data());
+  dvec qd = to_double(q), kd = to_double(k), vd = to_double(v), Rd = to_double(R), oref, lref;
+  attention_ref(qd, kd, vd, sg, B, S, Hq, Hkv, D, oref, lref);
+  const std::string tag = std::string("attention ") + name;
+  check_close(tag + " fwd out", out.data(), oref, kFwdAtol, kFwdRtol);
+  check_close(tag + " fwd lse", lse.data(), lref, kFwdAtol, kFwdRtol);
+  fvec dq(q.size(), NAN), dk(k.size(), NAN), dv(v.size(), NAN);
+  lora4j_attention_bwd(q.data(), k.data(), v.data(), out.data(), R.data(), lse.data(), sg, B, S,
+                       Hq, Hkv, D, dq.data(), dk.data(), dv.data());
+  auto loss = [&] {
+    dvec o, l;
+    attention_ref(qd, kd, vd, sg, B, S, Hq, Hkv, D, o, l);
+    return dot_loss(o, Rd);
+  };
+  fd_check(tag + " bwd dq", qd, loss, dq.data(), fd_points, kGradAtol, kGradRtol);
+  fd_check(tag + " bwd dk", kd, loss, dk.data(), fd_points, kGradAtol, kGradRtol);
+  fd_check(tag + " bwd dv", vd, loss, dv.data(), fd_points, kGradAtol, kGradRtol);
+}
+
+void test_attention() {
+  std::printf("attention\n");
+  test_attention_case("B2 S13 Hq4 Hkv2 D8", 2, 13, 4, 2, 8, false, kFdPoints, 21);
+  test_attention_case("B2 S13 Hq4 Hkv2 D8 packed", 2, 13, 4, 2, 8, true, kFdPoints, 22);
+  test_attention_case("B1 S150 Hq2 Hkv1 D16 packed", 1, 150, 2, 1, 16, true, 150, 23);
+  test_attention_case("B2 S70 Hq3 Hkv3 D48", 2, 70, 3, 3, 48, false, 150, 24);
+}
+
+void test_swiglu() {
+  std::printf("swiglu\n");
+  Rng rng(31);
+  const int64_t n = 1000;  // two 512-chunks, the second partial
+  fvec g = rand_vec(rng, n, 6.0f), u = rand_vec(rng, n, 2.0f), R = rand_vec(rng, n, 1.0f), h(n);
+  lora4j_swiglu_fwd(g.data(), u.data(), n, h.data());
+  dvec gd = to_double(g), ud = to_double(u), Rd = to_double(R);
+  auto fwd = [&](dvec& out) {
+    out.resize(n);
+    for (int64_t i = 0; i < n; i++) out[i] = gd[i] / (1 + std::exp(-gd[i])) * ud[i];
+  };
+  dvec hr;
+  fwd(hr);
+  check_close("swiglu fwd", h.data(), hr, kFwdAtol, kFwdRtol);
+  fvec dg(n), du(n);
+  lora4j_swiglu_bwd(R.data(), g.data(), u.data(), n, dg.data(), du.data());
+  auto loss = [&] {
+    dvec o;
+    fwd(o);
+    return dot_loss(o, Rd);
+  };
+  fd_check("swiglu bwd dgate", gd, loss, dg.data(), n, kGradAtol, kGradRtol);
+  fd_check("swiglu bwd dup", ud, loss, du.data(), n, kGradAtol, kGradRtol);
+}
+
+void test_embedding() {
+  std::printf("embedding\n");
+  Rng rng(41);
+  const int64_t T = 19, dim = 70, vocab = 9;  // few ids: duplicates exercise the scatter-add
+  std::vector<int32_t> ids(T);
+  for (auto& i : ids) i = rng.below(vocab);
+  fvec table = rand_vec(rng, vocab * dim, 1.0f), out(T * dim), R = rand_vec(rng, T * dim, 1.0f);
+  lora4j_embedding_fwd(ids.data(), table.data(), T, dim, vocab, out.data());
+  dvec ref(T * dim);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t d = 0; d < dim; d++) ref[t * dim + d] = table[ids[t] * dim + d];
+  check_close("embedding fwd (exact)", out.data(), ref, 0, 0);
+  fvec dt0 = rand_vec(rng, vocab * dim, 1.0f), dt = dt0;
+  lora4j_embedding_bwd(ids.data(), R.data(), T, dim, vocab, dt.data());
+  for (size_t i = 0; i < dt.size(); i++) dt[i] -= dt0[i];
+  dvec td = to_double(table), Rd = to_double(R);
+  auto loss = [&] {
+    double s = 0;
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t d = 0; d < dim; d++) s += td[ids[t] * dim + d] * Rd[t * dim + d];
+    return s;
+  };
+  fd_check("embedding bwd dtable (accumulated)", td, loss, dt.data(), vocab * dim, kGradAtol,
+           kGradRtol);
+  bool threw = false;
+  ids[3] = static_cast<int32_t>(vocab);
+  try {
+    lora4j_embedding_fwd(ids.data(), table.data(), T, dim, vocab, out.data());
+  } catch (const std::exception&) {
+    threw = true;
+  }
+  check_true("embedding id out of range throws", threw, "");
+}
+
+void test_ce() {
+  std::printf("cross_entropy\n");
+  Rng rng(51);
+  const int64_t T = 9, V = 53;
+  const float scale = 1.0f / 6.0f;
+  std::vector<int32_t> labels(T);
+  for (auto& l : labels) l = rng.below(V);
+  labels[2] = LORA4J_IGNORE_INDEX;
+  labels[7] = LORA4J_IGNORE_INDEX;
+  fvec z = rand_vec(rng, T * V, 8.0f), loss(T), dz(T * V);
+  float sum = 0;
+  lora4j_ce_fwd(z.data(), labels.data(), T, V, loss.data(), &sum);
+  dvec zd = to_double(z), lref;
+  const double sref = ce_ref(zd, labels, T, V, lref);
+  check_close("ce fwd loss", loss.data(), lref, kFwdAtol, kFwdRtol);
+  check_close("ce fwd loss_sum", &sum, &sref, 1, kFwdAtol, kFwdRtol);
+  lora4j_ce_bwd(z.data(), labels.data(), T, V, scale, dz.data());
+  auto lossf = [&] {
+    dvec l;
+    return scale * ce_ref(zd, labels, T, V, l);
+  };
+  fd_check("ce bwd dlogits", zd, lossf, dz.data(), T * V, kGradAtol, kGradRtol);
+  fvec zi = z;
+  lora4j_ce_bwd(zi.data(), labels.data(), T, V, scale, zi.data());
+  dvec dzd(dz.begin(), dz.end());
+  check_close("ce bwd in place (dlogits == logits)", zi.data(), dzd, 0, 0);
+
+  // chunked lm_head + CE
+  const int64_t Tc = 11, dim = 24, Vc = 37;
+  std::vector<int32_t> lc(Tc);
+  for (auto& l : lc) l = rng.below(Vc);
+  lc[0] = lc[5] = lc[6] = LORA4J_IGNORE_INDEX;
+  fvec hid = rand_vec(rng, Tc * dim, 1.0f), head = rand_vec(rng, Vc * dim, 1.0f);
+  dvec hd = to_double(hid), headd = to_double(head);
+  auto logits_of = [&](dvec& zz) {
+    zz.assign(Tc * Vc, 0);
+    for (int64_t t = 0; t < Tc; t++)
+      for (int64_t v = 0; v < Vc; v++) {
+        double s = 0;
+        for (int64_t d = 0; d < dim; d++) s += hd[t * dim + d] * headd[v * dim + d];
+        zz[t * Vc + v] = s;
+      }
+  };
+  for (int64_t chunk : {3, 64}) {
+    const std::string tag = "ce chunked (chunk " + std::to_string(chunk) + ")";
+    fvec ws(lora4j_ce_chunked_workspace_floats(chunk, dim, Vc)), lossc(Tc, NAN);
+    fvec dh0 = rand_vec(rng, Tc * dim, 1.0f), dh = dh0;
+    float sumc = NAN;
+    lora4j_ce_chunked_fwd_bwd(hid.data(), head.data(), lc.data(), Tc, dim, Vc, chunk, scale,
+                              lossc.data(), &sumc, dh.data(), ws.data());
+    for (size_t i = 0; i < dh.size(); i++) dh[i] -= dh0[i];
+    dvec zz, lr;
+    logits_of(zz);
+    const double sr = ce_ref(zz, lc, Tc, Vc, lr);
+    check_close(tag + " loss", lossc.data(), lr, kFwdAtol, kFwdRtol);
+    check_close(tag + " loss_sum", &sumc, &sr, 1, kFwdAtol, kFwdRtol);
+    auto lossh = [&] {
+      dvec z2, l2;
+      logits_of(z2);
+      return scale * ce_ref(z2, lc, Tc, Vc, l2);
+    };
+    fd_check(tag + " dhidden (accumulated)", hd, lossh, dh.data(), Tc * dim, kGradAtol,
+             kGradRtol);
+  }
+}
+
+void test_lora() {
+  std::printf("lora\n");
+  Rng rng(61);
+  struct Case { int64_t T, in, out, r; bool base, mask; };
+  const Case cases[] = {{9, 13, 11, 4, true, false},
+                        {9, 13, 11, 4, true, true},
+                        {7, 70, 9, 3, false, false},
+                        {7, 70, 9, 3, false, true},
+                        {33, 130, 70, 16, true, true}};
+  for (const Case& c : cases) {
+    const int64_t T = c.T, in = c.in, out = c.out, r = c.r;
+    const float s = 2.0f;
+    const std::string tag = "lora T" + std::to_string(T) + " " + std::to_string(in) + "->" +
+                            std::to_string(out) + " r" + std::to_string(r) +
+                            (c.base ? " W" : " W=null") + (c.mask ? " dropout" : "");
+    fvec x = rand_vec(rng, T * in, 1.0f), a = rand_vec(rng, r * in, 0.5f),
+         b = rand_vec(rng, out * r, 0.5f), R = rand_vec(rng, T * out, 1.0f);
+    fvec w = c.base ? rand_vec(rng, out * in, 0.5f) : fvec();
+    fvec mask;
+    if (c.mask) {
+      mask.resize(T * in);
+      lora4j_dropout_mask(1234 + T, T * in, 0.3f, mask.data());
+    }
+    const float* wp = c.base ? w.data() : nullptr;
+    const float* mp = c.mask ? mask.data() : nullptr;
+    fvec y0 = rand_vec(rng, T * out, 1.0f), y = c.base ? fvec(T * out, NAN) : y0, xa(T * r, NAN);
+    lora4j_lora_fwd(x.data(), wp, a.data(), b.data(), mp, T, in, out, r, s, y.data(), xa.data());
+    dvec xd = to_double(x), wd = to_double(w), ad = to_double(a), bd = to_double(b),
+         md = to_double(mask), Rd = to_double(R), yr, xar;
+    lora_ref(xd, wd, ad, bd, md, T, in, out, r, s, yr, xar);
+    if (!c.base)
+      for (int64_t i = 0; i < T * out; i++) yr[i] += y0[i];  // W == null: Y += LoRA part
+    check_close(tag + " fwd y", y.data(), yr, dot_atol(in), kFwdRtol);
+    check_close(tag + " fwd xa", xa.data(), xar, dot_atol(in), kFwdRtol);
+    fvec ws(lora4j_lora_bwd_workspace_floats(T, r));
+    fvec dx0 = rand_vec(rng, T * in, 1.0f), da0 = rand_vec(rng, r * in, 1.0f),
+         db0 = rand_vec(rng, out * r, 1.0f);
+    fvec dx = dx0, da = da0, db = db0;
+    // accumulate_dx = 1 on the W == null cases (the NF4 path), 0 with a dense W
+    const int32_t acc = c.base ? 0 : 1;
+    if (!acc) std::fill(dx.begin(), dx.end(), NAN);
+    lora4j_lora_bwd(R.data(), x.data(), wp, a.data(), b.data(), mp, xa.data(), T, in, out, r, s,
+                    dx.data(), acc, da.data(), db.data(), ws.data());
+    for (size_t i = 0; i < dx.size() && acc; i++) dx[i] -= dx0[i];
+    for (size_t i = 0; i < da.size(); i++) da[i] -= da0[i];
+    for (size_t i = 0; i < db.size(); i++) db[i] -= db0[i];
+    auto loss = [&] {
+      dvec yy, xx;
+      lora_ref(xd, wd, ad, bd, md, T, in, out, r, s, yy, xx);
+      return dot_loss(yy, Rd);
+    };
+    fd_check(tag + std::string(" bwd dx") + (acc ? " (+=)" : ""), xd, loss, dx.data(), kFdPoints,
+             kGradAtol, kGradRtol);
+    fd_check(tag + " bwd dA (+=)", ad, loss, da.data(), kFdPoints, kGradAtol, kGradRtol);
+    fd_check(tag + " bwd dB (+=)", bd, loss, db.data(), kFdPoints, kGradAtol, kGradRtol);
+  }
+  // dropout mask: values, rate, determinism
+  const int64_t n = 200000;
+  const float p = 0.1f;
+  fvec m1(n), m2(n);
+  lora4j_dropout_mask(7, n, p, m1.data());
+  lora4j_dropout_mask(7, n, p, m2.data());
+  int64_t zeros = 0;
+  bool values_ok = true;
+  const float keep = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < n; i++) {
+    zeros += m1[i] == 0.0f;
+    values_ok &= m1[i] == 0.0f || m1[i] == keep;
+  }
+  const double rate = static_cast<double>(zeros) / n;
+  const double sigma = std::sqrt(p * (1 - p) / n);
+  check_true("dropout mask values in {0, 1/(1-p)}", values_ok, "");
+  check_true("dropout mask deterministic", std::memcmp(m1.data(), m2.data(), n * 4) == 0, "");
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "rate %.5f vs p %.2f (5 sigma = %.5f)", rate, p, 5 * sigma);
+  check_true("dropout mask rate", std::fabs(rate - p) < 5 * sigma, buf);
+}
+
+void test_adamw() {
+  std::printf("adamw\n");
+  Rng rng(71);
+  const int64_t n = 10007;
+  for (float wdecay : {0.0f, 0.01f}) {
+    fvec p = rand_vec(rng, n, 1.0f), m(n, 0.0f), v(n, 0.0f);
+    dvec pd = to_double(p), md(n, 0), vd(n, 0);
+    const float lr = 2e-4f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, gs = 0.7f;
+    for (int64_t t = 1; t <= 3; t++) {
+      fvec g = rand_vec(rng, n, 0.01f);
+      lora4j_adamw_step(p.data(), g.data(), m.data(), v.data(), n, lr, b1, b2, eps, wdecay, t, gs);
+      const double bc1 = 1 - std::pow((double)b1, (double)t), bc2 = 1 - std::pow((double)b2, (double)t);
+      for (int64_t i = 0; i < n; i++) {
+        const double gg = (double)g[i] * gs;
+        pd[i] *= 1 - (double)lr * wdecay;
+        md[i] = b1 * md[i] + (1 - (double)b1) * gg;
+        vd[i] = b2 * vd[i] + (1 - (double)b2) * gg * gg;
+        pd[i] -= lr / bc1 * md[i] / (std::sqrt(vd[i]) / std::sqrt(bc2) + eps);
+      }
+    }
+    const std::string tag = std::string("adamw wd=") + (wdecay > 0 ? "0.01" : "0") + " 3 steps";
+    check_close(tag + " p", p.data(), pd, kAdamAtol, kAdamRtol);
+    check_close(tag + " m", m.data(), md, kAdamAtol * 1e-2, kAdamRtol);
+    check_close(tag + " v", v.data(), vd, kAdamAtol * 1e-4, kAdamRtol);
+  }
+  fvec x = rand_vec(rng, 100003, 3.0f);
+  double ref = 5.0, got = 5.0;  // accumulates into out[0]
+  for (float xi : x) ref += (double)xi * xi;
+  lora4j_sumsq(x.data(), (int64_t)x.size(), &got);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "got %.15g ref %.15g", got, ref);
+  check_true("sumsq (double, accumulated)", std::fabs(got - ref) <= 1e-12 * ref, buf);
+}
+
+}  // namespace
+
+void run_cpu_tests() {
+  test_rmsnorm();
+  test_rope();
+  test_attention();
+  test_swiglu();
+  test_embedding();
+  test_ce();
+  test_lora();
+  test_adamw();
+}
