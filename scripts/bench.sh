@@ -13,4 +13,10 @@ mvn -B -q dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile=
 out="bench/results/jmh-$(date +%Y-%m-%d)-$(echo "$pattern" | tr -c 'A-Za-z0-9' '_' | head -c 40).json"
 java -cp "target/test-classes:target/classes:$(cat "$cp_file")" org.openjdk.jmh.Main "$pattern" \
   -rf json -rff "$out" "$@"
-python3 scripts/bench_report.py "$out"
+peer=""
+if [[ "$pattern" == *Inference* ]] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  # The PyTorch peer, same model, prompt and token counts, one thread, in the same invocation.
+  peer="${out%.json}-torch.json"
+  /usr/bin/python3 scripts/reference/torch_peer.py --out "$peer" >/dev/null
+fi
+python3 scripts/bench_report.py "$out" $peer

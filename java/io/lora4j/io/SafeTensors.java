@@ -200,7 +200,13 @@ public final class SafeTensors {
                 entries.put(name, parseEntry(file, name, r));
             }
             r.endObject();
-            if (r.peek() != JsonToken.END_DOCUMENT) throw new FormatException(file, "header has data after its JSON object");
+            boolean trailing;
+            try {
+                trailing = r.peek() != JsonToken.END_DOCUMENT;
+            } catch (IOException e) {
+                trailing = true; // strict mode refuses a second top-level value
+            }
+            if (trailing) throw new FormatException(file, "header has data after its JSON object");
         } catch (FormatException e) {
             throw e;
         } catch (IOException | IllegalStateException | NumberFormatException e) {

@@ -68,8 +68,11 @@ public final class Bnb4bitWriter {
      * @param sourceBytes storage bytes of the weights given (dense projections at their dtype)
      * @param outputBytes size of the written model.safetensors
      * @param tensors     tensors in model.safetensors (companions included)
+     * @param projectionSourceBytes storage of the seven projections as given
+     * @param projectionNf4Bytes    storage of their NF4 form (packed codes and scales)
      */
-    public record Summary(Path dir, int quantized, long sourceBytes, long outputBytes, int tensors) {}
+    public record Summary(Path dir, int quantized, long sourceBytes, long outputBytes, int tensors,
+            long projectionSourceBytes, long projectionNf4Bytes) {}
 
     /** Writes {@code w} to {@code out} in the bnb-4bit layout. */
     public static Summary write(LlamaWeights w, Path out, Options o) throws IOException {
@@ -86,11 +89,13 @@ public final class Bnb4bitWriter {
             st.add(LlamaWeights.EMBED, w.embedding());
             boolean anyDq = false;
             int quantized = 0;
+            long projSource = 0, projNf4 = 0;
             for (int l = 0; l < w.layers().size(); l++) {
                 LayerWeights layer = w.layer(l);
                 st.add(LlamaWeights.inputNormName(l), layer.inputLayernorm());
                 for (Projection p : Projection.values()) {
                     ProjectionWeight pw = layer.projection(p);
+                    projSource += pw.storageBytes();
                     Nf4Weight q;
                     if (pw instanceof ProjectionWeight.Quantized qw) {
                         q = qw.weight();
@@ -99,6 +104,7 @@ public final class Bnb4bitWriter {
                         made.add(q);
                     }
                     anyDq |= q.doubleQuant() != null;
+                    projNf4 += q.storageBytes();
                     addNf4(st, p.weightName(l), q);
                     quantized++;
                 }
@@ -110,12 +116,13 @@ public final class Bnb4bitWriter {
             config.add("quantization_config", quantizationConfig(anyDq, o.computeDtype()));
             int tensors = st.size();
             int q = quantized;
+            long ps = projSource, pn = projNf4;
             AtomicFiles.writeDirectory(out, o.overwrite(), tmp -> {
                 result[0] = st.write(tmp.resolve(SafeTensorsDir.SINGLE));
                 LlamaConfig.writeJson(config, tmp.resolve(LlamaConfig.FILE));
                 copyExtras(o.extraFiles(), tmp);
             });
-            return new Summary(out, q, w.storageBytes(), result[0], tensors);
+            return new Summary(out, q, w.storageBytes(), result[0], tensors, ps, pn);
         } finally {
             for (Nf4Weight m : made) m.close();
         }
@@ -159,7 +166,7 @@ public final class Bnb4bitWriter {
         q.addProperty("llm_int8_enable_fp32_cpu_offload", false);
         q.addProperty("llm_int8_has_fp16_weight", false);
         q.add("llm_int8_skip_modules", JsonNull.INSTANCE);
-        q.addProperty("llm_int8_threshold", 6.0);
+        q.addProperty("llm_int8_threshold", new PyFloat(6.0));
         q.addProperty("load_in_4bit", true);
         q.addProperty("load_in_8bit", false);
         q.addProperty("quant_method", "bitsandbytes");

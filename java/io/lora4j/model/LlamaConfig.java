@@ -70,10 +70,10 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         JsonObject toJson() {
             JsonObject o = new JsonObject();
             o.addProperty("rope_type", ropeType);
-            o.addProperty("factor", factor);
+            o.addProperty("factor", new PyFloat(factor));
             if ("llama3".equals(ropeType)) {
-                o.addProperty("low_freq_factor", lowFreqFactor);
-                o.addProperty("high_freq_factor", highFreqFactor);
+                o.addProperty("low_freq_factor", new PyFloat(lowFreqFactor));
+                o.addProperty("high_freq_factor", new PyFloat(highFreqFactor));
                 o.addProperty("original_max_position_embeddings", originalMaxPositionEmbeddings);
             }
             return o;
@@ -262,8 +262,8 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         o.addProperty("hidden_act", "silu");
         o.addProperty("attention_bias", false);
         o.addProperty("mlp_bias", false);
-        o.addProperty("rms_norm_eps", rmsNormEps);
-        o.addProperty("rope_theta", ropeTheta);
+        o.addProperty("rms_norm_eps", new PyFloat(rmsNormEps));
+        o.addProperty("rope_theta", new PyFloat(ropeTheta));
         o.add("rope_scaling", ropeScaling == null ? JsonNull.INSTANCE : ropeScaling.toJson());
         o.addProperty("vocab_size", vocabSize);
         o.addProperty("max_position_embeddings", maxPositionEmbeddings);

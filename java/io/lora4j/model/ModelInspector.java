@@ -6,6 +6,7 @@ import io.lora4j.io.FormatException;
 import io.lora4j.io.SafeTensors;
 import io.lora4j.io.SafeTensorsDir;
 import io.lora4j.quant.Nf4;
+import io.lora4j.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -99,6 +100,7 @@ public final class ModelInspector {
             List<String> notes = new ArrayList<>(st.notes());
             Acc acc = new Acc();
             acc.addFile(st, notes);
+            acc.sort();
             return new ModelInfo(path, acc.anyNf4 ? "safetensors (bnb-4bit)" : "safetensors", null, acc.tensors, acc.params,
                     acc.bytes, st.fileSize(), st.metadata(), notes);
         }
@@ -125,6 +127,7 @@ public final class ModelInspector {
             for (String s : f.notes()) notes.add(f.path().getFileName() + ": " + s);
             metadata.putAll(f.metadata());
         }
+        acc.sort();
         return new ModelInfo(dir, acc.anyNf4 ? "hf-bnb-4bit" : "hf", cfg, acc.tensors, acc.params, acc.bytes, fileBytes, metadata, notes);
     }
 
@@ -164,6 +167,11 @@ public final class ModelInspector {
         long bytes;
         boolean anyNf4;
 
+        /** Natural name order: layers by number, each NF4 weight followed by its companions. */
+        void sort() {
+            tensors.sort((a, b) -> naturalCompare(a.name(), b.name()));
+        }
+
         void addFile(SafeTensors st, List<String> notes) throws IOException {
             Map<String, Nf4Info> nf4 = new HashMap<>();
             Map<String, String> companionOf = new HashMap<>();
@@ -175,7 +183,7 @@ public final class ModelInspector {
                 for (String c : Bnb4bit.COMPANIONS) companionOf.put(weight + c, weight);
                 anyNf4 = true;
                 SafeTensors.Entry packed = st.entry(weight);
-                long n = io.lora4j.tensor.Tensor.numel(qs.shape());
+                long n = Tensor.numel(qs.shape());
                 if (packed == null) notes.add(st.path().getFileName() + ": quant_state of '" + weight + "' but no packed weight");
                 else if (packed.bytes() != (n + 1) / 2)
                     notes.add(weight + ": packed weight holds " + packed.bytes() + " bytes, shape " + Arrays.toString(qs.shape())
@@ -187,10 +195,32 @@ public final class ModelInspector {
                 String part = companionOf.get(e.name());
                 tensors.add(new TensorInfo(e.name(), e.dtype().name(), e.shape(), e.bytes(), q, part));
                 bytes += e.bytes();
-                if (q != null) params += io.lora4j.tensor.Tensor.numel(q.shape());
+                if (q != null) params += Tensor.numel(q.shape());
                 else if (part == null) params += e.numel();
             }
         }
+    }
+
+    /** Compares names with digit runs as numbers ("layers.2" before "layers.10"). */
+    static int naturalCompare(String a, String b) {
+        int i = 0, j = 0;
+        while (i < a.length() && j < b.length()) {
+            char ca = a.charAt(i), cb = b.charAt(j);
+            if (Character.isDigit(ca) && Character.isDigit(cb)) {
+                int si = i, sj = j;
+                while (i < a.length() && Character.isDigit(a.charAt(i))) i++;
+                while (j < b.length() && Character.isDigit(b.charAt(j))) j++;
+                String na = a.substring(si, i).replaceFirst("^0+(?=.)", ""), nb = b.substring(sj, j).replaceFirst("^0+(?=.)", "");
+                if (na.length() != nb.length()) return Integer.compare(na.length(), nb.length());
+                int c = na.compareTo(nb);
+                if (c != 0) return c;
+            } else {
+                if (ca != cb) return Character.compare(ca, cb);
+                i++;
+                j++;
+            }
+        }
+        return Integer.compare(a.length() - i, b.length() - j);
     }
 
     static JsonArray longs(long[] a) {

@@ -46,6 +46,12 @@ public final class NativeLibrary {
         Lora4jNative.lora4j_set_num_threads(n);
     }
 
+    /** Threads the CPU kernels use (OpenMP's count). */
+    public static int numThreads() {
+        load();
+        return Lora4jNative.lora4j_get_num_threads();
+    }
+
     private static void load0() {
         Lora4jNative.ensureLoaded();
     }

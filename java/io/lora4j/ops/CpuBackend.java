@@ -22,7 +22,11 @@ public final class CpuBackend implements Backend {
 
     @Override
     public String description() {
-        return "cpu (" + NativeLibrary.buildInfo() + "; sgemm " + NativeLibrary.blasName() + ")";
+        String blas = NativeLibrary.blasName();
+        // "openblas:/long/cache/path/libopenblas_nolapack.so.0" -> "openblas (libopenblas_nolapack.so.0)"
+        int slash = blas.lastIndexOf('/');
+        if (blas.startsWith("openblas:") && slash >= 0) blas = "openblas (" + blas.substring(slash + 1) + ")";
+        return "cpu, " + NativeLibrary.numThreads() + " threads (" + NativeLibrary.buildInfo() + "; sgemm " + blas + ")";
     }
 
     @Override

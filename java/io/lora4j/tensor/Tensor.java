@@ -79,7 +79,8 @@ public final class Tensor implements AutoCloseable {
         if (buffer.remaining() < need)
             throw new IllegalArgumentException("buffer holds " + buffer.remaining() + " bytes, shape "
                     + Arrays.toString(shape) + " of " + dtype + " needs " + need);
-        return new Tensor(dtype, shape, Device.CPU, MemoryCategory.WEIGHTS, new BytePointer(buffer), null, buffer);
+        ByteBuffer b = buffer.slice(); // JavaCPP's pointer starts at the buffer's address, not its position
+        return new Tensor(dtype, shape, Device.CPU, MemoryCategory.WEIGHTS, new BytePointer(b), null, b);
     }
 
     /** A host F32 tensor holding a copy of {@code values}. */

@@ -1,0 +1,102 @@
+package io.lora4j.cli;
+
+import io.lora4j.io.FormatException;
+import io.lora4j.model.LlamaModel;
+import io.lora4j.model.LlamaWeights;
+import io.lora4j.model.ModelLoader;
+import io.lora4j.ops.Backend;
+import io.lora4j.ops.Backends;
+import io.lora4j.tensor.Device;
+import io.lora4j.tokenizer.Tokenizer;
+import io.lora4j.tokenizer.Tokenizers;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Optional;
+import org.apache.commons.cli.CommandLine;
+import org.apache.commons.cli.Option;
+import org.apache.commons.cli.Options;
+
+/**
+ * The options every model-running command shares (--model, --tokenizer, --device,
+ * --load-in-4bit, --threads) and what they resolve to: weights, a model on a backend, a tokenizer
+ * whose vocabulary matches the model's.
+ */
+final class ModelArgs implements AutoCloseable {
+    final LlamaWeights weights;
+    final LlamaModel model;
+    final Tokenizer tokenizer;
+    final Path modelPath;
+
+    private ModelArgs(LlamaWeights weights, LlamaModel model, Tokenizer tokenizer, Path modelPath) {
+        this.weights = weights;
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.modelPath = modelPath;
+    }
+
+    static Options addTo(Options o) {
+        return o.addOption(Option.builder().longOpt("model").hasArg().argName("M").required()
+                        .desc("llama2.c .bin or HF model directory (plain or bnb-4bit)").get())
+                .addOption(Option.builder().longOpt("tokenizer").hasArg().argName("PATH")
+                        .desc("tokenizer.model, tokenizer.bin or tokenizer.json (default: the model's own, or tokenizer.model beside a .bin)").get())
+                .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda")
+                        .desc("compute device (default: cuda when a device is present, else cpu)").get())
+                .addOption(Option.builder().longOpt("load-in-4bit").desc("quantize the projections to NF4 on load (QLoRA's base)").get())
+                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get());
+    }
+
+    static ModelArgs open(CommandLine cl) throws IOException, UsageException {
+        Optional<Device> device = Optional.empty();
+        if (cl.hasOption("device")) {
+            try {
+                device = Optional.of(Device.parse(cl.getOptionValue("device")));
+            } catch (IllegalArgumentException e) {
+                throw new UsageException("--device: " + e.getMessage());
+            }
+        }
+        if (cl.hasOption("threads")) {
+            int n = Cli.parseInt(cl, "threads", 0);
+            if (n < 1) throw new UsageException("--threads must be >= 1, got " + n);
+            io.lora4j.nativeapi.NativeLibrary.setNumThreads(n);
+        }
+        Backend backend;
+        try {
+            backend = Backends.select(device);
+        } catch (IllegalStateException e) {
+            throw new IllegalArgumentException("--device " + cl.getOptionValue("device") + ": " + e.getMessage());
+        }
+        Path modelPath = Path.of(cl.getOptionValue("model"));
+        Tokenizer tok = Tokenizers.load(tokenizerPath(modelPath, cl.getOptionValue("tokenizer")));
+        ModelLoader.Options opts = (cl.hasOption("load-in-4bit") ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults())
+                .withBackend(backend);
+        LlamaWeights w = ModelLoader.load(modelPath, opts);
+        try {
+            if (tok.vocabSize() != w.config().vocabSize())
+                throw new FormatException(modelPath, "the tokenizer has " + tok.vocabSize() + " tokens, the model's vocabulary "
+                        + w.config().vocabSize() + ": they do not belong together");
+            return new ModelArgs(w, LlamaModel.create(backend, w), tok, modelPath);
+        } catch (IOException | RuntimeException e) {
+            w.close();
+            throw e;
+        }
+    }
+
+    /** --tokenizer, else the model directory itself, else tokenizer.model/.bin beside a .bin file. */
+    static Path tokenizerPath(Path model, String explicit) throws FormatException {
+        if (explicit != null) return Path.of(explicit);
+        if (Files.isDirectory(model)) return model;
+        Path dir = model.toAbsolutePath().getParent();
+        for (String n : new String[] {"tokenizer.model", "tokenizer.bin", "tokenizer.json"}) {
+            Path p = dir == null ? null : dir.resolve(n);
+            if (p != null && Files.isRegularFile(p)) return p;
+        }
+        throw new FormatException(model, "no tokenizer beside the model: pass --tokenizer PATH");
+    }
+
+    @Override
+    public void close() {
+        model.close();
+        weights.close();
+    }
+}
