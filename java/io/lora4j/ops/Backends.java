@@ -68,7 +68,7 @@ public final class Backends {
         if (Lora4jNative.lora4j_built_with_cuda() == 0) return "liblora4j was built without CUDA kernels";
         switch (-n) {
             case 0: return "no CUDA device found";
-            case 35: return "the NVIDIA driver is older than this CUDA runtime (cudaErrorInsufficientDriver)";
+            case 35: return "no usable NVIDIA driver: none is installed, or it is older than this CUDA runtime (cudaErrorInsufficientDriver)";
             case 100: return "no CUDA-capable device is detected (cudaErrorNoDevice)";
             case 999: return "unknown CUDA error while probing";
             default: return "the CUDA probe failed with cudaError " + (-n) + " (no driver, or no device)";
