@@ -34,7 +34,7 @@ log "nvcc: $( (nvcc --version 2>/dev/null || /usr/local/cuda/bin/nvcc --version 
 t0=$(date +%s)
 if cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLORA4J_CUDA=ON \
      -DLORA4J_CUDA_ARCHS=90 -DLORA4J_TESTS=ON > "$OUT/cmake-configure.log" 2>&1 &&
-   cmake --build "$BUILD" -j "$JOBS" --target lora4j_harness > "$OUT/cmake-build.log" 2>&1; then
+   cmake --build "$BUILD" -j "$JOBS" --target lora4j_harness lora4j_ops_harness > "$OUT/cmake-build.log" 2>&1; then
   log "build: ok ($(( $(date +%s) - t0 )) s)"
 else
   log "build: FAILED (see $OUT/cmake-configure.log, $OUT/cmake-build.log)"
@@ -59,6 +59,10 @@ if [ -f "$ROOT/tests/resources/nf4/nf4_golden.txt" ]; then
 fi
 run harness-cuda 180 "$H" cuda || status=1
 run harness-perf-cuda 180 "$H" perf cuda || status=1
+# Transformer ops (RMSNorm, RoPE, flash attention, SwiGLU, CE, fused LoRA, AdamW): CUDA vs CPU.
+OH="$BUILD/lora4j_ops_harness"
+run ops-cuda 180 "$OH" cuda || status=1
+run ops-perf 180 "$OH" perf || status=1
 
 # ---- dense bf16 ceiling from PyTorch (cuBLAS), same shapes, same run ----
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" > /dev/null 2>&1; then
@@ -98,6 +102,8 @@ fi
     [ -f "$OUT/$f.log" ] || continue
     grep -h "^== " "$OUT/$f.log" | sed "s/^/$f: /"
   done
+  [ -f "$OUT/ops-cuda.log" ] && grep -h -E "^(PASSED|FAILED)" "$OUT/ops-cuda.log" | sed "s/^/ops-cuda: /"
+  grep -h -E "^  FAIL" "$OUT/ops-cuda.log" 2>/dev/null | head -n 20
   grep -h "^FAIL " "$OUT/harness-cuda.log" "$OUT/harness-test.log" "$OUT/harness-golden.log" 2>/dev/null | head -n 20
   grep -h -E "^(ok|FAIL) +cuda (matmul_fwd|matmul_bwd_input|bf16_matmul_fwd) T=300 in=1024" "$OUT/harness-cuda.log" 2>/dev/null
   grep -h "^SKIP" "$OUT/harness-cuda.log" 2>/dev/null

@@ -15,9 +15,12 @@
 //   dS_ij = P_ij (dP_ij - Dl_i)
 //   dv_j += P_ij dout_i;  dq_i += scale dS_ij k_j;  dk_j += scale dS_ij q_i
 // Parallel over (b, kv head): one task owns dk/dv of its KV head and dq of the query heads
-// of its group, so there are no races and sums are deterministic.
+// of its group, so there are no races and sums are deterministic. Every tile product
+// (Q·Kᵀ, P·V, dO·Vᵀ, Pᵀ·dO, dSᵀ·Q, dS·K) is one call of the register-blocked tile_gemm.
 #include "lora4j/ops.h"
 #include "common.h"
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -38,30 +41,80 @@ constexpr int64_t kBQ = 64;  // query rows per tile
 constexpr int64_t kBK = 64;  // keys per tile (score tile 64x64 fp32 = 16 KiB, L1/L2 resident)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// scores[ii*kBK + jj] = scale * q_{i0+ii} . k_{j0+jj}, or -inf when not allowed.
-// kt: [D][kBK] transposed key tile, zero-padded, so entries nk..kBK-1 come out 0.
-// Returns true when at least one pair is allowed.
-bool score_tile(const float* q, int64_t ldq, const float* kt, const int32_t* sg, int64_t i0,
-                int64_t nq, int64_t j0, int64_t nk, int64_t D, float scale, float* scores) {
+// C[m*ldc + n] = (acc ? C : 0) + alpha * sum_k A[m*as + k*ak] * B[k*ldb + n]
+// for m < M, n < N, k < K: the small GEMM of every attention tile product. A is read through
+// two strides, so Aᵀ costs nothing. 4x16 register blocks (8 ymm accumulators, two B loads and
+// four broadcasts per k); columns past the last multiple of 16 take a scalar loop.
+void tile_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t as, int64_t ak,
+               const float* B, int64_t ldb, float* C, int64_t ldc, float alpha, bool acc) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  const int64_t nfull = N - N % 16;
+  for (int64_t n0 = 0; n0 < nfull; n0 += 16) {
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) {
+      __m256 c[4][2];
+      for (int r = 0; r < 4; r++) c[r][0] = c[r][1] = _mm256_setzero_ps();
+      const float* a0 = A + m * as;
+      for (int64_t k = 0; k < K; k++) {
+        const __m256 b0 = _mm256_loadu_ps(B + k * ldb + n0);
+        const __m256 b1 = _mm256_loadu_ps(B + k * ldb + n0 + 8);
+        const float* ak_ = a0 + k * ak;
+        for (int r = 0; r < 4; r++) {
+          const __m256 a = _mm256_broadcast_ss(ak_ + r * as);
+          c[r][0] = _mm256_fmadd_ps(a, b0, c[r][0]);
+          c[r][1] = _mm256_fmadd_ps(a, b1, c[r][1]);
+        }
+      }
+      for (int r = 0; r < 4; r++) {
+        float* cr = C + (m + r) * ldc + n0;
+        __m256 o0 = _mm256_mul_ps(va, c[r][0]), o1 = _mm256_mul_ps(va, c[r][1]);
+        if (acc) {
+          o0 = _mm256_add_ps(_mm256_loadu_ps(cr), o0);
+          o1 = _mm256_add_ps(_mm256_loadu_ps(cr + 8), o1);
+        }
+        _mm256_storeu_ps(cr, o0);
+        _mm256_storeu_ps(cr + 8, o1);
+      }
+    }
+    for (; m < M; m++) {
+      __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+      for (int64_t k = 0; k < K; k++) {
+        const __m256 a = _mm256_broadcast_ss(A + m * as + k * ak);
+        c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb + n0), c0);
+        c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(B + k * ldb + n0 + 8), c1);
+      }
+      float* cr = C + m * ldc + n0;
+      __m256 o0 = _mm256_mul_ps(va, c0), o1 = _mm256_mul_ps(va, c1);
+      if (acc) {
+        o0 = _mm256_add_ps(_mm256_loadu_ps(cr), o0);
+        o1 = _mm256_add_ps(_mm256_loadu_ps(cr + 8), o1);
+      }
+      _mm256_storeu_ps(cr, o0);
+      _mm256_storeu_ps(cr + 8, o1);
+    }
+  }
+  if (nfull < N) {
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = nfull; n < N; n++) {
+        float sum = 0.0f;
+        for (int64_t k = 0; k < K; k++) sum += A[m * as + k * ak] * B[k * ldb + n];
+        C[m * ldc + n] = (acc ? C[m * ldc + n] : 0.0f) + alpha * sum;
+      }
+  }
+}
+
+// Scores of query rows i0..i0+nq-1 against keys j0..j0+nk-1 into sc [kBQ][kBK]:
+// sc = qs · kt (qs: scale*q, [nq][D]; kt: [D][kBK] zero-padded, so columns nk.. come out 0),
+// then pairs that are not allowed are set to -inf. Returns true when any pair is allowed.
+bool score_tile(const float* qs, const float* kt, const int32_t* sg, int64_t i0, int64_t nq,
+                int64_t j0, int64_t nk, int64_t D, float* sc) {
+  tile_gemm(nq, kBK, D, qs, D, 1, kt, kBK, sc, kBK, 1.0f, false);
   bool any = false;
   for (int64_t ii = 0; ii < nq; ii++) {
-    float* srow = scores + ii * kBK;
+    float* srow = sc + ii * kBK;
     const int64_t i = i0 + ii;
-    // allowed keys of row i in this tile: jj <= i - j0, and the same segment
-    const int64_t last = std::min<int64_t>(nk - 1, i - j0);
-    if (last < 0) {
-      for (int64_t jj = 0; jj < kBK; jj++) srow[jj] = jj < nk ? kNegInf : 0.0f;
-      continue;
-    }
-    const float* qi = q + i * ldq;
-    for (int64_t jj = 0; jj < kBK; jj++) srow[jj] = 0.0f;
-    for (int64_t d = 0; d < D; d++) {
-      const float qd = qi[d] * scale;
-      const float* kd = kt + d * kBK;
-#pragma omp simd
-      for (int64_t jj = 0; jj < kBK; jj++) srow[jj] += qd * kd[jj];
-    }
-    for (int64_t jj = last + 1; jj < nk; jj++) srow[jj] = kNegInf;
+    const int64_t last = std::min<int64_t>(nk - 1, i - j0);  // causal: jj <= i - j0
+    for (int64_t jj = std::max<int64_t>(last + 1, 0); jj < nk; jj++) srow[jj] = kNegInf;
     if (sg) {
       const int32_t si = sg[i];
       for (int64_t jj = 0; jj <= last; jj++)
@@ -70,6 +123,16 @@ bool score_tile(const float* q, int64_t ldq, const float* kt, const int32_t* sg,
     for (int64_t jj = 0; jj <= last; jj++) any |= srow[jj] != kNegInf;
   }
   return any;
+}
+
+// qs[ii*D + d] = scale * q[(i0+ii)*ldq + d]
+void load_scaled(const float* q, int64_t ldq, int64_t i0, int64_t nq, int64_t D, float scale,
+                 float* qs) {
+  for (int64_t ii = 0; ii < nq; ii++) {
+    const float* src = q + (i0 + ii) * ldq;
+#pragma omp simd
+    for (int64_t d = 0; d < D; d++) qs[ii * D + d] = scale * src[d];
+  }
 }
 
 // dst[d*kBK + jj] = src[(j0+jj)*ld + d] for jj < nk (zero-padded to kBK).
@@ -98,7 +161,7 @@ void lora4j_attention_fwd(const float* q, const float* k, const float* v, const 
 #pragma omp parallel
   {
     std::vector<float> kt(static_cast<size_t>(D * kBK)), sc(static_cast<size_t>(kBQ * kBK)),
-        o(static_cast<size_t>(kBQ * D)), m(kBQ), l(kBQ);
+        qs(static_cast<size_t>(kBQ * D)), o(static_cast<size_t>(kBQ * D)), m(kBQ), l(kBQ);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++) {
       for (int64_t hq = 0; hq < Hq; hq++) {
@@ -114,34 +177,32 @@ void lora4j_attention_fwd(const float* q, const float* k, const float* v, const 
           std::fill(m.begin(), m.end(), kNegInf);
           std::fill(l.begin(), l.end(), 0.0f);
           std::fill(o.begin(), o.end(), 0.0f);
+          load_scaled(qb, ldq, i0, nq, D, scale, qs.data());
           for (int64_t j0 = 0; j0 < i0 + nq; j0 += kBK) {
             const int64_t nk = std::min(kBK, i0 + nq - j0);
             transpose_tile(kb, ldk, j0, nk, D, kt.data());
-            if (!score_tile(qb, ldq, kt.data(), sg, i0, nq, j0, nk, D, scale, sc.data()))
-              continue;
+            if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, sc.data())) continue;
             for (int64_t ii = 0; ii < nq; ii++) {
               float* srow = sc.data() + ii * kBK;
               float mx = kNegInf;
               for (int64_t jj = 0; jj < nk; jj++) mx = std::max(mx, srow[jj]);
-              if (mx == kNegInf) continue;
+              if (mx == kNegInf) {  // no key of this tile is visible: P row = 0
+                for (int64_t jj = 0; jj < nk; jj++) srow[jj] = 0.0f;
+                continue;
+              }
               const float mnew = std::max(m[ii], mx);
               const float alpha = m[ii] == kNegInf ? 0.0f : std::exp(m[ii] - mnew);
               const float psum = lora4j::cpu::exp_sub_sum(srow, mnew, srow, nk);
               l[ii] = l[ii] * alpha + psum;
               m[ii] = mnew;
-              float* orow = o.data() + ii * D;
               if (alpha != 1.0f) {
+                float* orow = o.data() + ii * D;
 #pragma omp simd
                 for (int64_t d = 0; d < D; d++) orow[d] *= alpha;
               }
-              for (int64_t jj = 0; jj < nk; jj++) {
-                const float p = srow[jj];
-                if (p == 0.0f) continue;
-                const float* vr = vb + (j0 + jj) * ldk;
-#pragma omp simd
-                for (int64_t d = 0; d < D; d++) orow[d] += p * vr[d];
-              }
             }
+            // o += P · V_tile
+            tile_gemm(nq, D, nk, sc.data(), kBK, 1, vb + j0 * ldk, ldk, o.data(), D, 1.0f, true);
           }
           for (int64_t ii = 0; ii < nq; ii++) {
             // Every row attends at least to itself, so l > 0.
@@ -169,8 +230,8 @@ void lora4j_attention_bwd(const float* q, const float* k, const float* v, const 
 #pragma omp parallel
   {
     std::vector<float> kt(static_cast<size_t>(D * kBK)), vt(static_cast<size_t>(D * kBK)),
-        p(static_cast<size_t>(kBQ * kBK)), dp(static_cast<size_t>(kBQ * kBK)),
-        dl(static_cast<size_t>(S));
+        qs(static_cast<size_t>(kBQ * D)), p(static_cast<size_t>(kBQ * kBK)),
+        ds(static_cast<size_t>(kBQ * kBK)), dl(static_cast<size_t>(S));
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++) {
       for (int64_t hk = 0; hk < Hkv; hk++) {
@@ -204,43 +265,27 @@ void lora4j_attention_bwd(const float* q, const float* k, const float* v, const 
             transpose_tile(vb, ldk, j0, nk, D, vt.data());
             for (int64_t i0 = (j0 / kBQ) * kBQ; i0 < S; i0 += kBQ) {
               const int64_t nq = std::min(kBQ, S - i0);
-              if (!score_tile(qb, ldq, kt.data(), sg, i0, nq, j0, nk, D, scale, p.data()))
-                continue;
+              load_scaled(qb, ldq, i0, nq, D, scale, qs.data());
+              if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, p.data())) continue;
+              // dP = dO_tile · V_tileᵀ
+              tile_gemm(nq, kBK, D, dob + i0 * ldq, ldq, 1, vt.data(), kBK, ds.data(), kBK, 1.0f,
+                        false);
               for (int64_t ii = 0; ii < nq; ii++) {
-                const int64_t i = i0 + ii;
                 float* prow = p.data() + ii * kBK;
-                float* dprow = dp.data() + ii * kBK;
-                lora4j::cpu::exp_sub_sum(prow, lb[i], prow, nk);  // masked -inf -> 0
-                const float* do_i = dob + i * ldq;
-                for (int64_t jj = 0; jj < kBK; jj++) dprow[jj] = 0.0f;
-                for (int64_t d = 0; d < D; d++) {
-                  const float g = do_i[d];
-                  const float* vd = vt.data() + d * kBK;
+                float* dsrow = ds.data() + ii * kBK;
+                lora4j::cpu::exp_sub_sum(prow, lb[i0 + ii], prow, nk);  // masked -inf -> 0
+                for (int64_t jj = nk; jj < kBK; jj++) prow[jj] = 0.0f;
+                const float dli = dl[i0 + ii];
 #pragma omp simd
-                  for (int64_t jj = 0; jj < kBK; jj++) dprow[jj] += g * vd[jj];
-                }
-                const float dli = dl[i];
-                // dprow becomes scale * dS
-#pragma omp simd
-                for (int64_t jj = 0; jj < kBK; jj++)
-                  dprow[jj] = scale * prow[jj] * (dprow[jj] - dli);
-                const float* q_i = qb + i * ldq;
-                float* dq_i = dqb + i * ldq;
-                for (int64_t jj = 0; jj < nk; jj++) {
-                  const float pij = prow[jj];
-                  if (pij == 0.0f) continue;  // masked (or underflowed) pair
-                  const float ds = dprow[jj];
-                  const float* k_j = kb + (j0 + jj) * ldk;
-                  float* dv_j = dvb + (j0 + jj) * ldk;
-                  float* dk_j = dkb + (j0 + jj) * ldk;
-#pragma omp simd
-                  for (int64_t d = 0; d < D; d++) {
-                    dv_j[d] += pij * do_i[d];
-                    dq_i[d] += ds * k_j[d];
-                    dk_j[d] += ds * q_i[d];
-                  }
-                }
+                for (int64_t jj = 0; jj < kBK; jj++) dsrow[jj] = prow[jj] * (dsrow[jj] - dli);
               }
+              // dV_tile += Pᵀ · dO_tile;  dK_tile += dSᵀ · (scale Q_tile);  dQ_tile += scale dS · K_tile
+              tile_gemm(nk, D, nq, p.data(), 1, kBK, dob + i0 * ldq, ldq, dvb + j0 * ldk, ldk,
+                        1.0f, true);
+              tile_gemm(nk, D, nq, ds.data(), 1, kBK, qs.data(), D, dkb + j0 * ldk, ldk, 1.0f,
+                        true);
+              tile_gemm(nq, D, nk, ds.data(), kBK, 1, kb + j0 * ldk, ldk, dqb + i0 * ldq, ldq,
+                        scale, true);
             }
           }
         }

@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "LORA4J_BLAS: %s\n", lora4j_blas_error());
         return 2;
       }
+      // OpenBLAS keeps its own pool: give it the OpenMP thread count (OMP_NUM_THREADS).
+      lora4j_set_num_threads(lora4j_get_num_threads());
     }
     std::printf("lora4j ops harness [%s]: %s | sgemm %s | %d OpenMP threads\n", mode,
                 lora4j_build_info(), lora4j_blas_name(), lora4j_get_num_threads());

@@ -1,0 +1,403 @@
+// `cuda` mode of lora4j_ops_harness: every CUDA op against its CPU twin on fresh random inputs.
+// Device outputs are poisoned with NaN (all-ones bytes) before each call, so an element the
+// kernel fails to write fails the check (check_close never passes a NaN). Accumulated outputs
+// start from the same random values on both sides. Also the CUDA part of `perf`.
+#ifdef LORA4J_WITH_CUDA
+#include "lora4j/lora.h"
+#include "lora4j/ops.h"
+#include "lora4j/runtime.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+// ---- harness_util.cpp -----------------------------------------------------------------------
+namespace ops_harness {
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  double uniform();
+  float sym(float a);
+  int32_t below(int32_t n);
+};
+std::vector<float> rand_vec(Rng& rng, size_t n, float a);
+bool check_close(const std::string& name, const float* got, const double* ref, size_t n,
+                 double atol, double rtol);
+bool check_true(const std::string& name, bool cond, const std::string& detail);
+double now_s();
+}  // namespace ops_harness
+// ----------------------------------------------------------------------------------------------
+
+using namespace ops_harness;
+using fvec = std::vector<float>;
+using ivec = std::vector<int32_t>;
+
+namespace {
+
+// CUDA vs CPU twin, both fp32: the two differ only in summation order / fused multiply-adds
+// and libm vs CUDA expf/logf (<= 2 ulp).
+constexpr double kElemAtol = 1e-6;   // elementwise ops
+constexpr double kElemRtol = 1e-5;
+constexpr double kRedAtol = 1e-5;    // row reductions (RMSNorm, softmax, attention, CE)
+constexpr double kRedRtol = 1e-4;
+// matmul-like outputs summing K products of O(1) values: per 16 summed terms
+constexpr double kDotAtolPer16 = 2e-6;
+double dot_atol(int64_t K) { return kDotAtolPer16 * (K < 16 ? 1.0 : K / 16.0); }
+
+struct Dev {
+  void* p = nullptr;
+  size_t bytes = 0;
+  explicit Dev(size_t b) : p(lora4j_cuda_malloc(static_cast<int64_t>(b))), bytes(b) {}
+  template <typename T>
+  explicit Dev(const std::vector<T>& h) : Dev(h.size() * sizeof(T)) { up(h); }
+  ~Dev() { lora4j_cuda_free(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  template <typename T>
+  void up(const std::vector<T>& h) { lora4j_cuda_memcpy(p, h.data(), h.size() * sizeof(T), 1, nullptr); }
+  void poison() {
+    lora4j_cuda_memset(p, 0xFF, static_cast<int64_t>(bytes), nullptr);
+    lora4j_cuda_device_synchronize();
+  }
+  fvec down() {
+    fvec h(bytes / sizeof(float));
+    lora4j_cuda_device_synchronize();
+    lora4j_cuda_memcpy(h.data(), p, bytes, 2, nullptr);
+    return h;
+  }
+  float* f() { return static_cast<float*>(p); }
+  int32_t* i() { return static_cast<int32_t*>(p); }
+};
+
+Dev* poisoned(size_t floats) {
+  Dev* d = new Dev(floats * sizeof(float));
+  d->poison();
+  return d;
+}
+
+bool cmp(const std::string& name, Dev& d, const fvec& cpu, double atol, double rtol) {
+  fvec g = d.down();
+  std::vector<double> ref(cpu.begin(), cpu.end());
+  return check_close(name, g.data(), ref.data(), ref.size(), atol, rtol);
+}
+
+void par_rmsnorm(Rng& rng) {
+  for (int64_t dim : {288, 2048}) {
+    const int64_t T = 300;
+    const std::string tag = "rmsnorm T300 dim" + std::to_string(dim);
+    fvec x = rand_vec(rng, T * dim, 2), w = rand_vec(rng, dim, 1), dy = rand_vec(rng, T * dim, 1),
+         dw0 = rand_vec(rng, dim, 1);
+    fvec y(T * dim), rstd(T), dx(T * dim), dw = dw0;
+    lora4j_rmsnorm_fwd(x.data(), w.data(), T, dim, 1e-5f, y.data(), rstd.data());
+    lora4j_rmsnorm_bwd(dy.data(), x.data(), w.data(), rstd.data(), T, dim, dx.data(), dw.data());
+    Dev dx_(x), dw_(w), ddy(dy), ddw(dw0), dy_(T * dim * 4), dr(T * 4), ddx(T * dim * 4);
+    dy_.poison(); dr.poison(); ddx.poison();
+    lora4j_cuda_rmsnorm_fwd(dx_.f(), dw_.f(), T, dim, 1e-5f, dy_.f(), dr.f(), nullptr);
+    cmp(tag + " fwd y", dy_, y, kRedAtol, kRedRtol);
+    cmp(tag + " fwd rstd", dr, rstd, kRedAtol, kRedRtol);
+    Dev drc(rstd);  // backward from the CPU rstd: isolates the backward
+    lora4j_cuda_rmsnorm_bwd(ddy.f(), dx_.f(), dw_.f(), drc.f(), T, dim, ddx.f(), ddw.f(), nullptr);
+    cmp(tag + " bwd dx", ddx, dx, kRedAtol, kRedRtol);
+    cmp(tag + " bwd dw (+=)", ddw, dw, dot_atol(T), kRedRtol);
+  }
+}
+
+void par_rope(Rng& rng) {
+  for (int64_t D : {64, 128}) {
+    const int64_t T = 300, H = 8;
+    const std::string tag = "rope T300 H8 D" + std::to_string(D);
+    fvec inv(D / 2);
+    for (int64_t i = 0; i < D / 2; i++) inv[i] = static_cast<float>(1.0 / std::pow(500000.0, 2.0 * i / D));
+    ivec pos(T);
+    for (auto& p : pos) p = rng.below(8192);
+    fvec x = rand_vec(rng, T * H * D, 1), y(x.size()), dx(x.size());
+    lora4j_rope_fwd(x.data(), y.data(), pos.data(), inv.data(), T, H, D);
+    lora4j_rope_bwd(x.data(), dx.data(), pos.data(), inv.data(), T, H, D);
+    Dev dxx(x), dp(pos), di(inv), dy(x.size() * 4), ddx(x.size() * 4);
+    dy.poison(); ddx.poison();
+    lora4j_cuda_rope_fwd(dxx.f(), dy.f(), dp.i(), di.f(), T, H, D, nullptr);
+    lora4j_cuda_rope_bwd(dxx.f(), ddx.f(), dp.i(), di.f(), T, H, D, nullptr);
+    cmp(tag + " fwd", dy, y, kElemAtol, kElemRtol);
+    cmp(tag + " bwd", ddx, dx, kElemAtol, kElemRtol);
+    lora4j_cuda_rope_fwd(dxx.f(), dxx.f(), dp.i(), di.f(), T, H, D, nullptr);
+    cmp(tag + " fwd in place", dxx, y, kElemAtol, kElemRtol);
+  }
+}
+
+ivec packed_segments(Rng& rng, int64_t B, int64_t S) {
+  ivec seg(B * S);
+  for (int64_t b = 0; b < B; b++) {
+    int32_t id = 0;
+    int64_t left = 1 + rng.below(static_cast<int32_t>(S / 2));
+    for (int64_t s = 0; s < S; s++) {
+      if (left == 0) { id++; left = 1 + rng.below(static_cast<int32_t>(S / 2)); }
+      seg[b * S + s] = id;
+      left--;
+    }
+  }
+  return seg;
+}
+
+void par_attention(Rng& rng) {
+  struct Case { int64_t B, S, Hq, Hkv, D; bool packed; };
+  const Case cases[] = {{2, 200, 8, 2, 64, true}, {1, 129, 4, 4, 128, false},
+                        {1, 70, 2, 1, 256, true}, {2, 65, 6, 6, 48, false}};
+  for (const Case& c : cases) {
+    char tagb[96];
+    std::snprintf(tagb, sizeof tagb, "attention B%lld S%lld Hq%lld Hkv%lld D%lld%s", (long long)c.B,
+                  (long long)c.S, (long long)c.Hq, (long long)c.Hkv, (long long)c.D,
+                  c.packed ? " packed" : "");
+    const std::string tag = tagb;
+    const int64_t nq = c.B * c.S * c.Hq * c.D, nk = c.B * c.S * c.Hkv * c.D, nl = c.B * c.Hq * c.S;
+    ivec seg = c.packed ? packed_segments(rng, c.B, c.S) : ivec();
+    const int32_t* sg = c.packed ? seg.data() : nullptr;
+    fvec q = rand_vec(rng, nq, 1), k = rand_vec(rng, nk, 1), v = rand_vec(rng, nk, 1),
+         dout = rand_vec(rng, nq, 1), out(nq), lse(nl), dq(nq), dk(nk), dv(nk);
+    lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, c.B, c.S, c.Hq, c.Hkv, c.D, out.data(), lse.data());
+    lora4j_attention_bwd(q.data(), k.data(), v.data(), out.data(), dout.data(), lse.data(), sg, c.B,
+                         c.S, c.Hq, c.Hkv, c.D, dq.data(), dk.data(), dv.data());
+    Dev dq_(q), dk_(k), dv_(v), ddo(dout), dout_cpu(out), dlse_cpu(lse),
+        dseg(c.packed ? seg : ivec(1)), o(nq * 4), l(nl * 4), gq(nq * 4), gk(nk * 4), gv(nk * 4);
+    o.poison(); l.poison(); gq.poison(); gk.poison(); gv.poison();
+    const int32_t* dsg = c.packed ? dseg.i() : nullptr;
+    lora4j_cuda_attention_fwd(dq_.f(), dk_.f(), dv_.f(), dsg, c.B, c.S, c.Hq, c.Hkv, c.D, o.f(), l.f(), nullptr);
+    cmp(tag + " fwd out", o, out, kRedAtol, kRedRtol);
+    cmp(tag + " fwd lse", l, lse, kRedAtol, kRedRtol);
+    // backward from the CPU forward's out/lse: isolates the backward kernels
+    lora4j_cuda_attention_bwd(dq_.f(), dk_.f(), dv_.f(), dout_cpu.f(), ddo.f(), dlse_cpu.f(), dsg,
+                              c.B, c.S, c.Hq, c.Hkv, c.D, gq.f(), gk.f(), gv.f(), nullptr);
+    cmp(tag + " bwd dq", gq, dq, kRedAtol, kRedRtol);
+    cmp(tag + " bwd dk", gk, dk, kRedAtol, kRedRtol);
+    cmp(tag + " bwd dv", gv, dv, kRedAtol, kRedRtol);
+  }
+}
+
+void par_swiglu(Rng& rng) {
+  const int64_t n = 1000003;
+  fvec g = rand_vec(rng, n, 8), u = rand_vec(rng, n, 2), dh = rand_vec(rng, n, 1), h(n), dg(n), du(n);
+  lora4j_swiglu_fwd(g.data(), u.data(), n, h.data());
+  lora4j_swiglu_bwd(dh.data(), g.data(), u.data(), n, dg.data(), du.data());
+  Dev g_(g), u_(u), dh_(dh), h_(n * 4), dg_(n * 4), du_(n * 4);
+  h_.poison(); dg_.poison(); du_.poison();
+  lora4j_cuda_swiglu_fwd(g_.f(), u_.f(), n, h_.f(), nullptr);
+  lora4j_cuda_swiglu_bwd(dh_.f(), g_.f(), u_.f(), n, dg_.f(), du_.f(), nullptr);
+  cmp("swiglu n=1000003 fwd", h_, h, kElemAtol, kElemRtol);
+  cmp("swiglu bwd dgate", dg_, dg, kElemAtol, kElemRtol);
+  cmp("swiglu bwd dup", du_, du, kElemAtol, kElemRtol);
+}
+
+void par_embedding(Rng& rng) {
+  const int64_t T = 500, dim = 288, vocab = 1000;
+  ivec ids(T);
+  for (auto& i : ids) i = rng.below(200);  // duplicates
+  fvec table = rand_vec(rng, vocab * dim, 1), dout = rand_vec(rng, T * dim, 1),
+       dt0 = rand_vec(rng, vocab * dim, 1), out(T * dim), dt = dt0;
+  lora4j_embedding_fwd(ids.data(), table.data(), T, dim, vocab, out.data());
+  lora4j_embedding_bwd(ids.data(), dout.data(), T, dim, vocab, dt.data());
+  Dev di(ids), dtab(table), ddo(dout), ddt(dt0), o(T * dim * 4);
+  o.poison();
+  lora4j_cuda_embedding_fwd(di.i(), dtab.f(), T, dim, vocab, o.f(), nullptr);
+  lora4j_cuda_embedding_bwd(di.i(), ddo.f(), T, dim, vocab, ddt.f(), nullptr);
+  cmp("embedding fwd (exact)", o, out, 0, 0);
+  cmp("embedding bwd (+=, atomics)", ddt, dt, kElemAtol * 10, kElemRtol);
+}
+
+void par_ce(Rng& rng) {
+  const int64_t T = 64, V = 32000;
+  ivec labels(T);
+  for (auto& l : labels) l = rng.below(V);
+  for (int64_t t = 0; t < T; t += 5) labels[t] = LORA4J_IGNORE_INDEX;
+  fvec z = rand_vec(rng, T * V, 10), loss(T), dz(T * V);
+  float sum = 0;
+  const float scale = 1.0f / 51.0f;
+  lora4j_ce_fwd(z.data(), labels.data(), T, V, loss.data(), &sum);
+  lora4j_ce_bwd(z.data(), labels.data(), T, V, scale, dz.data());
+  Dev dzz(z), dl(labels), l(T * 4), s(4), g(T * V * 4);
+  l.poison(); s.poison(); g.poison();
+  lora4j_cuda_ce_fwd(dzz.f(), dl.i(), T, V, l.f(), s.f(), nullptr);
+  lora4j_cuda_ce_bwd(dzz.f(), dl.i(), T, V, scale, g.f(), nullptr);
+  cmp("ce T64 V32000 loss", l, loss, kRedAtol, kRedRtol);
+  cmp("ce loss_sum", s, fvec{sum}, kRedAtol, kRedRtol);
+  cmp("ce dlogits", g, dz, kRedAtol * 1e-2, kRedRtol);
+  lora4j_cuda_ce_bwd(dzz.f(), dl.i(), T, V, scale, dzz.f(), nullptr);
+  cmp("ce dlogits in place", dzz, dz, kRedAtol * 1e-2, kRedRtol);
+}
+
+void par_lora(Rng& rng) {
+  struct Case { int64_t T, in, out, r; bool base, mask; };
+  const Case cases[] = {{300, 1000, 700, 16, true, false}, {300, 1000, 700, 16, true, true},
+                        {77, 288, 768, 8, false, true}, {77, 768, 288, 64, false, false}};
+  for (const Case& c : cases) {
+    const int64_t T = c.T, in = c.in, out = c.out, r = c.r;
+    const float s = 2.0f;
+    char tagb[96];
+    std::snprintf(tagb, sizeof tagb, "lora T%lld %lld->%lld r%lld%s%s", (long long)T, (long long)in,
+                  (long long)out, (long long)r, c.base ? " W" : " W=null", c.mask ? " dropout" : "");
+    const std::string tag = tagb;
+    fvec x = rand_vec(rng, T * in, 1), a = rand_vec(rng, r * in, 0.1f), b = rand_vec(rng, out * r, 0.1f),
+         w = rand_vec(rng, out * in, 0.05f), dy = rand_vec(rng, T * out, 1), mask(T * in);
+    lora4j_dropout_mask(99 + T, T * in, 0.2f, mask.data());
+    const float* wp = c.base ? w.data() : nullptr;
+    const float* mp = c.mask ? mask.data() : nullptr;
+    fvec y0 = rand_vec(rng, T * out, 1), dx0 = rand_vec(rng, T * in, 1), da0 = rand_vec(rng, r * in, 1),
+         db0 = rand_vec(rng, out * r, 1);
+    fvec y = y0, xa(T * r), dx = dx0, da = da0, db = db0, ws(lora4j_lora_bwd_workspace_floats(T, r));
+    const int32_t acc = c.base ? 0 : 1;
+    lora4j_lora_fwd(x.data(), wp, a.data(), b.data(), mp, T, in, out, r, s, y.data(), xa.data());
+    lora4j_lora_bwd(dy.data(), x.data(), wp, a.data(), b.data(), mp, xa.data(), T, in, out, r, s,
+                    dx.data(), acc, da.data(), db.data(), ws.data());
+    Dev dxx(x), dA(a), dB(b), dW(w), ddy(dy), dm(mask), dy0(y0), dxa(T * r * 4), ddx(dx0),
+        dda(da0), ddb(db0), dws(ws.size() * 4);
+    if (c.base) dy0.poison();  // overwritten with a dense W
+    if (!acc) ddx.poison();
+    dxa.poison();
+    const float* dwp = c.base ? dW.f() : nullptr;
+    const float* dmp = c.mask ? dm.f() : nullptr;
+    lora4j_cuda_lora_fwd(dxx.f(), dwp, dA.f(), dB.f(), dmp, T, in, out, r, s, dy0.f(), dxa.f(), nullptr);
+    cmp(tag + " fwd y", dy0, y, dot_atol(in), kRedRtol);
+    cmp(tag + " fwd xa", dxa, xa, dot_atol(in), kRedRtol);
+    Dev dxa_cpu(xa);  // backward from the CPU XA
+    lora4j_cuda_lora_bwd(ddy.f(), dxx.f(), dwp, dA.f(), dB.f(), dmp, dxa_cpu.f(), T, in, out, r, s,
+                         ddx.f(), acc, dda.f(), ddb.f(), dws.f(), nullptr);
+    cmp(tag + " bwd dx", ddx, dx, dot_atol(out), kRedRtol);
+    cmp(tag + " bwd dA (+=)", dda, da, dot_atol(T) * 4, kRedRtol);
+    cmp(tag + " bwd dB (+=)", ddb, db, dot_atol(T) * 4, kRedRtol);
+  }
+  // dropout mask: bit-identical to the CPU's
+  const int64_t n = 123457;
+  fvec m(n);
+  lora4j_dropout_mask(42, n, 0.25f, m.data());
+  Dev dm(n * 4);
+  dm.poison();
+  lora4j_cuda_dropout_mask(42, n, 0.25f, dm.f(), nullptr);
+  cmp("dropout mask (bit-identical)", dm, m, 0, 0);
+  // the device GEMM itself, all four transpose combinations
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      const int64_t M = 131, N = 77, K = 300;
+      fvec A = rand_vec(rng, M * K, 1), B = rand_vec(rng, K * N, 1), C0 = rand_vec(rng, M * N, 1), C = C0;
+      const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+      lora4j_sgemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C.data(), N);
+      Dev dA(A), dB(B), dC(C0);
+      lora4j_cuda_sgemm(ta, tb, M, N, K, 0.5f, dA.f(), lda, dB.f(), ldb, 0.25f, dC.f(), N, nullptr);
+      cmp("cuda_sgemm trans " + std::to_string(ta) + std::to_string(tb), dC, C, dot_atol(K), kRedRtol);
+    }
+}
+
+void par_adamw(Rng& rng) {
+  const int64_t n = 1000003;
+  for (float wd : {0.0f, 0.01f}) {
+    fvec p = rand_vec(rng, n, 1), m = rand_vec(rng, n, 0.01f), v(n);
+    for (auto& x : v) x = static_cast<float>(rng.uniform() * 1e-4);
+    fvec g = rand_vec(rng, n, 0.01f);
+    Dev dp(p), dg(g), dm(m), dv(v);
+    lora4j_adamw_step(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.9f, 0.999f, 1e-8f, wd, 7, 0.5f);
+    lora4j_cuda_adamw_step(dp.f(), dg.f(), dm.f(), dv.f(), n, 2e-4f, 0.9f, 0.999f, 1e-8f, wd, 7, 0.5f, nullptr);
+    const std::string tag = std::string("adamw wd=") + (wd > 0 ? "0.01" : "0");
+    cmp(tag + " p", dp, p, 1e-7, kElemRtol);
+    cmp(tag + " m", dm, m, 1e-9, kElemRtol);
+    cmp(tag + " v", dv, v, 1e-12, kElemRtol);
+  }
+  fvec x = rand_vec(rng, n, 3);
+  double ref = 1.5;
+  lora4j_sumsq(x.data(), n, &ref);
+  Dev dx(x), dout(sizeof(double));
+  const double init = 1.5;
+  lora4j_cuda_memcpy(dout.p, &init, sizeof(double), 1, nullptr);
+  lora4j_cuda_sumsq(dx.f(), n, static_cast<double*>(dout.p), nullptr);
+  double got = 0;
+  lora4j_cuda_device_synchronize();
+  lora4j_cuda_memcpy(&got, dout.p, sizeof(double), 2, nullptr);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "got %.15g cpu %.15g", got, ref);
+  check_true("sumsq (double, +=)", std::isfinite(got) && std::fabs(got - ref) <= 1e-12 * std::fabs(ref), buf);
+}
+
+}  // namespace
+
+int run_cuda_parity() {
+  const int32_t n = lora4j_cuda_device_count();
+  if (n <= 0) {
+    std::printf("SKIP: no CUDA device (lora4j_cuda_device_count = %d)\n", n);
+    return 77;
+  }
+  std::printf("device 0: %s\n", lora4j_cuda_device_info(0));
+  Rng rng(2024);
+  par_rmsnorm(rng);
+  par_rope(rng);
+  par_attention(rng);
+  par_swiglu(rng);
+  par_embedding(rng);
+  par_ce(rng);
+  par_lora(rng);
+  par_adamw(rng);
+  return 0;
+}
+
+void run_cuda_perf() {
+  if (lora4j_cuda_device_count() <= 0) {
+    std::printf("CUDA perf: skipped, no device\n");
+    return;
+  }
+  Rng rng(7);
+  auto time_dev = [](int reps, const std::function<void()>& f) {
+    f();
+    lora4j_cuda_device_synchronize();
+    double best = 1e30;
+    for (int i = 0; i < reps; i++) {
+      const double t0 = now_s();
+      f();
+      lora4j_cuda_device_synchronize();
+      best = std::min(best, now_s() - t0);
+    }
+    return best;
+  };
+  std::printf("CUDA perf on %s\n", lora4j_cuda_device_info(0));
+  {
+    const int64_t B = 4, S = 2048, Hq = 32, Hkv = 8, D = 128;
+    const int64_t nq = B * S * Hq * D, nk = B * S * Hkv * D;
+    Dev q(rand_vec(rng, nq, 1)), k(rand_vec(rng, nk, 1)), v(rand_vec(rng, nk, 1)),
+        dout(rand_vec(rng, nq, 1)), o(nq * 4), l(B * Hq * S * 4), dq(nq * 4), dk(nk * 4), dv(nk * 4);
+    const double pairs = B * Hq * (S * (S + 1) / 2.0);
+    const double tf = time_dev(3, [&] {
+      lora4j_cuda_attention_fwd(q.f(), k.f(), v.f(), nullptr, B, S, Hq, Hkv, D, o.f(), l.f(), nullptr);
+    });
+    const double tb = time_dev(3, [&] {
+      lora4j_cuda_attention_bwd(q.f(), k.f(), v.f(), o.f(), dout.f(), l.f(), nullptr, B, S, Hq, Hkv,
+                                D, dq.f(), dk.f(), dv.f(), nullptr);
+    });
+    std::printf("cuda attention B4 S2048 Hq32 Hkv8 D128 fwd %8.3f ms %7.2f TFLOP/s\n", tf * 1e3,
+                4 * pairs * D / tf * 1e-12);
+    std::printf("cuda attention                         bwd %8.3f ms %7.2f TFLOP/s\n", tb * 1e3,
+                10 * pairs * D / tb * 1e-12);
+  }
+  {
+    const int64_t T = 4096, in = 4096, out = 14336, r = 16;
+    Dev x(rand_vec(rng, T * in, 1)), w(rand_vec(rng, out * in, 0.02f)), a(rand_vec(rng, r * in, 0.02f)),
+        b(rand_vec(rng, out * r, 0.02f)), y(T * out * 4), xa(T * r * 4), dy(rand_vec(rng, T * out, 1)),
+        dx(T * in * 4), da(r * in * 4), db(out * r * 4), ws(T * r * 4);
+    const double flops = 2.0 * T * in * out;
+    const double tb = time_dev(3, [&] {
+      lora4j_cuda_sgemm(0, 1, T, out, in, 1.0f, x.f(), in, w.f(), in, 0.0f, y.f(), out, nullptr);
+    });
+    const double tf = time_dev(3, [&] {
+      lora4j_cuda_lora_fwd(x.f(), w.f(), a.f(), b.f(), nullptr, T, in, out, r, 1.0f, y.f(), xa.f(), nullptr);
+    });
+    const double tbb = time_dev(3, [&] {
+      lora4j_cuda_sgemm(0, 0, T, in, out, 1.0f, dy.f(), out, w.f(), in, 0.0f, dx.f(), in, nullptr);
+    });
+    const double tfb = time_dev(3, [&] {
+      lora4j_cuda_lora_bwd(dy.f(), x.f(), w.f(), a.f(), b.f(), nullptr, xa.f(), T, in, out, r, 1.0f,
+                           dx.f(), 0, da.f(), db.f(), ws.f(), nullptr);
+    });
+    std::printf("cuda lora T4096 4096->14336 r16: base sgemm fwd %.3f ms (%.2f TFLOP/s), fused fwd "
+                "%.3f ms (%+.1f%%)\n", tb * 1e3, flops / tb * 1e-12, tf * 1e3, (tf / tb - 1) * 100);
+    std::printf("cuda lora                        base sgemm bwd %.3f ms (%.2f TFLOP/s), fused bwd "
+                "%.3f ms (%+.1f%%)\n", tbb * 1e3, flops / tbb * 1e-12, tfb * 1e3, (tfb / tbb - 1) * 100);
+  }
+}
+#endif  // LORA4J_WITH_CUDA
