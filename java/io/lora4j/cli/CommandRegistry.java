@@ -12,10 +12,14 @@ public final class CommandRegistry {
     /** Every implemented command. */
     public static CommandRegistry defaults() {
         return new CommandRegistry()
+                .register(new DemoCommand())
                 .register(new QuantizeCommand())
                 .register(new InspectCommand())
                 .register(new GenerateCommand())
-                .register(new EvalCommand());
+                .register(new DataCommand())
+                .register(new EvalCommand())
+                .register(new TrainCommand())
+                .register(new VerifyCommand());
     }
 
     public CommandRegistry register(Command c) {

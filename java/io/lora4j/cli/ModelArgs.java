@@ -1,6 +1,8 @@
 package io.lora4j.cli;
 
 import io.lora4j.io.FormatException;
+import io.lora4j.lora.AdaptedModel;
+import io.lora4j.lora.LoraAdapter;
 import io.lora4j.model.LlamaModel;
 import io.lora4j.model.LlamaWeights;
 import io.lora4j.model.ModelLoader;
@@ -24,12 +26,14 @@ import org.apache.commons.cli.Options;
  */
 final class ModelArgs implements AutoCloseable {
     final LlamaWeights weights;
+    final AdaptedModel adapted; // null without --adapter
     final LlamaModel model;
     final Tokenizer tokenizer;
     final Path modelPath;
 
-    private ModelArgs(LlamaWeights weights, LlamaModel model, Tokenizer tokenizer, Path modelPath) {
+    private ModelArgs(LlamaWeights weights, AdaptedModel adapted, LlamaModel model, Tokenizer tokenizer, Path modelPath) {
         this.weights = weights;
+        this.adapted = adapted;
         this.model = model;
         this.tokenizer = tokenizer;
         this.modelPath = modelPath;
@@ -43,7 +47,9 @@ final class ModelArgs implements AutoCloseable {
                 .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda")
                         .desc("compute device (default: cuda when a device is present, else cpu)").get())
                 .addOption(Option.builder().longOpt("load-in-4bit").desc("quantize the projections to NF4 on load (QLoRA's base)").get())
-                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get());
+                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get())
+                .addOption(Option.builder().longOpt("adapter").hasArg().argName("DIR").desc("apply a PEFT LoRA adapter (ours or PEFT's)").get())
+                .addOption(Option.builder().longOpt("scale").hasArg().argName("S").desc("multiply the adapter's scaling by S (post-training alpha scaling; default 1)").get());
     }
 
     static ModelArgs open(CommandLine cl) throws IOException, UsageException {
@@ -75,8 +81,22 @@ final class ModelArgs implements AutoCloseable {
             if (tok.vocabSize() != w.config().vocabSize())
                 throw new FormatException(modelPath, "the tokenizer has " + tok.vocabSize() + " tokens, the model's vocabulary "
                         + w.config().vocabSize() + ": they do not belong together");
-            return new ModelArgs(w, LlamaModel.create(backend, w), tok, modelPath);
-        } catch (IOException | RuntimeException e) {
+            AdaptedModel am = null;
+            if (cl.hasOption("adapter")) {
+                float scale = Cli.parseFloat(cl, "scale", 1f);
+                try (LoraAdapter a = LoraAdapter.load(Path.of(cl.getOptionValue("adapter")), backend, w.config())) {
+                    am = AdaptedModel.merge(backend, w, a, scale);
+                }
+            } else if (cl.hasOption("scale")) {
+                throw new UsageException("--scale needs --adapter");
+            }
+            try {
+                return new ModelArgs(w, am, LlamaModel.create(backend, am != null ? am.weights() : w), tok, modelPath);
+            } catch (RuntimeException e) {
+                if (am != null) am.close();
+                throw e;
+            }
+        } catch (IOException | RuntimeException | UsageException e) {
             w.close();
             throw e;
         }
@@ -97,6 +117,7 @@ final class ModelArgs implements AutoCloseable {
     @Override
     public void close() {
         model.close();
+        if (adapted != null) adapted.close();
         weights.close();
     }
 }

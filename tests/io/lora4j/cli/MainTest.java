@@ -58,10 +58,12 @@ class MainTest {
         Result r = run("--help");
         assertEquals(0, r.code());
         assertTrue(r.out().contains("quantize") && r.out().contains("inspect"), r.out());
-        assertFalse(r.out().contains("train"), "only implemented commands are listed");
+        for (String c : new String[] {"generate", "eval", "data", "train", "verify"})
+            assertTrue(r.out().contains(c), c + " is listed: " + r.out());
+        assertFalse(r.out().contains("doctor"), "only implemented commands are listed");
         assertEquals(2, run().code());
         assertOneLineError(run("frobnicate"), 2, "lora4j: unknown command 'frobnicate'", "quantize");
-        for (String c : new String[] {"quantize", "inspect"}) {
+        for (String c : new String[] {"quantize", "inspect", "generate", "eval", "data", "train", "verify"}) {
             Result h = run(c, "--help");
             assertEquals(0, h.code());
             assertTrue(h.out().startsWith("usage: lora4j " + c), h.out());

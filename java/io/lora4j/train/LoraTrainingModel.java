@@ -1,0 +1,516 @@
+package io.lora4j.train;
+
+import io.lora4j.data.Batch;
+import io.lora4j.data.Example;
+import io.lora4j.lora.LoraAdapter;
+import io.lora4j.model.LayerWeights;
+import io.lora4j.model.LlamaConfig;
+import io.lora4j.model.LlamaWeights;
+import io.lora4j.model.Projection;
+import io.lora4j.model.ProjectionWeight;
+import io.lora4j.model.RopeFrequencies;
+import io.lora4j.ops.Backend;
+import io.lora4j.quant.Nf4;
+import io.lora4j.quant.Nf4Weight;
+import io.lora4j.tensor.DType;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.MemoryCategory;
+import io.lora4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.javacpp.Pointer;
+
+/**
+ * The trainable Llama decoder: a frozen base (dense fp32 or NF4 projections) with a
+ * {@link LoraAdapter} on the targeted projections, and the forward and backward passes of the
+ * whole model. Only the LoRA parameters get gradients; they accumulate into {@link #gradients()}
+ * (same flat layout as {@link LoraAdapter#parameters()}) until {@link #zeroGradients()}.
+ *
+ * <p>Per layer (HF LlamaDecoderLayer, as {@link io.lora4j.model.LlamaModel}):
+ * <pre>
+ *   h1 = rmsnorm(x)·w1;  q,k,v = lin(h1);  q,k = rope(q,k);  a = attn(q,k,v)
+ *   m  = x + lin_o(a);   h2 = rmsnorm(m)·w2;  g,u = lin(h2);  s = silu(g)·u;  x' = m + lin_down(s)
+ * </pre>
+ * with {@code lin(x) = x Wᵀ + sc·(drop(x) Aᵀ) Bᵀ} on targeted projections. The backward walks the
+ * same graph in reverse: each residual branch's input gradient is added to the residual stream's.
+ * The loss head is chunked: at most {@value #CE_CHUNK_TOKENS} rows of [T, vocab] logits exist at a
+ * time, and the CE backward writes {@code scale·(softmax − onehot)} in place of the logits.
+ *
+ * <p>Not thread-safe.
+ */
+public final class LoraTrainingModel implements AutoCloseable {
+    /** Rows of logits materialised at once by the chunked cross-entropy. */
+    public static final int CE_CHUNK_TOKENS = 256;
+
+    private final Backend backend;
+    private final LlamaConfig config;
+    private final LoraAdapter adapter;
+    private Tensor grads; // [P] F32, GRADS
+    private final Tensor embedding, lmHead, norm, invFreq;
+    private final List<Layer> layers = new ArrayList<>();
+    private final List<Tensor> owned = new ArrayList<>();
+    private final float scale;
+    private final float dropout;
+    private CheckpointMode checkpointing = CheckpointMode.NONE;
+
+    private record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj) {}
+
+    /**
+     * @param weights the frozen base; dense tensors are used in place when F32 on the backend's
+     *                device (else widened/uploaded once), NF4 projections must live on the backend
+     * @param adapter the LoRA parameters, on the same backend, for a model of {@code weights}' shape
+     * @throws IllegalArgumentException when adapter and model disagree
+     */
+    public LoraTrainingModel(Backend backend, LlamaWeights weights, LoraAdapter adapter) {
+        this.backend = backend;
+        this.config = weights.config();
+        this.adapter = adapter;
+        if (adapter.backend().device() != backend.device())
+            throw new IllegalArgumentException("adapter lives on " + adapter.backend().device() + ", the model on " + backend.device());
+        LlamaConfig ac = adapter.modelConfig();
+        if (ac.hiddenSize() != config.hiddenSize() || ac.intermediateSize() != config.intermediateSize()
+                || ac.numHiddenLayers() != config.numHiddenLayers() || ac.qDim() != config.qDim() || ac.kvDim() != config.kvDim())
+            throw new IllegalArgumentException("the adapter was made for another model shape");
+        this.embedding = f32(weights.embedding());
+        this.lmHead = weights.tied() ? embedding : f32(weights.lmHead());
+        this.norm = f32(weights.norm());
+        for (LayerWeights lw : weights.layers()) {
+            Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
+            for (Map.Entry<Projection, ProjectionWeight> e : lw.projections().entrySet()) {
+                ProjectionWeight pw = e.getValue();
+                if (pw instanceof ProjectionWeight.Dense d) m.put(e.getKey(), new ProjectionWeight.Dense(f32(d.tensor())));
+                else {
+                    Nf4Weight q = ((ProjectionWeight.Quantized) pw).weight();
+                    if (q.packed().device() != backend.device())
+                        throw new IllegalArgumentException("NF4 weight of " + e.getKey().moduleName + " lives on " + q.packed().device());
+                    m.put(e.getKey(), pw);
+                }
+            }
+            layers.add(new Layer(f32(lw.inputLayernorm()), f32(lw.postAttentionLayernorm()), m));
+        }
+        float[] inv = RopeFrequencies.invFreq(config);
+        Tensor h = Tensor.ofFloats(inv, inv.length);
+        Tensor d = backend.upload(h, MemoryCategory.WEIGHTS);
+        if (d != h) h.close();
+        this.invFreq = own(d);
+        this.grads = backend.allocate(DType.F32, MemoryCategory.GRADS, adapter.parameterCount());
+        this.scale = (float) adapter.config().scaling();
+        this.dropout = (float) adapter.config().loraDropout();
+    }
+
+    private Tensor own(Tensor t) {
+        owned.add(t);
+        return t;
+    }
+
+    private Tensor f32(Tensor t) {
+        if (t.dtype() == DType.F32 && t.device() == backend.device()) return t;
+        if (t.device() != Device.CPU) throw new IllegalArgumentException("weights must be F32 on " + backend.device() + " or on the host, got " + t);
+        Tensor host = t.dtype() == DType.F32 ? t : Tensor.ofFloats(t.toFloats(), t.shape());
+        Tensor dev = backend.upload(host, MemoryCategory.WEIGHTS);
+        if (host != t && dev != host) host.close();
+        return own(dev);
+    }
+
+    public LlamaConfig config() { return config; }
+    public Backend backend() { return backend; }
+    public LoraAdapter adapter() { return adapter; }
+
+    /** The accumulated gradient of every LoRA parameter [P], layout of {@link LoraAdapter#parameters()}. */
+    public Tensor gradients() { return grads; }
+
+    /** Sets how activations are kept for the backward (default {@link CheckpointMode#NONE}). */
+    public void setCheckpointing(CheckpointMode mode) {
+        this.checkpointing = mode;
+    }
+
+    /** Zeroes {@link #gradients()} (once per optimizer step: the backward accumulates). */
+    public void zeroGradients() {
+        if (grads.device() == Device.CPU) Pointer.memset(grads.pointer(), 0, grads.bytes());
+        else {
+            // the Backend API has no device memset; allocate() returns zeroed memory (g - g would keep NaN)
+            Tensor fresh = backend.allocate(DType.F32, MemoryCategory.GRADS, grads.numel());
+            grads.close();
+            grads = fresh;
+        }
+    }
+
+    // ---------------------------------------------------------------- per-micro-batch inputs
+
+    private final class Ctx implements AutoCloseable {
+        final int b, s;
+        final long t;
+        final Tensor ids, pos, seg, labels;
+        final int[] flatLabels;
+        final boolean training;
+        final long seed;
+        Tensor workspace;
+
+        Ctx(Batch batch, boolean training, long seed) {
+            this.b = batch.rows();
+            this.s = batch.seqLen();
+            this.t = (long) b * s;
+            int[] id = flat(batch.inputIds()), p = flat(batch.positions());
+            flatLabels = flat(batch.targets());
+            for (int i = 0; i < id.length; i++) {
+                if (id[i] < 0 || id[i] >= config.vocabSize())
+                    throw new IllegalArgumentException("token id " + id[i] + " at flat position " + i + " is outside the vocabulary of " + config.vocabSize());
+                int lab = flatLabels[i];
+                if (lab != Example.IGNORE_INDEX && (lab < 0 || lab >= config.vocabSize()))
+                    throw new IllegalArgumentException("target " + lab + " at flat position " + i + " is outside the vocabulary of " + config.vocabSize());
+            }
+            this.ids = ints(id);
+            this.pos = ints(p);
+            this.seg = batch.segments() == null ? null : ints(flat(batch.segments()));
+            this.labels = ints(flatLabels);
+            this.training = training;
+            this.seed = seed;
+        }
+
+        Tensor workspace(long floats) {
+            if (workspace == null || workspace.numel() < floats) {
+                if (workspace != null) workspace.close();
+                workspace = backend.allocate(DType.F32, MemoryCategory.WORKSPACE, floats);
+            }
+            return workspace;
+        }
+
+        @Override
+        public void close() {
+            ids.close();
+            pos.close();
+            if (seg != null) seg.close();
+            labels.close();
+            if (workspace != null) workspace.close();
+        }
+    }
+
+    private static int[] flat(int[][] a) {
+        int s = a[0].length;
+        int[] out = new int[a.length * s];
+        for (int i = 0; i < a.length; i++) System.arraycopy(a[i], 0, out, i * s, s);
+        return out;
+    }
+
+    private Tensor ints(int[] v) {
+        Tensor h = Tensor.allocate(DType.I32, MemoryCategory.WORKSPACE, v.length);
+        h.buffer().asIntBuffer().put(v);
+        Tensor d = backend.upload(h, MemoryCategory.WORKSPACE);
+        if (d != h) h.close();
+        return d;
+    }
+
+    private Tensor act(long... shape) {
+        return backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, shape);
+    }
+
+    // ---------------------------------------------------------------- one layer
+
+    /** What one layer's backward needs; owns everything but {@code xIn}. */
+    private static final class Acts implements AutoCloseable {
+        Tensor xIn, h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s, xOut;
+        final Map<Projection, Tensor> xa = new EnumMap<>(Projection.class);
+        final Map<Projection, Tensor> mask = new EnumMap<>(Projection.class);
+
+        /** Frees everything the backward needs, keeping the layer output. */
+        void closeInternals() {
+            for (Tensor t : new Tensor[] {h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s}) if (t != null) t.close();
+            for (Tensor t : xa.values()) t.close();
+            for (Tensor t : mask.values()) t.close();
+            xa.clear();
+            mask.clear();
+        }
+
+        @Override
+        public void close() {
+            closeInternals();
+            if (xOut != null) xOut.close();
+        }
+    }
+
+    /** Per-(micro-batch, layer, projection) dropout seed: the recomputed forward draws the same mask. */
+    private static long dropoutSeed(long seed, int layer, Projection p) {
+        long z = seed + 0x9E3779B97F4A7C15L * (1 + layer * 8L + p.ordinal());
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    private Tensor project(int l, Projection p, Tensor x, Acts a, Ctx c) {
+        ProjectionWeight w = layers.get(l).proj.get(p);
+        long t = x.dim(0), in = x.dim(1), out = p.outFeatures(config);
+        LoraAdapter.Slot slot = adapter.slot(l, p);
+        Tensor y;
+        if (slot == null) return linear(x, w);
+        Tensor mask = null;
+        if (dropout > 0 && c.training) {
+            mask = act(t, in);
+            backend.dropoutMask(dropoutSeed(c.seed, l, p), dropout, mask);
+            a.mask.put(p, mask);
+        }
+        Tensor xa = act(t, adapter.config().r());
+        a.xa.put(p, xa);
+        try (Tensor av = adapter.a(l, p); Tensor bv = adapter.b(l, p)) {
+            if (w instanceof ProjectionWeight.Dense d) {
+                y = act(t, out);
+                backend.loraFwd(x, d.tensor(), av, bv, mask, scale, y, xa);
+            } else {
+                y = Nf4.matmul(backend, x, ((ProjectionWeight.Quantized) w).weight());
+                backend.loraFwd(x, null, av, bv, mask, scale, y, xa);
+            }
+        }
+        return y;
+    }
+
+    private Tensor linear(Tensor x, ProjectionWeight w) {
+        if (w instanceof ProjectionWeight.Quantized q) return Nf4.matmul(backend, x, q.weight());
+        Tensor wt = ((ProjectionWeight.Dense) w).tensor();
+        long t = x.dim(0), in = wt.dim(1), out = wt.dim(0);
+        Tensor y = act(t, out);
+        backend.sgemm(false, true, t, out, in, 1f, x, in, wt, in, 0f, y, out);
+        return y;
+    }
+
+    /** dx (=|+=) d/dx of projection p given dy; LoRA gradients accumulate into {@link #grads}. */
+    private void projectBackward(int l, Projection p, Tensor dy, Tensor x, Acts a, Ctx c, Tensor dx, boolean accumulate) {
+        ProjectionWeight w = layers.get(l).proj.get(p);
+        long t = x.dim(0), in = x.dim(1), out = dy.dim(1);
+        LoraAdapter.Slot slot = adapter.slot(l, p);
+        boolean loraDense = slot != null && w instanceof ProjectionWeight.Dense;
+        if (!loraDense) { // the frozen base's input gradient
+            if (w instanceof ProjectionWeight.Dense d) {
+                backend.sgemm(false, false, t, in, out, 1f, dy, out, d.tensor(), in, accumulate ? 1f : 0f, dx, in);
+            } else {
+                Nf4Weight q = ((ProjectionWeight.Quantized) w).weight();
+                if (!accumulate) backend.nf4MatmulBwdInput(dy, q.packed(), q.absmax(), q.blocksize(), in, dx);
+                else try (Tensor tmp = Nf4.matmulBackwardInput(backend, dy, q)) {
+                    backend.axpy(1f, tmp, dx);
+                }
+            }
+            if (slot == null) return;
+        }
+        int r = adapter.config().r();
+        Tensor ws = c.workspace(t * r);
+        try (Tensor av = adapter.a(l, p); Tensor bv = adapter.b(l, p);
+             Tensor da = grads.slice(slot.offsetA(), r, in); Tensor db = grads.slice(slot.offsetB(), out, r)) {
+            Tensor wd = loraDense ? ((ProjectionWeight.Dense) w).tensor() : null;
+            backend.loraBwd(dy, x, wd, av, bv, a.mask.get(p), a.xa.get(p), scale, dx, loraDense ? accumulate : true, da, db, ws);
+        }
+    }
+
+    private Acts forwardLayer(int l, Tensor xIn, Ctx c, MemoryCategory outCategory) {
+        Layer ly = layers.get(l);
+        int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
+        float eps = (float) config.rmsNormEps();
+        Acts a = new Acts();
+        a.xIn = xIn;
+        long t = c.t;
+        a.h1 = act(t, d);
+        a.rstd1 = act(t);
+        backend.rmsnormFwd(xIn, ly.inputNorm, eps, a.h1, a.rstd1);
+        a.q = project(l, Projection.Q, a.h1, a, c);
+        a.k = project(l, Projection.K, a.h1, a, c);
+        a.v = project(l, Projection.V, a.h1, a, c);
+        backend.ropeFwd(a.q, a.q, c.pos, invFreq, hq, hd);
+        backend.ropeFwd(a.k, a.k, c.pos, invFreq, hkv, hd);
+        a.att = act(t, (long) hq * hd);
+        a.lse = act((long) c.b * hq * c.s);
+        backend.attentionFwd(a.q, a.k, a.v, c.seg, c.b, c.s, hq, hkv, hd, a.att, a.lse);
+        a.xMid = act(t, d);
+        try (Tensor o = project(l, Projection.O, a.att, a, c)) {
+            backend.axpy(1f, xIn, a.xMid);
+            backend.axpy(1f, o, a.xMid);
+        }
+        a.h2 = act(t, d);
+        a.rstd2 = act(t);
+        backend.rmsnormFwd(a.xMid, ly.postNorm, eps, a.h2, a.rstd2);
+        a.g = project(l, Projection.GATE, a.h2, a, c);
+        a.u = project(l, Projection.UP, a.h2, a, c);
+        a.s = act(t, config.intermediateSize());
+        backend.swigluFwd(a.g, a.u, a.s);
+        a.xOut = backend.allocate(DType.F32, outCategory, t, d);
+        try (Tensor down = project(l, Projection.DOWN, a.s, a, c)) {
+            backend.axpy(1f, a.xMid, a.xOut);
+            backend.axpy(1f, down, a.xOut);
+        }
+        return a;
+    }
+
+    /** dRes holds dL/d(layer output) on entry and dL/d(layer input) on return. */
+    private void backwardLayer(int l, Acts a, Ctx c, Tensor dRes) {
+        Layer ly = layers.get(l);
+        int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
+        long t = c.t, inter = config.intermediateSize();
+        try (Tensor dS = act(t, inter); Tensor dU = act(t, inter); Tensor dH = act(t, d)) {
+            projectBackward(l, Projection.DOWN, dRes, a.s, a, c, dS, false);
+            backend.swigluBwd(dS, a.g, a.u, dS, dU); // dS now holds dgate
+            projectBackward(l, Projection.GATE, dS, a.h2, a, c, dH, false);
+            projectBackward(l, Projection.UP, dU, a.h2, a, c, dH, true);
+            backend.rmsnormBwd(dH, a.xMid, ly.postNorm, a.rstd2, dH, null);
+            backend.axpy(1f, dH, dRes); // dRes = dL/dxMid
+        }
+        try (Tensor dAtt = act(t, (long) hq * hd); Tensor dq = act(t, (long) hq * hd); Tensor dk = act(t, (long) hkv * hd);
+             Tensor dv = act(t, (long) hkv * hd); Tensor dH = act(t, d)) {
+            projectBackward(l, Projection.O, dRes, a.att, a, c, dAtt, false);
+            backend.attentionBwd(a.q, a.k, a.v, a.att, dAtt, a.lse, c.seg, c.b, c.s, hq, hkv, hd, dq, dk, dv);
+            backend.ropeBwd(dq, dq, c.pos, invFreq, hq, hd);
+            backend.ropeBwd(dk, dk, c.pos, invFreq, hkv, hd);
+            projectBackward(l, Projection.Q, dq, a.h1, a, c, dH, false);
+            projectBackward(l, Projection.K, dk, a.h1, a, c, dH, true);
+            projectBackward(l, Projection.V, dv, a.h1, a, c, dH, true);
+            backend.rmsnormBwd(dH, a.xIn, ly.inputNorm, a.rstd1, dH, null);
+            backend.axpy(1f, dH, dRes); // dRes = dL/dxIn
+        }
+    }
+
+    // ---------------------------------------------------------------- whole model
+
+    /**
+     * Forward and backward of one micro-batch. Adds {@code lossScale}·∇(Σ CE over the batch's
+     * non-ignored targets) to {@link #gradients()}; with {@code lossScale} = 1/N, N the target count
+     * of the whole accumulation window, the window's gradients sum to the token-mean loss's
+     * gradient (DESIGN.md §4).
+     *
+     * @param dropoutSeed seeds this micro-batch's LoRA dropout masks (ignored when dropout is 0)
+     * @return Σ CE (nats) over the batch's targets
+     * @throws IllegalArgumentException for ids or targets outside the vocabulary
+     */
+    public double forwardBackward(Batch batch, float lossScale, long dropoutSeed) {
+        try (Ctx c = new Ctx(batch, true, dropoutSeed)) {
+            int nl = layers.size();
+            Acts[] acts = new Acts[nl];
+            Tensor[] saved = new Tensor[nl];
+            Tensor x0 = act(c.t, config.hiddenSize());
+            backend.embeddingFwd(c.ids, embedding, x0);
+            Tensor x = x0;
+            try {
+                for (int l = 0; l < nl; l++) {
+                    Acts a = forwardLayer(l, x, c, checkpointing == CheckpointMode.NONE ? MemoryCategory.ACTIVATIONS : MemoryCategory.CHECKPOINTS);
+                    if (checkpointing == CheckpointMode.NONE) acts[l] = a;
+                    else {
+                        a.closeInternals();
+                        saved[l] = checkpointing == CheckpointMode.UNSLOTH && l < nl - 1 ? offload(x) : x;
+                    }
+                    x = a.xOut;
+                }
+                double loss;
+                try (Tensor dRes = act(c.t, config.hiddenSize())) {
+                    loss = head(x, c, lossScale, dRes);
+                    if (checkpointing != CheckpointMode.NONE) x.close(); // the last output: not a layer input
+                    for (int l = nl - 1; l >= 0; l--) {
+                        Acts a = acts[l];
+                        if (a == null) {
+                            Tensor in = restore(saved[l]);
+                            a = forwardLayer(l, in, c, MemoryCategory.ACTIVATIONS);
+                            backwardLayer(l, a, c, dRes);
+                            a.close();
+                            if (in != saved[l]) in.close();
+                            saved[l].close();
+                            saved[l] = null;
+                        } else {
+                            backwardLayer(l, a, c, dRes);
+                            a.close();
+                            acts[l] = null;
+                        }
+                    }
+                }
+                return loss;
+            } finally {
+                for (Acts a : acts) if (a != null) a.close();
+                for (Tensor s : saved) if (s != null) s.close();
+                x0.close();
+            }
+        }
+    }
+
+    /** A host copy of a layer input in the OFFLOADED category (unsloth mode); the device copy is freed. */
+    private Tensor offload(Tensor x) {
+        Tensor host = Tensor.allocate(DType.F32, MemoryCategory.OFFLOADED, x.shape());
+        Tensor src = backend.download(x);
+        Pointer.memcpy(host.pointer(), src.pointer(), x.bytes());
+        if (src != x) src.close();
+        x.close();
+        return host;
+    }
+
+    /** The device tensor of a saved layer input (itself when it never left, or on the CPU backend). */
+    private Tensor restore(Tensor saved) {
+        if (saved.category() != MemoryCategory.OFFLOADED || backend.device() == Device.CPU) return saved;
+        return backend.upload(saved, MemoryCategory.CHECKPOINTS);
+    }
+
+    /** Final norm, chunked lm_head + CE; with dRes != null writes dL/dx into dRes. Returns Σ CE. */
+    private double head(Tensor x, Ctx c, float lossScale, Tensor dRes) {
+        int d = config.hiddenSize();
+        long vocab = config.vocabSize(), t = c.t;
+        double total = 0;
+        try (Tensor h = act(t, d); Tensor rstd = act(t)) {
+            backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
+            long chunk = Math.min(t, CE_CHUNK_TOKENS);
+            try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vocab);
+                 Tensor loss = act(chunk); Tensor sum = act(1)) {
+                for (long t0 = 0; t0 < t; t0 += chunk) {
+                    long n = Math.min(chunk, t - t0);
+                    boolean any = false;
+                    for (long i = t0; i < t0 + n && !any; i++) any = c.flatLabels[(int) i] != Example.IGNORE_INDEX;
+                    if (!any) continue; // dRes rows stay 0: no loss there
+                    try (Tensor hc = h.slice(t0 * d, n, d); Tensor lab = c.labels.slice(t0, n);
+                         Tensor lg = logits.slice(0, n, vocab); Tensor ls = loss.slice(0, n)) {
+                        backend.sgemm(false, true, n, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
+                        backend.crossEntropyFwd(lg, lab, ls, sum);
+                        total += hostFloat(sum);
+                        if (dRes != null) {
+                            backend.crossEntropyBwd(lg, lab, lossScale, lg);
+                            try (Tensor dh = dRes.slice(t0 * d, n, d)) {
+                                backend.sgemm(false, false, n, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dh, d);
+                            }
+                        }
+                    }
+                }
+            }
+            if (dRes != null) backend.rmsnormBwd(dRes, x, norm, rstd, dRes, null);
+        }
+        return total;
+    }
+
+    private float hostFloat(Tensor t) {
+        Tensor h = backend.download(t);
+        try {
+            return h.floatPointer().get(0);
+        } finally {
+            if (h != t) h.close();
+        }
+    }
+
+    /**
+     * Σ CE over the batch's non-ignored targets without gradients or dropout (evaluation).
+     *
+     * @throws IllegalArgumentException for ids or targets outside the vocabulary
+     */
+    public double lossSum(Batch batch) {
+        try (Ctx c = new Ctx(batch, false, 0)) {
+            Tensor x = act(c.t, config.hiddenSize());
+            backend.embeddingFwd(c.ids, embedding, x);
+            for (int l = 0; l < layers.size(); l++) {
+                Acts a = forwardLayer(l, x, c, MemoryCategory.ACTIVATIONS);
+                a.closeInternals();
+                x.close();
+                x = a.xOut;
+            }
+            try {
+                return head(x, c, 0f, null);
+            } finally {
+                x.close();
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        grads.close();
+        for (Tensor t : owned) t.close();
+        owned.clear();
+    }
+}
