@@ -57,13 +57,18 @@ class TrainCommandTest {
         assertTrue(r.err.contains("step 8/8"), r.err);
         assertTrue(Files.isRegularFile(out.resolve("adapter_config.json")));
         List<String> metrics = Files.readAllLines(out.resolve("metrics.jsonl"));
-        assertEquals(9, metrics.size(), String.join("\n", metrics));
-        JsonObject first = JsonParser.parseString(metrics.get(0)).getAsJsonObject();
-        JsonObject last = JsonParser.parseString(metrics.get(7)).getAsJsonObject();
+        // step 0 (the base model's eval loss), steps 1..8, the final summary
+        assertEquals(10, metrics.size(), String.join("\n", metrics));
+        JsonObject base = JsonParser.parseString(metrics.get(0)).getAsJsonObject();
+        assertEquals(0, base.get("step").getAsInt());
+        assertTrue(base.has("eval_loss") && !base.has("loss"), base.toString());
+        JsonObject first = JsonParser.parseString(metrics.get(1)).getAsJsonObject();
+        JsonObject last = JsonParser.parseString(metrics.get(8)).getAsJsonObject();
         for (String k : new String[] {"step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_second"}) assertTrue(first.has(k), k);
         assertTrue(last.has("eval_loss"));
         assertTrue(last.get("loss").getAsDouble() < first.get("loss").getAsDouble(), metrics.toString());
-        JsonObject fin = JsonParser.parseString(metrics.get(8)).getAsJsonObject();
+        assertTrue(last.get("eval_loss").getAsDouble() < base.get("eval_loss").getAsDouble(), metrics.toString());
+        JsonObject fin = JsonParser.parseString(metrics.get(9)).getAsJsonObject();
         assertTrue(fin.getAsJsonObject("peak_memory_bytes").get("lora").getAsLong() > 0);
         assertTrue(fin.getAsJsonObject("peak_memory_bytes").get("optimizer").getAsLong() > 0);
 
