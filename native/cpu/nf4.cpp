@@ -27,8 +27,11 @@
 // (W is frozen: no weight gradient.) T >= kTileMinT: dequantize a panel of W rows into a
 // thread-local fp32 buffer and call lora4j_sgemm on it (forward: a panel of output rows, N
 // blocking; backward: a panel of W rows = a K panel, accumulated with beta = 1). T < kTileMinT:
-// fused GEMV that decodes nibbles in AVX2 registers: the 16 NF4 values pre-multiplied by the
-// block's absmax live in two ymm registers and vpermps + vblendvps look codes up.
+// fused GEMV that decodes nibbles in AVX2 registers. Fast path (in % 32 == 0, blocksize >= 32):
+// plain NF4 values from four vpshufb byte planes + two rounds of unpacks (see decode32p), absmax
+// applied once per 32/64-element group, x (dx) permuted to the decoder's lane order once per
+// call. General path: the 16 NF4 values pre-multiplied by the block's absmax live in two ymm
+// registers and vpermps + vblendvps look codes up.
 #include "lora4j/nf4.h"
 #include "lora4j/runtime.h"
 #include "common.h"
@@ -225,19 +228,6 @@ inline void for_each_block_piece(int64_t start, int64_t end, const float* absmax
   }
 }
 
-// 16 packed bytes (32 elements) -> 4 x 8 fp32 values via the block's LUT.
-inline void decode32(const uint8_t* p, const Lut& l, __m256 w[4]) {
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-  const __m128i lo = _mm_and_si128(b, m);
-  const __m128i q0 = _mm_unpacklo_epi8(hi, lo), q1 = _mm_unpackhi_epi8(hi, lo);
-  w[0] = lookup8(l, _mm256_cvtepu8_epi32(q0));
-  w[1] = lookup8(l, _mm256_cvtepu8_epi32(_mm_srli_si128(q0, 8)));
-  w[2] = lookup8(l, _mm256_cvtepu8_epi32(q1));
-  w[3] = lookup8(l, _mm256_cvtepu8_epi32(_mm_srli_si128(q1, 8)));
-}
-
 // Dequantize elements [start, end) of the flat weight into out[0 .. end-start).
 void dequant_range(const uint8_t* packed, const float* absmax, int32_t blocksize, int64_t start,
                    int64_t end, float* out) {
@@ -264,6 +254,255 @@ inline float hsum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+
+// ---- byte-plane NF4 decoding for the GEMV fast paths ----------------------------------------
+// The GEMVs never scale a decoded weight: they decode plain NF4 values, take the dot product of
+// a 32-element group with x (or scale dy by the block's absmax), and apply absmax once per
+// group. Decoding 32 codes is in-lane byte shuffles only: byte k of the fp32 NF4 value of every
+// code comes from one vpshufb on the plane kPlanes[k], and two rounds of unpacks interleave the
+// four byte planes into fp32 lanes. Element order within each group of 8 comes out as
+// {0,2,4,6,1,3,5,7} (lane 0 holds high nibbles = even elements, lane 1 low nibbles = odd ones),
+// so x is permuted to that order once per call (forward) and dx is un-permuted at the end
+// (backward); groups of 8 never straddle anything, so no other index changes.
+struct Planes {
+  __m256i b[4];
+};
+
+inline Planes nf4_planes() {
+  alignas(16) uint8_t p[4][16];
+  for (int q = 0; q < 16; q++) {
+    uint32_t u;
+    std::memcpy(&u, &kNf4[q], 4);
+    for (int k = 0; k < 4; k++) p[k][q] = uint8_t(u >> (8 * k));
+  }
+  Planes l;
+  for (int k = 0; k < 4; k++)
+    l.b[k] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(p[k])));
+  return l;
+}
+
+// 16 packed bytes (32 elements) -> 4 x 8 unscaled NF4 values, each group of 8 in the order
+// {0,2,4,6,1,3,5,7}.
+inline void decode32p(const uint8_t* p, const Planes& l, __m256 f[4]) {
+  __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  b = _mm256_and_si256(_mm256_srlv_epi32(b, _mm256_setr_epi32(4, 4, 4, 4, 0, 0, 0, 0)),
+                       _mm256_set1_epi8(0x0F));
+  const __m256i b0 = _mm256_shuffle_epi8(l.b[0], b), b1 = _mm256_shuffle_epi8(l.b[1], b);
+  const __m256i b2 = _mm256_shuffle_epi8(l.b[2], b), b3 = _mm256_shuffle_epi8(l.b[3], b);
+  const __m256i u01l = _mm256_unpacklo_epi8(b0, b1), u01h = _mm256_unpackhi_epi8(b0, b1);
+  const __m256i u23l = _mm256_unpacklo_epi8(b2, b3), u23h = _mm256_unpackhi_epi8(b2, b3);
+  f[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(u01l, u23l));
+  f[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(u01l, u23l));
+  f[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(u01h, u23h));
+  f[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(u01h, u23h));
+}
+
+// x[0..n) (n % 8 == 0) -> xp in decode32p's order.
+inline void permute_to_planes(const float* x, int64_t n, float* xp) {
+  const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  for (int64_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(xp + i, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i), idx));
+}
+
+// In place: decode32p's order -> element order.
+inline void permute_from_planes(float* d, int64_t n) {
+  const __m256i idx = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_permutevar8x32_ps(_mm256_loadu_ps(d + i), idx));
+}
+
+// Dot product of one decoded 32-group with 32 permuted x values.
+inline __m256 dot32(const __m256 f[4], const float* xp) {
+  __m256 a = _mm256_mul_ps(f[0], _mm256_loadu_ps(xp));
+  __m256 b = _mm256_mul_ps(f[1], _mm256_loadu_ps(xp + 8));
+  a = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(xp + 16), a);
+  b = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(xp + 24), b);
+  return _mm256_add_ps(a, b);
+}
+
+// Forward fast path (in % 32 == 0, blocksize >= 32: every 32-group of a row lies in one block),
+// one token: y[o] = Σ_groups absmax · (x · nf4(W) over the group). With 64-element groups
+// (in % 64 == 0, blocksize >= 64) the product of a block is one chain of 8 FMAs and one FMA
+// applies absmax; independent blocks overlap out of order.
+void gemvp_row1(const float* xp, int64_t in, const uint8_t* w, const float* absmax, int sh,
+                int64_t o, float* y, const Planes& l, bool by64) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t row = o * in;
+  const uint8_t* wr = w + row / 2;
+  int64_t i = 0;
+  if (by64) {
+    for (; i + 128 <= in; i += 128) {
+      __m256 f[4], g[4];
+      decode32p(wr + i / 2, l, f);
+      decode32p(wr + i / 2 + 16, l, g);
+      __m256 d = _mm256_mul_ps(f[0], _mm256_loadu_ps(xp + i));
+      for (int j = 1; j < 4; j++) d = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xp + i + 8 * j), d);
+      for (int j = 0; j < 4; j++) d = _mm256_fmadd_ps(g[j], _mm256_loadu_ps(xp + i + 32 + 8 * j), d);
+      acc0 = _mm256_fmadd_ps(d, _mm256_broadcast_ss(absmax + ((row + i) >> sh)), acc0);
+      decode32p(wr + i / 2 + 32, l, f);
+      decode32p(wr + i / 2 + 48, l, g);
+      __m256 e = _mm256_mul_ps(f[0], _mm256_loadu_ps(xp + i + 64));
+      for (int j = 1; j < 4; j++) e = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xp + i + 64 + 8 * j), e);
+      for (int j = 0; j < 4; j++) e = _mm256_fmadd_ps(g[j], _mm256_loadu_ps(xp + i + 96 + 8 * j), e);
+      acc1 = _mm256_fmadd_ps(e, _mm256_broadcast_ss(absmax + ((row + i + 64) >> sh)), acc1);
+    }
+  }
+  for (; i < in; i += 32) {
+    __m256 f[4];
+    decode32p(wr + i / 2, l, f);
+    acc0 = _mm256_fmadd_ps(dot32(f, xp + i), _mm256_broadcast_ss(absmax + ((row + i) >> sh)), acc0);
+  }
+  y[o] = hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// Several tokens: each decoded group is scaled by absmax once and feeds NT tokens' FMAs. The
+// accumulators are named variables (an array of 8 ymm is not scalarized by GCC and would be
+// stored every iteration); with NT <= 4 a second set keeps the FMA chains short.
+template <int NT>
+void gemvp_rows(const float* xp, int64_t in, const uint8_t* w, const float* absmax, int sh,
+                int64_t o, float* y, int64_t ldy, const Planes& l, int64_t i0, int64_t i1,
+                bool first) {
+  static_assert(NT >= 1 && NT <= 8, "NT");
+  constexpr bool kTwo = NT <= 4;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  const int64_t row = o * in;
+  const uint8_t* wr = w + row / 2;
+  for (int64_t i = i0; i < i1; i += 32) {
+    __m256 f[4];
+    decode32p(wr + i / 2, l, f);
+    const __m256 s = _mm256_broadcast_ss(absmax + ((row + i) >> sh));
+    for (int j = 0; j < 4; j++) f[j] = _mm256_mul_ps(f[j], s);
+    const float* xi = xp + i;
+#define LORA4J_TOK(T_, A_, B_)                                                              \
+    if constexpr (NT > T_) {                                                                 \
+      const float* xt = xi + T_ * in;                                                        \
+      if constexpr (kTwo) {                                                                  \
+        A_ = _mm256_fmadd_ps(f[0], _mm256_loadu_ps(xt), A_);                                 \
+        B_ = _mm256_fmadd_ps(f[1], _mm256_loadu_ps(xt + 8), B_);                             \
+        A_ = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(xt + 16), A_);                            \
+        B_ = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(xt + 24), B_);                            \
+      } else {                                                                               \
+        for (int j = 0; j < 4; j++) A_ = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xt + 8 * j), A_); \
+      }                                                                                      \
+    }
+    LORA4J_TOK(0, a0, b0)
+    LORA4J_TOK(1, a1, b1)
+    LORA4J_TOK(2, a2, b2)
+    LORA4J_TOK(3, a3, b3)
+    LORA4J_TOK(4, a4, b0)
+    LORA4J_TOK(5, a5, b0)
+    LORA4J_TOK(6, a6, b0)
+    LORA4J_TOK(7, a7, b0)
+#undef LORA4J_TOK
+  }
+  if constexpr (kTwo) {
+    a0 = _mm256_add_ps(a0, b0);
+    a1 = _mm256_add_ps(a1, b1);
+    a2 = _mm256_add_ps(a2, b2);
+    a3 = _mm256_add_ps(a3, b3);
+  }
+  const __m256 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+  for (int t = 0; t < NT; t++) {
+    const float r = hsum(acc[t]);
+    y[t * ldy + o] = first ? r : y[t * ldy + o] + r;
+  }
+}
+
+// Thread-local scratch for permuted activations (grows, never shrinks).
+float* gemv_scratch(int64_t elems) {
+  thread_local std::vector<float> buf;
+  if (int64_t(buf.size()) < elems) buf.resize(size_t(elems));
+  return buf.data();
+}
+
+// Backward fast path, T == 1: dxp[c0:c1] = Σ_o dy[o] · absmax · nf4(W)[o, c0:c1] in planes
+// order, R rows of W per pass so that each dx vector is loaded and stored once per R rows.
+void gemvp_bwd1_cols(const float* dy, int64_t in, int64_t out, const uint8_t* w,
+                     const float* absmax, int sh, float* dx, int64_t c0, int64_t c1,
+                     const Planes& l) {
+  std::fill(dx + c0, dx + c1, 0.0f);
+  constexpr int R = 4;
+  int64_t o = 0;
+  for (; o + R <= out; o += R) {
+    __m256 g[R];
+    for (int r = 0; r < R; r++) g[r] = _mm256_broadcast_ss(dy + o + r);
+    for (int64_t i = c0; i < c1; i += 32) {
+      __m256 d[4];
+      for (int j = 0; j < 4; j++) d[j] = _mm256_loadu_ps(dx + i + 8 * j);
+      for (int r = 0; r < R; r++) {
+        const int64_t e = (o + r) * in + i;
+        __m256 f[4];
+        decode32p(w + (e >> 1), l, f);
+        const __m256 s = _mm256_mul_ps(g[r], _mm256_broadcast_ss(absmax + (e >> sh)));
+        for (int j = 0; j < 4; j++) d[j] = _mm256_fmadd_ps(s, f[j], d[j]);
+      }
+      for (int j = 0; j < 4; j++) _mm256_storeu_ps(dx + i + 8 * j, d[j]);
+    }
+  }
+  for (; o < out; o++) {
+    const __m256 g = _mm256_broadcast_ss(dy + o);
+    for (int64_t i = c0; i < c1; i += 32) {
+      const int64_t e = o * in + i;
+      __m256 f[4];
+      decode32p(w + (e >> 1), l, f);
+      const __m256 s = _mm256_mul_ps(g, _mm256_broadcast_ss(absmax + (e >> sh)));
+      for (int j = 0; j < 4; j++)
+        _mm256_storeu_ps(dx + i + 8 * j, _mm256_fmadd_ps(s, f[j], _mm256_loadu_ps(dx + i + 8 * j)));
+    }
+  }
+  permute_from_planes(dx + c0, c1 - c0);
+}
+
+// Backward fast path, 1 < T < kTileMinT: four W rows of a 32-column group are decoded and
+// scaled by their absmax into an L1 buffer once; then each of the T rows of dx (planes order)
+// is loaded, updated from the four rows (dy as broadcast scalars) and stored once.
+void gemvp_bwdT_cols(const float* dy, int64_t T, int64_t in, int64_t out, const uint8_t* w,
+                     const float* absmax, int sh, float* dx, int64_t c0, int64_t c1,
+                     const Planes& l) {
+  for (int64_t t = 0; t < T; t++) std::fill(dx + t * in + c0, dx + t * in + c1, 0.0f);
+  alignas(32) float buf[4][32];
+  int64_t o = 0;
+  for (; o + 4 <= out; o += 4) {
+    for (int64_t i = c0; i < c1; i += 32) {
+      for (int r = 0; r < 4; r++) {
+        const int64_t e = (o + r) * in + i;
+        __m256 f[4];
+        decode32p(w + (e >> 1), l, f);
+        const __m256 a = _mm256_broadcast_ss(absmax + (e >> sh));
+        for (int j = 0; j < 4; j++) _mm256_store_ps(buf[r] + 8 * j, _mm256_mul_ps(f[j], a));
+      }
+      for (int64_t t = 0; t < T; t++) {
+        const float* g = dy + t * out + o;
+        const __m256 g0 = _mm256_broadcast_ss(g), g1 = _mm256_broadcast_ss(g + 1);
+        const __m256 g2 = _mm256_broadcast_ss(g + 2), g3 = _mm256_broadcast_ss(g + 3);
+        float* d = dx + t * in + i;
+        for (int j = 0; j < 4; j++) {
+          __m256 v = _mm256_fmadd_ps(g0, _mm256_load_ps(buf[0] + 8 * j), _mm256_loadu_ps(d + 8 * j));
+          v = _mm256_fmadd_ps(g1, _mm256_load_ps(buf[1] + 8 * j), v);
+          v = _mm256_fmadd_ps(g2, _mm256_load_ps(buf[2] + 8 * j), v);
+          _mm256_storeu_ps(d + 8 * j, _mm256_fmadd_ps(g3, _mm256_load_ps(buf[3] + 8 * j), v));
+        }
+      }
+    }
+  }
+  for (; o < out; o++) {
+    for (int64_t i = c0; i < c1; i += 32) {
+      const int64_t e = o * in + i;
+      __m256 f[4];
+      decode32p(w + (e >> 1), l, f);
+      const __m256 a = _mm256_broadcast_ss(absmax + (e >> sh));
+      for (int j = 0; j < 4; j++) f[j] = _mm256_mul_ps(f[j], a);
+      for (int64_t t = 0; t < T; t++) {
+        const __m256 s = _mm256_broadcast_ss(dy + t * out + o);
+        float* d = dx + t * in + i;
+        for (int j = 0; j < 4; j++)
+          _mm256_storeu_ps(d + 8 * j, _mm256_fmadd_ps(s, f[j], _mm256_loadu_ps(d + 8 * j)));
+      }
+    }
+  }
+  for (int64_t t = 0; t < T; t++) permute_from_planes(dx + t * in + c0, c1 - c0);
 }
 
 // ---- fused GEMV (T < kTileMinT) -------------------------------------------------------------
@@ -301,53 +540,48 @@ void gemv_rows(const float* x, int64_t in, const uint8_t* w, const float* absmax
   for (int t = 0; t < NT; t++) y[t * ldy + o] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + tail[t];
 }
 
-// Fast path for in % 32 == 0: every row starts at a multiple of 32, so each 32-element step
-// lies in one block (blocksize >= 32) and starts on a byte boundary. NT rows of X share each
-// decoded vector; A independent accumulators per row hide the FMA latency.
-template <int NT>
-void gemv_rows32(const float* x, int64_t in, const uint8_t* w, const float* absmax, int sh,
-                 int64_t o, float* y, int64_t ldy) {
-  constexpr int A = NT == 1 ? 4 : NT == 2 ? 2 : 1;
-  __m256 acc[NT][A];
-  for (int t = 0; t < NT; t++)
-    for (int a = 0; a < A; a++) acc[t][a] = _mm256_setzero_ps();
-  const int64_t row = o * in, end = row + in;
-  int64_t e = row;
-  while (e < end) {
-    const int64_t b = e >> sh;
-    const int64_t be = std::min(end, (b + 1) << sh);
-    const Lut l = make_lut(absmax[b]);
-    for (; e < be; e += 32) {
-      __m256 v[4];
-      decode32(w + (e >> 1), l, v);
-      const float* xe = x + (e - row);
-      for (int t = 0; t < NT; t++)
-        for (int j = 0; j < 4; j++)
-          acc[t][j % A] = _mm256_fmadd_ps(v[j], _mm256_loadu_ps(xe + t * in + 8 * j), acc[t][j % A]);
-    }
-  }
-  for (int t = 0; t < NT; t++) {
-    __m256 s = acc[t][0];
-    for (int a = 1; a < A; a++) s = _mm256_add_ps(s, acc[t][a]);
-    y[t * ldy + o] = hsum(s);
-  }
-}
-
 void gemv_fwd(const float* x, int64_t T, int64_t in, int64_t out, const uint8_t* w,
               const float* absmax, int32_t blocksize, float* y) {
   if (in % 32 == 0 && blocksize >= 32) {
     const int sh = log2_blocksize(blocksize);
+    float* xp = gemv_scratch(T * in);
+    for (int64_t t = 0; t < T; t++) permute_to_planes(x + t * in, in, xp + t * in);
+    const Planes l = nf4_planes();
+    const bool by64 = in % 64 == 0 && blocksize >= 64;
+    if (T == 1) {
 #pragma omp parallel for schedule(static) if (out * in >= (int64_t(1) << 16))
-    for (int64_t o = 0; o < out; o++) {
-      for (int64_t t0 = 0; t0 < T; t0 += 4) {
-        const float* xt = x + t0 * in;
+      for (int64_t o = 0; o < out; o++) gemvp_row1(xp, in, w, absmax, sh, o, y, l, by64);
+      return;
+    }
+    // Tokens in passes of at most 8, split evenly (T = 9..15: two passes of 5..8). Each pass
+    // walks W in column chunks so that the chunk of X (nt x C fp32) stays in L1 while a block of
+    // rows reuses it.
+    const int64_t passes = (T + 7) / 8;
+    constexpr int64_t kRows = 16;
+    const int64_t nrb = (out + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (out * in >= (int64_t(1) << 16))
+    for (int64_t rb = 0; rb < nrb; rb++) {
+      const int64_t o0 = rb * kRows, o1 = std::min(out, o0 + kRows);
+      for (int64_t p = 0, t0 = 0; p < passes; p++) {
+        const int64_t nt = (T - t0) / (passes - p);
+        const int64_t C = std::max<int64_t>(64, (int64_t(6144) / nt) / 64 * 64);
+        const float* xt = xp + t0 * in;
         float* yt = y + t0 * out;
-        switch (std::min<int64_t>(4, T - t0)) {
-          case 4: gemv_rows32<4>(xt, in, w, absmax, sh, o, yt, out); break;
-          case 3: gemv_rows32<3>(xt, in, w, absmax, sh, o, yt, out); break;
-          case 2: gemv_rows32<2>(xt, in, w, absmax, sh, o, yt, out); break;
-          default: gemv_rows32<1>(xt, in, w, absmax, sh, o, yt, out); break;
+        for (int64_t i0 = 0; i0 < in; i0 += C) {
+          const int64_t i1 = std::min(in, i0 + C);
+          for (int64_t o = o0; o < o1; o++) {
+            switch (nt) {
+              case 8: gemvp_rows<8>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+              case 7: gemvp_rows<7>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+              case 6: gemvp_rows<6>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+              case 5: gemvp_rows<5>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+              case 4: gemvp_rows<4>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+              case 3: gemvp_rows<3>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+              default: gemvp_rows<2>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+            }
+          }
         }
+        t0 += nt;
       }
     }
     return;
@@ -401,51 +635,24 @@ void gemv_bwd_cols(const float* dy, int64_t T, int64_t in, int64_t out, const ui
   }
 }
 
-// T == 1 and in % 32 == 0: dx[c0:c1] = Σ_o dy[o] · deq(W)[o, c0:c1], four rows of W per pass
-// so that each dx vector is loaded and stored once per four rows.
-void gemv_bwd1_cols32(const float* dy, int64_t in, int64_t out, const uint8_t* w,
-                      const float* absmax, int sh, float* dx, int64_t c0, int64_t c1) {
-  std::fill(dx + c0, dx + c1, 0.0f);
-  int64_t o = 0;
-  for (; o + 4 <= out; o += 4) {
-    const __m256 g[4] = {_mm256_set1_ps(dy[o]), _mm256_set1_ps(dy[o + 1]),
-                         _mm256_set1_ps(dy[o + 2]), _mm256_set1_ps(dy[o + 3])};
-    for (int64_t i = c0; i < c1; i += 32) {
-      __m256 d[4];
-      for (int j = 0; j < 4; j++) d[j] = _mm256_loadu_ps(dx + i + 8 * j);
-      for (int r = 0; r < 4; r++) {
-        const int64_t e = (o + r) * in + i;
-        __m256 v[4];
-        decode32(w + (e >> 1), make_lut(absmax[e >> sh]), v);
-        for (int j = 0; j < 4; j++) d[j] = _mm256_fmadd_ps(g[r], v[j], d[j]);
-      }
-      for (int j = 0; j < 4; j++) _mm256_storeu_ps(dx + i + 8 * j, d[j]);
-    }
-  }
-  for (; o < out; o++) {
-    const __m256 g = _mm256_set1_ps(dy[o]);
-    for (int64_t i = c0; i < c1; i += 32) {
-      const int64_t e = o * in + i;
-      __m256 v[4];
-      decode32(w + (e >> 1), make_lut(absmax[e >> sh]), v);
-      for (int j = 0; j < 4; j++)
-        _mm256_storeu_ps(dx + i + 8 * j, _mm256_fmadd_ps(g, v[j], _mm256_loadu_ps(dx + i + 8 * j)));
-    }
-  }
-}
-
 void gemv_bwd(const float* dy, int64_t T, int64_t in, int64_t out, const uint8_t* w,
               const float* absmax, int32_t blocksize, float* dx) {
-  if (T == 1 && in % 32 == 0 && blocksize >= 32) {
+  if (in % 32 == 0 && blocksize >= 32) {
     const int sh = log2_blocksize(blocksize);
     const int nth = (out * in >= (int64_t(1) << 16)) ? omp_get_max_threads() : 1;
-    // Column chunks: multiples of 32, at most 1024 wide (dx chunk stays in L1).
+    // Column chunks: multiples of 32, the T rows of the dx chunk (<= 16 KiB) stay in L1.
     const int64_t per = ((in + nth - 1) / nth + 31) / 32 * 32;
-    const int64_t chunk = std::min<int64_t>(1024, per);
+    const int64_t chunk = std::min<int64_t>(std::max<int64_t>(32, 4096 / T / 32 * 32), per);
     const int64_t nchunks = (in + chunk - 1) / chunk;
+    const Planes l = nf4_planes();
 #pragma omp parallel for schedule(static) num_threads(nth)
-    for (int64_t c = 0; c < nchunks; c++)
-      gemv_bwd1_cols32(dy, in, out, w, absmax, sh, dx, c * chunk, std::min(in, (c + 1) * chunk));
+    for (int64_t c = 0; c < nchunks; c++) {
+      const int64_t c0 = c * chunk, c1 = std::min(in, (c + 1) * chunk);
+      if (T == 1)
+        gemvp_bwd1_cols(dy, in, out, w, absmax, sh, dx, c0, c1, l);
+      else
+        gemvp_bwdT_cols(dy, T, in, out, w, absmax, sh, dx, c0, c1, l);
+    }
     return;
   }
   const int nth = (out * in >= (int64_t(1) << 16)) ? omp_get_max_threads() : 1;

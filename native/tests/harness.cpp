@@ -323,7 +323,7 @@ void test_matmul() {
                       {513, 40, 4096}, // blocks much longer than rows
                       {768, 288, 128}};
   uint64_t seed = 1000;
-  for (int64_t T : {1, 2, 5, 7, 16, 33})
+  for (int64_t T : {1, 2, 5, 7, 9, 12, 15, 16, 33})
     for (const S& s : shapes) test_matmul_case(T, s.in, s.out, s.bs, seed += 10);
   // Several W panels on the tile path (panel = 2^20 elements / in rows).
   test_matmul_case(20, 512, 2100, 64, 77);
@@ -504,6 +504,12 @@ int perf_cpu() {
     record("perf cpu gemv fwd 4096x4096 T=8", true,
            fmt("%.3f ms = %.1f GFLOP/s, ratio to read-only pass %.2f", t8 * 1e3,
                2.0 * 8 * n / t8 * 1e-9, t8 / tr));
+    const double tb8 = h::time_best(10, [&] {
+      lora4j_nf4_matmul_bwd_input(x8.data(), 8, out, in, p.data(), a.data(), 64, y8.data());
+    });
+    record("perf cpu gemv bwd_input 4096x4096 T=8", true,
+           fmt("%.3f ms = %.1f GFLOP/s, ratio to read-only pass %.2f", tb8 * 1e3,
+               2.0 * 8 * n / tb8 * 1e-9, tb8 / tr));
     std::vector<float> d(static_cast<size_t>(n));
     const double td = h::time_best(10, [&] { lora4j_nf4_dequantize(p.data(), a.data(), n, 64, d.data()); });
     record("perf cpu dequantize 16M", true,
