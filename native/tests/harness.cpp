@@ -461,13 +461,10 @@ int mode_golden(const char* path) {
 }
 
 // ---- CPU perf ---------------------------------------------------------------------------------
-// The floor for a memory-bound GEMV: one pass reading the same bytes (packed W + absmax + x).
+// The floor for a memory-bound GEMV: one vectorised pass reading the same bytes (packed W +
+// absmax), lora4j_bench_read from runtime.h, the same floor the JMH benchmark (Nf4Bench) uses.
 __attribute__((noinline)) uint64_t read_pass(const uint8_t* p, size_t n, const float* a, size_t na) {
-  uint64_t s = 0;
-  const uint64_t* q = reinterpret_cast<const uint64_t*>(p);
-  for (size_t i = 0; i < n / 8; i++) s += q[i];
-  for (size_t i = 0; i < na; i++) s += h::f2u(a[i]);
-  return s;
+  return lora4j_bench_read(p, int64_t(n)) ^ lora4j_bench_read(a, int64_t(na * sizeof(float)));
 }
 
 int perf_cpu() {
