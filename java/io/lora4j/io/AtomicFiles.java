@@ -37,7 +37,7 @@ public final class AtomicFiles {
         checkOutput(target, overwrite);
         Path parent = target.getParent();
         Files.createDirectories(parent);
-        Path tmp = Files.createTempDirectory(parent, "." + target.getFileName() + ".tmp-");
+        Path tmp = tempDirectory(parent, "." + target.getFileName() + ".tmp-");
         Path old = null;
         boolean done = false;
         try {
@@ -46,7 +46,7 @@ public final class AtomicFiles {
                 if (isEmptyDirectory(target)) {
                     Files.delete(target);
                 } else {
-                    old = Files.createTempDirectory(parent, "." + target.getFileName() + ".old-");
+                    old = tempDirectory(parent, "." + target.getFileName() + ".old-");
                     Files.delete(old);
                     Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
                 }
@@ -81,7 +81,7 @@ public final class AtomicFiles {
 
     /** Copies {@code src} to {@code dst} through a temporary file and a rename. */
     public static void copyFile(Path src, Path dst) throws IOException {
-        Path tmp = Files.createTempFile(dst.toAbsolutePath().getParent(), "." + dst.getFileName() + ".", ".tmp");
+        Path tmp = tempFile(dst.toAbsolutePath().getParent(), "." + dst.getFileName() + ".", ".tmp");
         try {
             Files.copy(src, tmp, StandardCopyOption.REPLACE_EXISTING);
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
@@ -96,7 +96,7 @@ public final class AtomicFiles {
     /** Writes {@code bytes} to {@code file} through a temporary file, fsync and a rename. */
     public static void writeBytes(Path file, byte[] bytes) throws IOException {
         Path dir = file.toAbsolutePath().getParent();
-        Path tmp = Files.createTempFile(dir, "." + file.getFileName() + ".", ".tmp");
+        Path tmp = tempFile(dir, "." + file.getFileName() + ".", ".tmp");
         try {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes);
@@ -139,5 +139,25 @@ public final class AtomicFiles {
                 return FileVisitResult.CONTINUE;
             }
         });
+    }
+
+    private static final boolean POSIX = java.nio.file.FileSystems.getDefault().supportedFileAttributeViews().contains("posix");
+
+    /**
+     * A temporary file beside its destination, readable by others like any file the user writes
+     * (rw-r--r-- before the umask), not the 0600 of {@link Files#createTempFile}: it becomes the
+     * final file by rename.
+     */
+    public static Path tempFile(Path dir, String prefix, String suffix) throws IOException {
+        if (!POSIX) return Files.createTempFile(dir, prefix, suffix);
+        return Files.createTempFile(dir, prefix, suffix, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--")));
+    }
+
+    /** A temporary directory that becomes an output directory by rename (rwxr-xr-x before the umask). */
+    public static Path tempDirectory(Path parent, String prefix) throws IOException {
+        if (!POSIX) return Files.createTempDirectory(parent, prefix);
+        return Files.createTempDirectory(parent, prefix, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x")));
     }
 }

@@ -101,7 +101,7 @@ public final class SafeTensorsWriter {
         byte[] header = header(order);
         Path dir = file.toAbsolutePath().getParent();
         Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, "." + file.getFileName() + ".", ".tmp");
+        Path tmp = AtomicFiles.tempFile(dir, "." + file.getFileName() + ".", ".tmp");
         boolean done = false;
         try {
             long total;
