@@ -11,8 +11,8 @@ import io.lora4j.ops.Backends;
 import io.lora4j.tensor.Device;
 import io.lora4j.tokenizer.Tokenizer;
 import io.lora4j.tokenizer.Tokenizers;
+import io.lora4j.train.TrainingRun;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Optional;
 import org.apache.commons.cli.CommandLine;
@@ -102,16 +102,9 @@ final class ModelArgs implements AutoCloseable {
         }
     }
 
-    /** --tokenizer, else the model directory itself, else tokenizer.model/.bin beside a .bin file. */
+    /** --tokenizer, else the model's own (see {@link TrainingRun#tokenizerPath}). */
     static Path tokenizerPath(Path model, String explicit) throws FormatException {
-        if (explicit != null) return Path.of(explicit);
-        if (Files.isDirectory(model)) return model;
-        Path dir = model.toAbsolutePath().getParent();
-        for (String n : new String[] {"tokenizer.model", "tokenizer.bin", "tokenizer.json"}) {
-            Path p = dir == null ? null : dir.resolve(n);
-            if (p != null && Files.isRegularFile(p)) return p;
-        }
-        throw new FormatException(model, "no tokenizer beside the model: pass --tokenizer PATH");
+        return TrainingRun.tokenizerPath(model, explicit == null ? null : Path.of(explicit));
     }
 
     @Override

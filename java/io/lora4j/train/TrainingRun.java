@@ -267,6 +267,6 @@ public final class TrainingRun {
             Path p = dir == null ? null : dir.resolve(n);
             if (p != null && Files.isRegularFile(p)) return p;
         }
-        throw new FormatException(model, "no tokenizer beside the model: set tokenizer");
+        throw new FormatException(model, "no tokenizer.model, tokenizer.bin or tokenizer.json beside the model: give one (tokenizer: / --tokenizer PATH)");
     }
 }
