@@ -6,6 +6,7 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import io.lora4j.data.DataConfig;
 import io.lora4j.data.DataPipeline;
+import io.lora4j.data.DemoData;
 import io.lora4j.data.Example;
 import io.lora4j.data.TokenText;
 import io.lora4j.io.FormatException;
@@ -45,7 +46,7 @@ public final class DataCommand implements Command {
     @Override public String summary() { return "tokenize a run's dataset and show or dump rows with their labels"; }
 
     @Override public String synopsis() {
-        return "data --config run.yaml [--dump FILE [--limit N]] [--show N] [--eval]";
+        return "data --config run.yaml [--dump FILE [--limit N]] [--show N] [--eval]  |  data --demo-sets DIR";
     }
 
     @Override public String description() {
@@ -54,13 +55,16 @@ public final class DataCommand implements Command {
                 + "group_by_length, max_bad_row_fraction, seed) and model/tokenizer to find the tokenizer; other keys are ignored.\n"
                 + "--dump writes one JSON object per row: {\"text\": rendered, \"input_ids\": [...], \"labels\": [...]} with labels\n"
                 + "aligned to input_ids (-100 = no loss; the loss shifts). --show prints rows with trained tokens in [[ ]]\n"
-                + "(green on a terminal).";
+                + "(green on a terminal). --demo-sets DIR writes the demo sets built from the fetched assets (scripts/fetch-assets.sh):\n"
+                + "capitals-{train,eval}.jsonl (50 US state capitals as chats, held-out phrasings) and moby-dick-{train,eval}.jsonl\n"
+                + "(chapters as text, every tenth held out).";
     }
 
     @Override
     public Options options() {
         return new Options()
-                .addOption(Option.builder().longOpt("config").hasArg().argName("FILE").required().desc("run config (YAML)").get())
+                .addOption(Option.builder().longOpt("config").hasArg().argName("FILE").desc("run config (YAML)").get())
+                .addOption(Option.builder().longOpt("demo-sets").hasArg().argName("DIR").desc("write the capitals and moby-dick demo sets into DIR").get())
                 .addOption(Option.builder().longOpt("dump").hasArg().argName("FILE").desc("write the tokenized rows as JSONL").get())
                 .addOption(Option.builder().longOpt("limit").hasArg().argName("N").desc("dump only the first N rows").get())
                 .addOption(Option.builder().longOpt("show").hasArg().argName("N").desc("print the first N rows with trained spans marked").get())
@@ -74,6 +78,15 @@ public final class DataCommand implements Command {
         if (show < 0) throw new UsageException("--show must be >= 0, got " + show);
         if (limit < 0) throw new UsageException("--limit must be >= 0, got " + limit);
         if (cl.hasOption("limit") && !cl.hasOption("dump")) throw new UsageException("--limit needs --dump");
+        if (cl.hasOption("demo-sets")) {
+            if (cl.hasOption("config")) throw new UsageException("--demo-sets takes no --config");
+            Path dir = Path.of(cl.getOptionValue("demo-sets"));
+            Files.createDirectories(dir);
+            for (DemoData.Written w : List.of(DemoData.capitals(DemoData.datasetsDir(), dir), DemoData.mobyDick(DemoData.datasetsDir(), dir)))
+                ctx.out().printf(Locale.ROOT, "wrote %s (%d rows) and %s (%d rows)%n", w.train(), w.trainRows(), w.eval(), w.evalRows());
+            return OK;
+        }
+        if (!cl.hasOption("config")) throw new UsageException("missing required option --config (or --demo-sets DIR)");
         Path configFile = Path.of(cl.getOptionValue("config"));
         Map<String, Object> config = readYaml(configFile);
         DataConfig dc;

@@ -91,4 +91,17 @@ class DataCommandTest {
         assertTrue(r.err().contains("needs \"model\" or \"tokenizer\""), r.err());
         assertEquals(2, run("data", "--config", c.toString(), "--show", "-1").code());
     }
+
+    @Test
+    void demoSetsAreWrittenFromTheFetchedAssets() throws IOException {
+        io.lora4j.model.Assets.require("datasets/us-states-capitals.json");
+        io.lora4j.model.Assets.require("datasets/moby-dick.jsonl");
+        Path out = dir.resolve("sets");
+        Result r = run("data", "--demo-sets", out.toString());
+        assertEquals(0, r.code(), r.err());
+        for (String f : new String[] {"capitals-train.jsonl", "capitals-eval.jsonl", "moby-dick-train.jsonl", "moby-dick-eval.jsonl"})
+            assertTrue(Files.size(out.resolve(f)) > 0, f);
+        assertTrue(r.out().contains("capitals-train.jsonl (200 rows)"), r.out());
+        assertEquals(2, run("data").code(), "neither --config nor --demo-sets");
+    }
 }
