@@ -19,7 +19,9 @@ public final class CommandRegistry {
                 .register(new DataCommand())
                 .register(new EvalCommand())
                 .register(new TrainCommand())
-                .register(new VerifyCommand());
+                .register(new VerifyCommand())
+                .register(new MergeCommand())
+                .register(new ScaleCommand());
     }
 
     public CommandRegistry register(Command c) {
