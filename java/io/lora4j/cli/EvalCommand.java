@@ -1,17 +1,13 @@
 package io.lora4j.cli;
 
 import com.google.gson.GsonBuilder;
-import com.google.gson.JsonArray;
-import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
-import com.google.gson.JsonParseException;
-import com.google.gson.JsonParser;
+import io.lora4j.data.Example;
 import io.lora4j.io.FormatException;
 import io.lora4j.model.Perplexity;
 import io.lora4j.tokenizer.Tokenizer;
-import java.io.BufferedReader;
+import io.lora4j.train.SimpleDataset;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -71,49 +67,14 @@ public final class EvalCommand implements Command {
         return OK;
     }
 
-    /** Token rows of a JSONL file; a bad line is a {@link FormatException} naming file and line. */
+    /**
+     * Token rows of a JSONL file ({@link SimpleDataset}'s rules: [BOS] + text + [EOS], or input_ids
+     * as given; a bad line is a {@link FormatException} naming file and line). Nothing is truncated:
+     * {@link Perplexity} scores long rows in windows.
+     */
     static List<int[]> readRows(Path file, Tokenizer tok, int vocab) throws IOException {
         List<int[]> rows = new ArrayList<>();
-        try (BufferedReader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
-            int lineNo = 0;
-            for (String line; (line = r.readLine()) != null; ) {
-                lineNo++;
-                if (line.isBlank()) continue;
-                String where = "line " + lineNo;
-                JsonObject o;
-                try {
-                    JsonElement e = JsonParser.parseString(line);
-                    if (!e.isJsonObject()) throw new FormatException(file, where + ": expected a JSON object");
-                    o = e.getAsJsonObject();
-                } catch (JsonParseException e) {
-                    throw new FormatException(file, where + ": not valid JSON");
-                }
-                int[] ids;
-                if (o.has("input_ids")) {
-                    JsonElement a = o.get("input_ids");
-                    if (!a.isJsonArray()) throw new FormatException(file, where + ": input_ids must be an array of token ids");
-                    JsonArray arr = a.getAsJsonArray();
-                    ids = new int[arr.size()];
-                    for (int i = 0; i < ids.length; i++) {
-                        JsonElement x = arr.get(i);
-                        if (!x.isJsonPrimitive() || !x.getAsJsonPrimitive().isNumber())
-                            throw new FormatException(file, where + ": input_ids[" + i + "] is not a number");
-                        ids[i] = x.getAsInt();
-                        if (ids[i] < 0 || ids[i] >= vocab)
-                            throw new FormatException(file, where + ": input_ids[" + i + "] = " + ids[i] + " is outside the vocabulary of " + vocab);
-                    }
-                } else if (o.has("text")) {
-                    JsonElement t = o.get("text");
-                    if (!t.isJsonPrimitive() || !t.getAsJsonPrimitive().isString())
-                        throw new FormatException(file, where + ": text must be a string");
-                    ids = tok.encode(t.getAsString(), true, true);
-                } else {
-                    throw new FormatException(file, where + ": a row needs \"text\" or \"input_ids\"");
-                }
-                if (ids.length >= 2) rows.add(ids);
-            }
-        }
-        if (rows.isEmpty()) throw new FormatException(file, "no row with at least two tokens to score");
+        for (Example e : SimpleDataset.read(file, tok, vocab, Integer.MAX_VALUE).rows()) rows.add(e.inputIds());
         return rows;
     }
 }
