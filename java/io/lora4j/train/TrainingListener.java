@@ -1,0 +1,41 @@
+package io.lora4j.train;
+
+import java.nio.file.Path;
+
+/**
+ * Observes a {@link TrainingRun}: progress display, the guide's run-time warnings, charts. Every
+ * method has an empty default; listeners never change the run. Called on the training thread.
+ */
+public interface TrainingListener {
+    /**
+     * Before the first step (also after a resume).
+     *
+     * @param startStep  optimizer steps already done (0 for a fresh run)
+     * @param totalSteps optimizer steps of the whole run
+     */
+    default void onStart(long startStep, long totalSteps) {}
+
+    /**
+     * After each optimizer step.
+     *
+     * @param step            1-based optimizer step just taken
+     * @param totalSteps      optimizer steps of the whole run
+     * @param loss            the step's token-mean train loss (nats), NaN for a skipped step
+     * @param learningRate    the rate the step used
+     * @param gradNorm        global gradient norm before clipping
+     * @param tokensPerSecond input positions per second of the step
+     */
+    default void onStep(long step, long totalSteps, double loss, double learningRate, double gradNorm, double tokensPerSecond) {}
+
+    /** After an evaluation at {@code step} (0: the base model, before training). */
+    default void onEval(long step, double evalLoss) {}
+
+    /** After the adapter and metrics are written into {@code outDir}. */
+    default void onEnd(long steps, Path outDir) {}
+
+    /**
+     * Whether this listener draws per-step progress itself (a terminal progress bar), so that the
+     * run should not also print a plain log line per step.
+     */
+    default boolean drawsProgress() { return false; }
+}
