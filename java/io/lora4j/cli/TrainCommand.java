@@ -1,26 +1,49 @@
 package io.lora4j.cli;
 
 import io.lora4j.train.RunConfig;
+import io.lora4j.train.TrainingCheckpoint;
 import io.lora4j.train.TrainingRun;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Option;
 import org.apache.commons.cli.Options;
+import sun.misc.Signal;
+import sun.misc.SignalHandler;
 
-/** {@code lora4j train}: LoRA/QLoRA fine-tuning from a YAML config, writing a PEFT adapter. */
+/**
+ * {@code lora4j train}: LoRA/QLoRA fine-tuning from a YAML config, writing a PEFT adapter.
+ *
+ * <p>Ctrl-C (SIGINT) asks the run to stop after the current step: it writes a checkpoint, prints
+ * the command that resumes it and exits {@value #INTERRUPTED}; a second Ctrl-C ends the process at
+ * once (the JVM's own handler is back in place by then).
+ */
 public final class TrainCommand implements Command {
+    /** Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it). */
+    public static final int INTERRUPTED = 130;
+    private static final Set<String> OWN = Set.of("config", "out", "overwrite", "threads", "resume", "max-bad-steps");
+
     @Override public String name() { return "train"; }
 
     @Override public String summary() { return "fine-tune a model with LoRA or QLoRA and write a PEFT adapter"; }
 
-    @Override public String synopsis() { return "train --config run.yaml [--KEY VALUE ...] --out DIR [--overwrite]"; }
+    @Override public String synopsis() {
+        return "train --config run.yaml [--KEY VALUE ...] --out DIR [--overwrite] | train --config run.yaml [--KEY VALUE ...] --resume DIR";
+    }
 
     @Override public String description() {
         return "Config keys (YAML and --KEY VALUE, Unsloth/TRL names): " + String.join(", ", RunConfig.keys()) + ".\n"
                 + "Writes DIR/adapter_config.json, DIR/adapter_model.safetensors (loadable by PEFT), DIR/metrics.jsonl and\n"
-                + "DIR/checkpoint-N/ with save_steps. Data: JSONL rows {\"text\"} or {\"input_ids\", \"labels\"?}.";
+                + "DIR/checkpoint-N/ (adapter, optimizer state, trainer state, manifest) every save_steps and at the end.\n"
+                + "--resume DIR continues a run exactly from DIR's newest valid checkpoint (or from DIR = a checkpoint-N)\n"
+                + "with the same config. Ctrl-C stops after the current step with a checkpoint (exit 130). A step with a\n"
+                + "non-finite loss or gradient is skipped; --max-bad-steps in a row stop the run (exit 1).\n"
+                + "Data: JSONL rows {\"text\"} or {\"input_ids\", \"labels\"?}.";
     }
 
     @Override
@@ -29,7 +52,11 @@ public final class TrainCommand implements Command {
                 .addOption(Option.builder().longOpt("config").hasArg().argName("YAML").desc("the run's YAML config").get())
                 .addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("output directory (overrides output_dir)").get())
                 .addOption(Option.builder().longOpt("overwrite").desc("replace a non-empty output directory").get())
-                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get());
+                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get())
+                .addOption(Option.builder().longOpt("resume").hasArg().argName("DIR")
+                        .desc("continue the run in DIR from its newest valid checkpoint, or from DIR = a checkpoint-N directory").get())
+                .addOption(Option.builder().longOpt("max-bad-steps").hasArg().argName("N")
+                        .desc("stop after N consecutive steps with a non-finite loss or gradient (default " + TrainingRun.DEFAULT_MAX_BAD_STEPS + ")").get());
         for (String k : RunConfig.keys()) if (!k.equals("output_dir")) o.addOption(Option.builder().longOpt(k).hasArg().argName("VALUE").desc("config key " + k).get());
         o.addOption(Option.builder().longOpt("output_dir").hasArg().argName("DIR").desc("config key output_dir").get());
         return o;
@@ -40,13 +67,14 @@ public final class TrainCommand implements Command {
         if (!cl.getArgList().isEmpty()) throw new UsageException("unexpected argument '" + cl.getArgList().get(0) + "'");
         Map<String, String> overrides = new LinkedHashMap<>();
         for (Option opt : cl.getOptions())
-            if (!java.util.Set.of("config", "out", "overwrite", "threads").contains(opt.getLongOpt()))
-                overrides.put(opt.getLongOpt(), opt.getValue());
+            if (!OWN.contains(opt.getLongOpt())) overrides.put(opt.getLongOpt(), opt.getValue());
         if (cl.hasOption("threads")) {
             int n = Cli.parseInt(cl, "threads", 0);
             if (n < 1) throw new UsageException("--threads must be >= 1, got " + n);
             io.lora4j.nativeapi.NativeLibrary.setNumThreads(n);
         }
+        int maxBad = cl.hasOption("max-bad-steps") ? Cli.parseInt(cl, "max-bad-steps", 0) : TrainingRun.DEFAULT_MAX_BAD_STEPS;
+        if (maxBad < 1) throw new UsageException("--max-bad-steps must be >= 1, got " + maxBad);
         Path yaml = cl.hasOption("config") ? Path.of(cl.getOptionValue("config")) : null;
         if (yaml == null && overrides.isEmpty()) throw new UsageException("give --config run.yaml (and/or --KEY VALUE settings)");
         RunConfig cfg;
@@ -55,9 +83,61 @@ public final class TrainCommand implements Command {
         } catch (IllegalArgumentException e) {
             throw new UsageException(e.getMessage());
         }
-        Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : cfg.outputDir();
-        if (out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
-        TrainingRun.run(cfg, out, cl.hasOption("overwrite"), ctx.err());
-        return OK;
+        Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
+        Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
+        if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
+        if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
+        TrainingRun.Options opts = TrainingRun.Options.defaults().withOverwrite(cl.hasOption("overwrite")).withResume(resume).withMaxBadSteps(maxBad);
+
+        AtomicBoolean stop = new AtomicBoolean();
+        Signal sigint = new Signal("INT");
+        SignalHandler previous = null;
+        try {
+            SignalHandler[] prev = new SignalHandler[1];
+            prev[0] = Signal.handle(sigint, sig -> {
+                stop.set(true);
+                ctx.err().println();
+                ctx.err().println("Ctrl-C: stopping after this step and writing a checkpoint (Ctrl-C again aborts at once)");
+                Signal.handle(sigint, prev[0]);
+            });
+            previous = prev[0];
+        } catch (IllegalArgumentException e) {
+            ctx.err().println("note: Ctrl-C cannot be caught here (" + e.getMessage() + "): it ends the run without a checkpoint");
+        }
+        TrainingRun.Summary s;
+        try {
+            s = TrainingRun.run(cfg, out, ctx.err(), opts.withStopRequested(stop::get));
+        } finally {
+            if (previous != null) Signal.handle(sigint, previous);
+        }
+        switch (s.status()) {
+            case INTERRUPTED: {
+                Path runDir = s.checkpoint().getParent();
+                ctx.err().println("resume with: lora4j train " + resumeArgs(cl) + " --resume " + quote(runDir.toString()));
+                return INTERRUPTED;
+            }
+            case DIVERGED:
+                return FAILURE;
+            default:
+                return OK;
+        }
+    }
+
+    /** The options of this invocation that a resume needs (config and overrides), as shell words. */
+    private static String resumeArgs(CommandLine cl) {
+        List<String> words = new ArrayList<>();
+        for (Option opt : cl.getOptions()) {
+            String n = opt.getLongOpt();
+            if (n.equals("out") || n.equals("overwrite") || n.equals("resume")) continue;
+            words.add("--" + n);
+            if (opt.hasArg()) words.add(quote(opt.getValue()));
+        }
+        return String.join(" ", words);
+    }
+
+    /** {@code s} as one POSIX shell word. */
+    static String quote(String s) {
+        if (!s.isEmpty() && s.matches("[A-Za-z0-9_./=:,+@%-]+")) return s;
+        return "'" + s.replace("'", "'\\''") + "'";
     }
 }

@@ -10,22 +10,36 @@ package io.lora4j.data;
  *       position of a row, and row boundaries inside a packed row);
  *   <li>{@code positions[b][s]}: RoPE positions, restarting at 0 for every packed row;
  *   <li>{@code segments}: null, or per-position ids that differ between rows packed into one
- *       sequence, so that attention never crosses them.
+ *       sequence, so that attention never crosses them;
+ *   <li>{@code rowIds}: null (unknown), or per batch row the 0-based indices of the training rows
+ *       it holds (one, or several when packed): indices into {@link DataPipeline#trainRows()}, the
+ *       order of {@code lora4j data --dump}. Used to name the rows of a window that went wrong.
  * </ul>
  * The loss over a gradient-accumulation window divides by the number of non-ignored targets of
  * the whole window (DESIGN.md §4), which {@link #targetTokens()} counts per micro-batch.
  */
-public record Batch(int[][] inputIds, int[][] targets, int[][] positions, int[][] segments) {
+public record Batch(int[][] inputIds, int[][] targets, int[][] positions, int[][] segments, int[][] rowIds) {
     public Batch {
         int b = inputIds.length;
         if (b == 0) throw new IllegalArgumentException("empty batch");
         int s = inputIds[0].length;
-        if (targets.length != b || positions.length != b || (segments != null && segments.length != b))
+        if (targets.length != b || positions.length != b || (segments != null && segments.length != b)
+                || (rowIds != null && rowIds.length != b))
             throw new IllegalArgumentException("batch arrays disagree on the row count");
         for (int i = 0; i < b; i++)
             if (inputIds[i].length != s || targets[i].length != s || positions[i].length != s
                     || (segments != null && segments[i].length != s))
                 throw new IllegalArgumentException("row " + i + " is not " + s + " long");
+    }
+
+    /** A batch whose rows' dataset indices are unknown. */
+    public Batch(int[][] inputIds, int[][] targets, int[][] positions, int[][] segments) {
+        this(inputIds, targets, positions, segments, null);
+    }
+
+    /** This batch with {@code ids[b]} = the training-row indices held by batch row b. */
+    public Batch withRowIds(int[][] ids) {
+        return new Batch(inputIds, targets, positions, segments, ids);
     }
 
     public int rows() {

@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Optional;
 import java.util.Random;
@@ -44,6 +45,8 @@ public final class DataPipeline {
     private final List<Batches.Packed> trainPacked, evalPacked;
     private final DataStats stats;
     private final int padId;
+    /** Training example -> its index in {@link #train}, to fill {@link Batch#rowIds()} (packed parts are the same objects). */
+    private final IdentityHashMap<Example, Integer> trainIndex = new IdentityHashMap<>();
 
     private DataPipeline(DataConfig cfg, Tokenizer tok, ChatTemplate template, ResponseMasker masker, List<Row> train, List<Row> eval,
             DataStats stats) {
@@ -54,6 +57,7 @@ public final class DataPipeline {
         this.train = List.copyOf(train);
         this.eval = List.copyOf(eval);
         this.padId = padId(tok);
+        for (int i = 0; i < this.train.size(); i++) trainIndex.put(this.train.get(i).example(), i);
         if (cfg.packing()) {
             List<Example> ex = examples(this.train);
             Integer[] perm = Batches.permutation(ex.size(), new Random(cfg.seed() + PACK_SALT));
@@ -391,7 +395,13 @@ public final class DataPipeline {
             for (int i = 0; i < perm.length; i += batchSize) {
                 List<Batches.Packed> b = new ArrayList<>();
                 for (int k = i; k < Math.min(perm.length, i + batchSize); k++) b.add(trainPacked.get(perm[k]));
-                out.add(Batches.packedBatch(b, padId));
+                int[][] ids = new int[b.size()][];
+                for (int k = 0; k < ids.length; k++) {
+                    List<Example> parts = b.get(k).parts();
+                    ids[k] = new int[parts.size()];
+                    for (int j = 0; j < ids[k].length; j++) ids[k][j] = trainIndex.get(parts.get(j));
+                }
+                out.add(Batches.packedBatch(b, padId).withRowIds(ids));
             }
             return out;
         }
@@ -402,14 +412,26 @@ public final class DataPipeline {
             for (int[] idx : Batches.lengthGrouped(lengths, batchSize, rnd)) {
                 List<Example> b = new ArrayList<>(idx.length);
                 for (int i : idx) b.add(ex.get(i));
-                out.add(Batch.of(b, padId));
+                out.add(Batch.of(b, padId).withRowIds(single(idx, 0, idx.length)));
             }
             return out;
         }
         Integer[] perm = Batches.permutation(ex.size(), rnd);
         List<Example> order = new ArrayList<>(ex.size());
         for (Integer i : perm) order.add(ex.get(i));
-        return Batches.padded(order, batchSize, padId);
+        int[] idx = new int[perm.length];
+        for (int i = 0; i < idx.length; i++) idx[i] = perm[i];
+        List<Batch> padded = Batches.padded(order, batchSize, padId);
+        for (int k = 0; k < padded.size(); k++)
+            out.add(padded.get(k).withRowIds(single(idx, k * batchSize, Math.min(idx.length, (k + 1) * batchSize))));
+        return out;
+    }
+
+    /** {@code idx[from..to)} as one row id per batch row. */
+    private static int[][] single(int[] idx, int from, int to) {
+        int[][] out = new int[to - from][];
+        for (int i = from; i < to; i++) out[i - from] = new int[] {idx[i]};
+        return out;
     }
 
     /** Eval micro-batches in dataset order (packed with packing). */

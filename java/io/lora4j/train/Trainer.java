@@ -3,6 +3,7 @@ package io.lora4j.train;
 import io.lora4j.data.Batch;
 import io.lora4j.ops.Backend;
 import io.lora4j.tensor.DType;
+import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import java.util.List;
@@ -16,13 +17,19 @@ import java.util.List;
  * up to fp32 rounding. The reported loss is Σ CE / N, the window's true token mean. Gradients are
  * clipped by min(1, max_grad_norm / (‖g‖ + 1e-6)) (torch's {@code clip_grad_norm_}), then
  * AdamW with decoupled weight decay updates every LoRA matrix (Llama's LoRA has no biases).
+ *
+ * <p>A window whose loss or gradient norm is not finite is skipped: the parameters and moments
+ * stay as they were, the step still counts (schedule, dropout seeds and data position move on, as
+ * HF's global step does), and AdamW's bias correction counts only the updates applied (torch's
+ * {@code GradScaler} skips {@code optimizer.step()} the same way).
  */
 public final class Trainer implements AutoCloseable {
     private final LoraTrainingModel model;
     private final TrainConfig config;
     private final long totalSteps, warmup;
-    private final Tensor m, v;
-    private long step;
+    private Tensor m, v;
+    /** Windows consumed (the global step) and AdamW updates applied (≤ step: skipped windows do not count). */
+    private long step, updates;
 
     /**
      * The outcome of one optimizer step.
@@ -34,8 +41,10 @@ public final class Trainer implements AutoCloseable {
      * @param gradNorm     global L2 norm of the gradient before clipping
      * @param learningRate the rate this step used
      * @param seconds      wall time of the step
+     * @param skipped      the loss or gradient was not finite: no update was applied
      */
-    public record StepResult(long step, double loss, long targets, long tokens, double gradNorm, double learningRate, double seconds) {}
+    public record StepResult(long step, double loss, long targets, long tokens, double gradNorm, double learningRate, double seconds,
+            boolean skipped) {}
 
     /**
      * @param totalSteps optimizer steps of the whole run (for the schedule)
@@ -53,8 +62,11 @@ public final class Trainer implements AutoCloseable {
         model.setCheckpointing(config.checkpointing());
     }
 
-    /** Optimizer steps taken. */
+    /** Optimizer steps taken (windows consumed, skipped ones included). */
     public long step() { return step; }
+
+    /** AdamW updates applied (steps minus skipped steps); the bias-correction count. */
+    public long updates() { return updates; }
 
     public long totalSteps() { return totalSteps; }
 
@@ -91,9 +103,8 @@ public final class Trainer implements AutoCloseable {
     }
 
     /**
-     * One optimizer step over {@code window} (G micro-batches).
-     *
-     * @throws IllegalStateException when the gradient is not finite (the parameters are left as they were)
+     * One optimizer step over {@code window} (G micro-batches). When the loss or the gradient norm
+     * is not finite the step is skipped (see the class comment) and the result says so.
      */
     public StepResult step(List<Batch> window) {
         long t0 = System.nanoTime();
@@ -101,16 +112,72 @@ public final class Trainer implements AutoCloseable {
         double sum = accumulate(window, n);
         Backend b = model.backend();
         double norm = Math.sqrt(b.sumOfSquares(model.gradients()));
-        if (!Double.isFinite(norm) || !Double.isFinite(sum))
-            throw new IllegalStateException("step " + (step + 1) + ": loss " + sum / n[0] + ", gradient norm " + norm + " is not finite");
-        float coef = config.maxGradNorm() > 0 ? (float) Math.min(1.0, config.maxGradNorm() / (norm + 1e-6)) : 1f;
         double lr = nextLearningRate();
-        b.adamwStep(model.adapter().parameters(), model.gradients(), m, v, (float) lr, TrainConfig.BETA1, TrainConfig.BETA2,
-                TrainConfig.EPS, (float) config.weightDecay(), step + 1, coef);
+        boolean skip = !Double.isFinite(norm) || !Double.isFinite(sum);
+        if (!skip) {
+            float coef = config.maxGradNorm() > 0 ? (float) Math.min(1.0, config.maxGradNorm() / (norm + 1e-6)) : 1f;
+            b.adamwStep(model.adapter().parameters(), model.gradients(), m, v, (float) lr, TrainConfig.BETA1, TrainConfig.BETA2,
+                    TrainConfig.EPS, (float) config.weightDecay(), updates + 1, coef);
+            updates++;
+        }
         step++;
         long tokens = 0;
         for (Batch x : window) tokens += (long) x.rows() * x.seqLen();
-        return new StepResult(step, sum / n[0], n[0], tokens, norm, lr, (System.nanoTime() - t0) / 1e9);
+        return new StepResult(step, sum / n[0], n[0], tokens, norm, lr, (System.nanoTime() - t0) / 1e9, skip);
+    }
+
+    /** Host copies of AdamW's first and second moments [P] (fp32), for a checkpoint. */
+    public float[][] moments() {
+        Backend b = model.backend();
+        float[][] out = new float[2][];
+        int i = 0;
+        for (Tensor t : new Tensor[] {m, v}) {
+            Tensor h = b.download(t);
+            try {
+                out[i++] = h.toFloats();
+            } finally {
+                if (h != t) h.close();
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Puts the trainer where a checkpoint left it (the adapter's parameters are restored by
+     * loading the checkpoint's adapter).
+     *
+     * @param step    optimizer steps taken
+     * @param updates AdamW updates applied (≤ step)
+     * @param m1      first moments [P]
+     * @param m2      second moments [P]
+     * @throws IllegalArgumentException when the counts or lengths do not fit this trainer
+     */
+    public void restore(long step, long updates, float[] m1, float[] m2) {
+        long p = model.adapter().parameterCount();
+        if (step < 0 || step > totalSteps || updates < 0 || updates > step)
+            throw new IllegalArgumentException("step " + step + " / updates " + updates + " do not fit a run of " + totalSteps + " steps");
+        if (m1.length != p || m2.length != p)
+            throw new IllegalArgumentException("optimizer moments hold " + m1.length + " and " + m2.length + " values, the adapter " + p);
+        Backend b = model.backend();
+        Tensor[] fresh = new Tensor[2];
+        float[][] src = {m1, m2};
+        for (int i = 0; i < 2; i++) {
+            if (b.device() == Device.CPU) {
+                // the CPU backend's upload hands back the host tensor itself: fill an optimizer tensor directly
+                fresh[i] = b.allocate(DType.F32, MemoryCategory.OPTIMIZER, p);
+                fresh[i].floatPointer().put(src[i]);
+            } else {
+                try (Tensor h = Tensor.ofFloats(src[i], p)) {
+                    fresh[i] = b.upload(h, MemoryCategory.OPTIMIZER);
+                }
+            }
+        }
+        m.close();
+        v.close();
+        m = fresh[0];
+        v = fresh[1];
+        this.step = step;
+        this.updates = updates;
     }
 
     @Override
