@@ -25,7 +25,9 @@ import java.util.concurrent.ConcurrentHashMap;
  *
  * <p>Deleting the file while another process waits on it could leave that process holding a lock
  * on an unlinked file; after locking, the holder therefore writes its token and reads it back
- * through the path, and retries when the path no longer names the file it locked.
+ * through the path, and retries when the path no longer names the file it locked. POSIX record
+ * locks belong to the process and vanish when any of its descriptors of the file is closed, so
+ * nothing in this process may open and close the lock file while the lock is held.
  */
 public final class RunLock implements AutoCloseable {
     /** The lock file's name in the output directory. */
@@ -38,13 +40,14 @@ public final class RunLock implements AutoCloseable {
     private static final Set<Path> HELD = ConcurrentHashMap.newKeySet();
 
     private final Path file;
-    private final FileChannel channel;
+    private final FileChannel channel, check;
     private final FileLock lock;
     private Path key;
 
-    private RunLock(Path file, FileChannel channel, FileLock lock) {
+    private RunLock(Path file, FileChannel channel, FileChannel check, FileLock lock) {
         this.file = file;
         this.channel = channel;
+        this.check = check;
         this.lock = lock;
     }
 
@@ -89,24 +92,33 @@ public final class RunLock implements AutoCloseable {
             ch.truncate(0);
             ch.write(ByteBuffer.wrap(bytes), 0);
             ch.force(true);
-            String seen;
+            // Read back through the path with a second channel that stays open while the lock is held:
+            // closing any descriptor of the file would drop this process's POSIX lock on it.
+            FileChannel check;
             try {
-                seen = Files.readString(file, StandardCharsets.UTF_8);
+                check = FileChannel.open(file, StandardOpenOption.READ);
             } catch (NoSuchFileException e) {
-                seen = null;
+                check = null;
             }
-            if (token.equals(seen)) return new RunLock(file, ch, lock);
+            if (check != null && token.equals(read(check))) return new RunLock(file, ch, check, lock);
+            if (check != null) check.close();
             lock.release(); // the file we locked was deleted by the previous holder: lock the new one
             ch.close();
         }
         throw new FormatException(file, "could not lock: the lock file keeps being replaced");
     }
 
+    private static String read(FileChannel ch) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(256);
+        while (b.hasRemaining() && ch.read(b, b.position()) > 0) {
+            // until the end of the file or 256 bytes
+        }
+        return new String(b.array(), 0, b.position(), StandardCharsets.UTF_8);
+    }
+
     private static String holder(FileChannel ch) {
         try {
-            ByteBuffer b = ByteBuffer.allocate(256);
-            ch.read(b, 0);
-            String s = new String(b.array(), 0, b.position(), StandardCharsets.UTF_8).strip();
+            String s = read(ch).strip();
             int cut = s.indexOf(", token");
             return s.isEmpty() ? "holder unknown" : cut > 0 ? s.substring(0, cut) : s;
         } catch (IOException e) {
@@ -129,6 +141,7 @@ public final class RunLock implements AutoCloseable {
                 if (lock.isValid()) lock.release();
             } finally {
                 channel.close();
+                check.close();
                 HELD.remove(key);
             }
         }

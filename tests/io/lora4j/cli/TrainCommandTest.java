@@ -1,22 +1,35 @@
 package io.lora4j.cli;
 
 import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import io.lora4j.model.Assets;
+import io.lora4j.train.TinyRun;
+import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** lora4j train / verify end to end on the real stories15M, and their usage errors. */
+/**
+ * lora4j train / verify end to end on the real stories15M, their usage errors, and the crash
+ * safety of train in child JVMs (Ctrl-C, SIGKILL, the output-directory lock) on a tiny model.
+ */
 class TrainCommandTest {
     private record Result(int code, String out, String err) {}
 
@@ -103,5 +116,205 @@ class TrainCommandTest {
         Result r = run("train", "--config", yaml.toString(), "--out", dir.resolve("o").toString());
         assertEquals(2, r.code);
         assertTrue(r.err.contains("did you mean 'learning_rate'") && r.err.contains("r must be > 0") && r.err.contains("dataset is required"), r.err);
+    }
+
+    // ---- crash safety, in child JVMs running Main ----
+
+    /** Generous bound for one child run on a loaded 2-core CI machine; a run takes a few seconds. */
+    private static final long CHILD_TIMEOUT_S = 120;
+    /** The checkpoint-write delay of the children (ms after each file): opens a window to kill the process inside a write. */
+    private static final long WRITE_DELAY_MS = 500;
+
+    /** A `lora4j` process (this test classpath's Main in a new JVM), its merged output collected line by line. */
+    private static final class Child implements AutoCloseable {
+        final Process process;
+        final List<String> lines = Collections.synchronizedList(new ArrayList<>());
+
+        Child(long writeDelayMs, String... args) throws IOException {
+            List<String> cmd = new ArrayList<>();
+            // A parent that ignores SIGINT (a background shell job) passes that on, and the JVM then never
+            // installs its handler: give the child the default disposition back.
+            if (ENV_RESETS_SIGNALS) cmd.addAll(List.of("env", "--default-signal=INT"));
+            cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+            cmd.addAll(List.of("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx512m", "-cp", System.getProperty("java.class.path"),
+                    "-Dlora4j.test.checkpointWriteDelayMs=" + writeDelayMs, "io.lora4j.cli.Main"));
+            cmd.addAll(List.of(args));
+            process = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+            Thread t = new Thread(() -> {
+                try (BufferedReader r = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8))) {
+                    for (String l; (l = r.readLine()) != null; ) lines.add(l);
+                } catch (IOException e) {
+                    lines.add("(reading the child's output failed: " + e + ")");
+                }
+            });
+            t.setDaemon(true);
+            t.start();
+        }
+
+        String output() {
+            synchronized (lines) {
+                return String.join("\n", lines);
+            }
+        }
+
+        /** Waits until a line contains {@code fragment}; returns that line. */
+        String await(String fragment) throws InterruptedException {
+            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(CHILD_TIMEOUT_S);
+            while (System.nanoTime() < end) {
+                synchronized (lines) {
+                    for (String l : lines) if (l.contains(fragment)) return l;
+                }
+                if (!process.isAlive() && !output().contains(fragment)) {
+                    Thread.sleep(100); // let the reader drain
+                    synchronized (lines) {
+                        for (String l : lines) if (l.contains(fragment)) return l;
+                    }
+                    fail("the child ended (exit " + process.exitValue() + ") without printing '" + fragment + "':\n" + output());
+                }
+                Thread.sleep(10);
+            }
+            fail("no '" + fragment + "' within " + CHILD_TIMEOUT_S + " s:\n" + output());
+            return null;
+        }
+
+        int exit() throws InterruptedException {
+            assertTrue(process.waitFor(CHILD_TIMEOUT_S, TimeUnit.SECONDS), "the child did not end:\n" + output());
+            return process.exitValue();
+        }
+
+        void kill() throws InterruptedException {
+            process.destroyForcibly(); // SIGKILL
+            process.waitFor(CHILD_TIMEOUT_S, TimeUnit.SECONDS);
+        }
+
+        @Override
+        public void close() {
+            process.destroyForcibly();
+        }
+    }
+
+    private static final boolean ENV_RESETS_SIGNALS = envResetsSignals();
+
+    private static boolean envResetsSignals() {
+        try {
+            Process p = new ProcessBuilder("env", "--default-signal=INT", "true").redirectErrorStream(true).start();
+            p.getInputStream().readAllBytes();
+            return p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0;
+        } catch (IOException | InterruptedException e) {
+            return false;
+        }
+    }
+
+    /** Whether this process ignores SIGINT (bit 2 of /proc/self/status SigIgn), which a child would inherit. */
+    private static boolean sigintIgnoredHere() throws IOException {
+        Path status = Path.of("/proc/self/status");
+        if (!Files.isReadable(status)) return false;
+        for (String l : Files.readAllLines(status))
+            if (l.startsWith("SigIgn:")) return (Long.parseLong(l.substring(7).trim(), 16) & (1L << 1)) != 0;
+        return false;
+    }
+
+    private static byte[] adapter(Path out) throws IOException {
+        return Files.readAllBytes(out.resolve("adapter_model.safetensors"));
+    }
+
+    private static List<String> leftovers(Path out) throws IOException {
+        try (Stream<Path> s = Files.list(out)) {
+            return s.map(p -> p.getFileName().toString()).filter(n -> n.startsWith(".checkpoint-") || n.equals(".lock")).toList();
+        }
+    }
+
+    /** The uninterrupted run's adapter bytes, trained in this JVM. */
+    private static byte[] reference(Path yaml, Path dir) throws IOException {
+        Path ref = dir.resolve("ref");
+        Result r = run("train", "--config", yaml.toString(), "--out", ref.toString());
+        assertEquals(0, r.code, r.err);
+        return adapter(ref);
+    }
+
+    @Test
+    void ctrlCStopsAfterTheStepWithACheckpointAndResumeFinishesWithTheSameAdapter(@TempDir Path dir) throws Exception {
+        assumeTrue(ENV_RESETS_SIGNALS || !sigintIgnoredHere(), "SIGINT is ignored by this process and env --default-signal is missing");
+        Path yaml = TinyRun.write(dir.resolve("assets"), TinyRun.SETTINGS + "device: cpu\n");
+        byte[] want = reference(yaml, dir);
+        Path out = dir.resolve("out");
+        int stoppedAt;
+        try (Child c = new Child(WRITE_DELAY_MS / 5, "train", "--config", yaml.toString(), "--out", out.toString())) {
+            c.await("step 3/8");
+            new ProcessBuilder("kill", "-INT", Long.toString(c.process.pid())).start().waitFor();
+            assertEquals(TrainCommand.INTERRUPTED, c.exit(), c.output());
+            Matcher m = Pattern.compile("interrupted at step (\\d+) of 8: checkpoint written to (\\S+)").matcher(c.output());
+            assertTrue(m.find(), c.output());
+            stoppedAt = Integer.parseInt(m.group(1));
+            assertTrue(stoppedAt >= 3 && stoppedAt < 8, c.output());
+            assertEquals(out.toAbsolutePath().resolve("checkpoint-" + stoppedAt).toString(), m.group(2));
+            assertTrue(c.output().contains("resume with: lora4j train --config " + yaml + " --resume " + out.toAbsolutePath()), c.output());
+        }
+        assertTrue(Files.isRegularFile(out.resolve("checkpoint-" + stoppedAt).resolve("manifest.json")));
+        assertFalse(Files.exists(out.resolve("adapter_model.safetensors")), "an interrupted run has no final adapter yet");
+        assertEquals(List.of(), leftovers(out));
+
+        Result r = run("train", "--config", yaml.toString(), "--resume", out.toString());
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.err.contains("checkpoint-" + stoppedAt + ": step " + stoppedAt + " of 8"), r.err);
+        assertArrayEquals(want, adapter(out));
+    }
+
+    @Test
+    void sigkillAnywhereLosesAtMostTheStepsSinceTheLastCheckpointAndNeverUsesATornOne(@TempDir Path dir) throws Exception {
+        Path yaml = TinyRun.write(dir.resolve("assets"), TinyRun.SETTINGS + "device: cpu\n");
+        byte[] want = reference(yaml, dir);
+        Path out = dir.resolve("out");
+        // 1: killed inside the write of checkpoint-6 (after its adapter and optimizer files, before its state and manifest)
+        try (Child c = new Child(WRITE_DELAY_MS, "train", "--config", yaml.toString(), "--out", out.toString())) {
+            c.await("step 6/8");
+            Thread.sleep(WRITE_DELAY_MS * 3 / 2);
+            c.kill();
+        }
+        assertFalse(Files.exists(out.resolve("checkpoint-6")), "a checkpoint appears only complete");
+        List<String> left = leftovers(out);
+        assertTrue(left.contains(".lock") && left.stream().anyMatch(n -> n.startsWith(".checkpoint-6.tmp-")), left.toString());
+        assertTrue(Files.isRegularFile(out.resolve("checkpoint-4").resolve("manifest.json")));
+
+        // 2: resumed from checkpoint-4 despite the killed run's lock file; a second run on the directory is refused meanwhile;
+        //    then killed between checkpoints
+        try (Child c = new Child(WRITE_DELAY_MS, "train", "--config", yaml.toString(), "--resume", out.toString())) {
+            c.await("resuming from " + out.toAbsolutePath().resolve("checkpoint-4") + ": step 4 of 8");
+            Result busy = run("train", "--config", yaml.toString(), "--resume", out.toString());
+            assertEquals(1, busy.code, busy.err);
+            assertTrue(busy.err.contains("another lora4j train is writing into this directory (pid " + c.process.pid() + ", started "), busy.err);
+            assertEquals(1, busy.err.strip().lines().count(), busy.err);
+            c.await("step 5/8");
+            c.kill();
+        }
+
+        // 3: the last resume finishes with the uninterrupted run's bytes and cleans up
+        Result r = run("train", "--config", yaml.toString(), "--resume", out.toString());
+        assertEquals(0, r.code, r.err);
+        assertArrayEquals(want, adapter(out));
+        assertEquals(List.of(), leftovers(out));
+        List<String> steps = new ArrayList<>();
+        for (String line : Files.readAllLines(out.resolve("metrics.jsonl"))) {
+            JsonObject o = JsonParser.parseString(line).getAsJsonObject();
+            if (o.has("step")) steps.add(o.get("step").getAsString());
+        }
+        assertEquals(List.of("0", "1", "2", "3", "4", "5", "6", "7", "8"), steps, "every step logged once");
+    }
+
+    @Test
+    void resumeUsageErrors(@TempDir Path dir) throws Exception {
+        Path yaml = TinyRun.write(dir.resolve("assets"), TinyRun.SETTINGS + "device: cpu\n");
+        Path out = dir.resolve("out");
+        assertEquals(2, run("train", "--config", yaml.toString(), "--resume", out.toString(), "--overwrite").code);
+        assertEquals(2, run("train", "--config", yaml.toString(), "--out", out.toString(), "--max-bad-steps", "0").code);
+        Result none = run("train", "--config", yaml.toString(), "--resume", dir.resolve("assets").toString());
+        assertEquals(1, none.code);
+        assertTrue(none.err.contains("no valid checkpoint to resume from (no checkpoint-N directory)"), none.err);
+        Files.createDirectories(out);
+        Files.writeString(out.resolve("notes.txt"), "x");
+        Result busy = run("train", "--config", yaml.toString(), "--out", out.toString());
+        assertEquals(1, busy.code);
+        assertTrue(busy.err.contains("exists and is not empty (use --overwrite to replace it, or --resume to continue its run)"), busy.err);
+        assertFalse(Files.exists(out.resolve(".lock")));
     }
 }

@@ -208,7 +208,6 @@ class TrainingResumeTest {
         try (RunLock lock = RunLock.acquire(out)) {
             FormatException e = assertThrows(FormatException.class, () -> TrainingRun.run(cfg, out, true, new Log().stream));
             assertTrue(e.getMessage().contains("another training run of this process"), e.getMessage());
-            assertTrue(Files.readString(lock.file()).startsWith("pid " + ProcessHandle.current().pid()));
         }
         assertFalse(Files.exists(out.resolve(RunLock.FILE)));
         // a lock file left behind by a killed process does not block
