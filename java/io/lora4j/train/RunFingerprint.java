@@ -7,6 +7,7 @@ import io.lora4j.lora.LoraConfig;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -16,6 +17,7 @@ import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Stream;
 
@@ -45,7 +47,7 @@ final class RunFingerprint {
         f.put("bias", l.bias().peftName);
         f.put("target_modules", String.valueOf(l.targetModuleNames()));
         f.put("use_rslora", String.valueOf(l.useRslora()));
-        f.put("init_lora_weights", l.init().name().toLowerCase(java.util.Locale.ROOT));
+        f.put("init_lora_weights", l.init().name().toLowerCase(Locale.ROOT));
         f.put("loftq_iter", String.valueOf(l.loftqIter()));
         f.put("random_state", String.valueOf(l.randomState()));
         TrainConfig t = cfg.train();
@@ -123,7 +125,8 @@ final class RunFingerprint {
             try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
                 long size = ch.size();
                 total += size;
-                md.update(p.getFileName().toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                // a directory's files are told apart by name; a single file may be renamed or moved
+                if (files.size() > 1 || Files.isDirectory(model)) md.update(p.getFileName().toString().getBytes(StandardCharsets.UTF_8));
                 md.update(ByteBuffer.allocate(8).putLong(0, size).array());
                 hashRange(ch, 0, Math.min(size, SAMPLE_BYTES), md);
                 if (size > SAMPLE_BYTES) hashRange(ch, Math.max(SAMPLE_BYTES, size - SAMPLE_BYTES), size, md);

@@ -172,7 +172,7 @@ public final class TrainingRun {
         Path dir;
         if (o.resume() != null) {
             dir = TrainingCheckpoint.choose(o.resume()).runDir();
-            if (out != null && !Files.isSameFile(out.toAbsolutePath(), dir))
+            if (out != null && !(Files.exists(out) && Files.isSameFile(out.toAbsolutePath(), dir)))
                 throw new IllegalArgumentException("the resumed run's directory is " + dir + ", not " + out + " (leave the output directory out)");
         } else {
             dir = Objects.requireNonNull(out, "out").toAbsolutePath().normalize();

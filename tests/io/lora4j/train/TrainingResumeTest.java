@@ -14,6 +14,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
@@ -213,5 +214,56 @@ class TrainingResumeTest {
         // a lock file left behind by a killed process does not block
         Files.writeString(out.resolve(RunLock.FILE), "pid 999999, started 2026-01-01T00:00:00Z, token x\n");
         assertEquals(TrainingRun.Status.COMPLETED, TrainingRun.run(cfg, out, false, new Log().stream).status());
+    }
+
+    @Test
+    void earlyStoppingAndLoggingAccumulatorsSurviveAResume() throws Exception {
+        // evals at 2, 4, 6, 8; an improvement must exceed 10 nats, so the eval at step 4 ends the run, but only
+        // if the best eval of step 2 came back with the checkpoint; logging every 3 steps accumulates across it
+        RunConfig cfg = config("early_stopping_patience: 1\nearly_stopping_threshold: 10\neval_steps: 2\nlogging_steps: 3\n");
+        Path ref = dir.resolve("ref");
+        TrainingRun.Summary full = TrainingRun.run(cfg, ref, false, new Log().stream);
+        assertEquals(TrainingRun.Status.EARLY_STOPPED, full.status());
+        assertEquals(4, full.steps());
+        Path out = dir.resolve("out");
+        assertEquals(TrainingRun.Status.INTERRUPTED, TrainingRun.run(cfg, out, new Log().stream, stopAfter(3, new AtomicLong())).status());
+        TrainingRun.Summary r = TrainingRun.run(cfg, null, new Log().stream, TrainingRun.Options.defaults().withResume(out));
+        assertEquals(TrainingRun.Status.EARLY_STOPPED, r.status());
+        assertEquals(4, r.steps());
+        assertArrayEquals(adapterBytes(ref), adapterBytes(out));
+        assertEquals(rows(ref), rows(out));
+        assertTrue(Files.isDirectory(out.resolve("checkpoint-4")), "the early-stopped state is checkpointed");
+        // resuming a finished run only writes its outputs again
+        Files.delete(out.resolve(LoraAdapter.WEIGHTS_FILE));
+        TrainingRun.Summary again = TrainingRun.run(cfg, null, new Log().stream, TrainingRun.Options.defaults().withResume(out));
+        assertEquals(4, again.steps());
+        assertArrayEquals(adapterBytes(ref), adapterBytes(out));
+        assertEquals(rows(ref), rows(out));
+    }
+
+    @Test
+    void batchesNameTheTrainingRowsTheyHold() throws Exception {
+        for (String extra : new String[] {"", "packing: true\n", "group_by_length: true\n"}) {
+            RunConfig cfg = config(extra);
+            io.lora4j.tokenizer.Tokenizer tok = io.lora4j.tokenizer.Tokenizers.load(cfg.model().resolveSibling("tokenizer.bin"));
+            io.lora4j.data.DataPipeline p = io.lora4j.data.DataPipeline.build(cfg.data(), tok, null);
+            for (int epoch = 0; epoch < 2; epoch++) {
+                List<Integer> seen = new ArrayList<>();
+                for (io.lora4j.data.Batch b : p.batches(epoch, 2)) {
+                    assertEquals(b.rows(), b.rowIds().length);
+                    for (int i = 0; i < b.rows(); i++) {
+                        int[] ids = b.rowIds()[i];
+                        // the batch row starts with the first row it names (packed rows follow each other)
+                        int[] first = p.train().get(ids[0]).inputIds();
+                        assertArrayEquals(first, java.util.Arrays.copyOf(b.inputIds()[i], first.length), extra);
+                        for (int id : ids) seen.add(id);
+                    }
+                }
+                Collections.sort(seen);
+                List<Integer> all = new ArrayList<>();
+                for (int i = 0; i < p.train().size(); i++) all.add(i);
+                assertEquals(all, seen, "every training row once per epoch (" + extra.strip() + ")");
+            }
+        }
     }
 }
