@@ -1,7 +1,6 @@
 package io.lora4j.cli;
 
 import io.lora4j.train.RunConfig;
-import io.lora4j.train.TrainingCheckpoint;
 import io.lora4j.train.TrainingRun;
 import java.nio.file.Path;
 import java.util.ArrayList;

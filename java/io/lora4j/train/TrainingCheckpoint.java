@@ -77,6 +77,19 @@ public final class TrainingCheckpoint {
         return dirs;
     }
 
+    /**
+     * Deletes checkpoint {@code dir}: renamed to a hidden name first, so that a process killed
+     * while deleting leaves no half-deleted {@code checkpoint-N} behind.
+     */
+    static void delete(Path dir) throws IOException {
+        if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) return;
+        Path parent = dir.toAbsolutePath().getParent();
+        Path trash = AtomicFiles.tempDirectory(parent, "." + dir.getFileName() + ".del-");
+        Files.delete(trash);
+        Files.move(dir, trash, StandardCopyOption.ATOMIC_MOVE);
+        AtomicFiles.deleteRecursively(trash);
+    }
+
     /** Removes hidden temporary checkpoint directories that a killed run left in {@code out}. */
     static int removeLeftovers(Path out) throws IOException {
         List<Path> junk = new ArrayList<>();

@@ -65,6 +65,7 @@ public final class TrainingRun {
     /** Training rows named in a message, at most. */
     private static final int MAX_ROWS_SHOWN = 20;
     private static final TrainingListener NO_LISTENER = new TrainingListener() {};
+    private static final Gson GSON_TREE = new Gson();
 
     private TrainingRun() {}
 
@@ -486,7 +487,7 @@ public final class TrainingRun {
             kept.remove(s.step);
             kept.addLast(s.step);
             while (tc.saveTotalLimit() > 0 && kept.size() > tc.saveTotalLimit())
-                AtomicFiles.deleteRecursively(out.resolve(TrainingCheckpoint.PREFIX + kept.removeFirst()));
+                TrainingCheckpoint.delete(out.resolve(TrainingCheckpoint.PREFIX + kept.removeFirst()));
             lastCheckpoint = ck;
             return ck;
         }
@@ -582,8 +583,6 @@ public final class TrainingRun {
             return "training rows " + ids + more + " (lines " + lines + more + " of " + String.join(", ", sources) + ")";
         }
     }
-
-    private static final Gson GSON_TREE = new Gson();
 
     /** Token-mean loss of {@code rows} (no dropout, no gradients). */
     public static double evaluate(LoraTrainingModel model, List<Example> rows, int batch) {

@@ -239,7 +239,7 @@ class TrainCommandTest {
         byte[] want = reference(yaml, dir);
         Path out = dir.resolve("out");
         int stoppedAt;
-        try (Child c = new Child(WRITE_DELAY_MS / 5, "train", "--config", yaml.toString(), "--out", out.toString())) {
+        try (Child c = new Child(WRITE_DELAY_MS / 2, "train", "--config", yaml.toString(), "--out", out.toString())) {
             c.await("step 3/8");
             new ProcessBuilder("kill", "-INT", Long.toString(c.process.pid())).start().waitFor();
             assertEquals(TrainCommand.INTERRUPTED, c.exit(), c.output());
