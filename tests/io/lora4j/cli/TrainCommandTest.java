@@ -243,6 +243,7 @@ class TrainCommandTest {
             c.await("step 3/8");
             new ProcessBuilder("kill", "-INT", Long.toString(c.process.pid())).start().waitFor();
             assertEquals(TrainCommand.INTERRUPTED, c.exit(), c.output());
+            System.out.println(c.output());
             Matcher m = Pattern.compile("interrupted at step (\\d+) of 8: checkpoint written to (\\S+)").matcher(c.output());
             assertTrue(m.find(), c.output());
             stoppedAt = Integer.parseInt(m.group(1));
@@ -286,10 +287,12 @@ class TrainCommandTest {
             assertEquals(1, busy.err.strip().lines().count(), busy.err);
             c.await("step 5/8");
             c.kill();
+            System.out.println(c.output());
         }
 
         // 3: the last resume finishes with the uninterrupted run's bytes and cleans up
         Result r = run("train", "--config", yaml.toString(), "--resume", out.toString());
+        System.out.println(r.err);
         assertEquals(0, r.code, r.err);
         assertArrayEquals(want, adapter(out));
         assertEquals(List.of(), leftovers(out));
