@@ -237,8 +237,9 @@ public final class GuideRules {
             found = "warmup_ratio " + num(frac);
         }
         if (frac >= WARMUP_MIN - 1e-9 && frac <= WARMUP_MAX + 1e-9) return;
+        long lo = Math.max(1, Math.round(WARMUP_MIN * total)), hi = Math.max(1, Math.round(WARMUP_MAX * total));
         String change = total > 0
-                ? "warmup_steps: " + Math.max(1, Math.round(0.05 * total)) + " to " + Math.max(1, Math.round(0.10 * total)) + " (or warmup_ratio: 0.05)"
+                ? "warmup_steps: " + lo + (hi > lo ? " to " + hi : "") + " (or warmup_ratio: 0.05)"
                 : "warmup_ratio: 0.05 to 0.1";
         f.add(new Finding("warmup", Severity.ADVICE, found + String.format(Locale.ROOT, " = %.1f %% of the steps", 100 * frac), change,
                 "warmup \"gradually increases the learning rate at the start of training\": \"5-10% of total steps\"",
