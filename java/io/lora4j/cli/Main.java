@@ -73,7 +73,8 @@ public final class Main {
         }
         Command cmd = registry.get(first);
         if (cmd == null) {
-            err.println("lora4j: unknown command '" + first + "' (commands: "
+            String guess = Cli.closest(first, registry.all().stream().map(Command::name).collect(Collectors.toList()));
+            err.println("lora4j: unknown command '" + first + "'" + (guess != null ? " (did you mean '" + guess + "'?)" : "") + " (commands: "
                     + registry.all().stream().map(Command::name).collect(Collectors.joining(", ")) + "; see lora4j --help)");
             return Command.USAGE;
         }
@@ -87,10 +88,11 @@ public final class Main {
         }
         String prefix = "lora4j " + cmd.name() + ": ";
         CommandLine cl;
+        Options options = withHelp(cmd.options());
         try {
-            cl = DefaultParser.builder().setAllowPartialMatching(false).get().parse(withHelp(cmd.options()), rest);
+            cl = DefaultParser.builder().setAllowPartialMatching(false).get().parse(options, rest);
         } catch (ParseException e) {
-            err.println(prefix + describe(e) + " (see lora4j " + cmd.name() + " --help)");
+            err.println(prefix + describe(e, options) + " (see lora4j " + cmd.name() + " --help)");
             return Command.USAGE;
         }
         try {
@@ -118,8 +120,8 @@ public final class Main {
         return all;
     }
 
-    private static String describe(ParseException e) {
-        if (e instanceof UnrecognizedOptionException u) return "unknown option '" + u.getOption() + "'";
+    private static String describe(ParseException e, Options options) {
+        if (e instanceof UnrecognizedOptionException u) return unknownOption(u.getOption(), options);
         if (e instanceof MissingOptionException m) {
             List<String> names = new ArrayList<>();
             for (Object o : m.getMissingOptions()) names.add("--" + (o instanceof Option op ? op.getLongOpt() : o));
@@ -127,6 +129,15 @@ public final class Main {
         }
         if (e instanceof MissingArgumentException a) return "option --" + a.getOption().getLongOpt() + " needs a value";
         return oneLine(e.getMessage());
+    }
+
+    /** "unknown option --learning-rat (did you mean --learning_rate?)": the closest long option of the command. */
+    static String unknownOption(String given, Options options) {
+        String flag = given.contains("=") ? given.substring(0, given.indexOf('=')) : given;
+        List<String> names = new ArrayList<>();
+        for (Option o : options.getOptions()) if (o.getLongOpt() != null) names.add(o.getLongOpt());
+        String guess = Cli.closest(flag.replaceFirst("^-+", ""), names);
+        return "unknown option " + flag + (guess != null ? " (did you mean --" + guess + "?)" : "");
     }
 
     /** The one-line form of a bad-input exception: "file: problem" where the file is known. */

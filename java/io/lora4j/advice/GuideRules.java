@@ -1,0 +1,312 @@
+package io.lora4j.advice;
+
+import io.lora4j.data.DatasetFormat;
+import io.lora4j.lora.LoraConfig;
+import io.lora4j.model.Projection;
+import io.lora4j.train.LrSchedule;
+import io.lora4j.train.RunConfig;
+import io.lora4j.train.TrainConfig;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+
+/**
+ * The rules of Unsloth's "LoRA Hyperparameters Guide" (/work/shared/reference, DESIGN.md intro),
+ * checked against a {@link RunConfig} and, when known, facts about the dataset. Every finding
+ * says what it found, what it would change, and why, in the guide's words, with the section.
+ * Pure: reads nothing, prints nothing.
+ */
+public final class GuideRules {
+    /** The guide's typical learning-rate range for LoRA/QLoRA ("2e-4 (0.0002) to 5e-6"). */
+    public static final double LR_MIN = 5e-6, LR_MAX = 2e-4;
+    /** The guide's recommended epochs ("1-3 epochs"). */
+    public static final double MAX_EPOCHS = 3;
+    /** The guide's rank table: "8, 16, 32, 64, 128 — Choose 16 or 32". */
+    public static final int RANK_MIN = 8, RANK_MAX = 128;
+    /** The guide's dropout range: "0 (default) to 0.1". */
+    public static final double DROPOUT_MAX = 0.1;
+    /** The guide's weight decay: "0.01 (recommended) - 0.1". */
+    public static final double WD_MIN = 0.01, WD_MAX = 0.1;
+    /** The guide's effective batch size: "4 to 16, Recommended: 16 (from 2 * 8)". */
+    public static final int EFFECTIVE_BATCH_MIN = 4, EFFECTIVE_BATCH_MAX = 16;
+    /**
+     * Largest per-device batch before lora4j suggests moving it into gradient accumulation. The
+     * guide's table recommends batch 2 and says batch 32 "will likely fail on most GPUs"; 8 is
+     * lora4j's line between the two, not the guide's number.
+     */
+    public static final int BATCH_SPLIT_MAX = 8;
+    /** The guide's warmup: "5-10% of total steps". */
+    public static final double WARMUP_MIN = 0.05, WARMUP_MAX = 0.10;
+    /**
+     * Rank from which lora4j suggests rsLoRA. The guide says only "particularly for higher ranks";
+     * 64 is lora4j's threshold (the top half of the guide's rank table).
+     */
+    public static final int RSLORA_RANK = 64;
+
+    private GuideRules() {}
+
+    /** How much a finding matters: a warning is a setting the guide says goes wrong; advice is a better choice. */
+    public enum Severity {
+        ADVICE, WARNING;
+
+        public String label() {
+            return name().toLowerCase(Locale.ROOT);
+        }
+    }
+
+    /**
+     * One rule that applies.
+     *
+     * @param rule     stable id, e.g. "learning-rate"
+     * @param severity advice or warning
+     * @param found    what the config (or data) has
+     * @param change   what the guide would change
+     * @param why      the guide's reason (quoted or paraphrased)
+     * @param section  the guide's section that says so
+     */
+    public record Finding(String rule, Severity severity, String found, String change, String why, String section) {
+        /** Several lines: "[warning] rule: found / change / why (section)". */
+        public String describe() {
+            return "[" + severity.label() + "] " + rule + ": " + found + "\n  change: " + change + "\n  why:    " + why + " (guide: " + section + ")";
+        }
+    }
+
+    /**
+     * What is known about the training data; any field may be unknown.
+     *
+     * @param chat   whether rows are conversations (messages, sharegpt, alpaca): null when unknown
+     * @param rows   training rows, or -1 when unknown
+     * @param tokens training tokens, or -1 when unknown
+     */
+    public record DatasetFacts(Boolean chat, long rows, long tokens) {
+        public static DatasetFacts unknown() {
+            return new DatasetFacts(null, -1, -1);
+        }
+
+        /** Whether rows in {@code format} are turns of a conversation, which response-only masking applies to. */
+        public static boolean isChat(DatasetFormat format) {
+            return format == DatasetFormat.CONVERSATIONAL || format == DatasetFormat.SHAREGPT || format == DatasetFormat.ALPACA;
+        }
+    }
+
+    /** Every rule, in the guide's order, without dataset facts. */
+    public static List<Finding> check(RunConfig c) {
+        return check(c, DatasetFacts.unknown());
+    }
+
+    /** Every rule, in the guide's order. */
+    public static List<Finding> check(RunConfig c, DatasetFacts facts) {
+        List<Finding> f = new ArrayList<>();
+        learningRate(c, f);
+        epochs(c, facts, f);
+        rank(c, f);
+        alpha(c, f);
+        dropout(c, facts, f);
+        weightDecay(c, f);
+        warmup(c, facts, f);
+        scheduler(c, f);
+        targetModules(c, f);
+        effectiveBatch(c, f);
+        batchSplit(c, f);
+        responsesOnly(c, facts, f);
+        rslora(c, f);
+        return f;
+    }
+
+    /**
+     * The rules a run should warn about when it starts (the guide's clear mistakes): alpha/r &lt; 1,
+     * learning rate outside the LoRA range, more than 3 epochs.
+     */
+    public static List<Finding> startWarnings(RunConfig c, DatasetFacts facts) {
+        List<Finding> f = new ArrayList<>();
+        learningRate(c, f);
+        epochs(c, facts, f);
+        alpha(c, f);
+        f.removeIf(x -> x.severity() != Severity.WARNING);
+        return f;
+    }
+
+    static String num(double v) {
+        if (v == Math.rint(v) && Math.abs(v) < 1e9) return Long.toString((long) v);
+        if (Math.abs(v) < 1e-3) return String.format(Locale.ROOT, "%.0e", v).replace("e-0", "e-");
+        return String.format(Locale.ROOT, "%.4g", v).replaceAll("\\.?0+$", "");
+    }
+
+    private static void learningRate(RunConfig c, List<Finding> f) {
+        double lr = c.train().learningRate();
+        String why = "\"For normal LoRA/QLoRA fine-tuning, we recommend 2e-4 as a starting point\"; typical range 2e-4 to 5e-6"
+                + " (5e-6 is for RL: DPO, GRPO). Too high makes training unstable; too low can prevent learning";
+        if (lr > LR_MAX * 1.0000001)
+            f.add(new Finding("learning-rate", Severity.WARNING, "learning_rate " + num(lr) + " is above the guide's range 5e-6..2e-4",
+                    "learning_rate: 2e-4", why, "Key Fine-tuning Hyperparameters / Learning Rate"));
+        else if (lr < LR_MIN * 0.9999999)
+            f.add(new Finding("learning-rate", Severity.WARNING, "learning_rate " + num(lr) + " is below the guide's range 5e-6..2e-4",
+                    "learning_rate: 2e-4 (LoRA/QLoRA start) or 5e-6 (RL)", why, "Key Fine-tuning Hyperparameters / Learning Rate"));
+    }
+
+    /** Epochs the run will make: num_train_epochs, or max_steps over the rows when both are known; NaN when unknown. */
+    static double epochs(TrainConfig t, DatasetFacts facts) {
+        if (t.maxSteps() <= 0) return t.numTrainEpochs();
+        if (facts.rows() <= 0) return Double.NaN;
+        return (double) t.maxSteps() / t.stepsPerEpoch(facts.rows());
+    }
+
+    /** Total optimizer steps, or -1 when unknown (epochs without a row count). */
+    static long totalSteps(TrainConfig t, DatasetFacts facts) {
+        if (t.maxSteps() > 0) return t.maxSteps();
+        return facts.rows() > 0 ? t.totalSteps(facts.rows()) : -1;
+    }
+
+    private static void epochs(RunConfig c, DatasetFacts facts, List<Finding> f) {
+        double e = epochs(c.train(), facts);
+        if (e > MAX_EPOCHS + 1e-9) {
+            String found = c.train().maxSteps() > 0
+                    ? "max_steps " + c.train().maxSteps() + " over " + facts.rows() + " rows is " + String.format(Locale.ROOT, "%.1f", e) + " epochs"
+                    : "num_train_epochs " + num(e);
+            f.add(new Finding("epochs", Severity.WARNING, found + " (more than 3)", "num_train_epochs: 1 to 3",
+                    "\"Recommended: 1-3 epochs. For most instruction-based datasets, training for more than 3 epochs offers diminishing"
+                            + " returns and increases the risk of overfitting\"",
+                    "Key Fine-tuning Hyperparameters / Epochs"));
+        }
+    }
+
+    private static void rank(RunConfig c, List<Finding> f) {
+        int r = c.lora().r();
+        if (r < RANK_MIN || r > RANK_MAX)
+            f.add(new Finding("rank", Severity.ADVICE, "r " + r + " is outside the guide's 8..128", "r: 16 (or 32)",
+                    "the rank table lists 8, 16, 32, 64, 128 and says \"Choose 16 or 32\"; a higher rank adds capacity and memory",
+                    "Hyperparameters & Recommendations"));
+    }
+
+    private static void alpha(RunConfig c, List<Finding> f) {
+        LoraConfig l = c.lora();
+        double ratio = l.loraAlpha() / l.r();
+        String section = "LoRA Alpha and Rank relationship";
+        if (ratio < 1 - 1e-9) {
+            f.add(new Finding("alpha-rank", Severity.WARNING, "lora_alpha " + num(l.loraAlpha()) + " / r " + l.r() + " = " + num(ratio) + " < 1",
+                    "lora_alpha: " + l.r() + " (= r) or " + 2 * l.r() + " (= 2r)",
+                    "the update is scaled by alpha/rank, \"so we should keep alpha/rank at least = 1\"", section));
+        } else if (ratio > 2 + 1e-9) {
+            f.add(new Finding("alpha-rank", Severity.ADVICE, "lora_alpha " + num(l.loraAlpha()) + " / r " + l.r() + " = " + num(ratio) + " > 2",
+                    "lora_alpha: " + l.r() + " (= r) or " + 2 * l.r() + " (= 2r)",
+                    "\"set the alpha to equal to the rank, or at least 2 times the rank. This means alpha/rank = 1 or 2\"", section));
+        }
+    }
+
+    private static void dropout(RunConfig c, DatasetFacts facts, List<Finding> f) {
+        double p = c.lora().loraDropout();
+        String section = "Avoiding Overfitting & Underfitting / lora_dropout";
+        if (p > DROPOUT_MAX + 1e-9) {
+            f.add(new Finding("dropout", Severity.ADVICE, "lora_dropout " + num(p) + " is above the guide's 0..0.1", "lora_dropout: 0 (or 0.1 against overfitting)",
+                    "the guide recommends \"0 (default) to 0.1\" and calls dropout \"Not that useful\": for the short runs of fine-tuning"
+                            + " it \"may be an unreliable regularizer\"",
+                    section));
+        } else if (p == 0 && epochs(c.train(), facts) >= MAX_EPOCHS - 1e-9) {
+            f.add(new Finding("dropout", Severity.ADVICE, "lora_dropout 0 with " + num(epochs(c.train(), facts)) + " epochs",
+                    "lora_dropout: 0.1 if eval loss rises (overfitting)",
+                    "0 is the default, \"but we recommend a non-zero value if you suspect overfitting\"; against overfitting:"
+                            + " \"Increase lora_dropout. Use a value like 0.1\"",
+                    section));
+        }
+    }
+
+    private static void weightDecay(RunConfig c, List<Finding> f) {
+        double wd = c.train().weightDecay();
+        String why = "weight decay penalizes large weights to prevent overfitting: \"0.01 (recommended) - 0.1\", \"Don't use too large numbers!\"";
+        if (wd > WD_MAX + 1e-12)
+            f.add(new Finding("weight-decay", Severity.WARNING, "weight_decay " + num(wd) + " is above 0.1", "weight_decay: 0.01", why,
+                    "Hyperparameters & Recommendations"));
+        else if (wd < WD_MIN - 1e-12)
+            f.add(new Finding("weight-decay", Severity.ADVICE, "weight_decay " + num(wd) + " is below 0.01", "weight_decay: 0.01", why,
+                    "Hyperparameters & Recommendations"));
+    }
+
+    private static void warmup(RunConfig c, DatasetFacts facts, List<Finding> f) {
+        TrainConfig t = c.train();
+        long total = totalSteps(t, facts);
+        double frac;
+        String found;
+        if (t.warmupSteps() > 0) {
+            if (total <= 0) return; // a step count against an unknown total: nothing to compare
+            frac = (double) t.warmupSteps() / total;
+            found = "warmup_steps " + t.warmupSteps() + " of " + total + " steps";
+        } else {
+            frac = t.warmupRatio();
+            found = "warmup_ratio " + num(frac);
+        }
+        if (frac >= WARMUP_MIN - 1e-9 && frac <= WARMUP_MAX + 1e-9) return;
+        long lo = Math.max(1, Math.round(WARMUP_MIN * total)), hi = Math.max(1, Math.round(WARMUP_MAX * total));
+        String change = total > 0
+                ? "warmup_steps: " + lo + (hi > lo ? " to " + hi : "") + " (or warmup_ratio: 0.05)"
+                : "warmup_ratio: 0.05 to 0.1";
+        f.add(new Finding("warmup", Severity.ADVICE, found + String.format(Locale.ROOT, " = %.1f %% of the steps", 100 * frac), change,
+                "warmup \"gradually increases the learning rate at the start of training\": \"5-10% of total steps\"",
+                "Hyperparameters & Recommendations"));
+    }
+
+    private static void scheduler(RunConfig c, List<Finding> f) {
+        LrSchedule s = c.train().lrScheduler();
+        if (s != LrSchedule.LINEAR && s != LrSchedule.COSINE)
+            f.add(new Finding("scheduler", Severity.ADVICE, "lr_scheduler_type " + s.name().toLowerCase(Locale.ROOT), "lr_scheduler_type: linear (or cosine)",
+                    "the scheduler \"adjusts the learning rate dynamically during training\": recommended \"linear or cosine\"",
+                    "Hyperparameters & Recommendations"));
+    }
+
+    private static void targetModules(RunConfig c, List<Finding> f) {
+        Set<Projection> t = c.lora().targetModules();
+        if (t.containsAll(EnumSet.allOf(Projection.class))) return;
+        List<String> missing = new ArrayList<>();
+        for (Projection p : Projection.values()) if (!t.contains(p)) missing.add(p.moduleName);
+        f.add(new Finding("target-modules", Severity.ADVICE, "target_modules lacks " + String.join(", ", missing),
+                "target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]",
+                "\"it's best to apply LoRA to both attention and MLP layers\": QLoRA-All \"performs best overall\"",
+                "LoRA Target Modules and QLoRA vs LoRA"));
+    }
+
+    private static void effectiveBatch(RunConfig c, List<Finding> f) {
+        TrainConfig t = c.train();
+        long eff = (long) t.perDeviceTrainBatchSize() * t.gradientAccumulationSteps();
+        if (eff >= EFFECTIVE_BATCH_MIN && eff <= EFFECTIVE_BATCH_MAX) return;
+        f.add(new Finding("effective-batch", Severity.ADVICE,
+                "effective batch " + t.perDeviceTrainBatchSize() + " x " + t.gradientAccumulationSteps() + " = " + eff + " is outside 4..16",
+                "per_device_train_batch_size: 2, gradient_accumulation_steps: 8 (effective 16)",
+                eff < EFFECTIVE_BATCH_MIN ? "\"A smaller Effective Batch Size may introduce more variance\"; \"4 to 16, Recommended: 16 (from 2 * 8)\""
+                        : "the guide's range is \"4 to 16, Recommended: 16 (from 2 * 8)\"",
+                "Gradient Accumulation and Batch Size equivalency / Effective Batch Size"));
+    }
+
+    private static void batchSplit(RunConfig c, List<Finding> f) {
+        TrainConfig t = c.train();
+        int b = t.perDeviceTrainBatchSize();
+        if (b <= BATCH_SPLIT_MAX) return;
+        long eff = (long) b * t.gradientAccumulationSteps();
+        long newGa = (eff + 1) / 2;
+        f.add(new Finding("batch-split", Severity.ADVICE, "per_device_train_batch_size " + b + " holds " + b + " sequences in memory at once",
+                "per_device_train_batch_size: 2, gradient_accumulation_steps: " + newGa + " (same effective batch)",
+                "\"To avoid OOM (out of memory) errors, always prefer to set a smaller batch_size and increase gradient_accumulation_steps\";"
+                        + " with the gradient accumulation fix both give the same training",
+                "The VRAM & Performance Trade-off"));
+    }
+
+    private static void responsesOnly(RunConfig c, DatasetFacts facts, List<Finding> f) {
+        if (c.data() == null || c.data().trainOnResponsesOnly()) return;
+        DatasetFormat fmt = c.data().datasetFormat();
+        boolean chat = facts.chat() != null ? facts.chat() : DatasetFacts.isChat(fmt);
+        if (!chat) return;
+        f.add(new Finding("responses-only", Severity.ADVICE, "chat data trained on every token (train_on_responses_only false)",
+                "train_on_responses_only: true",
+                "\"training on completions only increases accuracy by quite a bit, especially for multi-turn conversational finetunes\"",
+                "Training on completions only, masking out inputs"));
+    }
+
+    private static void rslora(RunConfig c, List<Finding> f) {
+        LoraConfig l = c.lora();
+        if (l.r() < RSLORA_RANK || l.useRslora()) return;
+        f.add(new Finding("rslora", Severity.ADVICE, "r " + l.r() + " without use_rslora", "use_rslora: true (scaling alpha/sqrt(r))",
+                "rank-stabilized LoRA \"can sometimes improve stability, particularly for higher ranks\"; by the rsLoRA paper"
+                        + " \"theoretically this is the optimum\"",
+                "LoRA Alpha and Rank relationship"));
+    }
+}
