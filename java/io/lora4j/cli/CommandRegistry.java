@@ -21,7 +21,8 @@ public final class CommandRegistry {
                 .register(new TrainCommand())
                 .register(new VerifyCommand())
                 .register(new MergeCommand())
-                .register(new ScaleCommand());
+                .register(new ScaleCommand())
+                .register(new PlanCommand());
     }
 
     public CommandRegistry register(Command c) {
