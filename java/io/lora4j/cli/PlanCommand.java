@@ -176,6 +176,7 @@ public final class PlanCommand implements Command {
             st.addProperty("effective_batch", eff);
             st.addProperty("vram_bytes", vram);
             o.add("settings", st);
+            o.addProperty("best_checkpoint_every", MemoryPlanner.bestCheckpointEvery(c, base.withLoadIn4bit(selectQ)));
             o.add("lora", lora.json());
             o.add("qlora", qlora.json());
             o.addProperty("selected", selectQ ? "qlora" : "lora");
@@ -209,6 +210,12 @@ public final class PlanCommand implements Command {
         out.printf(Locale.ROOT, "%-34s %18s %18s%n", "largest batch at seq " + seq, lora.maxBatchText(eff), qlora.maxBatchText(eff));
         out.printf(Locale.ROOT, "%-34s %18s %18s%n", "batch x GA for effective " + eff, lora.advice(), qlora.advice());
         out.printf(Locale.ROOT, "%-34s %18s %18s%n", "longest seq at batch " + batch, lora.maxSeqText(c), qlora.maxSeqText(c));
+        if (mode == CheckpointMode.CHUNKED) {
+            PlanSettings sel = base.withLoadIn4bit(selectQ);
+            int k = MemoryPlanner.bestCheckpointEvery(c, sel);
+            out.printf(Locale.ROOT, "%-34s %37s%n", "lowest-peak checkpoint_every", k + " (" + (selectQ ? "QLoRA" : "LoRA") + " peak "
+                    + human(MemoryPlanner.estimate(c, sel.withCheckpointing(CheckpointMode.CHUNKED, k)).peakTotal()) + ")");
+        }
         out.println();
         out.println("Counted: every tensor lora4j allocates (replayed from the training code). Not counted: CUDA context (~0.5 GiB),");
         out.println("allocator fragmentation, the JVM heap. Per-category figures are each category's own peak; the total is the peak of the sum.");

@@ -82,6 +82,15 @@ public final class MemoryPlanner {
     }
 
     /**
+     * What lives on the device between steps: the base ({@link #baseWeightBytes}), the RoPE table,
+     * the LoRA parameters, their gradients and AdamW's two moments (fp32 each). A step's own peak
+     * is {@code estimate(c, s).peakTotal() - residentBytes(c, s)}.
+     */
+    public static long residentBytes(LlamaConfig c, PlanSettings s) {
+        return baseWeightBytes(c, s) + (long) c.headDim() / 2 * F32 + 4 * loraParameterCount(c, s.r(), s.targets()) * F32;
+    }
+
+    /**
      * Bytes of the frozen base as lora4j holds it for training: dense tensors in fp32 (4 B/param; a
      * bf16 checkpoint is widened on load), or with {@code loadIn4bit} the seven projections in NF4
      * ({@link #nf4Bytes}) and embedding, lm_head (when untied) and norms in fp32.
@@ -115,6 +124,26 @@ public final class MemoryPlanner {
         long per = 0;
         for (Projection p : targets) per += (long) r * (p.inFeatures(c) + p.outFeatures(c));
         return per * c.numHiddenLayers();
+    }
+
+    /**
+     * The checkpoint_every in [1, L] whose chunked checkpointing has the lowest predicted device peak
+     * (the smallest such k on ties). Every layer is recomputed once whatever k is, so this k costs no
+     * more time than any other. One decoder layer's activations are ~15-20× its input, so the
+     * optimum is near √(L·(layer input)/(layer activations)), usually well below the round(√L)
+     * default: k = 1 (= {@link CheckpointMode#TRUE}) for small L.
+     */
+    public static int bestCheckpointEvery(LlamaConfig c, PlanSettings s) {
+        int best = 1;
+        long bestPeak = Long.MAX_VALUE;
+        for (int k = 1; k <= c.numHiddenLayers(); k++) {
+            long p = estimate(c, s.withCheckpointing(CheckpointMode.CHUNKED, k)).peakTotal();
+            if (p < bestPeak) {
+                bestPeak = p;
+                best = k;
+            }
+        }
+        return best;
     }
 
     /**
@@ -330,7 +359,7 @@ public final class MemoryPlanner {
             long chunk = Math.min(t, LoraTrainingModel.CE_CHUNK_TOKENS);
             Buf logits = sim.dev(MemoryCategory.LOGITS, chunk * Math.min((long) c.vocabSize(), LOGITS_VOCAB_CHUNK) * F32);
             Buf loss = act(chunk), sum = act(1);
-            sim.free(sim.host(MemoryCategory.WORKSPACE, F32)); // the loss sum read back (CUDA)
+            if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, F32)); // the loss sum read back (the CPU reads it in place)
             for (Buf b : new Buf[] {sum, loss, logits, rstd, h}) sim.free(b);
         }
 

@@ -56,6 +56,19 @@ class MemoryPlannerTest {
     }
 
     @Test
+    void lowestPeakGroupSizeIsFarBelowSqrtL() throws Exception {
+        // a layer's activations are ~15-17x its input: chunks of round(sqrt(L)) keep more than per-layer checkpoints
+        LlamaConfig c70 = LlamaConfig.read(L70B), c8 = LlamaConfig.read(L8B);
+        PlanSettings s = PlanSettings.defaults().withLoadIn4bit(true).withBatch(1);
+        assertEquals(2, MemoryPlanner.bestCheckpointEvery(c70, s));
+        assertEquals(1, MemoryPlanner.bestCheckpointEvery(c8, s));
+        long k2 = MemoryPlanner.estimate(c70, s.withCheckpointing(CheckpointMode.CHUNKED, 2)).peakTotal();
+        long sqrt = MemoryPlanner.estimate(c70, s.withCheckpointing(CheckpointMode.CHUNKED, 0)).peakTotal();
+        long tru = MemoryPlanner.estimate(c70, s.withCheckpointing(CheckpointMode.TRUE, 0)).peakTotal();
+        assertTrue(k2 < tru && tru < sqrt, "k=2 " + k2 + " < true " + tru + " < k=9 " + sqrt);
+    }
+
+    @Test
     void budgetSearchesAgreeWithTheEstimate() throws Exception {
         LlamaConfig c = LlamaConfig.read(L8B);
         PlanSettings s = PlanSettings.defaults().withLoadIn4bit(true).withCheckpointing(CheckpointMode.UNSLOTH, 0);
