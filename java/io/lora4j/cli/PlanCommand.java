@@ -67,7 +67,8 @@ public final class PlanCommand implements Command {
                         .desc("use_gradient_checkpointing: none, true, unsloth or chunked (default none, as train)").get())
                 .addOption(Option.builder().longOpt("checkpoint-every").hasArg().argName("K")
                         .desc("chunked: layers per group (default round(sqrt(layers)))").get())
-                .addOption(Option.builder().longOpt("load-in-4bit").desc("you plan QLoRA: its column is the selected one (--json 'selected')").get())
+                .addOption(Option.builder().longOpt("load-in-4bit")
+                        .desc("you plan QLoRA: its column is the selected one (--json 'selected'); implied by a bnb-4bit config.json").get())
                 .addOption(Option.builder().longOpt("effective-batch").hasArg().argName("N").desc("batch x gradient accumulation to keep (default 16)").get())
                 .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda").desc("training device (default cuda)").get())
                 .addOption(Option.builder().longOpt("json").desc("print the plan as JSON").get());
@@ -79,6 +80,19 @@ public final class PlanCommand implements Command {
         if (!Files.isRegularFile(m)) throw new FormatException(m, "no such file or directory");
         if (m.getFileName().toString().endsWith(".json")) return LlamaConfig.read(m);
         return Llama2c.readHeader(m).config();
+    }
+
+    /** Whether M's config.json declares a bitsandbytes 4-bit checkpoint (quantization_config.load_in_4bit). */
+    static boolean isBnb4bit(Path m) throws IOException {
+        Path f = Files.isDirectory(m) ? m.resolve(LlamaConfig.FILE) : m;
+        if (!f.getFileName().toString().endsWith(".json")) return false;
+        try {
+            JsonObject o = com.google.gson.JsonParser.parseString(Files.readString(f)).getAsJsonObject();
+            JsonObject q = o.has("quantization_config") && o.get("quantization_config").isJsonObject() ? o.getAsJsonObject("quantization_config") : null;
+            return q != null && q.has("load_in_4bit") && q.get("load_in_4bit").isJsonPrimitive() && q.get("load_in_4bit").getAsBoolean();
+        } catch (RuntimeException e) { // LlamaConfig.read has already accepted the file: an odd quantization_config only means "no"
+            return false;
+        }
     }
 
     private static final Pattern SIZE = Pattern.compile("(?i)\\s*([0-9]+(?:\\.[0-9]+)?)\\s*(b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)?\\s*");
@@ -143,9 +157,9 @@ public final class PlanCommand implements Command {
         }
         double dropout = Cli.parseFloat(cl, "lora-dropout", 0f);
         if (!(dropout >= 0 && dropout < 1)) throw new UsageException("--lora-dropout must be in [0, 1), got " + dropout);
-        boolean selectQ = cl.hasOption("load-in-4bit");
         Path m = Path.of(cl.getOptionValue("model"));
         LlamaConfig c = readConfig(m);
+        boolean selectQ = cl.hasOption("load-in-4bit") || isBnb4bit(m);
 
         PlanSettings base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device);
         Column lora = column(c, base, vram, eff), qlora = column(c, base.withLoadIn4bit(true), vram, eff);

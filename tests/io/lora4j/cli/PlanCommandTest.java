@@ -54,6 +54,12 @@ class PlanCommandTest {
         Result r = run("plan", "--model", dir.toString(), "--json");
         assertEquals(0, r.code(), r.err());
         assertEquals(32, JsonParser.parseString(r.out()).getAsJsonObject().getAsJsonObject("config").get("num_hidden_layers").getAsInt());
+        String cfg = Files.readString(dir.resolve("config.json"));
+        Path q = Files.createDirectories(dir.resolve("bnb"));
+        Files.writeString(q.resolve("config.json"), cfg.replaceFirst("\\{", "{\"quantization_config\": {\"quant_method\": \"bitsandbytes\", \"load_in_4bit\": true},"));
+        Result qr = run("plan", "--model", q.toString(), "--json");
+        assertEquals(0, qr.code(), qr.err());
+        assertEquals("qlora", JsonParser.parseString(qr.out()).getAsJsonObject().get("selected").getAsString(), "a bnb-4bit checkpoint plans QLoRA");
         Path bin = Assets.require("stories15M.bin");
         Result s = run("plan", "--model", bin.toString(), "--seq-len", "256", "--device", "cpu", "--vram", "1GiB");
         assertEquals(0, s.code(), s.err());
