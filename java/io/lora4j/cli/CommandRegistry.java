@@ -22,7 +22,8 @@ public final class CommandRegistry {
                 .register(new VerifyCommand())
                 .register(new MergeCommand())
                 .register(new ScaleCommand())
-                .register(new DoctorCommand());
+                .register(new DoctorCommand())
+                .register(new PlanCommand());
     }
 
     public CommandRegistry register(Command c) {

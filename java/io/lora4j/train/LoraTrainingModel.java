@@ -54,6 +54,7 @@ public final class LoraTrainingModel implements AutoCloseable {
     private final float scale;
     private final float dropout;
     private CheckpointMode checkpointing = CheckpointMode.NONE;
+    private int checkpointEvery; // CHUNKED group size; 0 = round(√L)
 
     private record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj) {}
 
@@ -121,9 +122,44 @@ public final class LoraTrainingModel implements AutoCloseable {
     /** The accumulated gradient of every LoRA parameter [P], layout of {@link LoraAdapter#parameters()}. */
     public Tensor gradients() { return grads; }
 
-    /** Sets how activations are kept for the backward (default {@link CheckpointMode#NONE}). */
+    /**
+     * Sets how activations are kept for the backward (default {@link CheckpointMode#NONE}); for
+     * {@link CheckpointMode#CHUNKED} the group size is the default round(√L).
+     */
     public void setCheckpointing(CheckpointMode mode) {
+        setCheckpointing(mode, 0);
+    }
+
+    /**
+     * Sets how activations are kept for the backward.
+     *
+     * @param every for {@link CheckpointMode#CHUNKED}: layers per recomputed group (checkpoint_every),
+     *              0 = round(√L); values above L act as L; ignored by the other modes
+     * @throws IllegalArgumentException for a null mode or {@code every} &lt; 0
+     */
+    public void setCheckpointing(CheckpointMode mode, int every) {
+        if (mode == null) throw new IllegalArgumentException("checkpointing mode must not be null");
+        if (every < 0) throw new IllegalArgumentException("checkpoint_every must be >= 0, got " + every);
         this.checkpointing = mode;
+        this.checkpointEvery = every;
+    }
+
+    /**
+     * Layers per checkpointed group under the current mode: L for {@link CheckpointMode#NONE}
+     * (nothing recomputed), 1 for TRUE and UNSLOTH, checkpoint_every (default round(√L), at most L)
+     * for CHUNKED.
+     */
+    public int checkpointGroup() {
+        return groupSize(checkpointing, checkpointEvery, layers.size());
+    }
+
+    /** See {@link #checkpointGroup()}; shared with the memory planner. */
+    public static int groupSize(CheckpointMode mode, int every, int numLayers) {
+        switch (mode) {
+            case NONE: return numLayers;
+            case TRUE: case UNSLOTH: return 1;
+            default: return Math.min(numLayers, every > 0 ? every : CheckpointMode.defaultEvery(numLayers));
+        }
     }
 
     /** Zeroes {@link #gradients()} (once per optimizer step: the backward accumulates). */
@@ -379,49 +415,91 @@ public final class LoraTrainingModel implements AutoCloseable {
      */
     public double forwardBackward(Batch batch, float lossScale, long dropoutSeed) {
         try (Ctx c = new Ctx(batch, true, dropoutSeed)) {
-            int nl = layers.size();
-            Acts[] acts = new Acts[nl];
-            Tensor[] saved = new Tensor[nl];
-            Tensor x0 = act(c.t, config.hiddenSize());
-            backend.embeddingFwd(c.ids, embedding, x0);
-            Tensor x = x0;
-            try {
-                for (int l = 0; l < nl; l++) {
-                    Acts a = forwardLayer(l, x, c, checkpointing == CheckpointMode.NONE ? MemoryCategory.ACTIVATIONS : MemoryCategory.CHECKPOINTS);
-                    if (checkpointing == CheckpointMode.NONE) acts[l] = a;
-                    else {
-                        a.closeInternals();
-                        saved[l] = checkpointing == CheckpointMode.UNSLOTH && l < nl - 1 ? offload(x) : x;
-                    }
-                    x = a.xOut;
-                }
-                double loss;
-                try (Tensor dRes = act(c.t, config.hiddenSize())) {
-                    loss = head(x, c, lossScale, dRes);
-                    if (checkpointing != CheckpointMode.NONE) x.close(); // the last output: not a layer input
-                    for (int l = nl - 1; l >= 0; l--) {
-                        Acts a = acts[l];
-                        if (a == null) {
-                            Tensor in = restore(saved[l]);
-                            a = forwardLayer(l, in, c, MemoryCategory.ACTIVATIONS);
-                            backwardLayer(l, a, c, dRes);
-                            a.close();
-                            if (in != saved[l]) in.close();
-                            saved[l].close();
-                            saved[l] = null;
-                        } else {
-                            backwardLayer(l, a, c, dRes);
-                            a.close();
-                            acts[l] = null;
-                        }
-                    }
+            return checkpointing == CheckpointMode.NONE ? forwardBackwardStored(c, lossScale) : forwardBackwardCheckpointed(c, lossScale);
+        }
+    }
+
+    /** {@link CheckpointMode#NONE}: every layer's activations live until its backward. */
+    private double forwardBackwardStored(Ctx c, float lossScale) {
+        int nl = layers.size();
+        Acts[] acts = new Acts[nl];
+        Tensor x0 = act(c.t, config.hiddenSize());
+        backend.embeddingFwd(c.ids, embedding, x0);
+        Tensor x = x0;
+        try {
+            for (int l = 0; l < nl; l++) {
+                acts[l] = forwardLayer(l, x, c, MemoryCategory.ACTIVATIONS);
+                x = acts[l].xOut;
+            }
+            try (Tensor dRes = act(c.t, config.hiddenSize())) {
+                double loss = head(x, c, lossScale, dRes);
+                for (int l = nl - 1; l >= 0; l--) {
+                    backwardLayer(l, acts[l], c, dRes);
+                    acts[l].close();
+                    acts[l] = null;
                 }
                 return loss;
-            } finally {
-                for (Acts a : acts) if (a != null) a.close();
-                for (Tensor s : saved) if (s != null) s.close();
-                x0.close();
             }
+        } finally {
+            for (Acts a : acts) if (a != null) a.close();
+            x0.close();
+        }
+    }
+
+    /**
+     * TRUE, UNSLOTH and CHUNKED: the layers form groups of g = {@link #checkpointGroup()} (the last
+     * may be shorter); the forward keeps only each group's input (category CHECKPOINTS; unsloth moves
+     * all but the last group's to the host). The backward, group by group from the last, recomputes
+     * the group's forward from its stored input, keeping every activation of those g layers, and
+     * back-propagates through them. Peak: ⌈L/g⌉ stored inputs + g layers' activations.
+     */
+    private double forwardBackwardCheckpointed(Ctx c, float lossScale) {
+        int nl = layers.size(), g = checkpointGroup(), groups = (nl + g - 1) / g;
+        Tensor[] saved = new Tensor[groups];
+        Acts[] live = new Acts[g];
+        Tensor x0 = act(c.t, config.hiddenSize());
+        backend.embeddingFwd(c.ids, embedding, x0);
+        Tensor x = x0;
+        try {
+            for (int l = 0; l < nl; l++) {
+                // the output is stored when it starts a group (or is the model output for the head)
+                boolean outStored = (l + 1) % g == 0 || l == nl - 1;
+                Acts a = forwardLayer(l, x, c, outStored ? MemoryCategory.CHECKPOINTS : MemoryCategory.ACTIVATIONS);
+                a.closeInternals();
+                if (l % g == 0) saved[l / g] = checkpointing == CheckpointMode.UNSLOTH && l / g < groups - 1 ? offload(x) : x;
+                else x.close(); // inside a group: recomputed in the backward
+                x = a.xOut;
+            }
+            double loss;
+            try (Tensor dRes = act(c.t, config.hiddenSize())) {
+                loss = head(x, c, lossScale, dRes);
+                x.close(); // the last output: not a layer input
+                for (int gi = groups - 1; gi >= 0; gi--) {
+                    int l0 = gi * g, l1 = Math.min(nl, l0 + g);
+                    Tensor in = restore(saved[gi]);
+                    Tensor xi = in;
+                    for (int l = l0; l < l1; l++) {
+                        live[l - l0] = forwardLayer(l, xi, c, MemoryCategory.ACTIVATIONS);
+                        xi = live[l - l0].xOut;
+                    }
+                    xi.close(); // the group's output: its gradient is dRes, its value is not needed
+                    live[l1 - 1 - l0].xOut = null;
+                    for (int l = l1 - 1; l >= l0; l--) {
+                        backwardLayer(l, live[l - l0], c, dRes);
+                        live[l - l0].close(); // its output was the input of layer l + 1, done
+                        live[l - l0] = null;
+                    }
+                    if (in != saved[gi]) in.close();
+                    saved[gi].close();
+                    saved[gi] = null;
+                }
+            }
+            return loss;
+        } finally {
+            for (Acts a : live) if (a != null) a.close();
+            for (Tensor s : saved) if (s != null) s.close();
+            x.close(); // after a failure: the transient layer output (close is idempotent)
+            x0.close();
         }
     }
 

@@ -56,7 +56,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"model", "PATH"}, {"tokenizer", "PATH"}, {"load_in_4bit", "BOOL"}, {"max_seq_length", "INT"},
             {"r", "INT"}, {"lora_alpha", "FLOAT"}, {"lora_dropout", "FLOAT"}, {"bias", "STRING"},
             {"target_modules", "TARGETS"}, {"use_rslora", "BOOL"}, {"loftq_config", "MAP"}, {"init_lora_weights", "ANY"},
-            {"random_state", "INT"}, {"use_gradient_checkpointing", "ANY"}, {"dataset", "PATH"}, {"eval_dataset", "PATH"},
+            {"random_state", "INT"}, {"use_gradient_checkpointing", "ANY"}, {"checkpoint_every", "INT"}, {"dataset", "PATH"}, {"eval_dataset", "PATH"},
             {"eval_split", "FLOAT"}, {"dataset_format", "STRING"}, {"chat_template", "STRING"},
             {"train_on_responses_only", "BOOL"}, {"instruction_part", "STRING"}, {"response_part", "STRING"},
             {"packing", "BOOL"}, {"last_response_only", "BOOL"}, {"group_by_length", "BOOL"}, {"learning_rate", "FLOAT"}, {"num_train_epochs", "FLOAT"}, {"max_steps", "INT"},
@@ -186,7 +186,8 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
                     num(v, "warmup_ratio", 0), sched, num(v, "weight_decay", d.weightDecay()), num(v, "max_grad_norm", d.maxGradNorm()),
                     (long) num(v, "seed", d.seed()), (int) num(v, "logging_steps", 1), (int) num(v, "eval_steps", 0),
                     (int) num(v, "save_steps", 0), (int) num(v, "save_total_limit", 0), (int) num(v, "max_seq_length", d.maxSeqLength()),
-                    ck, (int) num(v, "early_stopping_patience", 0), num(v, "early_stopping_threshold", 0));
+                    ck, (int) num(v, "early_stopping_patience", 0), num(v, "early_stopping_threshold", 0),
+                    (int) num(v, "checkpoint_every", 0));
         } catch (IllegalArgumentException e) {
             errors.add(e.getMessage());
         }

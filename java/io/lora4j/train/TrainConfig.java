@@ -26,15 +26,17 @@ import java.util.List;
  * @param saveSteps                  save_steps: write checkpoint-N/ every N steps (0: never)
  * @param saveTotalLimit             save_total_limit: keep the newest N checkpoints (0: all)
  * @param maxSeqLength               max_seq_length: rows are truncated to this many tokens (2048)
- * @param checkpointing              use_gradient_checkpointing (false | true | unsloth)
+ * @param checkpointing              use_gradient_checkpointing (false | true | unsloth | chunked)
  * @param earlyStoppingPatience      early_stopping_patience: evaluations without improvement
  *                                   before stopping (0: off)
  * @param earlyStoppingThreshold     early_stopping_threshold: the improvement that counts (0)
+ * @param checkpointEvery            checkpoint_every: layers per recomputed group of
+ *                                   {@link CheckpointMode#CHUNKED}, &gt;= 1; 0 = round(√L) (0)
  */
 public record TrainConfig(double learningRate, double numTrainEpochs, long maxSteps, int perDeviceTrainBatchSize,
         int gradientAccumulationSteps, long warmupSteps, double warmupRatio, LrSchedule lrScheduler, double weightDecay,
         double maxGradNorm, long seed, int loggingSteps, int evalSteps, int saveSteps, int saveTotalLimit, int maxSeqLength,
-        CheckpointMode checkpointing, int earlyStoppingPatience, double earlyStoppingThreshold) {
+        CheckpointMode checkpointing, int earlyStoppingPatience, double earlyStoppingThreshold, int checkpointEvery) {
 
     /** torch.optim.AdamW defaults (DESIGN.md §4). */
     public static final float BETA1 = 0.9f, BETA2 = 0.999f, EPS = 1e-8f;
@@ -56,16 +58,29 @@ public record TrainConfig(double learningRate, double numTrainEpochs, long maxSt
         if (saveSteps < 0) e.add("save_steps must be >= 0, got " + saveSteps);
         if (saveTotalLimit < 0) e.add("save_total_limit must be >= 0, got " + saveTotalLimit);
         if (maxSeqLength < 2) e.add("max_seq_length must be >= 2, got " + maxSeqLength);
-        if (checkpointing == null) e.add("use_gradient_checkpointing must be false, true or unsloth");
+        if (checkpointing == null) e.add("use_gradient_checkpointing must be false, true, unsloth or chunked");
+        if (checkpointEvery < 0) e.add("checkpoint_every must be >= 1 (0: round(sqrt(layers))), got " + checkpointEvery);
+        else if (checkpointEvery > 0 && checkpointing != null && checkpointing != CheckpointMode.CHUNKED)
+            e.add("checkpoint_every applies only to use_gradient_checkpointing: chunked, not " + checkpointing.name().toLowerCase(java.util.Locale.ROOT));
         if (earlyStoppingPatience < 0) e.add("early_stopping_patience must be >= 0, got " + earlyStoppingPatience);
         if (!(earlyStoppingThreshold >= 0)) e.add("early_stopping_threshold must be >= 0, got " + earlyStoppingThreshold);
         if (!e.isEmpty()) throw new IllegalArgumentException("invalid training config: " + String.join("; ", e));
     }
 
+    /** The settings without checkpoint_every (0: round(√L) for chunked checkpointing). */
+    public TrainConfig(double learningRate, double numTrainEpochs, long maxSteps, int perDeviceTrainBatchSize,
+            int gradientAccumulationSteps, long warmupSteps, double warmupRatio, LrSchedule lrScheduler, double weightDecay,
+            double maxGradNorm, long seed, int loggingSteps, int evalSteps, int saveSteps, int saveTotalLimit, int maxSeqLength,
+            CheckpointMode checkpointing, int earlyStoppingPatience, double earlyStoppingThreshold) {
+        this(learningRate, numTrainEpochs, maxSteps, perDeviceTrainBatchSize, gradientAccumulationSteps, warmupSteps, warmupRatio,
+                lrScheduler, weightDecay, maxGradNorm, seed, loggingSteps, evalSteps, saveSteps, saveTotalLimit, maxSeqLength,
+                checkpointing, earlyStoppingPatience, earlyStoppingThreshold, 0);
+    }
+
     /** The guide's defaults. */
     public static TrainConfig defaults() {
         return new TrainConfig(2e-4, 1, -1, 2, 8, 0, 0, LrSchedule.LINEAR, 0.01, 1.0, 3407, 1, 0, 0, 0, 2048,
-                CheckpointMode.NONE, 0, 0);
+                CheckpointMode.NONE, 0, 0, 0);
     }
 
     /** Optimizer steps per epoch over {@code rows} rows: ceil(rows / (batch × GA)), as HF. */
@@ -82,18 +97,24 @@ public record TrainConfig(double learningRate, double numTrainEpochs, long maxSt
     public TrainConfig withBatch(int batch, int ga) {
         return new TrainConfig(learningRate, numTrainEpochs, maxSteps, batch, ga, warmupSteps, warmupRatio, lrScheduler, weightDecay,
                 maxGradNorm, seed, loggingSteps, evalSteps, saveSteps, saveTotalLimit, maxSeqLength, checkpointing,
-                earlyStoppingPatience, earlyStoppingThreshold);
+                earlyStoppingPatience, earlyStoppingThreshold, checkpointEvery);
     }
 
     public TrainConfig withSchedule(double lr, long warmup, LrSchedule s, double wd, double clip, long steps) {
         return new TrainConfig(lr, numTrainEpochs, steps, perDeviceTrainBatchSize, gradientAccumulationSteps, warmup, warmupRatio, s, wd,
                 clip, seed, loggingSteps, evalSteps, saveSteps, saveTotalLimit, maxSeqLength, checkpointing,
-                earlyStoppingPatience, earlyStoppingThreshold);
+                earlyStoppingPatience, earlyStoppingThreshold, checkpointEvery);
     }
 
+    /** The same settings with checkpointing {@code m}; checkpoint_every is reset to 0 unless {@code m} is CHUNKED. */
     public TrainConfig withCheckpointing(CheckpointMode m) {
+        return withCheckpointing(m, m == CheckpointMode.CHUNKED ? checkpointEvery : 0);
+    }
+
+    /** The same settings with checkpointing {@code m} and checkpoint_every {@code every}. */
+    public TrainConfig withCheckpointing(CheckpointMode m, int every) {
         return new TrainConfig(learningRate, numTrainEpochs, maxSteps, perDeviceTrainBatchSize, gradientAccumulationSteps, warmupSteps,
                 warmupRatio, lrScheduler, weightDecay, maxGradNorm, seed, loggingSteps, evalSteps, saveSteps, saveTotalLimit,
-                maxSeqLength, m, earlyStoppingPatience, earlyStoppingThreshold);
+                maxSeqLength, m, earlyStoppingPatience, earlyStoppingThreshold, every);
     }
 }

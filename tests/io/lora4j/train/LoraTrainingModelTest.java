@@ -77,18 +77,31 @@ class LoraTrainingModelTest {
     @Test
     void checkpointingModesGiveBitIdenticalGradients() {
         LoraConfig lc = TrainFixtures.lora(4, 8).withDropout(0.1);
-        try (LlamaWeights w = TrainFixtures.tinyModel(12);
+        // 5 layers: chunked groups of 2 leave a short last group (2, 2, 1)
+        io.lora4j.model.LlamaConfig five = new io.lora4j.model.LlamaConfig("llama", 32, 48, 5, 4, 2, 8, 1e-5, 10000.0, null, 40, 64, false, 1,
+                List.of(2), "float32");
+        try (LlamaWeights w = io.lora4j.model.TestModels.random(five, 12);
              LoraAdapter ad = TrainFixtures.randomAdapter(CPU, w.config(), lc, 6, 0.2);
              LoraTrainingModel m = new LoraTrainingModel(CPU, w, ad)) {
             Batch b = batch(22);
             float[] ref = gradients(m, b, 77);
-            for (CheckpointMode mode : new CheckpointMode[] {CheckpointMode.TRUE, CheckpointMode.UNSLOTH}) {
-                m.setCheckpointing(mode);
+            assertEquals(5, m.checkpointGroup());
+            Object[][] modes = {{CheckpointMode.TRUE, 0, 1}, {CheckpointMode.UNSLOTH, 0, 1}, {CheckpointMode.CHUNKED, 0, 2},
+                {CheckpointMode.CHUNKED, 1, 1}, {CheckpointMode.CHUNKED, 2, 2}, {CheckpointMode.CHUNKED, 3, 3}, {CheckpointMode.CHUNKED, 5, 5},
+                {CheckpointMode.CHUNKED, 9, 5}};
+            for (Object[] mc : modes) {
+                CheckpointMode mode = (CheckpointMode) mc[0];
+                int every = (Integer) mc[1];
+                m.setCheckpointing(mode, every);
+                assertEquals((int) (Integer) mc[2], m.checkpointGroup(), mode + " every " + every);
+                String what = mode + (mode == CheckpointMode.CHUNKED ? " every " + every : "");
                 io.lora4j.tensor.MemoryTracker.GLOBAL.resetPeaks();
-                assertArrayEquals(ref, gradients(m, b, 77), mode + " changed the gradients");
+                long liveBefore = io.lora4j.tensor.MemoryTracker.GLOBAL.liveTotal(io.lora4j.tensor.Device.CPU);
+                assertArrayEquals(ref, gradients(m, b, 77), what + " changed the gradients");
+                assertEquals(liveBefore, io.lora4j.tensor.MemoryTracker.GLOBAL.liveTotal(io.lora4j.tensor.Device.CPU), what + " leaked memory");
                 long offloaded = io.lora4j.tensor.MemoryTracker.GLOBAL.peak(io.lora4j.tensor.Device.CPU, io.lora4j.tensor.MemoryCategory.OFFLOADED);
                 long kept = io.lora4j.tensor.MemoryTracker.GLOBAL.peak(io.lora4j.tensor.Device.CPU, io.lora4j.tensor.MemoryCategory.CHECKPOINTS);
-                assertTrue(mode == CheckpointMode.UNSLOTH ? offloaded > 0 : kept > 0, mode + ": offloaded " + offloaded + ", checkpoints " + kept);
+                assertTrue(mode == CheckpointMode.UNSLOTH ? offloaded > 0 : kept > 0, what + ": offloaded " + offloaded + ", checkpoints " + kept);
             }
         }
     }

@@ -48,6 +48,30 @@ class RunConfigTest {
     }
 
     @Test
+    void chunkedCheckpointingTakesCheckpointEvery(@TempDir Path dir) throws Exception {
+        Path y = dir.resolve("run.yaml");
+        Files.writeString(y, "model: m.bin\ndataset: d.jsonl\nuse_gradient_checkpointing: chunked\ncheckpoint_every: 3\n");
+        RunConfig c = RunConfig.load(y, Map.of());
+        assertEquals(CheckpointMode.CHUNKED, c.train().checkpointing());
+        assertEquals(3, c.train().checkpointEvery());
+        assertEquals(0, RunConfig.load(y, Map.of("checkpoint_every", "0")).train().checkpointEvery(), "0 = round(sqrt(L))");
+        assertEquals(0, TrainConfig.defaults().checkpointEvery());
+        assertEquals(3, c.train().withBatch(1, 16).checkpointEvery());
+        assertEquals(0, c.train().withCheckpointing(CheckpointMode.TRUE).checkpointEvery());
+        IllegalArgumentException neg = assertThrows(IllegalArgumentException.class, () -> RunConfig.load(y, Map.of("checkpoint_every", "-2")));
+        assertTrue(neg.getMessage().contains("checkpoint_every must be >= 1"), neg.getMessage());
+        IllegalArgumentException mode = assertThrows(IllegalArgumentException.class,
+                () -> RunConfig.load(y, Map.of("use_gradient_checkpointing", "true")));
+        assertTrue(mode.getMessage().contains("checkpoint_every applies only to use_gradient_checkpointing: chunked, not true"), mode.getMessage());
+        IllegalArgumentException typ = assertThrows(IllegalArgumentException.class, () -> RunConfig.load(y, Map.of("checkpoint_every", "two")));
+        assertTrue(typ.getMessage().contains("checkpoint_every must be an integer"), typ.getMessage());
+        assertEquals(2, CheckpointMode.defaultEvery(6)); // round(2.449)
+        assertEquals(6, CheckpointMode.defaultEvery(32)); // round(5.657)
+        assertEquals(9, CheckpointMode.defaultEvery(80)); // round(8.944)
+        assertEquals(1, CheckpointMode.defaultEvery(1));
+    }
+
+    @Test
     void listsEveryProblemWithSuggestions(@TempDir Path dir) throws Exception {
         Path y = dir.resolve("run.yaml");
         Files.writeString(y, "model: m.bin\ndataset: d.jsonl\nlearning_rat: 1e-4\nr: sixteen\nlora_dropout: 1.5\n"
@@ -55,7 +79,7 @@ class RunConfigTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> RunConfig.load(y, Map.of("seed", "x")));
         String m = e.getMessage();
         for (String want : new String[] {"unknown key 'learning_rat' (did you mean 'learning_rate'?)", "r must be an integer", "'qkv_proj'",
-                "use_gradient_checkpointing must be false, true or unsloth", "packing", "seed must be an integer"})
+                "use_gradient_checkpointing must be false, true, unsloth or chunked", "packing", "seed must be an integer"})
             assertTrue(m.contains(want), "missing '" + want + "' in: " + m);
         assertFalse(m.contains("\n"));
     }

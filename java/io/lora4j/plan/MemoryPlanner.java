@@ -1,0 +1,422 @@
+package io.lora4j.plan;
+
+import io.lora4j.model.LlamaConfig;
+import io.lora4j.model.Projection;
+import io.lora4j.quant.Nf4;
+import io.lora4j.quant.Nf4Weight;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.MemoryCategory;
+import io.lora4j.train.CheckpointMode;
+import io.lora4j.train.LoraTrainingModel;
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Predicts the peak memory of a lora4j training step from a model's shape alone (an HF
+ * {@code config.json} is enough: no weights are read).
+ *
+ * <p>How: the planner replays, allocation by allocation, what {@link LoraTrainingModel#forwardBackward}
+ * and the {@link io.lora4j.train.Trainer} allocate through {@link io.lora4j.tensor.MemoryTracker} for
+ * one optimizer step, with the sizes of the given shape, and keeps the same live and peak figures
+ * per category. Nothing is fitted: every byte is a tensor of the code, and a validation test
+ * (tests/io/lora4j/plan/MemoryPlannerValidationTest) checks the prediction against the tracker's
+ * measured peaks in every checkpointing mode. When the training code changes its allocations this
+ * replay must change with it; that test is what notices.
+ *
+ * <p>Per decoder layer (T = batch × seq tokens, d hidden, q = heads × head_dim, kv = KV heads ×
+ * head_dim, I intermediate, H heads, r rank, fp32 everywhere) the forward keeps
+ * {@code T·(4d + 2q + 2kv + 3I + H + 2)} floats (h1, h2, x_mid, x_out; q and attention output;
+ * k, v; gate, up, silu·up; logsumexp; two rstd), plus {@code T·r} per adapted projection (x·Aᵀ)
+ * and, with dropout, a {@code T·in} mask per adapted projection. Attention is flash-style: no
+ * [S, S] scores are stored (the kernels' per-thread tiles are native scratch of a few KiB,
+ * outside the tracker). The backward of a layer adds {@code T·max(2I + d, 2q + 2kv + d)} floats
+ * of gradients, plus {@code T·d} for NF4's accumulated input gradient. The loss head adds
+ * {@code T·(2d + 1)} floats (final norm output, dL/dx) and a logits buffer of
+ * min(T, {@value LoraTrainingModel#CE_CHUNK_TOKENS}) × min(V, {@value #LOGITS_VOCAB_CHUNK}) floats.
+ *
+ * <p>Not counted (not tracked by lora4j): the CUDA context and cuBLAS handles, the caching
+ * allocator's rounding and fragmentation, the JVM heap, native per-thread scratch, and the host
+ * copy of memory-mapped llama2.c weights in the page cache.
+ */
+public final class MemoryPlanner {
+    /**
+     * Logits columns materialised at once by the vocabulary-chunked cross-entropy (vocabularies over
+     * 32768 columns are processed in 32768-column slices).
+     */
+    public static final int LOGITS_VOCAB_CHUNK = 32768;
+
+    private static final int F32 = 4, I32 = 4;
+
+    private MemoryPlanner() {}
+
+    /**
+     * The predicted peaks of one optimizer step (any number of gradient-accumulation micro-batches:
+     * each repeats the same allocations).
+     *
+     * @throws IllegalArgumentException when the settings do not fit the model (seq longer than
+     *                                  max_position_embeddings is allowed: RoPE extrapolates)
+     */
+    public static MemoryEstimate estimate(LlamaConfig c, PlanSettings s) {
+        Sim sim = new Sim(s.device() == Device.CUDA);
+        long p = loraParameterCount(c, s.r(), s.targets());
+        sim.dev(MemoryCategory.WEIGHTS, baseWeightBytes(c, s));
+        // RoPE inverse frequencies: on the CPU the host copy itself (made by Tensor.ofFloats, WORKSPACE) is used
+        sim.dev(s.device() == Device.CUDA ? MemoryCategory.WEIGHTS : MemoryCategory.WORKSPACE, (long) c.headDim() / 2 * F32);
+        sim.dev(MemoryCategory.LORA, p * F32);
+        Buf grads = sim.dev(MemoryCategory.GRADS, p * F32);
+        sim.dev(MemoryCategory.OPTIMIZER, 2 * p * F32); // AdamW m and v
+        if (s.device() == Device.CUDA) { // zeroGradients() on CUDA: a fresh zeroed buffer, then the old one goes
+            sim.dev(MemoryCategory.GRADS, p * F32);
+            sim.free(grads);
+        }
+        new Step(c, s, sim).forwardBackward();
+        if (s.device() == Device.CUDA) sim.free(sim.dev(MemoryCategory.WORKSPACE, 8)); // sumOfSquares' double accumulator
+        Map<MemoryCategory, Long> peaks = new EnumMap<>(MemoryCategory.class), at = new EnumMap<>(MemoryCategory.class);
+        for (MemoryCategory m : MemoryCategory.values()) {
+            // OFFLOADED lives on the host: on CUDA its peak is the host's (MemoryTracker counts it under Device.CPU)
+            peaks.put(m, m == MemoryCategory.OFFLOADED && sim.cuda ? sim.hostPeakOf[m.ordinal()] : sim.peak[m.ordinal()]);
+            at.put(m, sim.atPeak[m.ordinal()]);
+        }
+        return new MemoryEstimate(s, peaks, at, sim.peakTotal, sim.hostPeak);
+    }
+
+    /**
+     * What lives on the device between steps: the base ({@link #baseWeightBytes}), the RoPE table,
+     * the LoRA parameters, their gradients and AdamW's two moments (fp32 each). A step's own peak
+     * is {@code estimate(c, s).peakTotal() - residentBytes(c, s)}.
+     */
+    public static long residentBytes(LlamaConfig c, PlanSettings s) {
+        return baseWeightBytes(c, s) + (long) c.headDim() / 2 * F32 + 4 * loraParameterCount(c, s.r(), s.targets()) * F32;
+    }
+
+    /**
+     * Bytes of the frozen base as lora4j holds it for training: dense tensors in fp32 (4 B/param; a
+     * bf16 checkpoint is widened on load), or with {@code loadIn4bit} the seven projections in NF4
+     * ({@link #nf4Bytes}) and embedding, lm_head (when untied) and norms in fp32.
+     */
+    public static long baseWeightBytes(LlamaConfig c, PlanSettings s) {
+        long d = c.hiddenSize(), v = c.vocabSize(), layers = c.numHiddenLayers();
+        long dense = v * d * (c.tieWordEmbeddings() ? 1 : 2) + (2 * layers + 1) * d;
+        long proj = 0;
+        for (Projection pr : Projection.values()) {
+            long n = pr.outFeatures(c) * pr.inFeatures(c);
+            proj += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant()) : n * F32;
+        }
+        return dense * F32 + layers * proj;
+    }
+
+    /**
+     * Bytes of one NF4 weight of {@code n} elements as {@link Nf4#quantize} and
+     * {@link Nf4#fromParts} keep it: the packed nibbles ⌈n/2⌉, the fp32 absmax the kernels read
+     * (one per block), and with double quantization also its 8-bit codes (one byte per block) and
+     * the fp32 nested absmax (one per {@value Nf4Weight#NESTED_BLOCKSIZE} blocks).
+     */
+    public static long nf4Bytes(long n, int blocksize, boolean doubleQuant) {
+        long blocks = Nf4.blocks(n, blocksize);
+        long b = (n + 1) / 2 + blocks * F32;
+        if (doubleQuant) b += blocks + Nf4.blocks(blocks, Nf4Weight.NESTED_BLOCKSIZE) * F32;
+        return b;
+    }
+
+    /** LoRA parameters: r·(in + out) per adapted projection per layer. */
+    public static long loraParameterCount(LlamaConfig c, int r, Set<Projection> targets) {
+        long per = 0;
+        for (Projection p : targets) per += (long) r * (p.inFeatures(c) + p.outFeatures(c));
+        return per * c.numHiddenLayers();
+    }
+
+    /**
+     * The checkpoint_every in [1, L] whose chunked checkpointing has the lowest predicted device peak
+     * (the smallest such k on ties). Every layer is recomputed once whatever k is, so this k costs no
+     * more time than any other. One decoder layer's activations are ~15-20× its input, so the
+     * optimum is near √(L·(layer input)/(layer activations)), usually well below the round(√L)
+     * default: k = 1 (= {@link CheckpointMode#TRUE}) for small L.
+     */
+    public static int bestCheckpointEvery(LlamaConfig c, PlanSettings s) {
+        int best = 1;
+        long bestPeak = Long.MAX_VALUE;
+        for (int k = 1; k <= c.numHiddenLayers(); k++) {
+            long p = estimate(c, s.withCheckpointing(CheckpointMode.CHUNKED, k)).peakTotal();
+            if (p < bestPeak) {
+                bestPeak = p;
+                best = k;
+            }
+        }
+        return best;
+    }
+
+    /**
+     * The largest micro-batch in [1, cap] whose predicted device peak fits {@code budget} bytes, or 0
+     * when not even batch 1 fits.
+     */
+    public static int maxBatch(LlamaConfig c, PlanSettings s, long budget, int cap) {
+        return (int) largest(1, cap, b -> estimate(c, s.withBatch((int) b)).peakTotal() <= budget);
+    }
+
+    /**
+     * The longest sequence in [2, cap] whose predicted device peak fits {@code budget} bytes at the
+     * settings' batch, or 0 when not even 2 tokens fit.
+     */
+    public static int maxSeqLen(LlamaConfig c, PlanSettings s, long budget, int cap) {
+        return (int) largest(2, cap, n -> estimate(c, s.withSeqLen((int) n)).peakTotal() <= budget);
+    }
+
+    /** The largest x in [lo, hi] with fits(x), for a monotone predicate; lo - 1 when none (0 for lo 1). */
+    private static long largest(long lo, long hi, java.util.function.LongPredicate fits) {
+        if (hi < lo || !fits.test(lo)) return 0;
+        long good = lo, bad = hi + 1;
+        long probe = lo;
+        while (true) { // exponential search, then bisection
+            long next = Math.min(hi, probe * 2);
+            if (next == probe) break;
+            if (fits.test(next)) {
+                good = next;
+                probe = next;
+                if (next == hi) return hi;
+            } else {
+                bad = next;
+                break;
+            }
+        }
+        while (bad - good > 1) {
+            long mid = good + (bad - good) / 2;
+            if (fits.test(mid)) good = mid;
+            else bad = mid;
+        }
+        return good;
+    }
+
+    // ---------------------------------------------------------------- the replay
+
+    private static final class Buf {
+        final MemoryCategory cat;
+        final long bytes;
+        final boolean host;
+        boolean freed;
+
+        Buf(MemoryCategory cat, long bytes, boolean host) {
+            this.cat = cat;
+            this.bytes = bytes;
+            this.host = host;
+        }
+    }
+
+    /** Live and peak bytes per category on the device (and host bytes apart, on CUDA), as MemoryTracker. */
+    private static final class Sim {
+        final boolean cuda;
+        final long[] live = new long[MemoryCategory.values().length], peak = new long[live.length];
+        final long[] hostLive = new long[live.length], hostPeakOf = new long[live.length];
+        long[] atPeak = new long[live.length];
+        long total, peakTotal, host, hostPeak;
+
+        Sim(boolean cuda) {
+            this.cuda = cuda;
+        }
+
+        Buf dev(MemoryCategory c, long bytes) {
+            int i = c.ordinal();
+            live[i] += bytes;
+            peak[i] = Math.max(peak[i], live[i]);
+            total += bytes;
+            if (total > peakTotal) {
+                peakTotal = total;
+                atPeak = live.clone();
+            }
+            return new Buf(c, bytes, false);
+        }
+
+        /** A host allocation: on the CPU the same pool as the device. */
+        Buf host(MemoryCategory c, long bytes) {
+            if (!cuda) return dev(c, bytes);
+            host += bytes;
+            hostPeak = Math.max(hostPeak, host);
+            hostLive[c.ordinal()] += bytes;
+            hostPeakOf[c.ordinal()] = Math.max(hostPeakOf[c.ordinal()], hostLive[c.ordinal()]);
+            return new Buf(c, bytes, true);
+        }
+
+        void free(Buf b) {
+            if (b == null || b.freed) return;
+            b.freed = true;
+            if (b.host) {
+                host -= b.bytes;
+                hostLive[b.cat.ordinal()] -= b.bytes;
+            }
+            else {
+                live[b.cat.ordinal()] -= b.bytes;
+                total -= b.bytes;
+            }
+        }
+    }
+
+    /** One micro-batch's forward and backward: the allocation order of LoraTrainingModel. */
+    private static final class Step {
+        final LlamaConfig c;
+        final PlanSettings s;
+        final Sim sim;
+        final long t, d, q, kv, inter, heads;
+        final boolean dropout;
+        Buf workspace; // LoraTrainingModel.Ctx.workspace: [T, r], allocated by the first LoRA backward
+
+        Step(LlamaConfig c, PlanSettings s, Sim sim) {
+            this.c = c;
+            this.s = s;
+            this.sim = sim;
+            this.t = s.tokens();
+            this.d = c.hiddenSize();
+            this.q = c.qDim();
+            this.kv = c.kvDim();
+            this.inter = c.intermediateSize();
+            this.heads = c.numAttentionHeads();
+            this.dropout = s.loraDropout() > 0;
+        }
+
+        Buf act(long floats) {
+            return sim.dev(MemoryCategory.ACTIVATIONS, floats * F32);
+        }
+
+        /** A token-index tensor: a host array uploaded to the device (the CPU uses the host array). */
+        Buf ints() {
+            if (!sim.cuda) return sim.dev(MemoryCategory.WORKSPACE, t * I32);
+            Buf h = sim.host(MemoryCategory.WORKSPACE, t * I32);
+            Buf dv = sim.dev(MemoryCategory.WORKSPACE, t * I32);
+            sim.free(h);
+            return dv;
+        }
+
+        /** LoraTrainingModel.project: [mask], x·Aᵀ, then y; returns y, the rest goes to kept. */
+        Buf project(Projection p, java.util.List<Buf> kept) {
+            if (s.targets().contains(p)) {
+                if (dropout) kept.add(act(t * p.inFeatures(c)));
+                kept.add(act(t * s.r()));
+            }
+            return act(t * p.outFeatures(c));
+        }
+
+        /** forwardLayer: returns the kept internals; the output is the last element. */
+        java.util.List<Buf> forwardLayer(MemoryCategory outCat) {
+            java.util.List<Buf> k = new java.util.ArrayList<>();
+            k.add(act(t * d)); // h1
+            k.add(act(t));     // rstd1
+            k.add(project(Projection.Q, k));
+            k.add(project(Projection.K, k));
+            k.add(project(Projection.V, k));
+            k.add(act(t * q));     // attention output
+            k.add(act(t * heads)); // logsumexp [B, H, S]
+            k.add(act(t * d));     // x_mid
+            sim.free(project(Projection.O, k)); // o: added into x_mid, then freed
+            k.add(act(t * d)); // h2
+            k.add(act(t));     // rstd2
+            k.add(project(Projection.GATE, k));
+            k.add(project(Projection.UP, k));
+            k.add(act(t * inter)); // silu(g)·u
+            Buf out = sim.dev(outCat, t * d * F32);
+            sim.free(project(Projection.DOWN, k));
+            k.add(out);
+            return k;
+        }
+
+        static Buf output(java.util.List<Buf> layer) {
+            return layer.get(layer.size() - 1);
+        }
+
+        void closeInternals(java.util.List<Buf> layer) {
+            for (int i = 0; i < layer.size() - 1; i++) sim.free(layer.get(i));
+        }
+
+        void closeAll(java.util.List<Buf> layer) {
+            for (Buf b : layer) sim.free(b);
+        }
+
+        /** projectBackward: NF4's accumulated input gradient goes through a temporary; LoRA needs the workspace. */
+        void projectBackward(Projection p, boolean accumulate) {
+            boolean lora = s.targets().contains(p);
+            boolean loraDense = lora && !s.loadIn4bit();
+            if (!loraDense && s.loadIn4bit() && accumulate) sim.free(act(t * p.inFeatures(c)));
+            if (!lora) return;
+            if (workspace == null) workspace = sim.dev(MemoryCategory.WORKSPACE, t * s.r() * F32);
+        }
+
+        void backwardLayer() {
+            Buf dS = act(t * inter), dU = act(t * inter), dH = act(t * d);
+            projectBackward(Projection.DOWN, false);
+            projectBackward(Projection.GATE, false);
+            projectBackward(Projection.UP, true);
+            sim.free(dH);
+            sim.free(dU);
+            sim.free(dS);
+            Buf dAtt = act(t * q), dq = act(t * q), dk = act(t * kv), dv = act(t * kv), dH2 = act(t * d);
+            projectBackward(Projection.O, false);
+            projectBackward(Projection.Q, false);
+            projectBackward(Projection.K, true);
+            projectBackward(Projection.V, true);
+            for (Buf b : new Buf[] {dH2, dv, dk, dq, dAtt}) sim.free(b);
+        }
+
+        void head() {
+            Buf h = act(t * d), rstd = act(t);
+            long chunk = Math.min(t, LoraTrainingModel.CE_CHUNK_TOKENS);
+            Buf logits = sim.dev(MemoryCategory.LOGITS, chunk * Math.min((long) c.vocabSize(), LOGITS_VOCAB_CHUNK) * F32);
+            Buf loss = act(chunk), sum = act(1);
+            if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, F32)); // the loss sum read back (the CPU reads it in place)
+            for (Buf b : new Buf[] {sum, loss, logits, rstd, h}) sim.free(b);
+        }
+
+        void forwardBackward() {
+            Buf ids = ints(), pos = ints(), labels = ints();
+            int nl = c.numHiddenLayers();
+            Buf x0 = act(t * d);
+            if (s.checkpointing() == CheckpointMode.NONE) {
+                java.util.List<java.util.List<Buf>> acts = new java.util.ArrayList<>();
+                for (int l = 0; l < nl; l++) acts.add(forwardLayer(MemoryCategory.ACTIVATIONS));
+                Buf dRes = act(t * d);
+                head();
+                for (int l = nl - 1; l >= 0; l--) {
+                    backwardLayer();
+                    closeAll(acts.get(l));
+                }
+                sim.free(dRes);
+            } else {
+                int g = LoraTrainingModel.groupSize(s.checkpointing(), s.checkpointEvery(), nl), groups = (nl + g - 1) / g;
+                Buf[] saved = new Buf[groups];
+                Buf x = x0;
+                for (int l = 0; l < nl; l++) {
+                    boolean outStored = (l + 1) % g == 0 || l == nl - 1;
+                    java.util.List<Buf> a = forwardLayer(outStored ? MemoryCategory.CHECKPOINTS : MemoryCategory.ACTIVATIONS);
+                    closeInternals(a);
+                    if (l % g == 0) saved[l / g] = s.checkpointing() == CheckpointMode.UNSLOTH && l / g < groups - 1 ? offload(x) : x;
+                    else sim.free(x);
+                    x = output(a);
+                }
+                Buf dRes = act(t * d);
+                head();
+                sim.free(x);
+                for (int gi = groups - 1; gi >= 0; gi--) {
+                    int l0 = gi * g, l1 = Math.min(nl, l0 + g);
+                    Buf in = saved[gi].host ? sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32) : saved[gi]; // restore()
+                    java.util.List<java.util.List<Buf>> live = new java.util.ArrayList<>();
+                    for (int l = l0; l < l1; l++) live.add(forwardLayer(MemoryCategory.ACTIVATIONS));
+                    sim.free(output(live.get(live.size() - 1)));
+                    for (int l = l1 - 1; l >= l0; l--) {
+                        backwardLayer();
+                        closeAll(live.get(l - l0));
+                    }
+                    sim.free(in);
+                    sim.free(saved[gi]);
+                }
+                sim.free(dRes);
+            }
+            sim.free(x0);
+            for (Buf b : new Buf[] {ids, pos, labels, workspace}) sim.free(b);
+        }
+
+        /** unsloth: a host copy (OFFLOADED) of the layer input; on CUDA staged through a host download; the device copy is freed. */
+        Buf offload(Buf x) {
+            Buf h = sim.host(MemoryCategory.OFFLOADED, t * d * F32);
+            if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * d * F32));
+            sim.free(x);
+            return h;
+        }
+    }
+}

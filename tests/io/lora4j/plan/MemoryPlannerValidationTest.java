@@ -1,0 +1,183 @@
+package io.lora4j.plan;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.lora4j.data.Batch;
+import io.lora4j.data.Example;
+import io.lora4j.lora.LoraAdapter;
+import io.lora4j.lora.LoraConfig;
+import io.lora4j.model.Assets;
+import io.lora4j.model.LayerWeights;
+import io.lora4j.model.LlamaConfig;
+import io.lora4j.model.LlamaWeights;
+import io.lora4j.model.ModelLoader;
+import io.lora4j.model.Projection;
+import io.lora4j.model.ProjectionWeight;
+import io.lora4j.model.TestModels;
+import io.lora4j.ops.Backend;
+import io.lora4j.ops.Backends;
+import io.lora4j.quant.Nf4;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.MemoryCategory;
+import io.lora4j.tensor.MemoryTracker;
+import io.lora4j.train.CheckpointMode;
+import io.lora4j.train.LoraTrainingModel;
+import io.lora4j.train.LrSchedule;
+import io.lora4j.train.TrainConfig;
+import io.lora4j.train.Trainer;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The acceptance test of the planner: its predictions against {@link MemoryTracker}'s measured peaks
+ * after real optimizer steps (forward + backward of 2 micro-batches, clipping, AdamW) on the CPU,
+ * for synthetic models (two batch sizes x two sequence lengths) and the real stories15M (two
+ * batch/sequence corners), dense and NF4 base, in every checkpointing mode. The planner replays the
+ * training code's allocations, so the agreement is exact; the tolerance is the acceptance criterion.
+ */
+class MemoryPlannerValidationTest {
+    private static final Backend CPU = Backends.cpu();
+    /** The acceptance criterion: within 10 % of the measurement. */
+    private static final double REL_TOL = 0.10;
+    /** The activation-side categories (and the training-state total) compared per case. */
+    private static final MemoryCategory[] COMPARED = {MemoryCategory.ACTIVATIONS, MemoryCategory.CHECKPOINTS, MemoryCategory.OFFLOADED,
+        MemoryCategory.LOGITS, MemoryCategory.WORKSPACE, MemoryCategory.LORA, MemoryCategory.GRADS, MemoryCategory.OPTIMIZER};
+    private static final Object[][] MODES = {{CheckpointMode.NONE, 0}, {CheckpointMode.TRUE, 0}, {CheckpointMode.UNSLOTH, 0},
+        {CheckpointMode.CHUNKED, 0}, {CheckpointMode.CHUNKED, 3}};
+
+    private double worst;
+    private long worstBytes;
+    private int cases;
+
+    /** 5 layers (uneven chunked groups), GQA 4/2 heads of 16, untied vocab 500: logits and MLP both matter. */
+    private static LlamaConfig synthetic() {
+        return new LlamaConfig("llama", 64, 160, 5, 4, 2, 16, 1e-5, 10000.0, null, 500, 512, false, 1, List.of(2), "float32");
+    }
+
+    @Test
+    void syntheticDenseAndNf4PredictionsMatchTheTracker() {
+        LlamaConfig c = synthetic();
+        long before = MemoryTracker.GLOBAL.live(Device.CPU, MemoryCategory.WEIGHTS);
+        try (LlamaWeights w = TestModels.random(c, 1)) {
+            long measuredWeights = MemoryTracker.GLOBAL.live(Device.CPU, MemoryCategory.WEIGHTS) - before;
+            PlanSettings dense = settings(c, false);
+            assertEquals(MemoryPlanner.baseWeightBytes(c, dense), measuredWeights, "dense fp32 base bytes");
+            for (int batch : new int[] {1, 3})
+                for (int seq : new int[] {40, 130})
+                    for (Object[] m : MODES)
+                        check(w, dense.withBatch(batch).withSeqLen(seq).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
+                                LoraConfig.defaults().withRank(8), "synthetic fp32");
+            // dropout masks and a subset of targets
+            LoraConfig some = LoraConfig.defaults().withRank(4).withDropout(0.1).withTargets(EnumSet.of(Projection.Q, Projection.V, Projection.DOWN));
+            check(w, settings(c, false).withRank(4).withDropout(0.1).withTargets(some.targetModules()).withBatch(2).withSeqLen(70), some, "synthetic subset+dropout");
+            check(w, settings(c, false).withRank(4).withDropout(0.1).withTargets(some.targetModules()).withBatch(2).withSeqLen(70)
+                    .withCheckpointing(CheckpointMode.CHUNKED, 2), some, "synthetic subset+dropout chunked");
+
+            long beforeQ = MemoryTracker.GLOBAL.live(Device.CPU, MemoryCategory.WEIGHTS);
+            LlamaWeights q = quantize(w);
+            try {
+                long nf4 = MemoryTracker.GLOBAL.live(Device.CPU, MemoryCategory.WEIGHTS) - beforeQ; // the NF4 projections
+                PlanSettings qs = settings(c, true);
+                long projections = MemoryPlanner.baseWeightBytes(c, qs) - MemoryPlanner.baseWeightBytes(c, qs.withLoadIn4bit(false))
+                        + projectionBytes(c);
+                assertEquals(projections, nf4, "NF4 projection bytes (packed + absmax + double-quant codes + nested absmax)");
+                for (int batch : new int[] {1, 3})
+                    for (int seq : new int[] {40, 130})
+                        for (Object[] m : MODES)
+                            check(q, qs.withBatch(batch).withSeqLen(seq).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
+                                    LoraConfig.defaults().withRank(8), "synthetic nf4");
+            } finally {
+                for (LayerWeights l : q.layers()) for (ProjectionWeight pw : l.projections().values()) pw.close();
+            }
+        }
+        System.out.printf("planner vs tracker: %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
+    }
+
+    @Test
+    void stories15MPredictionsMatchTheTracker() throws Exception {
+        java.nio.file.Path bin = Assets.require("stories15M.bin");
+        for (boolean nf4 : new boolean[] {false, true}) {
+            try (LlamaWeights w = ModelLoader.load(bin, nf4 ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults())) {
+                LlamaConfig c = w.config();
+                // the real model costs ~0.1 s per micro-batch: every mode at the two extreme (batch, seq) corners
+                for (int[] bs : new int[][] {{1, 64}, {2, 160}})
+                    for (Object[] m : MODES)
+                        check(w, settings(c, nf4).withBatch(bs[0]).withSeqLen(bs[1]).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
+                                LoraConfig.defaults().withRank(8), "stories15M " + (nf4 ? "nf4" : "fp32"));
+            }
+        }
+        System.out.printf("planner vs tracker (stories15M): %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
+    }
+
+    /** Bytes of the seven projections in fp32, per model. */
+    private static long projectionBytes(LlamaConfig c) {
+        long n = 0;
+        for (Projection p : Projection.values()) n += p.outFeatures(c) * p.inFeatures(c);
+        return n * 4 * c.numHiddenLayers();
+    }
+
+    private static PlanSettings settings(LlamaConfig c, boolean nf4) {
+        return PlanSettings.defaults().withDevice(Device.CPU).withLoadIn4bit(nf4).withRank(8);
+    }
+
+    private void check(LlamaWeights w, PlanSettings s, LoraConfig lc, String what) {
+        LlamaConfig c = w.config();
+        String label = what + " " + s.checkpointing() + (s.checkpointing() == CheckpointMode.CHUNKED ? "/" + s.checkpointEvery() : "")
+                + " b" + s.batch() + " s" + s.seqLen();
+        MemoryEstimate e = MemoryPlanner.estimate(c, s);
+        MemoryTracker tr = MemoryTracker.GLOBAL;
+        tr.resetPeaks();
+        Map<MemoryCategory, Long> live0 = new EnumMap<>(MemoryCategory.class);
+        for (MemoryCategory m : MemoryCategory.values()) live0.put(m, tr.live(Device.CPU, m));
+        long total0 = tr.liveTotal(Device.CPU);
+        try (LoraAdapter a = LoraAdapter.create(CPU, c, lc);
+             LoraTrainingModel model = new LoraTrainingModel(CPU, w, a);
+             Trainer t = new Trainer(model, TrainConfig.defaults().withBatch(s.batch(), 2)
+                     .withSchedule(1e-3, 0, LrSchedule.CONSTANT, 0.01, 1.0, 10), 10)) {
+            model.setCheckpointing(s.checkpointing(), s.checkpointEvery());
+            Random r = new Random(s.seqLen() * 31L + s.batch());
+            List<Batch> window = new ArrayList<>();
+            for (int g = 0; g < 2; g++) {
+                List<Example> rows = new ArrayList<>();
+                for (int b = 0; b < s.batch(); b++) {
+                    int[] ids = new int[s.seqLen()];
+                    for (int i = 0; i < ids.length; i++) ids[i] = 1 + r.nextInt(c.vocabSize() - 1);
+                    rows.add(Example.allTokens(ids));
+                }
+                window.add(Batch.of(rows, 0));
+            }
+            assertTrue(Double.isFinite(t.step(window).loss()));
+            for (MemoryCategory m : COMPARED) {
+                long measured = tr.peak(Device.CPU, m) - live0.get(m);
+                compare(label + " " + m, e.peak(m), measured);
+            }
+            long measuredTotal = tr.peakTotal(Device.CPU) - total0;
+            compare(label + " total (without the base weights)", e.peakTotalWithoutWeights(), measuredTotal);
+        }
+    }
+
+    private void compare(String what, long predicted, long measured) {
+        double err = measured == 0 ? (predicted == 0 ? 0 : 1) : Math.abs(predicted - measured) / (double) measured;
+        worst = Math.max(worst, err);
+        worstBytes = Math.max(worstBytes, Math.abs(predicted - measured));
+        cases++;
+        assertTrue(err <= REL_TOL, what + ": predicted " + predicted + " B, measured " + measured + " B (" + String.format("%.1f", 100 * err) + " %)");
+    }
+
+    /** The seven projections of every layer in NF4 (blocksize 64, double quant), as ModelLoader's load_in_4bit. */
+    private static LlamaWeights quantize(LlamaWeights w) {
+        List<LayerWeights> layers = new ArrayList<>();
+        for (LayerWeights l : w.layers()) {
+            Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
+            for (Projection p : Projection.values())
+                m.put(p, new ProjectionWeight.Quantized(Nf4.quantize(CPU, ((ProjectionWeight.Dense) l.projection(p)).tensor(), 64, true)));
+            layers.add(new LayerWeights(l.inputLayernorm(), m, l.postAttentionLayernorm()));
+        }
+        return new LlamaWeights(w.config(), w.embedding(), layers, w.norm(), w.tied() ? null : w.lmHead(), w.format(), null, null);
+    }
+}
