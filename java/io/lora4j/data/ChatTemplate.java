@@ -57,7 +57,14 @@ public final class ChatTemplate {
         private static final long serialVersionUID = 1L;
 
         TemplateException(String message) {
-            super(message);
+            // one line: Jinjava quotes template source, newlines included, into its messages
+            super(oneLine(message));
+        }
+
+        private static String oneLine(String m) {
+            if (m == null) return "chat template error";
+            String s = m.replace("\r", "\\r").replace("\n", "\\n");
+            return s.length() > 500 ? s.substring(0, 500) + "..." : s;
         }
     }
 

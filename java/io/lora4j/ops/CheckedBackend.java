@@ -488,7 +488,9 @@ public final class CheckedBackend implements Backend {
         if (t.dtype() != DType.F32) throw new IllegalArgumentException(what + " must be F32, got " + t);
         if (ld < Math.max(1, cols)) throw new IllegalArgumentException("row stride of " + what + " is " + ld + ", less than its " + cols + " columns");
         if (rows == 0 || cols == 0) return;
-        long need = Math.addExact(mul(rows - 1, ld, what + " extent"), cols);
+        long need = mul(rows - 1, ld, what + " extent");
+        if (need > Long.MAX_VALUE - cols) throw new IllegalArgumentException(what + " extent overflows 64 bits");
+        need += cols;
         if (t.numel() < need)
             throw new IllegalArgumentException(what + " holds " + t.numel() + " elements, a [" + rows + ", " + cols
                     + "] matrix with stride " + ld + " needs " + need + ": " + t);
