@@ -1,5 +1,6 @@
 package io.lora4j.data;
 
+import io.lora4j.io.TextFiles;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
@@ -56,7 +57,14 @@ public final class ChatTemplate {
         private static final long serialVersionUID = 1L;
 
         TemplateException(String message) {
-            super(message);
+            // one line: Jinjava quotes template source, newlines included, into its messages
+            super(oneLine(message));
+        }
+
+        private static String oneLine(String m) {
+            if (m == null) return "chat template error";
+            String s = m.replace("\r", "\\r").replace("\n", "\\n");
+            return s.length() > 500 ? s.substring(0, 500) + "..." : s;
         }
     }
 
@@ -209,7 +217,7 @@ public final class ChatTemplate {
         if (Files.isRegularFile(cfg)) {
             JsonObject o;
             try {
-                JsonElement e = JsonParser.parseString(Files.readString(cfg, StandardCharsets.UTF_8));
+                JsonElement e = JsonParser.parseString(TextFiles.readUtf8(cfg));
                 if (!e.isJsonObject()) throw new FormatException(cfg, "not a JSON object");
                 o = e.getAsJsonObject();
             } catch (JsonParseException e) {
@@ -235,7 +243,7 @@ public final class ChatTemplate {
         }
         Path jinjaFile = dir.resolve("chat_template.jinja");
         if (Files.isRegularFile(jinjaFile)) {
-            template = Files.readString(jinjaFile, StandardCharsets.UTF_8);
+            template = TextFiles.readUtf8(jinjaFile);
             from = jinjaFile.toString();
         }
         if (template == null || template.isBlank()) return Optional.empty();

@@ -72,7 +72,7 @@ public final class SafeTensorsDir {
     private static SafeTensorsDir openIndex(Path dir, Path index) throws IOException {
         JsonObject root;
         try {
-            JsonElement e = JsonParser.parseString(Files.readString(index, StandardCharsets.UTF_8));
+            JsonElement e = JsonParser.parseString(TextFiles.readUtf8(index));
             if (!e.isJsonObject()) throw new FormatException(index, "not a JSON object");
             root = e.getAsJsonObject();
         } catch (JsonParseException | IllegalStateException e) {
@@ -102,7 +102,12 @@ public final class SafeTensorsDir {
 
     private static Path resolveInside(Path index, Path realDir, Path dir, String fname) throws IOException {
         if (fname.isEmpty()) throw new FormatException(index, "empty shard file name");
-        Path rel = Path.of(fname);
+        Path rel;
+        try {
+            rel = Path.of(fname);
+        } catch (java.nio.file.InvalidPathException e) {
+            throw new FormatException(index, "shard file name '" + fname.replace("\0", "\\0") + "' is not a valid path");
+        }
         if (rel.isAbsolute() || fname.startsWith("/") || fname.startsWith("\\"))
             throw new FormatException(index, "shard file name '" + fname + "' is an absolute path");
         for (Path part : rel) {

@@ -1,5 +1,6 @@
 package io.lora4j.lora;
 
+import io.lora4j.io.TextFiles;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
@@ -261,7 +262,7 @@ public final class LoraAdapter implements AutoCloseable {
         if (!Files.isRegularFile(f)) throw new FormatException(f, "no such file (not a PEFT adapter directory)");
         JsonObject o;
         try {
-            JsonElement e = JsonParser.parseString(Files.readString(f, StandardCharsets.UTF_8));
+            JsonElement e = JsonParser.parseString(TextFiles.readUtf8(f));
             if (!e.isJsonObject()) throw new FormatException(f, "expected a JSON object");
             o = e.getAsJsonObject();
         } catch (JsonParseException e) {
@@ -321,8 +322,20 @@ public final class LoraAdapter implements AutoCloseable {
         Map<String, String> names = new LinkedHashMap<>();
         for (String n : st.entries().keySet()) names.put(normalizeKey(n), n);
         List<Slot> slots = layout(model, c);
+        if (slots.isEmpty()) throw new FormatException(dir.resolve(CONFIG_FILE), "target_modules select no projection of the model");
         Slot last = slots.get(slots.size() - 1);
-        float[] v = new float[Math.toIntExact(last.offsetB + last.out * c.r())];
+        // r comes from the file: check the parameter count it implies against the weights file
+        // (>= 2 bytes per parameter) before allocating anything
+        long params;
+        try {
+            params = Math.addExact(last.offsetB, Math.multiplyExact(last.out, (long) c.r()));
+        } catch (ArithmeticException e) {
+            params = Long.MAX_VALUE;
+        }
+        if (params > Integer.MAX_VALUE - 8 || params > st.fileSize() / 2)
+            throw new FormatException(f, "r=" + c.r() + " on this model needs " + params + " parameters, more than this "
+                    + st.fileSize() + "-byte file can hold");
+        float[] v = new float[(int) params];
         Set<String> used = new HashSet<>();
         for (Slot s : slots) {
             for (boolean isA : new boolean[] {true, false}) {

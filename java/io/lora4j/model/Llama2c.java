@@ -91,11 +91,21 @@ public final class Llama2c {
             off[0] = Math.addExact(off[0], Math.multiplyExact(4L, Math.multiplyExact(shape[0], shape.length > 1 ? shape[1] : 1)));
         }
 
-        /** The file size this header implies. */
+        /**
+         * The file size this header implies, the sum of {@link #arrays()} computed in closed form
+         * (a hostile n_layers must not make us build billions of array records first).
+         *
+         * @throws ArithmeticException when it exceeds 2^63 bytes
+         */
         public long expectedBytes() {
-            List<Array> a = arrays();
-            Array last = a.get(a.size() - 1);
-            return last.offset() + last.bytes();
+            long d = dim, hs = headSize(), q = (long) heads * hs, kv = kvDim(), h = hiddenDim;
+            long perLayer = Math.addExact(Math.addExact(2 * d, Math.multiplyExact(2 * q, d)),
+                    Math.addExact(Math.multiplyExact(2 * kv, d), Math.multiplyExact(3 * h, d)));
+            long emb = Math.multiplyExact((long) vocab, d);
+            long floats = Math.addExact(Math.addExact(emb, Math.multiplyExact((long) layers, perLayer)),
+                    Math.addExact(d, Math.multiplyExact(2L * seqLen, hs / 2)));
+            if (!tied) floats = Math.addExact(floats, emb);
+            return Math.addExact(HEADER_BYTES, Math.multiplyExact(4L, floats));
         }
 
         /** The header as llama2.c's run.c prints it. */

@@ -1,5 +1,6 @@
 package io.lora4j.model;
 
+import io.lora4j.io.TextFiles;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
@@ -161,7 +162,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public static LlamaConfig read(Path file) throws IOException {
         String text;
         try {
-            text = Files.readString(file, StandardCharsets.UTF_8);
+            text = TextFiles.readUtf8(file);
         } catch (NoSuchFileException e) {
             throw new FormatException(file, "no such file");
         }

@@ -1,5 +1,6 @@
 package io.lora4j.model;
 
+import io.lora4j.io.TextFiles;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
@@ -236,7 +237,7 @@ public final class ModelLoader {
     static JsonObject readJson(Path file) throws IOException {
         if (!Files.isRegularFile(file)) throw new FormatException(file, "no such file");
         try {
-            JsonElement e = JsonParser.parseString(Files.readString(file, StandardCharsets.UTF_8));
+            JsonElement e = JsonParser.parseString(TextFiles.readUtf8(file));
             if (!e.isJsonObject()) throw new FormatException(file, "not a JSON object");
             return e.getAsJsonObject();
         } catch (JsonParseException e) {

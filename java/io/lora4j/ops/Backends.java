@@ -10,7 +10,8 @@ import java.util.Map;
 import java.util.Optional;
 
 /**
- * Chooses the backend once per device and caches it. Without a request, CUDA is taken only when
+ * Chooses the backend once per device and caches it; every backend returned is wrapped in a
+ * {@link CheckedBackend}, so bad arguments fail in Java before any native call. Without a request, CUDA is taken only when
  * the probe finds a device; otherwise the CPU, with the reason logged. Asking for CUDA where
  * there is none is an {@link IllegalStateException} naming the reason.
  */
@@ -26,11 +27,12 @@ public final class Backends {
         return get(Device.CPU);
     }
 
-    /** The backend of {@code device}, created on first use. */
+    /** The (checked) backend of {@code device}, created on first use. */
     public static synchronized Backend get(Device device) {
         Backend b = CACHE.get(device);
         if (b == null) {
-            b = device == Device.CUDA ? new CudaBackend() : new CpuBackend();
+            // every backend handed out checks its arguments in Java before native code sees them
+            b = new CheckedBackend(device == Device.CUDA ? new CudaBackend() : new CpuBackend());
             CACHE.put(device, b);
         }
         return b;

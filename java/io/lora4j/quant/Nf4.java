@@ -76,7 +76,12 @@ public final class Nf4 {
     public static Nf4Weight fromParts(Backend backend, long[] shape, int blocksize, DType sourceDtype,
             Tensor packed, Tensor absmax, Tensor qabsmax, Tensor nestedAbsmax, float offset) {
         checkBlocksize(blocksize);
-        long n = Tensor.numel(shape);
+        long n;
+        try {
+            n = Tensor.numel(shape);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("NF4 weight shape " + Arrays.toString(shape) + " overflows 64-bit element counts");
+        }
         long nblocks = blocks(n, blocksize);
         if (packed.dtype() != DType.U8 && packed.dtype() != DType.NF4 || packed.bytes() != (n + 1) / 2)
             throw new IllegalArgumentException("packed NF4 data holds " + packed.bytes() + " bytes, shape "

@@ -1,0 +1,498 @@
+package io.lora4j.ops;
+
+import io.lora4j.tensor.DType;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.MemoryCategory;
+import io.lora4j.tensor.Tensor;
+import java.util.Objects;
+
+/**
+ * A {@link Backend} decorator that checks every op's arguments in Java and only then delegates,
+ * so a wrong shape, dtype, device or a closed tensor is an {@link IllegalArgumentException} or
+ * {@link IllegalStateException} instead of an out-of-bounds read or write in native code.
+ *
+ * <p>What is checked, per tensor argument: not null (unless the op documents null), not closed,
+ * on {@link #device()}, of the dtype the native kernel reads (F32 for activations, I32 for ids,
+ * positions, labels and segments, U8/NF4 for packed weights), and holding at least as many
+ * elements as the op will touch. Element counts are products of the dimension arguments,
+ * computed with {@link Math#multiplyExact} so an overflowing size is an exception, not a wrap.
+ * Dimension arguments must be positive (or non-negative where an empty op is harmless).
+ * Tensors may be larger than needed (callers reuse workspaces); they may never be smaller.
+ * Values inside tensors (token ids in range, finite weights) are the kernels' concern: they
+ * throw for those.
+ */
+public final class CheckedBackend implements Backend {
+    private final Backend delegate;
+
+    /** Wraps {@code delegate}; wrapping a {@code CheckedBackend} again returns an equivalent check. */
+    public CheckedBackend(Backend delegate) {
+        this.delegate = Objects.requireNonNull(delegate, "delegate");
+    }
+
+    /** {@code b} wrapped, or {@code b} itself when it is already checked. */
+    public static Backend wrap(Backend b) {
+        return b instanceof CheckedBackend ? b : new CheckedBackend(b);
+    }
+
+    /** The backend the checked calls go to. */
+    public Backend delegate() {
+        return delegate;
+    }
+
+    @Override public Device device() { return delegate.device(); }
+
+    @Override public String description() { return delegate.description(); }
+
+    @Override
+    public Tensor allocate(DType dtype, MemoryCategory category, long... shape) {
+        Objects.requireNonNull(dtype, "dtype");
+        Objects.requireNonNull(category, "category");
+        Objects.requireNonNull(shape, "shape");
+        long n;
+        try {
+            n = Tensor.numel(shape);
+            dtype.byteSize(n);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("tensor shape " + java.util.Arrays.toString(shape) + " of " + dtype
+                    + " overflows 64-bit byte counts");
+        }
+        return delegate.allocate(dtype, category, shape);
+    }
+
+    @Override
+    public Tensor upload(Tensor host, MemoryCategory category) {
+        live(host, "host");
+        if (host.device() != Device.CPU) throw new IllegalArgumentException("upload needs a host tensor, got " + host);
+        Objects.requireNonNull(category, "category");
+        return delegate.upload(host, category);
+    }
+
+    @Override
+    public Tensor download(Tensor t) {
+        mine(t, "t");
+        return delegate.download(t);
+    }
+
+    @Override public void synchronize() { delegate.synchronize(); }
+
+    // ---- NF4 ----
+
+    @Override
+    public void nf4Quantize(Tensor w, int blocksize, Tensor packed, Tensor absmax) {
+        blocksize(blocksize);
+        mine(w, "w");
+        if (w.dtype() != DType.F32 && w.dtype() != DType.BF16 && w.dtype() != DType.F16)
+            throw new IllegalArgumentException("nf4Quantize: w must be F32, BF16 or F16, got " + w);
+        long n = w.numel();
+        positive(n, "w.numel");
+        packed(packed, n, "packed");
+        f32(absmax, blocks(n, blocksize), "absmax");
+        delegate.nf4Quantize(w, blocksize, packed, absmax);
+    }
+
+    @Override
+    public void nf4Dequantize(Tensor packed, Tensor absmax, long n, int blocksize, Tensor out) {
+        blocksize(blocksize);
+        positive(n, "n");
+        packed(packed, n, "packed");
+        f32(absmax, blocks(n, blocksize), "absmax");
+        f32(out, n, "out");
+        delegate.nf4Dequantize(packed, absmax, n, blocksize, out);
+    }
+
+    @Override
+    public float nf4DoubleQuant(Tensor absmax, Tensor qabsmax, Tensor nestedAbsmax) {
+        f32(absmax, 1, "absmax");
+        long nb = absmax.numel();
+        u8(qabsmax, nb, "qabsmax");
+        f32(nestedAbsmax, blocks(nb, NESTED_BLOCKSIZE), "nestedAbsmax");
+        return delegate.nf4DoubleQuant(absmax, qabsmax, nestedAbsmax);
+    }
+
+    @Override
+    public void nf4DequantAbsmax(Tensor qabsmax, Tensor nestedAbsmax, float offset, Tensor absmax) {
+        u8(qabsmax, 1, "qabsmax");
+        long nb = qabsmax.numel();
+        f32(nestedAbsmax, blocks(nb, NESTED_BLOCKSIZE), "nestedAbsmax");
+        f32(absmax, nb, "absmax");
+        delegate.nf4DequantAbsmax(qabsmax, nestedAbsmax, offset, absmax);
+    }
+
+    @Override
+    public void nf4MatmulFwd(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        blocksize(blocksize);
+        matrix(x, "x");
+        long t = x.dim(0), in = x.dim(1);
+        positive(t, "T");
+        positive(in, "in");
+        positive(out, "out");
+        long n = mul(out, in, "out*in");
+        packed(packed, n, "packed");
+        f32(absmax, blocks(n, blocksize), "absmax");
+        f32(y, mul(t, out, "T*out"), "y");
+        delegate.nf4MatmulFwd(x, packed, absmax, blocksize, out, y);
+    }
+
+    @Override
+    public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
+        blocksize(blocksize);
+        matrix(dy, "dy");
+        long t = dy.dim(0), out = dy.dim(1);
+        positive(t, "T");
+        positive(out, "out");
+        positive(in, "in");
+        long n = mul(out, in, "out*in");
+        packed(packed, n, "packed");
+        f32(absmax, blocks(n, blocksize), "absmax");
+        f32(dx, mul(t, in, "T*in"), "dx");
+        delegate.nf4MatmulBwdInput(dy, packed, absmax, blocksize, in, dx);
+    }
+
+    // ---- dense and transformer ops ----
+
+    @Override
+    public void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, Tensor a, long lda,
+            Tensor b, long ldb, float beta, Tensor c, long ldc) {
+        nonNegative(m, "m");
+        nonNegative(n, "n");
+        nonNegative(k, "k");
+        // row-major: op(A) is [m, k]; A itself is [m, k] (lda >= k) or, transposed, [k, m] (lda >= m)
+        strided(a, transA ? k : m, transA ? m : k, lda, "A");
+        strided(b, transB ? n : k, transB ? k : n, ldb, "B");
+        strided(c, m, n, ldc, "C");
+        delegate.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    @Override
+    public void axpy(float alpha, Tensor x, Tensor y) {
+        f32(x, 0, "x");
+        f32(y, x.numel(), "y");
+        delegate.axpy(alpha, x, y);
+    }
+
+    @Override
+    public void rmsnormFwd(Tensor x, Tensor w, float eps, Tensor y, Tensor rstd) {
+        matrix(x, "x");
+        long t = x.dim(0), dim = x.dim(1);
+        positive(dim, "dim");
+        f32(w, dim, "w");
+        f32(y, x.numel(), "y");
+        f32(rstd, t, "rstd");
+        delegate.rmsnormFwd(x, w, eps, y, rstd);
+    }
+
+    @Override
+    public void rmsnormBwd(Tensor dy, Tensor x, Tensor w, Tensor rstd, Tensor dx, Tensor dw) {
+        matrix(x, "x");
+        long t = x.dim(0), dim = x.dim(1);
+        positive(dim, "dim");
+        f32(dy, x.numel(), "dy");
+        f32(w, dim, "w");
+        f32(rstd, t, "rstd");
+        f32(dx, x.numel(), "dx");
+        if (dw != null) f32(dw, dim, "dw");
+        delegate.rmsnormBwd(dy, x, w, rstd, dx, dw);
+    }
+
+    @Override
+    public void ropeFwd(Tensor x, Tensor y, Tensor pos, Tensor invFreq, long heads, long headDim) {
+        rope(x, y, pos, invFreq, heads, headDim, "x", "y");
+        delegate.ropeFwd(x, y, pos, invFreq, heads, headDim);
+    }
+
+    @Override
+    public void ropeBwd(Tensor dy, Tensor dx, Tensor pos, Tensor invFreq, long heads, long headDim) {
+        rope(dy, dx, pos, invFreq, heads, headDim, "dy", "dx");
+        delegate.ropeBwd(dy, dx, pos, invFreq, heads, headDim);
+    }
+
+    private void rope(Tensor in, Tensor outT, Tensor pos, Tensor invFreq, long heads, long headDim, String inName,
+            String outName) {
+        positive(heads, "heads");
+        positive(headDim, "headDim");
+        if (headDim % 2 != 0) throw new IllegalArgumentException("RoPE needs an even headDim, got " + headDim);
+        i32(pos, 0, "pos");
+        long t = pos.numel();
+        long n = mul(mul(t, heads, "T*heads"), headDim, "T*heads*headDim");
+        f32(in, n, inName);
+        f32(outT, n, outName);
+        f32(invFreq, headDim / 2, "invFreq");
+    }
+
+    @Override
+    public void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
+            long headDim, Tensor out, Tensor lse) {
+        long rows = attentionShape(batch, seq, hq, hkv, headDim);
+        long qn = mul(rows, mul(hq, headDim, "Hq*D"), "B*S*Hq*D");
+        long kn = mul(rows, mul(hkv, headDim, "Hkv*D"), "B*S*Hkv*D");
+        f32(q, qn, "q");
+        f32(k, kn, "k");
+        f32(v, kn, "v");
+        if (seg != null) i32(seg, rows, "seg");
+        f32(out, qn, "out");
+        f32(lse, mul(rows, hq, "B*Hq*S"), "lse");
+        delegate.attentionFwd(q, k, v, seg, batch, seq, hq, hkv, headDim, out, lse);
+    }
+
+    @Override
+    public void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg,
+            long batch, long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv) {
+        long rows = attentionShape(batch, seq, hq, hkv, headDim);
+        long qn = mul(rows, mul(hq, headDim, "Hq*D"), "B*S*Hq*D");
+        long kn = mul(rows, mul(hkv, headDim, "Hkv*D"), "B*S*Hkv*D");
+        f32(q, qn, "q");
+        f32(k, kn, "k");
+        f32(v, kn, "v");
+        f32(out, qn, "out");
+        f32(dout, qn, "dout");
+        f32(lse, mul(rows, hq, "B*Hq*S"), "lse");
+        if (seg != null) i32(seg, rows, "seg");
+        f32(dq, qn, "dq");
+        f32(dk, kn, "dk");
+        f32(dv, kn, "dv");
+        delegate.attentionBwd(q, k, v, out, dout, lse, seg, batch, seq, hq, hkv, headDim, dq, dk, dv);
+    }
+
+    private static long attentionShape(long batch, long seq, long hq, long hkv, long headDim) {
+        positive(batch, "batch");
+        positive(seq, "seq");
+        positive(hq, "hq");
+        positive(hkv, "hkv");
+        positive(headDim, "headDim");
+        if (hq % hkv != 0)
+            throw new IllegalArgumentException("GQA needs hq a multiple of hkv, got hq " + hq + ", hkv " + hkv);
+        return mul(batch, seq, "B*S");
+    }
+
+    @Override
+    public void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen,
+            long hq, long hkv, long headDim, Tensor out) {
+        positive(batch, "batch");
+        positive(len, "len");
+        positive(cacheLen, "cacheLen");
+        positive(hq, "hq");
+        positive(hkv, "hkv");
+        positive(headDim, "headDim");
+        if (len > cacheLen) throw new IllegalArgumentException("decode over " + len + " positions of a cache of " + cacheLen);
+        if (hq % hkv != 0)
+            throw new IllegalArgumentException("GQA needs hq a multiple of hkv, got hq " + hq + ", hkv " + hkv);
+        long qn = mul(batch, mul(hq, headDim, "Hq*D"), "B*Hq*D");
+        long cn = mul(mul(batch, cacheLen, "B*cacheLen"), mul(hkv, headDim, "Hkv*D"), "B*cacheLen*Hkv*D");
+        f32(q, qn, "q");
+        f32(kCache, cn, "kCache");
+        f32(vCache, cn, "vCache");
+        f32(out, qn, "out");
+        delegate.attentionDecode(q, kCache, vCache, batch, len, cacheLen, hq, hkv, headDim, out);
+    }
+
+    @Override
+    public void swigluFwd(Tensor gate, Tensor up, Tensor h) {
+        f32(gate, 0, "gate");
+        long n = gate.numel();
+        f32(up, n, "up");
+        f32(h, n, "h");
+        delegate.swigluFwd(gate, up, h);
+    }
+
+    @Override
+    public void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
+        f32(gate, 0, "gate");
+        long n = gate.numel();
+        f32(dh, n, "dh");
+        f32(up, n, "up");
+        f32(dgate, n, "dgate");
+        f32(dup, n, "dup");
+        delegate.swigluBwd(dh, gate, up, dgate, dup);
+    }
+
+    @Override
+    public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
+        i32(ids, 0, "ids");
+        matrix(table, "table");
+        positive(table.dim(0), "vocab");
+        positive(table.dim(1), "dim");
+        f32(out, mul(ids.numel(), table.dim(1), "T*dim"), "out");
+        delegate.embeddingFwd(ids, table, out);
+    }
+
+    @Override
+    public void crossEntropyFwd(Tensor logits, Tensor labels, Tensor loss, Tensor lossSum) {
+        matrix(logits, "logits");
+        long t = logits.dim(0);
+        positive(logits.dim(1), "V");
+        i32(labels, t, "labels");
+        f32(loss, t, "loss");
+        if (lossSum != null) f32(lossSum, 1, "lossSum");
+        delegate.crossEntropyFwd(logits, labels, loss, lossSum);
+    }
+
+    @Override
+    public void crossEntropyBwd(Tensor logits, Tensor labels, float scale, Tensor dlogits) {
+        matrix(logits, "logits");
+        long t = logits.dim(0);
+        positive(logits.dim(1), "V");
+        i32(labels, t, "labels");
+        f32(dlogits, logits.numel(), "dlogits");
+        delegate.crossEntropyBwd(logits, labels, scale, dlogits);
+    }
+
+    @Override
+    public void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa) {
+        long[] d = loraDims(x, a, b);
+        long t = d[0], in = d[1], out = d[2], r = d[3];
+        if (w != null) f32(w, mul(out, in, "out*in"), "w");
+        if (dropMask != null) f32(dropMask, x.numel(), "dropMask");
+        f32(y, mul(t, out, "T*out"), "y");
+        f32(xa, mul(t, r, "T*r"), "xa");
+        delegate.loraFwd(x, w, a, b, dropMask, scale, y, xa);
+    }
+
+    @Override
+    public void loraBwd(Tensor dy, Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, Tensor xa, float scale,
+            Tensor dx, boolean accumulateDx, Tensor da, Tensor db, Tensor workspace) {
+        long[] d = loraDims(x, a, b);
+        long t = d[0], in = d[1], out = d[2], r = d[3];
+        f32(dy, mul(t, out, "T*out"), "dy");
+        if (w != null) f32(w, mul(out, in, "out*in"), "w");
+        if (dropMask != null) f32(dropMask, x.numel(), "dropMask");
+        f32(xa, mul(t, r, "T*r"), "xa");
+        if (dx != null) f32(dx, x.numel(), "dx");
+        if (da != null) f32(da, a.numel(), "da");
+        if (db != null) f32(db, b.numel(), "db");
+        // lora.h: lora4j_lora_bwd_workspace_floats(T, r) = T*r floats (G = dY·B)
+        f32(workspace, mul(t, r, "T*r"), "workspace");
+        delegate.loraBwd(dy, x, w, a, b, dropMask, xa, scale, dx, accumulateDx, da, db, workspace);
+    }
+
+    /** {T, in, out, r} of a LoRA call: x [T, in], a [r, in], b [out, r]. */
+    private long[] loraDims(Tensor x, Tensor a, Tensor b) {
+        matrix(x, "x");
+        matrix(a, "a");
+        matrix(b, "b");
+        long t = x.dim(0), in = x.dim(1), r = a.dim(0), out = b.dim(0);
+        positive(t, "T");
+        positive(in, "in");
+        positive(r, "r");
+        positive(out, "out");
+        if (a.dim(1) != in) throw new IllegalArgumentException("lora: a is " + a + ", x has " + in + " columns");
+        if (b.dim(1) != r) throw new IllegalArgumentException("lora: b is " + b + ", a has rank " + r);
+        return new long[] {t, in, out, r};
+    }
+
+    @Override
+    public void dropoutMask(long seed, float p, Tensor mask) {
+        if (!(p >= 0f && p < 1f)) throw new IllegalArgumentException("dropout probability must be in [0, 1), got " + p);
+        f32(mask, 0, "mask");
+        delegate.dropoutMask(seed, p, mask);
+    }
+
+    @Override
+    public void adamwStep(Tensor p, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps,
+            float weightDecay, long step, float gradScale) {
+        if (step < 1) throw new IllegalArgumentException("AdamW step number must be >= 1, got " + step);
+        f32(p, 0, "p");
+        long n = p.numel();
+        f32(grad, n, "grad");
+        f32(m, n, "m");
+        f32(v, n, "v");
+        delegate.adamwStep(p, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x) {
+        f32(x, 0, "x");
+        return delegate.sumOfSquares(x);
+    }
+
+    // ---- checks ----
+
+    /** bitsandbytes' nested (double-quant) blocksize, as in {@code io.lora4j.quant.Nf4Weight}. */
+    private static final long NESTED_BLOCKSIZE = 256;
+
+    private static void blocksize(int blocksize) {
+        if (blocksize < 32 || blocksize > 4096 || Integer.bitCount(blocksize) != 1)
+            throw new IllegalArgumentException("NF4 blocksize must be a power of two in [32, 4096], got " + blocksize);
+    }
+
+    private static long blocks(long n, long blocksize) {
+        return n / blocksize + (n % blocksize == 0 ? 0 : 1);
+    }
+
+    static long mul(long a, long b, String what) {
+        try {
+            return Math.multiplyExact(a, b);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException(what + " overflows 64 bits (" + a + " * " + b + ")");
+        }
+    }
+
+    private static void positive(long v, String what) {
+        if (v <= 0) throw new IllegalArgumentException(what + " must be positive, got " + v);
+    }
+
+    private static void nonNegative(long v, String what) {
+        if (v < 0) throw new IllegalArgumentException(what + " must be >= 0, got " + v);
+    }
+
+    private static void live(Tensor t, String what) {
+        if (t == null) throw new IllegalArgumentException(what + " is null");
+        if (t.isClosed()) throw new IllegalStateException(what + " is closed: " + t);
+    }
+
+    /** Not null, not closed, on this backend's device. */
+    private void mine(Tensor t, String what) {
+        live(t, what);
+        if (t.device() != delegate.device())
+            throw new IllegalArgumentException(what + " lives on " + t.device() + ", the backend on " + delegate.device());
+    }
+
+    private void typed(Tensor t, DType dtype, long minNumel, String what) {
+        mine(t, what);
+        if (t.dtype() != dtype) throw new IllegalArgumentException(what + " must be " + dtype + ", got " + t);
+        if (t.numel() < minNumel)
+            throw new IllegalArgumentException(what + " holds " + t.numel() + " elements, the op needs " + minNumel + ": " + t);
+    }
+
+    private void f32(Tensor t, long minNumel, String what) {
+        typed(t, DType.F32, minNumel, what);
+    }
+
+    private void i32(Tensor t, long minNumel, String what) {
+        typed(t, DType.I32, minNumel, what);
+    }
+
+    private void u8(Tensor t, long minNumel, String what) {
+        typed(t, DType.U8, minNumel, what);
+    }
+
+    /** Packed NF4 storage for n codes: U8 or NF4, at least ceil(n/2) bytes. */
+    private void packed(Tensor t, long n, String what) {
+        mine(t, what);
+        if (t.dtype() != DType.U8 && t.dtype() != DType.NF4)
+            throw new IllegalArgumentException(what + " must be U8 or NF4 packed codes, got " + t);
+        long need = n / 2 + (n % 2);
+        if (t.bytes() < need)
+            throw new IllegalArgumentException(what + " holds " + t.bytes() + " bytes, " + n + " NF4 codes need " + need);
+    }
+
+    /** F32 rank-2 tensor; dims as the CPU backend reads them. */
+    private void matrix(Tensor t, String what) {
+        mine(t, what);
+        if (t.dtype() != DType.F32) throw new IllegalArgumentException(what + " must be F32, got " + t);
+        if (t.rank() != 2) throw new IllegalArgumentException(what + " must be 2-D, got " + t);
+    }
+
+    /** A row-major F32 matrix of rows x cols with row stride ld inside t. */
+    private void strided(Tensor t, long rows, long cols, long ld, String what) {
+        mine(t, what);
+        if (t.dtype() != DType.F32) throw new IllegalArgumentException(what + " must be F32, got " + t);
+        if (ld < Math.max(1, cols)) throw new IllegalArgumentException("row stride of " + what + " is " + ld + ", less than its " + cols + " columns");
+        if (rows == 0 || cols == 0) return;
+        long need = mul(rows - 1, ld, what + " extent");
+        if (need > Long.MAX_VALUE - cols) throw new IllegalArgumentException(what + " extent overflows 64 bits");
+        need += cols;
+        if (t.numel() < need)
+            throw new IllegalArgumentException(what + " holds " + t.numel() + " elements, a [" + rows + ", " + cols
+                    + "] matrix with stride " + ld + " needs " + need + ": " + t);
+    }
+}
