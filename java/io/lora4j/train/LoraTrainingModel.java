@@ -43,6 +43,11 @@ import org.bytedeco.javacpp.Pointer;
 public final class LoraTrainingModel implements AutoCloseable {
     /** Rows of logits materialised at once by the chunked cross-entropy. */
     public static final int CE_CHUNK_TOKENS = 256;
+    /**
+     * Vocabulary columns of logits materialised at once when the vocabulary is wider (Llama 3's
+     * 128256 would otherwise make a 131 MB [256, V] buffer): [256, 32768] fp32 = 32 MiB.
+     */
+    public static final int CE_CHUNK_VOCAB = 32768;
 
     private final Backend backend;
     private final LlamaConfig config;
@@ -54,6 +59,10 @@ public final class LoraTrainingModel implements AutoCloseable {
     private final float scale;
     private final float dropout;
     private CheckpointMode checkpointing = CheckpointMode.NONE;
+    /** Vocabulary slice width of the head; tests set it to force (or avoid) the vocab-chunked path. */
+    int ceChunkVocab = CE_CHUNK_VOCAB;
+    /** Offloads of the current micro-batch not yet restored, in layer order (unsloth mode). */
+    private final List<Backend.Offloaded> offloads = new ArrayList<>();
 
     private record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj) {}
 
@@ -425,23 +434,47 @@ public final class LoraTrainingModel implements AutoCloseable {
         }
     }
 
-    /** A host copy of a layer input in the OFFLOADED category (unsloth mode); the device copy is freed. */
+    /**
+     * Parks a layer input in host memory (unsloth mode): category OFFLOADED, copied asynchronously
+     * on CUDA ({@link Backend#offloadAsync}); {@code x} is handed over. Returns the host copy, which
+     * {@link #restore} maps back to its pending offload.
+     */
     private Tensor offload(Tensor x) {
-        Tensor host = Tensor.allocate(DType.F32, MemoryCategory.OFFLOADED, x.shape());
-        Tensor src = backend.download(x);
-        Pointer.memcpy(host.pointer(), src.pointer(), x.bytes());
-        if (src != x) src.close();
-        x.close();
-        return host;
+        offloads.removeIf(o -> {
+            if (!o.host().isClosed()) return false;
+            o.close(); // left over from a micro-batch that threw
+            return true;
+        });
+        Backend.Offloaded o = backend.offloadAsync(x);
+        offloads.add(o);
+        return o.host();
     }
 
-    /** The device tensor of a saved layer input (itself when it never left, or on the CPU backend). */
+    /**
+     * The device tensor of a saved layer input: itself when it never left, else the awaited copy of
+     * its offload (on the CPU backend the host copy itself). Then starts fetching the most recently
+     * offloaded input still pending, the next one the backward needs, so that its copy overlaps
+     * this layer's recompute and backward (double buffering).
+     */
     private Tensor restore(Tensor saved) {
-        if (saved.category() != MemoryCategory.OFFLOADED || backend.device() == Device.CPU) return saved;
-        return backend.upload(saved, MemoryCategory.CHECKPOINTS);
+        Tensor in = saved;
+        for (int i = offloads.size() - 1; i >= 0; i--) {
+            if (offloads.get(i).host() == saved) {
+                Backend.Offloaded o = offloads.remove(i);
+                in = backend.await(o);
+                o.close();
+                break;
+            }
+        }
+        if (!offloads.isEmpty()) backend.prefetch(offloads.get(offloads.size() - 1));
+        return in;
     }
 
-    /** Final norm, chunked lm_head + CE; with dRes != null writes dL/dx into dRes. Returns Σ CE. */
+    /**
+     * Final norm, lm_head and cross-entropy, chunked over tokens ({@value #CE_CHUNK_TOKENS} rows) and,
+     * when the vocabulary is wider than {@link #ceChunkVocab}, over the vocabulary too; with
+     * dRes != null writes dL/dx into dRes. Returns Σ CE.
+     */
     private double head(Tensor x, Ctx c, float lossScale, Tensor dRes) {
         int d = config.hiddenSize();
         long vocab = config.vocabSize(), t = c.t;
@@ -449,13 +482,12 @@ public final class LoraTrainingModel implements AutoCloseable {
         try (Tensor h = act(t, d); Tensor rstd = act(t)) {
             backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
             long chunk = Math.min(t, CE_CHUNK_TOKENS);
-            try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vocab);
+            if (vocab > ceChunkVocab) total = headVocabChunked(h, c, lossScale, dRes, chunk);
+            else try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vocab);
                  Tensor loss = act(chunk); Tensor sum = act(1)) {
                 for (long t0 = 0; t0 < t; t0 += chunk) {
                     long n = Math.min(chunk, t - t0);
-                    boolean any = false;
-                    for (long i = t0; i < t0 + n && !any; i++) any = c.flatLabels[(int) i] != Example.IGNORE_INDEX;
-                    if (!any) continue; // dRes rows stay 0: no loss there
+                    if (!anyTarget(c, t0, n)) continue; // dRes rows stay 0: no loss there
                     try (Tensor hc = h.slice(t0 * d, n, d); Tensor lab = c.labels.slice(t0, n);
                          Tensor lg = logits.slice(0, n, vocab); Tensor ls = loss.slice(0, n)) {
                         backend.sgemm(false, true, n, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
@@ -471,6 +503,63 @@ public final class LoraTrainingModel implements AutoCloseable {
                 }
             }
             if (dRes != null) backend.rmsnormBwd(dRes, x, norm, rstd, dRes, null);
+        }
+        return total;
+    }
+
+    private static boolean anyTarget(Ctx c, long t0, long n) {
+        for (long i = t0; i < t0 + n; i++) if (c.flatLabels[(int) i] != Example.IGNORE_INDEX) return true;
+        return false;
+    }
+
+    /**
+     * lm_head + CE over vocabulary slices W[v0, v1) of at most {@link #ceChunkVocab} rows, so the
+     * logits buffer is [chunk, ceChunkVocab] (ops.h lora4j_ce_chunk_*). For each token chunk hc [n, d]:
+     * <pre>
+     *   pass 1, per slice: z = hc·W[v0:v1]ᵀ [n, vc];  (m, S) ← online log-sum-exp of (m, S) and z;
+     *                      z_y picked up when v0 <= y < v1
+     *   lse = m + log S;   loss = lse − z_y   (0 for ignored rows)
+     *   pass 2, per slice: z recomputed;  z ← lossScale·(exp(z − lse) − onehot(y − v0));
+     *                      dh += z·W[v0:v1]   [n, d]
+     * </pre>
+     * Equal to the unchunked head up to fp32 rounding of the sums; pass 2 costs a second lm_head
+     * matmul (the price of never holding [n, V]).
+     */
+    private double headVocabChunked(Tensor h, Ctx c, float lossScale, Tensor dRes, long chunk) {
+        int d = config.hiddenSize();
+        long vocab = config.vocabSize(), t = c.t, vc = ceChunkVocab;
+        double total = 0;
+        try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vc);
+             Tensor rowMax = act(chunk); Tensor rowSum = act(chunk); Tensor zy = act(chunk); Tensor lse = act(chunk);
+             Tensor loss = act(chunk); Tensor sum = act(1)) {
+            for (long t0 = 0; t0 < t; t0 += chunk) {
+                long n = Math.min(chunk, t - t0);
+                if (!anyTarget(c, t0, n)) continue;
+                try (Tensor hc = h.slice(t0 * d, n, d); Tensor lab = c.labels.slice(t0, n);
+                     Tensor rm = rowMax.slice(0, n); Tensor rs = rowSum.slice(0, n); Tensor ty = zy.slice(0, n);
+                     Tensor ls = lse.slice(0, n); Tensor lo = loss.slice(0, n)) {
+                    for (long v0 = 0; v0 < vocab; v0 += vc) {
+                        long w = Math.min(vc, vocab - v0);
+                        try (Tensor lg = logits.slice(0, n, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
+                            backend.sgemm(false, true, n, w, d, 1f, hc, d, wv, d, 0f, lg, w);
+                            backend.crossEntropyChunkStats(lg, lab, v0, v0 == 0, rm, rs, ty);
+                        }
+                    }
+                    backend.crossEntropyChunkFinalize(lab, rm, rs, ty, ls, lo, sum);
+                    total += hostFloat(sum);
+                    if (dRes == null) continue;
+                    try (Tensor dh = dRes.slice(t0 * d, n, d)) {
+                        for (long v0 = 0; v0 < vocab; v0 += vc) {
+                            long w = Math.min(vc, vocab - v0);
+                            try (Tensor lg = logits.slice(0, n, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
+                                backend.sgemm(false, true, n, w, d, 1f, hc, d, wv, d, 0f, lg, w);
+                                backend.crossEntropyChunkGrad(lg, lab, v0, ls, lossScale);
+                                backend.sgemm(false, false, n, d, w, 1f, lg, w, wv, d, v0 == 0 ? 0f : 1f, dh, d);
+                            }
+                        }
+                    }
+                }
+            }
         }
         return total;
     }
@@ -509,6 +598,8 @@ public final class LoraTrainingModel implements AutoCloseable {
 
     @Override
     public void close() {
+        for (Backend.Offloaded o : offloads) o.close();
+        offloads.clear();
         grads.close();
         for (Tensor t : owned) t.close();
         owned.clear();
