@@ -51,7 +51,9 @@ public final class CudaBackend implements Backend {
     public Tensor allocate(DType dtype, MemoryCategory category, long... shape) {
         long bytes = dtype.byteSize(Tensor.numel(shape));
         Pointer p = lora4j_cuda_malloc(Math.max(1, bytes));
-        lora4j_cuda_memset(p, 0, bytes, null);
+        // on the compute stream: it is non-blocking, so a memset on the legacy default stream
+        // would be unordered with the kernels that write this tensor next
+        lora4j_cuda_memset(p, 0, bytes, stream);
         return Tensor.ofDevice(dtype, Device.CUDA, category, p, q -> lora4j_cuda_free(q), shape);
     }
 
@@ -59,7 +61,8 @@ public final class CudaBackend implements Backend {
     public Tensor upload(Tensor host, MemoryCategory category) {
         host.requireHost();
         Tensor t = allocate(host.dtype(), category, host.shape());
-        lora4j_cuda_memcpy(t.pointer(), host.pointer(), host.bytes(), 1, null);
+        lora4j_cuda_memcpy(t.pointer(), host.pointer(), host.bytes(), 1, stream); // after allocate's memset
+        lora4j_cuda_stream_synchronize(stream); // the caller may free `host` on return
         return t;
     }
 

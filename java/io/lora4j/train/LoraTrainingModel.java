@@ -36,7 +36,8 @@ import org.bytedeco.javacpp.Pointer;
  * with {@code lin(x) = x Wᵀ + sc·(drop(x) Aᵀ) Bᵀ} on targeted projections. The backward walks the
  * same graph in reverse: each residual branch's input gradient is added to the residual stream's.
  * The loss head is chunked: at most {@value #CE_CHUNK_TOKENS} rows of [T, vocab] logits exist at a
- * time, and the CE backward writes {@code scale·(softmax − onehot)} in place of the logits.
+ * time (and at most {@value #CE_CHUNK_VOCAB} vocabulary columns of them for wider vocabularies), and
+ * the CE backward writes {@code scale·(softmax − onehot)} in place of the logits.
  *
  * <p>Not thread-safe.
  */
@@ -471,105 +472,18 @@ public final class LoraTrainingModel implements AutoCloseable {
     }
 
     /**
-     * Final norm, lm_head and cross-entropy, chunked over tokens ({@value #CE_CHUNK_TOKENS} rows) and,
-     * when the vocabulary is wider than {@link #ceChunkVocab}, over the vocabulary too; with
-     * dRes != null writes dL/dx into dRes. Returns Σ CE.
+     * Final norm, then lm_head + cross-entropy chunked over tokens ({@value #CE_CHUNK_TOKENS} rows)
+     * and, when the vocabulary is wider than {@link #ceChunkVocab}, over the vocabulary too
+     * ({@link ChunkedCrossEntropy}); with dRes != null writes dL/dx into dRes. Returns Σ CE.
      */
     private double head(Tensor x, Ctx c, float lossScale, Tensor dRes) {
         int d = config.hiddenSize();
-        long vocab = config.vocabSize(), t = c.t;
-        double total = 0;
-        try (Tensor h = act(t, d); Tensor rstd = act(t)) {
+        try (Tensor h = act(c.t, d); Tensor rstd = act(c.t)) {
             backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
-            long chunk = Math.min(t, CE_CHUNK_TOKENS);
-            if (vocab > ceChunkVocab) total = headVocabChunked(h, c, lossScale, dRes, chunk);
-            else try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vocab);
-                 Tensor loss = act(chunk); Tensor sum = act(1)) {
-                for (long t0 = 0; t0 < t; t0 += chunk) {
-                    long n = Math.min(chunk, t - t0);
-                    if (!anyTarget(c, t0, n)) continue; // dRes rows stay 0: no loss there
-                    try (Tensor hc = h.slice(t0 * d, n, d); Tensor lab = c.labels.slice(t0, n);
-                         Tensor lg = logits.slice(0, n, vocab); Tensor ls = loss.slice(0, n)) {
-                        backend.sgemm(false, true, n, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
-                        backend.crossEntropyFwd(lg, lab, ls, sum);
-                        total += hostFloat(sum);
-                        if (dRes != null) {
-                            backend.crossEntropyBwd(lg, lab, lossScale, lg);
-                            try (Tensor dh = dRes.slice(t0 * d, n, d)) {
-                                backend.sgemm(false, false, n, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dh, d);
-                            }
-                        }
-                    }
-                }
-            }
+            double total = ChunkedCrossEntropy.lossAndGradient(backend, h, lmHead, c.labels, c.flatLabels, CE_CHUNK_TOKENS,
+                    ceChunkVocab, lossScale, dRes);
             if (dRes != null) backend.rmsnormBwd(dRes, x, norm, rstd, dRes, null);
-        }
-        return total;
-    }
-
-    private static boolean anyTarget(Ctx c, long t0, long n) {
-        for (long i = t0; i < t0 + n; i++) if (c.flatLabels[(int) i] != Example.IGNORE_INDEX) return true;
-        return false;
-    }
-
-    /**
-     * lm_head + CE over vocabulary slices W[v0, v1) of at most {@link #ceChunkVocab} rows, so the
-     * logits buffer is [chunk, ceChunkVocab] (ops.h lora4j_ce_chunk_*). For each token chunk hc [n, d]:
-     * <pre>
-     *   pass 1, per slice: z = hc·W[v0:v1]ᵀ [n, vc];  (m, S) ← online log-sum-exp of (m, S) and z;
-     *                      z_y picked up when v0 <= y < v1
-     *   lse = m + log S;   loss = lse − z_y   (0 for ignored rows)
-     *   pass 2, per slice: z recomputed;  z ← lossScale·(exp(z − lse) − onehot(y − v0));
-     *                      dh += z·W[v0:v1]   [n, d]
-     * </pre>
-     * Equal to the unchunked head up to fp32 rounding of the sums; pass 2 costs a second lm_head
-     * matmul (the price of never holding [n, V]).
-     */
-    private double headVocabChunked(Tensor h, Ctx c, float lossScale, Tensor dRes, long chunk) {
-        int d = config.hiddenSize();
-        long vocab = config.vocabSize(), t = c.t, vc = ceChunkVocab;
-        double total = 0;
-        try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vc);
-             Tensor rowMax = act(chunk); Tensor rowSum = act(chunk); Tensor zy = act(chunk); Tensor lse = act(chunk);
-             Tensor loss = act(chunk); Tensor sum = act(1)) {
-            for (long t0 = 0; t0 < t; t0 += chunk) {
-                long n = Math.min(chunk, t - t0);
-                if (!anyTarget(c, t0, n)) continue;
-                try (Tensor hc = h.slice(t0 * d, n, d); Tensor lab = c.labels.slice(t0, n);
-                     Tensor rm = rowMax.slice(0, n); Tensor rs = rowSum.slice(0, n); Tensor ty = zy.slice(0, n);
-                     Tensor ls = lse.slice(0, n); Tensor lo = loss.slice(0, n)) {
-                    for (long v0 = 0; v0 < vocab; v0 += vc) {
-                        long w = Math.min(vc, vocab - v0);
-                        try (Tensor lg = logits.slice(0, n, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
-                            backend.sgemm(false, true, n, w, d, 1f, hc, d, wv, d, 0f, lg, w);
-                            backend.crossEntropyChunkStats(lg, lab, v0, v0 == 0, rm, rs, ty);
-                        }
-                    }
-                    backend.crossEntropyChunkFinalize(lab, rm, rs, ty, ls, lo, sum);
-                    total += hostFloat(sum);
-                    if (dRes == null) continue;
-                    try (Tensor dh = dRes.slice(t0 * d, n, d)) {
-                        for (long v0 = 0; v0 < vocab; v0 += vc) {
-                            long w = Math.min(vc, vocab - v0);
-                            try (Tensor lg = logits.slice(0, n, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
-                                backend.sgemm(false, true, n, w, d, 1f, hc, d, wv, d, 0f, lg, w);
-                                backend.crossEntropyChunkGrad(lg, lab, v0, ls, lossScale);
-                                backend.sgemm(false, false, n, d, w, 1f, lg, w, wv, d, v0 == 0 ? 0f : 1f, dh, d);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return total;
-    }
-
-    private float hostFloat(Tensor t) {
-        Tensor h = backend.download(t);
-        try {
-            return h.floatPointer().get(0);
-        } finally {
-            if (h != t) h.close();
+            return total;
         }
     }
 
