@@ -59,8 +59,11 @@ if [ -f "$ROOT/tests/resources/nf4/nf4_golden.txt" ]; then
 fi
 run harness-cuda 180 "$H" cuda || status=1
 run harness-perf-cuda 180 "$H" perf cuda || status=1
-# Transformer ops (RMSNorm, RoPE, flash attention, SwiGLU, CE, fused LoRA, AdamW): CUDA vs CPU.
+# Transformer ops (RMSNorm, RoPE, flash attention, SwiGLU, CE incl. the vocabulary-chunked
+# lora4j_ce_chunk_* ops, fused LoRA, AdamW): CPU vs double reference, then CUDA vs CPU, plus the
+# asynchronous offload round trip (side stream, events, pinned host buffer) of unsloth checkpointing.
 OH="$BUILD/lora4j_ops_harness"
+run ops-test 120 "$OH" test || status=1
 run ops-cuda 180 "$OH" cuda || status=1
 run ops-perf 180 "$OH" perf || status=1
 
@@ -102,7 +105,10 @@ fi
     [ -f "$OUT/$f.log" ] || continue
     grep -h "^== " "$OUT/$f.log" | sed "s/^/$f: /"
   done
+  [ -f "$OUT/ops-test.log" ] && grep -h -E "^(PASSED|FAILED)" "$OUT/ops-test.log" | sed "s/^/ops-test: /"
   [ -f "$OUT/ops-cuda.log" ] && grep -h -E "^(PASSED|FAILED)" "$OUT/ops-cuda.log" | sed "s/^/ops-cuda: /"
+  grep -h -E "^ +(ok|FAIL) +(ce vocab chunks|offload)" "$OUT/ops-cuda.log" 2>/dev/null | sed 's/^ */  /'
+  grep -h -E "^ +FAIL" "$OUT/ops-test.log" 2>/dev/null | head -n 20
   grep -h -E "^  FAIL" "$OUT/ops-cuda.log" 2>/dev/null | head -n 20
   grep -h "^FAIL " "$OUT/harness-cuda.log" "$OUT/harness-test.log" "$OUT/harness-golden.log" 2>/dev/null | head -n 20
   grep -h -E "^(ok|FAIL) +cuda (matmul_fwd|matmul_bwd_input|bf16_matmul_fwd) T=300 in=1024" "$OUT/harness-cuda.log" 2>/dev/null

@@ -9,6 +9,11 @@
 // Chunked (hidden [T, dim], lm_head [V, dim]): the rows with a label are gathered c at a time
 // into hc [c, dim]; z = hc · lm_headᵀ [c, V] (sgemm); loss and dz as above, in place;
 // dhc = dz · lm_head [c, dim] (sgemm); dhidden[row] += dhc. Workspace: c*V + 2*c*dim floats.
+//
+// Vocabulary-chunked (lora4j_ce_chunk_*; the math is in ops.h): per row, a running max m and a
+// sum S of exp(z - m) over the slices seen so far; a new slice with max m' rescales S by
+// exp(m - m'). Finalize: lse = m + log S, loss = lse - z_y. Backward per slice as above with
+// that lse and the onehot shifted by the slice's first column v0.
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
 #include "common.h"
@@ -147,6 +152,62 @@ void lora4j_ce_chunked_fwd_bwd(const float* hidden, const float* lm_head, const 
     double s = 0.0;
     for (int64_t t = 0; t < T; t++) s += loss[t];
     loss_sum[0] = static_cast<float>(s);
+  }
+}
+
+void lora4j_ce_chunk_stats(const float* logits, const int32_t* labels, int64_t n, int64_t vc,
+                           int64_t v0, int32_t first, float* run_max, float* run_sum,
+                           float* target_logit) {
+  LORA4J_CHECK(vc >= 1 && v0 >= 0, "ce_chunk_stats: slice must be non-empty and start at >= 0");
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) {
+    const int32_t y = labels[t];
+    if (y == LORA4J_IGNORE_INDEX) {
+      if (first) run_max[t] = run_sum[t] = target_logit[t] = 0.0f;
+      continue;
+    }
+    const float* z = logits + t * vc;
+    const float ms = row_max(z, vc);
+    const float m = first ? ms : (run_max[t] > ms ? run_max[t] : ms);
+    const float prev = first ? 0.0f : run_sum[t] * std::exp(run_max[t] - m);
+    run_max[t] = m;
+    run_sum[t] = prev + lora4j::cpu::exp_sub_sum(z, m, nullptr, vc);
+    if (y >= v0 && y < v0 + vc) target_logit[t] = z[y - v0];
+    else if (first) target_logit[t] = 0.0f;
+  }
+}
+
+void lora4j_ce_chunk_finalize(const int32_t* labels, const float* row_max, const float* row_sum,
+                              const float* target_logit, int64_t n, float* lse, float* loss,
+                              float* loss_sum) {
+  double s = 0.0;
+  for (int64_t t = 0; t < n; t++) {
+    if (labels[t] == LORA4J_IGNORE_INDEX) {
+      lse[t] = loss[t] = 0.0f;
+    } else {
+      lse[t] = row_max[t] + std::log(row_sum[t]);
+      loss[t] = lse[t] - target_logit[t];
+    }
+    s += loss[t];
+  }
+  if (loss_sum) loss_sum[0] = static_cast<float>(s);
+}
+
+void lora4j_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, int64_t vc, int64_t v0,
+                          const float* lse, float scale) {
+  LORA4J_CHECK(vc >= 1 && v0 >= 0, "ce_chunk_grad: slice must be non-empty and start at >= 0");
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) {
+    const int32_t y = labels[t];
+    float* z = logits + t * vc;
+    if (y == LORA4J_IGNORE_INDEX) {
+      std::memset(z, 0, sizeof(float) * vc);
+      continue;
+    }
+    lora4j::cpu::exp_sub_sum(z, lse[t], z, vc);
+#pragma omp simd
+    for (int64_t v = 0; v < vc; v++) z[v] *= scale;
+    if (y >= v0 && y < v0 + vc) z[y - v0] -= scale;
   }
 }
 

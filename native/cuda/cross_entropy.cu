@@ -3,6 +3,11 @@
 //   dz[t, v] = scale (exp(z[t, v] - lse_t) - [v == y_t])                (0 rows for -100)
 // One block per row; loss_sum by one block in double, in fixed order (deterministic).
 // A label outside [0, V) that is not -100 gives a NaN loss / NaN gradient row.
+//
+// Vocabulary-chunked twins (math in ops.h, CPU oracle lora4j_ce_chunk_* in cross_entropy.cpp):
+//   stats:    one block per row: slice max m', S = S exp(m - m') + sum exp(z - m'), z_y if in slice
+//   finalize: one thread per row: lse = m + log S, loss = lse - z_y; loss_sum by sum_kernel
+//   grad:     one block per row, in place: dz = scale (exp(z - lse) - onehot(y - v0))
 #include "lora4j/ops.h"
 #include "cuda/cuda_common.cuh"
 
@@ -80,6 +85,68 @@ __global__ void ce_bwd_kernel(const float* logits, const int32_t* __restrict__ l
   }
 }
 
+__global__ void ce_chunk_stats_kernel(const float* __restrict__ logits,
+                                      const int32_t* __restrict__ labels, int64_t vc, int64_t v0,
+                                      int first, float* run_max, float* run_sum,
+                                      float* target_logit) {
+  __shared__ float sh[32];
+  const int64_t t = blockIdx.x;
+  const int32_t y = labels[t];
+  if (y == LORA4J_IGNORE_INDEX) {
+    if (first && threadIdx.x == 0) run_max[t] = run_sum[t] = target_logit[t] = 0.0f;
+    return;
+  }
+  const float* z = logits + t * vc;
+  float ms = -INFINITY;
+  for (int64_t v = threadIdx.x; v < vc; v += blockDim.x) ms = fmaxf(ms, z[v]);
+  ms = block_reduce(ms, sh, true);
+  const float m = first ? ms : fmaxf(run_max[t], ms);
+  float s = 0.0f;
+  for (int64_t v = threadIdx.x; v < vc; v += blockDim.x) s += expf(z[v] - m);
+  s = block_reduce(s, sh, false);
+  if (threadIdx.x == 0) {
+    const float prev = first ? 0.0f : run_sum[t] * expf(run_max[t] - m);
+    run_max[t] = m;
+    run_sum[t] = prev + s;
+    if (y >= v0 && y < v0 + vc) target_logit[t] = z[y - v0];
+    else if (first) target_logit[t] = 0.0f;
+  }
+}
+
+__global__ void ce_chunk_finalize_kernel(const int32_t* __restrict__ labels,
+                                         const float* __restrict__ run_max,
+                                         const float* __restrict__ run_sum,
+                                         const float* __restrict__ target_logit, int64_t n,
+                                         float* __restrict__ lse, float* __restrict__ loss) {
+  const int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  if (labels[t] == LORA4J_IGNORE_INDEX) {
+    lse[t] = 0.0f;
+    loss[t] = 0.0f;
+    return;
+  }
+  const float l = run_max[t] + logf(run_sum[t]);
+  lse[t] = l;
+  loss[t] = l - target_logit[t];
+}
+
+__global__ void ce_chunk_grad_kernel(float* logits, const int32_t* __restrict__ labels,
+                                     int64_t vc, int64_t v0, const float* __restrict__ lse,
+                                     float scale) {
+  const int64_t t = blockIdx.x;
+  const int32_t y = labels[t];
+  float* z = logits + t * vc;
+  if (y == LORA4J_IGNORE_INDEX) {
+    for (int64_t v = threadIdx.x; v < vc; v += blockDim.x) z[v] = 0.0f;
+    return;
+  }
+  const float l = lse[t];
+  for (int64_t v = threadIdx.x; v < vc; v += blockDim.x) {
+    const float p = expf(z[v] - l) * scale;
+    z[v] = v0 + v == y ? p - scale : p;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -102,6 +169,42 @@ void lora4j_cuda_ce_bwd(const float* logits, const int32_t* labels, int64_t T, i
   ce_bwd_kernel<<<static_cast<unsigned>(T), kThreads, 0, as_stream(stream)>>>(logits, labels, V,
                                                                             scale, dlogits);
   LORA4J_CUDA_LAUNCH_CHECK("ce_bwd");
+}
+
+void lora4j_cuda_ce_chunk_stats(const float* logits, const int32_t* labels, int64_t n, int64_t vc,
+                                int64_t v0, int32_t first, float* row_max, float* row_sum,
+                                float* target_logit, void* stream) {
+  LORA4J_CHECK(vc >= 1 && v0 >= 0, "cuda_ce_chunk_stats: slice must be non-empty, v0 >= 0");
+  if (n == 0) return;
+  ce_chunk_stats_kernel<<<static_cast<unsigned>(n), kThreads, 0, as_stream(stream)>>>(
+      logits, labels, vc, v0, first, row_max, row_sum, target_logit);
+  LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_stats");
+}
+
+void lora4j_cuda_ce_chunk_finalize(const int32_t* labels, const float* row_max,
+                                   const float* row_sum, const float* target_logit, int64_t n,
+                                   float* lse, float* loss, float* loss_sum, void* stream) {
+  if (n == 0) {
+    if (loss_sum) LORA4J_CUDA_CHECK(cudaMemsetAsync(loss_sum, 0, sizeof(float), as_stream(stream)));
+    return;
+  }
+  const unsigned blocks = static_cast<unsigned>((n + 255) / 256);
+  ce_chunk_finalize_kernel<<<blocks, 256, 0, as_stream(stream)>>>(labels, row_max, row_sum,
+                                                                  target_logit, n, lse, loss);
+  LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_finalize");
+  if (loss_sum) {
+    sum_kernel<<<1, 1024, 0, as_stream(stream)>>>(loss, n, loss_sum);
+    LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_finalize loss_sum");
+  }
+}
+
+void lora4j_cuda_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, int64_t vc,
+                               int64_t v0, const float* lse, float scale, void* stream) {
+  LORA4J_CHECK(vc >= 1 && v0 >= 0, "cuda_ce_chunk_grad: slice must be non-empty, v0 >= 0");
+  if (n == 0) return;
+  ce_chunk_grad_kernel<<<static_cast<unsigned>(n), kThreads, 0, as_stream(stream)>>>(
+      logits, labels, vc, v0, lse, scale);
+  LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_grad");
 }
 
 }  // extern "C"

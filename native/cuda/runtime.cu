@@ -93,6 +93,35 @@ void lora4j_cuda_stream_synchronize(void* stream) {
 
 void lora4j_cuda_device_synchronize(void) { LORA4J_CUDA_CHECK(cudaDeviceSynchronize()); }
 
+void* lora4j_cuda_event_create(void) {
+  cudaEvent_t e;
+  LORA4J_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return e;
+}
+
+void lora4j_cuda_event_destroy(void* event) {
+  if (event) LORA4J_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(event)));
+}
+
+void lora4j_cuda_event_record(void* event, void* stream) {
+  LORA4J_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), as_stream(stream)));
+}
+
+void lora4j_cuda_stream_wait_event(void* stream, void* event) {
+  LORA4J_CUDA_CHECK(cudaStreamWaitEvent(as_stream(stream), static_cast<cudaEvent_t>(event), 0));
+}
+
+void lora4j_cuda_event_synchronize(void* event) {
+  LORA4J_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+}
+
+int32_t lora4j_cuda_event_query(void* event) {
+  const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (e == cudaErrorNotReady) return 0;
+  LORA4J_CUDA_CHECK(e);
+  return 1;
+}
+
 void lora4j_cuda_mem_info(int64_t* out) {
   size_t f = 0, t = 0;
   LORA4J_CUDA_CHECK(cudaMemGetInfo(&f, &t));

@@ -20,6 +20,12 @@ void* lora4j_cuda_stream_create(void) { NO_CUDA("cuda_stream_create"); }
 void lora4j_cuda_stream_destroy(void*) { NO_CUDA("cuda_stream_destroy"); }
 void lora4j_cuda_stream_synchronize(void*) { NO_CUDA("cuda_stream_synchronize"); }
 void lora4j_cuda_device_synchronize(void) { NO_CUDA("cuda_device_synchronize"); }
+void* lora4j_cuda_event_create(void) { NO_CUDA("cuda_event_create"); }
+void lora4j_cuda_event_destroy(void*) { NO_CUDA("cuda_event_destroy"); }
+void lora4j_cuda_event_record(void*, void*) { NO_CUDA("cuda_event_record"); }
+void lora4j_cuda_stream_wait_event(void*, void*) { NO_CUDA("cuda_stream_wait_event"); }
+void lora4j_cuda_event_synchronize(void*) { NO_CUDA("cuda_event_synchronize"); }
+int32_t lora4j_cuda_event_query(void*) { NO_CUDA("cuda_event_query"); }
 void lora4j_cuda_mem_info(int64_t*) { NO_CUDA("cuda_mem_info"); }
 void lora4j_cuda_nf4_quantize(const void*, int32_t, int64_t, int32_t, uint8_t*, float*, void*) {
   NO_CUDA("cuda_nf4_quantize");

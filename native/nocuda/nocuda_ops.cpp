@@ -55,6 +55,18 @@ void lora4j_cuda_ce_fwd(const float*, const int32_t*, int64_t, int64_t, float*, 
 void lora4j_cuda_ce_bwd(const float*, const int32_t*, int64_t, int64_t, float, float*, void*) {
   NO_CUDA_OPS("cuda_ce_bwd");
 }
+void lora4j_cuda_ce_chunk_stats(const float*, const int32_t*, int64_t, int64_t, int64_t, int32_t,
+                                float*, float*, float*, void*) {
+  NO_CUDA_OPS("cuda_ce_chunk_stats");
+}
+void lora4j_cuda_ce_chunk_finalize(const int32_t*, const float*, const float*, const float*,
+                                   int64_t, float*, float*, float*, void*) {
+  NO_CUDA_OPS("cuda_ce_chunk_finalize");
+}
+void lora4j_cuda_ce_chunk_grad(float*, const int32_t*, int64_t, int64_t, int64_t, const float*,
+                               float, void*) {
+  NO_CUDA_OPS("cuda_ce_chunk_grad");
+}
 void lora4j_cuda_adamw_step(float*, const float*, float*, float*, int64_t, float, float, float,
                             float, float, int64_t, float, void*) {
   NO_CUDA_OPS("cuda_adamw_step");

@@ -147,6 +147,40 @@ void lora4j_ce_chunked_fwd_bwd(const float* hidden,   // [T, dim] final-norm out
                                float* dhidden,        // [T, dim] accumulated; null = loss only
                                float* workspace);     // see lora4j_ce_chunked_workspace_floats
 
+// Vocabulary-chunked cross-entropy: the lm_head logits of n rows are produced one vocabulary
+// slice [v0, v0+vc) at a time (the caller's sgemm), so neither [T, V] nor [n, V] ever exists.
+// Per row t with label y = labels[t] (-100 = ignored), over slices s = 0, 1, ...:
+//   pass 1 (online log-sum-exp, Milakov & Gimelshein 2018):
+//     m_s = max(m_{s-1}, max_v z_v);  S_s = S_{s-1} exp(m_{s-1} - m_s) + sum_v exp(z_v - m_s)
+//     (first slice: m_{-1} = -inf, S_{-1} = 0);  zy = z_{y - v0} when v0 <= y < v0 + vc
+//   finalize: lse_t = m + log S;  loss_t = lse_t - zy  (lse_t = loss_t = 0 for ignored rows);
+//     loss_sum[0] = sum_t loss_t (accumulated in double in row order, stored as fp32)
+//   pass 2 (backward, logits of each slice recomputed by the caller):
+//     dz_v = scale (exp(z_v - lse_t) - [v0 + v == y])   (0 rows if ignored)
+//   then the caller accumulates dhidden += dz · lm_head[v0 : v0+vc].
+// Equal to lora4j_ce_fwd / lora4j_ce_bwd over the whole row up to fp32 rounding of the sums.
+void lora4j_ce_chunk_stats(const float* logits,     // [n, vc] the slice's logits, row stride vc
+                           const int32_t* labels,   // [n] in [0, V) or -100
+                           int64_t n, int64_t vc,
+                           int64_t v0,              // first vocabulary column of the slice
+                           int32_t first,           // 1: first slice (overwrite), 0: fold in
+                           float* row_max,          // [n] running max m (in/out)
+                           float* row_sum,          // [n] running sum S, relative to m (in/out)
+                           float* target_logit);    // [n] z_y once its slice was seen (in/out)
+void lora4j_ce_chunk_finalize(const int32_t* labels,       // [n]
+                              const float* row_max,        // [n] after the last slice
+                              const float* row_sum,        // [n]
+                              const float* target_logit,   // [n]
+                              int64_t n,
+                              float* lse,                  // [n] overwritten (0 if ignored)
+                              float* loss,                 // [n] overwritten (0 if ignored)
+                              float* loss_sum);            // [1] overwritten; null = skip
+void lora4j_ce_chunk_grad(float* logits,          // [n, vc] in: slice logits, out: dz (in place)
+                          const int32_t* labels,  // [n]
+                          int64_t n, int64_t vc, int64_t v0,
+                          const float* lse,       // [n] from lora4j_ce_chunk_finalize
+                          float scale);           // 1/N as in lora4j_ce_bwd
+
 // ---- AdamW (torch.optim.AdamW semantics) ------------------------------------------------------
 // With g = grad * grad_scale (grad_scale = clipping coefficient, 1 when not clipping):
 //   if weight_decay > 0: p *= 1 - lr * weight_decay          (decoupled, before the update)
@@ -197,6 +231,14 @@ void lora4j_cuda_ce_fwd(const float* logits, const int32_t* labels, int64_t T, i
                         float* loss, float* loss_sum, void* stream);
 void lora4j_cuda_ce_bwd(const float* logits, const int32_t* labels, int64_t T, int64_t V,
                         float scale, float* dlogits, void* stream);
+void lora4j_cuda_ce_chunk_stats(const float* logits, const int32_t* labels, int64_t n, int64_t vc,
+                                int64_t v0, int32_t first, float* row_max, float* row_sum,
+                                float* target_logit, void* stream);
+void lora4j_cuda_ce_chunk_finalize(const int32_t* labels, const float* row_max,
+                                   const float* row_sum, const float* target_logit, int64_t n,
+                                   float* lse, float* loss, float* loss_sum, void* stream);
+void lora4j_cuda_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, int64_t vc,
+                               int64_t v0, const float* lse, float scale, void* stream);
 void lora4j_cuda_adamw_step(float* p, const float* grad, float* m, float* v, int64_t n, float lr,
                             float beta1, float beta2, float eps, float weight_decay, int64_t t,
                             float grad_scale, void* stream);

@@ -57,6 +57,15 @@ void* lora4j_cuda_stream_create(void);
 void lora4j_cuda_stream_destroy(void* stream);
 void lora4j_cuda_stream_synchronize(void* stream);
 void lora4j_cuda_device_synchronize(void);
+// Events order work between streams (asynchronous offload of checkpointed activations:
+// DESIGN.md §4 "unsloth"): record on the producing stream, make the consuming stream wait.
+// Created with cudaEventDisableTiming (cheapest to record and wait on).
+void* lora4j_cuda_event_create(void);
+void lora4j_cuda_event_destroy(void* event);
+void lora4j_cuda_event_record(void* event, void* stream);      // stream may be null
+void lora4j_cuda_stream_wait_event(void* stream, void* event); // later work on stream waits
+void lora4j_cuda_event_synchronize(void* event);               // the host waits
+int32_t lora4j_cuda_event_query(void* event);                  // 1 completed, 0 not yet
 // free and total device memory in bytes: out[0] = free, out[1] = total.
 void lora4j_cuda_mem_info(int64_t* out);
 

@@ -7,6 +7,7 @@
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -227,6 +228,99 @@ void par_ce(Rng& rng) {
   cmp("ce dlogits in place", dzz, dz, kRedAtol * 1e-2, kRedRtol);
 }
 
+// Vocabulary-chunked CE: the CPU twin slices the same logits; the CUDA ops run on a device
+// slice buffer with row stride vc (what LoraTrainingModel's sgemm writes), V not a multiple of vc.
+void par_ce_vocab_chunks(Rng& rng) {
+  const int64_t T = 48, V = 40000, vc = 16384;
+  ivec labels(T);
+  for (auto& l : labels) l = rng.below(V);
+  for (int64_t t = 0; t < T; t += 7) labels[t] = LORA4J_IGNORE_INDEX;
+  labels[1] = 0;
+  labels[2] = V - 1;
+  const fvec z = rand_vec(rng, T * V, 10);
+  const float scale = 1.0f / 41.0f;
+  auto slice_of = [&](int64_t v0, int64_t w) {
+    fvec s(T * w);
+    for (int64_t t = 0; t < T; t++) std::memcpy(&s[t * w], &z[t * V + v0], sizeof(float) * w);
+    return s;
+  };
+  fvec rmax(T), rsum(T), zy(T), lse(T), loss(T), dzc(T * V);
+  float sum = 0;
+  for (int64_t v0 = 0; v0 < V; v0 += vc) {
+    const int64_t w = std::min(vc, V - v0);
+    fvec s = slice_of(v0, w);
+    lora4j_ce_chunk_stats(s.data(), labels.data(), T, w, v0, v0 == 0, rmax.data(), rsum.data(),
+                          zy.data());
+  }
+  lora4j_ce_chunk_finalize(labels.data(), rmax.data(), rsum.data(), zy.data(), T, lse.data(),
+                           loss.data(), &sum);
+  Dev dl(labels), dmax(T * 4), dsum(T * 4), dzy(T * 4), dlse(T * 4), dloss(T * 4), ds(4),
+      dslice(T * vc * 4);
+  dmax.poison(); dsum.poison(); dzy.poison(); dlse.poison(); dloss.poison(); ds.poison();
+  for (int64_t v0 = 0; v0 < V; v0 += vc) {
+    const int64_t w = std::min(vc, V - v0);
+    lora4j_cuda_memcpy(dslice.p, slice_of(v0, w).data(), T * w * 4, 1, nullptr);
+    lora4j_cuda_ce_chunk_stats(dslice.f(), dl.i(), T, w, v0, v0 == 0, dmax.f(), dsum.f(),
+                               dzy.f(), nullptr);
+  }
+  lora4j_cuda_ce_chunk_finalize(dl.i(), dmax.f(), dsum.f(), dzy.f(), T, dlse.f(), dloss.f(),
+                                ds.f(), nullptr);
+  cmp("ce vocab chunks V40000 vc16384 lse", dlse, lse, kRedAtol, kRedRtol);
+  cmp("ce vocab chunks loss", dloss, loss, kRedAtol, kRedRtol);
+  cmp("ce vocab chunks loss_sum", ds, fvec{sum}, kRedAtol, kRedRtol);
+  for (int64_t v0 = 0; v0 < V; v0 += vc) {
+    const int64_t w = std::min(vc, V - v0);
+    fvec s = slice_of(v0, w);
+    lora4j_ce_chunk_grad(s.data(), labels.data(), T, w, v0, lse.data(), scale);
+    lora4j_cuda_memcpy(dslice.p, slice_of(v0, w).data(), T * w * 4, 1, nullptr);
+    lora4j_cuda_ce_chunk_grad(dslice.f(), dl.i(), T, w, v0, dlse.f(), scale, nullptr);
+    fvec g = dslice.down();
+    g.resize(T * w);
+    std::vector<double> ref(s.begin(), s.end());
+    check_close("ce vocab chunks dlogits v0 " + std::to_string(v0), g.data(), ref.data(),
+                ref.size(), kRedAtol * 1e-2, kRedRtol);
+  }
+}
+
+// Asynchronous offload round trip (LoraTrainingModel "unsloth" mode through CudaBackend):
+// compute stream writes x; side stream waits on an event, copies x to pinned host memory; the
+// compute stream waits on the copy's event before overwriting x; later the side stream copies
+// the host buffer into a fresh device buffer and the compute stream waits on that event. The
+// round trip must be exact, and the overwrite must not have leaked into the host copy.
+void par_offload_round_trip(Rng& rng) {
+  const int64_t n = 1 << 22;  // 16 MiB: long enough for a race to show
+  const fvec x = rand_vec(rng, n, 1);
+  Dev src(x), back(n * 4);
+  back.poison();
+  void* compute = lora4j_cuda_stream_create();
+  void* side = lora4j_cuda_stream_create();
+  void* produced = lora4j_cuda_event_create();
+  void* copied = lora4j_cuda_event_create();
+  void* fetched = lora4j_cuda_event_create();
+  float* host = static_cast<float*>(lora4j_cuda_host_alloc(n * 4));
+  lora4j_cuda_event_record(produced, compute);
+  lora4j_cuda_stream_wait_event(side, produced);
+  lora4j_cuda_memcpy(host, src.p, n * 4, 2, side);
+  lora4j_cuda_event_record(copied, side);
+  lora4j_cuda_stream_wait_event(compute, copied);
+  lora4j_cuda_memset(src.p, 0x7F, n * 4, compute);  // the compute stream reuses the source
+  lora4j_cuda_memcpy(back.p, host, n * 4, 1, side);  // prefetch
+  lora4j_cuda_event_record(fetched, side);
+  lora4j_cuda_stream_wait_event(compute, fetched);
+  lora4j_cuda_stream_synchronize(compute);
+  check_true("offload: event query after sync", lora4j_cuda_event_query(fetched) == 1,
+             "event not complete");
+  std::vector<double> ref(x.begin(), x.end());
+  check_close("offload round trip host copy (exact)", host, ref.data(), n, 0, 0);
+  cmp("offload round trip device copy (exact)", back, x, 0, 0);
+  lora4j_cuda_host_free(host);
+  lora4j_cuda_event_destroy(produced);
+  lora4j_cuda_event_destroy(copied);
+  lora4j_cuda_event_destroy(fetched);
+  lora4j_cuda_stream_destroy(compute);
+  lora4j_cuda_stream_destroy(side);
+}
+
 void par_lora(Rng& rng) {
   struct Case { int64_t T, in, out, r; bool base, mask; };
   const Case cases[] = {{300, 1000, 700, 16, true, false}, {300, 1000, 700, 16, true, true},
@@ -333,6 +427,8 @@ int run_cuda_parity() {
   par_swiglu(rng);
   par_embedding(rng);
   par_ce(rng);
+  par_ce_vocab_chunks(rng);
+  par_offload_round_trip(rng);
   par_lora(rng);
   par_adamw(rng);
   return 0;

@@ -136,4 +136,18 @@ public final class Lora4jNative {
     public static native void lora4j_cuda_device_synchronize();
 
     public static native void lora4j_cuda_mem_info(@Cast("int64_t*") LongPointer out);
+
+    /** A CUDA event without timing (orders work across streams; runtime.h). */
+    public static native Pointer lora4j_cuda_event_create();
+
+    public static native void lora4j_cuda_event_destroy(Pointer event);
+
+    public static native void lora4j_cuda_event_record(Pointer event, Pointer stream);
+
+    public static native void lora4j_cuda_stream_wait_event(Pointer stream, Pointer event);
+
+    public static native void lora4j_cuda_event_synchronize(Pointer event);
+
+    /** 1 when the event's work completed, 0 when not yet. */
+    public static native int lora4j_cuda_event_query(Pointer event);
 }

@@ -48,6 +48,12 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_ce_chunked_fwd_bwd(@Cast("const float*") Pointer hidden, @Cast("const float*") Pointer lm_head, @Cast("const int32_t*") Pointer labels, long T, long dim, long V, long chunk_tokens, float scale, @Cast("float*") Pointer loss, @Cast("float*") Pointer loss_sum, @Cast("float*") Pointer dhidden, @Cast("float*") Pointer workspace);
 
+    public static native void lora4j_ce_chunk_stats(@Cast("const float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long n, long vc, long v0, int first, @Cast("float*") Pointer row_max, @Cast("float*") Pointer row_sum, @Cast("float*") Pointer target_logit);
+
+    public static native void lora4j_ce_chunk_finalize(@Cast("const int32_t*") Pointer labels, @Cast("const float*") Pointer row_max, @Cast("const float*") Pointer row_sum, @Cast("const float*") Pointer target_logit, long n, @Cast("float*") Pointer lse, @Cast("float*") Pointer loss, @Cast("float*") Pointer loss_sum);
+
+    public static native void lora4j_ce_chunk_grad(@Cast("float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long n, long vc, long v0, @Cast("const float*") Pointer lse, float scale);
+
     public static native void lora4j_adamw_step(@Cast("float*") Pointer p, @Cast("const float*") Pointer grad, @Cast("float*") Pointer m, @Cast("float*") Pointer v, long n, float lr, float beta1, float beta2, float eps, float weight_decay, long t, float grad_scale);
 
     public static native void lora4j_sumsq(@Cast("const float*") Pointer x, long n, @Cast("double*") Pointer out);
@@ -75,6 +81,12 @@ public final class Lora4jOpsNative {
     public static native void lora4j_cuda_ce_fwd(@Cast("const float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long T, long V, @Cast("float*") Pointer loss, @Cast("float*") Pointer loss_sum, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_ce_bwd(@Cast("const float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long T, long V, float scale, @Cast("float*") Pointer dlogits, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_ce_chunk_stats(@Cast("const float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long n, long vc, long v0, int first, @Cast("float*") Pointer row_max, @Cast("float*") Pointer row_sum, @Cast("float*") Pointer target_logit, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_ce_chunk_finalize(@Cast("const int32_t*") Pointer labels, @Cast("const float*") Pointer row_max, @Cast("const float*") Pointer row_sum, @Cast("const float*") Pointer target_logit, long n, @Cast("float*") Pointer lse, @Cast("float*") Pointer loss, @Cast("float*") Pointer loss_sum, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_ce_chunk_grad(@Cast("float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long n, long vc, long v0, @Cast("const float*") Pointer lse, float scale, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_adamw_step(@Cast("float*") Pointer p, @Cast("const float*") Pointer grad, @Cast("float*") Pointer m, @Cast("float*") Pointer v, long n, float lr, float beta1, float beta2, float eps, float weight_decay, long t, float grad_scale, @Cast("void*") Pointer stream);
 

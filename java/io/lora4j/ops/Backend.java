@@ -95,6 +95,29 @@ public interface Backend {
     /** dlogits = scale·(softmax - onehot), 0 rows where ignored. */
     void crossEntropyBwd(Tensor logits, Tensor labels, float scale, Tensor dlogits);
 
+    // ---- vocabulary-chunked cross-entropy (ops.h lora4j_ce_chunk_*: online log-sum-exp) ----
+
+    /**
+     * Folds one vocabulary slice into per-row running statistics. {@code logits} [n, vc] F32 holds
+     * columns [v0, v0+vc) of the rows' logits (row stride vc); labels I32 [n] in [0, V) or -100;
+     * rowMax, rowSum, targetLogit F32 [n] are overwritten when {@code first}, else folded into.
+     */
+    void crossEntropyChunkStats(Tensor logits, Tensor labels, long v0, boolean first, Tensor rowMax, Tensor rowSum,
+            Tensor targetLogit);
+
+    /**
+     * After the last slice: lse [n] = rowMax + log rowSum, loss [n] = lse − targetLogit (both 0 for
+     * ignored rows), lossSum [1] = Σ loss (may be null). All F32, labels I32 [n].
+     */
+    void crossEntropyChunkFinalize(Tensor labels, Tensor rowMax, Tensor rowSum, Tensor targetLogit, Tensor lse,
+            Tensor loss, Tensor lossSum);
+
+    /**
+     * In place on the slice's logits [n, vc] (columns [v0, v0+vc)): scale·(exp(z − lse) − onehot),
+     * 0 rows where ignored; lse F32 [n] from {@link #crossEntropyChunkFinalize}.
+     */
+    void crossEntropyChunkGrad(Tensor logits, Tensor labels, long v0, Tensor lse, float scale);
+
     /** Y (=|+=) X·Wᵀ + s·drop(X)·Aᵀ·Bᵀ; w null adds only the LoRA term; xa [T, r] saved. */
     void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa);
 
@@ -111,4 +134,36 @@ public interface Backend {
 
     /** Σ x², accumulated in double. */
     double sumOfSquares(Tensor x);
+
+    // ---- offload of checkpointed layer inputs ("unsloth" gradient checkpointing, DESIGN.md §4) ----
+
+    /**
+     * A layer input parked in host memory by {@link #offloadAsync}. {@link #host()} is the host copy
+     * (category {@link MemoryCategory#OFFLOADED}, pinned on CUDA); its contents are only complete
+     * once {@link Backend#await} returned. The caller owns {@code host()} and closes it once the
+     * tensor from {@code await} is no longer needed; {@link #close()} releases the rest (events, a
+     * source or prefetched device copy nobody claimed) and is idempotent.
+     */
+    interface Offloaded extends AutoCloseable {
+        Tensor host();
+
+        @Override
+        void close();
+    }
+
+    /**
+     * Starts copying {@code x} (a tensor of this device, ownership passes to the backend) to host
+     * memory. On the CPU the copy is immediate and {@code x} is closed; on CUDA it runs on a side
+     * stream after the work already queued, and the device source is freed once the copy is done.
+     */
+    Offloaded offloadAsync(Tensor x);
+
+    /** Starts copying {@code h}'s host copy back to the device ahead of need (no-op on the CPU; idempotent). */
+    void prefetch(Offloaded h);
+
+    /**
+     * The layer input on this device, ordered before any work queued after this call: on CUDA a new
+     * tensor (category CHECKPOINTS) that the caller owns; on the CPU {@code h.host()} itself.
+     */
+    Tensor await(Offloaded h);
 }

@@ -204,4 +204,44 @@ public final class CpuBackend implements Backend {
             return out.get();
         }
     }
+
+    @Override
+    public void crossEntropyChunkStats(Tensor logits, Tensor labels, long v0, boolean first, Tensor rowMax,
+            Tensor rowSum, Tensor targetLogit) {
+        lora4j_ce_chunk_stats(logits.pointer(), labels.pointer(), logits.dim(0), logits.dim(1), v0, first ? 1 : 0,
+                rowMax.pointer(), rowSum.pointer(), targetLogit.pointer());
+    }
+
+    @Override
+    public void crossEntropyChunkFinalize(Tensor labels, Tensor rowMax, Tensor rowSum, Tensor targetLogit, Tensor lse,
+            Tensor loss, Tensor lossSum) {
+        lora4j_ce_chunk_finalize(labels.pointer(), rowMax.pointer(), rowSum.pointer(), targetLogit.pointer(),
+                labels.numel(), lse.pointer(), loss.pointer(), p(lossSum));
+    }
+
+    @Override
+    public void crossEntropyChunkGrad(Tensor logits, Tensor labels, long v0, Tensor lse, float scale) {
+        lora4j_ce_chunk_grad(logits.pointer(), labels.pointer(), logits.dim(0), logits.dim(1), v0, lse.pointer(), scale);
+    }
+
+    /** The CPU "offload": a plain copy into a separate OFFLOADED host tensor (counted apart from CHECKPOINTS). */
+    private record HostCopy(Tensor host) implements Offloaded {
+        @Override public void close() {}
+    }
+
+    @Override
+    public Offloaded offloadAsync(Tensor x) {
+        x.requireHost();
+        Tensor host = Tensor.allocate(x.dtype(), MemoryCategory.OFFLOADED, x.shape());
+        Pointer.memcpy(host.pointer(), x.pointer(), x.bytes());
+        x.close();
+        return new HostCopy(host);
+    }
+
+    @Override public void prefetch(Offloaded h) {}
+
+    @Override
+    public Tensor await(Offloaded h) {
+        return h.host();
+    }
 }

@@ -10,7 +10,13 @@ import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.Pointer;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
 
 /**
  * The CUDA backend: liblora4j's hand-written kernels on device 0, all queued on one stream.
@@ -19,6 +25,13 @@ import org.bytedeco.javacpp.Pointer;
 public final class CudaBackend implements Backend {
     private final Pointer stream;
     private final String deviceInfo;
+    /** Side stream of the asynchronous offload copies (created on first use). */
+    private Pointer copyStream;
+    /** Offloads whose device source may still be read by their device-to-host copy. */
+    private final List<CudaOffload> draining = new ArrayList<>();
+    /** Idle pinned host buffers by size, reused by later offloads (cudaHostAlloc costs ~ms). */
+    private final Map<Long, ArrayDeque<Pointer>> pinnedPool = new HashMap<>();
+    private long pinnedBytes;
 
     /** Opens device 0; throws {@link IllegalStateException} when no usable device exists. */
     public CudaBackend() {
@@ -38,7 +51,9 @@ public final class CudaBackend implements Backend {
     public Tensor allocate(DType dtype, MemoryCategory category, long... shape) {
         long bytes = dtype.byteSize(Tensor.numel(shape));
         Pointer p = lora4j_cuda_malloc(Math.max(1, bytes));
-        lora4j_cuda_memset(p, 0, bytes, null);
+        // on the compute stream: it is non-blocking, so a memset on the legacy default stream
+        // would be unordered with the kernels that write this tensor next
+        lora4j_cuda_memset(p, 0, bytes, stream);
         return Tensor.ofDevice(dtype, Device.CUDA, category, p, q -> lora4j_cuda_free(q), shape);
     }
 
@@ -46,7 +61,8 @@ public final class CudaBackend implements Backend {
     public Tensor upload(Tensor host, MemoryCategory category) {
         host.requireHost();
         Tensor t = allocate(host.dtype(), category, host.shape());
-        lora4j_cuda_memcpy(t.pointer(), host.pointer(), host.bytes(), 1, null);
+        lora4j_cuda_memcpy(t.pointer(), host.pointer(), host.bytes(), 1, stream); // after allocate's memset
+        lora4j_cuda_stream_synchronize(stream); // the caller may free `host` on return
         return t;
     }
 
@@ -222,5 +238,157 @@ public final class CudaBackend implements Backend {
             lora4j_cuda_memcpy(host, acc.pointer(), 8, 2, null);
             return host.get();
         }
+    }
+
+    @Override
+    public void crossEntropyChunkStats(Tensor logits, Tensor labels, long v0, boolean first, Tensor rowMax,
+            Tensor rowSum, Tensor targetLogit) {
+        lora4j_cuda_ce_chunk_stats(logits.pointer(), labels.pointer(), logits.dim(0), logits.dim(1), v0, first ? 1 : 0,
+                rowMax.pointer(), rowSum.pointer(), targetLogit.pointer(), stream);
+    }
+
+    @Override
+    public void crossEntropyChunkFinalize(Tensor labels, Tensor rowMax, Tensor rowSum, Tensor targetLogit, Tensor lse,
+            Tensor loss, Tensor lossSum) {
+        lora4j_cuda_ce_chunk_finalize(labels.pointer(), rowMax.pointer(), rowSum.pointer(), targetLogit.pointer(),
+                labels.numel(), lse.pointer(), loss.pointer(), p(lossSum), stream);
+    }
+
+    @Override
+    public void crossEntropyChunkGrad(Tensor logits, Tensor labels, long v0, Tensor lse, float scale) {
+        lora4j_cuda_ce_chunk_grad(logits.pointer(), labels.pointer(), logits.dim(0), logits.dim(1), v0, lse.pointer(),
+                scale, stream);
+    }
+
+    // ---- asynchronous offload ----
+    //
+    // Device->host: an event recorded on the compute stream after the layer's forward; the copy
+    // stream waits on it and copies into a pinned buffer, then records `copied`. The device source
+    // is freed at the next offload (one layer later), after the compute stream was made to wait on
+    // `copied`, so no later kernel can reuse that memory before the copy read it.
+    // Host->device (prefetch): the copy stream copies into a fresh device tensor and records
+    // `fetched`; await makes the compute stream wait on `fetched`. All copies touching pinned
+    // buffers run on the one copy stream, so a pooled buffer is never rewritten before an earlier
+    // copy from it finished.
+
+    private final class CudaOffload implements Offloaded {
+        final Tensor host;
+        Tensor source, fetched;
+        Pointer copiedEvent, fetchedEvent;
+        boolean claimed;
+
+        CudaOffload(Tensor host, Tensor source) {
+            this.host = host;
+            this.source = source;
+        }
+
+        @Override public Tensor host() { return host; }
+
+        void releaseSource() {
+            if (source == null) return;
+            lora4j_cuda_stream_wait_event(stream, copiedEvent);
+            source.close();
+            source = null;
+        }
+
+        @Override
+        public void close() {
+            draining.remove(this);
+            releaseSource();
+            if (fetched != null && !claimed) {
+                lora4j_cuda_stream_wait_event(stream, fetchedEvent);
+                fetched.close();
+            }
+            fetched = null;
+            if (copiedEvent != null) lora4j_cuda_event_destroy(copiedEvent);
+            if (fetchedEvent != null) lora4j_cuda_event_destroy(fetchedEvent);
+            copiedEvent = fetchedEvent = null;
+        }
+    }
+
+    private Pointer copyStream() {
+        if (copyStream == null) copyStream = lora4j_cuda_stream_create();
+        return copyStream;
+    }
+
+    /** A pinned host tensor (OFFLOADED) from the pool; closing it returns the buffer to the pool. */
+    private Tensor pinned(DType dtype, long... shape) {
+        long bytes = Math.max(1, dtype.byteSize(Tensor.numel(shape)));
+        ArrayDeque<Pointer> free = pinnedPool.get(bytes);
+        Pointer p = free == null ? null : free.poll();
+        if (p == null) {
+            p = lora4j_cuda_host_alloc(bytes);
+            pinnedBytes += bytes;
+        }
+        return Tensor.ofDevice(dtype, Device.CPU, MemoryCategory.OFFLOADED, p,
+                q -> pinnedPool.computeIfAbsent(bytes, k -> new ArrayDeque<>()).push(q), shape);
+    }
+
+    @Override
+    public Offloaded offloadAsync(Tensor x) {
+        if (x.device() != Device.CUDA) throw new IllegalArgumentException("offloadAsync needs a CUDA tensor, got " + x);
+        for (CudaOffload o : draining) o.releaseSource(); // copies queued a layer ago
+        draining.clear();
+        Pointer side = copyStream();
+        CudaOffload o = new CudaOffload(pinned(x.dtype(), x.shape()), x);
+        Pointer produced = lora4j_cuda_event_create();
+        try {
+            lora4j_cuda_event_record(produced, stream);
+            lora4j_cuda_stream_wait_event(side, produced);
+        } finally {
+            lora4j_cuda_event_destroy(produced); // destruction waits for nothing; the wait stays queued
+        }
+        lora4j_cuda_memcpy(o.host.pointer(), x.pointer(), x.bytes(), 2, side);
+        o.copiedEvent = lora4j_cuda_event_create();
+        lora4j_cuda_event_record(o.copiedEvent, side);
+        draining.add(o);
+        return o;
+    }
+
+    @Override
+    public void prefetch(Offloaded h) {
+        CudaOffload o = (CudaOffload) h;
+        if (o.fetched != null || o.claimed) return;
+        for (CudaOffload d : draining) d.releaseSource();
+        draining.clear();
+        Pointer p = lora4j_cuda_malloc(Math.max(1, o.host.bytes())); // fully overwritten: no memset
+        o.fetched = Tensor.ofDevice(o.host.dtype(), Device.CUDA, MemoryCategory.CHECKPOINTS, p, q -> lora4j_cuda_free(q),
+                o.host.shape());
+        lora4j_cuda_memcpy(o.fetched.pointer(), o.host.pointer(), o.host.bytes(), 1, copyStream());
+        o.fetchedEvent = lora4j_cuda_event_create();
+        lora4j_cuda_event_record(o.fetchedEvent, copyStream());
+    }
+
+    @Override
+    public Tensor await(Offloaded h) {
+        CudaOffload o = (CudaOffload) h;
+        if (o.claimed) throw new IllegalStateException("this offloaded tensor was already awaited");
+        prefetch(o);
+        lora4j_cuda_stream_wait_event(stream, o.fetchedEvent);
+        o.claimed = true;
+        return o.fetched;
+    }
+
+    /** Pinned host bytes held for offloads (live OFFLOADED tensors plus idle pooled buffers). */
+    public long pinnedHostBytes() {
+        return pinnedBytes;
+    }
+
+    /**
+     * Device memory as the driver sees it (cudaMemGetInfo): {free, total} bytes. total − free is
+     * what this process (and any other) holds, to set beside {@code MemoryTracker}'s CUDA figures:
+     * the difference is the CUDA context, cudaMalloc rounding and fragmentation.
+     */
+    public long[] deviceMemoryInfo() {
+        try (LongPointer out = new LongPointer(2)) {
+            lora4j_cuda_mem_info(out);
+            return new long[] {out.get(0), out.get(1)};
+        }
+    }
+
+    /** total − free of {@link #deviceMemoryInfo()}, in bytes. */
+    public long usedDeviceBytes() {
+        long[] m = deviceMemoryInfo();
+        return m[1] - m[0];
     }
 }

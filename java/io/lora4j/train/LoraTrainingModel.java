@@ -36,13 +36,19 @@ import org.bytedeco.javacpp.Pointer;
  * with {@code lin(x) = x Wᵀ + sc·(drop(x) Aᵀ) Bᵀ} on targeted projections. The backward walks the
  * same graph in reverse: each residual branch's input gradient is added to the residual stream's.
  * The loss head is chunked: at most {@value #CE_CHUNK_TOKENS} rows of [T, vocab] logits exist at a
- * time, and the CE backward writes {@code scale·(softmax − onehot)} in place of the logits.
+ * time (and at most {@value #CE_CHUNK_VOCAB} vocabulary columns of them for wider vocabularies), and
+ * the CE backward writes {@code scale·(softmax − onehot)} in place of the logits.
  *
  * <p>Not thread-safe.
  */
 public final class LoraTrainingModel implements AutoCloseable {
     /** Rows of logits materialised at once by the chunked cross-entropy. */
     public static final int CE_CHUNK_TOKENS = 256;
+    /**
+     * Vocabulary columns of logits materialised at once when the vocabulary is wider (Llama 3's
+     * 128256 would otherwise make a 131 MB [256, V] buffer): [256, 32768] fp32 = 32 MiB.
+     */
+    public static final int CE_CHUNK_VOCAB = 32768;
 
     private final Backend backend;
     private final LlamaConfig config;
@@ -55,6 +61,10 @@ public final class LoraTrainingModel implements AutoCloseable {
     private final float dropout;
     private CheckpointMode checkpointing = CheckpointMode.NONE;
     private int checkpointEvery; // CHUNKED group size; 0 = round(√L)
+    /** Vocabulary slice width of the head; tests set it to force (or avoid) the vocab-chunked path. */
+    int ceChunkVocab = CE_CHUNK_VOCAB;
+    /** Offloads of the current micro-batch not yet restored, in layer order (unsloth mode). */
+    private final List<Backend.Offloaded> offloads = new ArrayList<>();
 
     private record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj) {}
 
@@ -503,62 +513,55 @@ public final class LoraTrainingModel implements AutoCloseable {
         }
     }
 
-    /** A host copy of a layer input in the OFFLOADED category (unsloth mode); the device copy is freed. */
+    /**
+     * Parks a layer input in host memory (unsloth mode): category OFFLOADED, copied asynchronously
+     * on CUDA ({@link Backend#offloadAsync}); {@code x} is handed over. Returns the host copy, which
+     * {@link #restore} maps back to its pending offload.
+     */
     private Tensor offload(Tensor x) {
-        Tensor host = Tensor.allocate(DType.F32, MemoryCategory.OFFLOADED, x.shape());
-        Tensor src = backend.download(x);
-        Pointer.memcpy(host.pointer(), src.pointer(), x.bytes());
-        if (src != x) src.close();
-        x.close();
-        return host;
+        offloads.removeIf(o -> {
+            if (!o.host().isClosed()) return false;
+            o.close(); // left over from a micro-batch that threw
+            return true;
+        });
+        Backend.Offloaded o = backend.offloadAsync(x);
+        offloads.add(o);
+        return o.host();
     }
 
-    /** The device tensor of a saved layer input (itself when it never left, or on the CPU backend). */
+    /**
+     * The device tensor of a saved layer input: itself when it never left, else the awaited copy of
+     * its offload (on the CPU backend the host copy itself). Then starts fetching the most recently
+     * offloaded input still pending, the next one the backward needs, so that its copy overlaps
+     * this layer's recompute and backward (double buffering).
+     */
     private Tensor restore(Tensor saved) {
-        if (saved.category() != MemoryCategory.OFFLOADED || backend.device() == Device.CPU) return saved;
-        return backend.upload(saved, MemoryCategory.CHECKPOINTS);
+        Tensor in = saved;
+        for (int i = offloads.size() - 1; i >= 0; i--) {
+            if (offloads.get(i).host() == saved) {
+                Backend.Offloaded o = offloads.remove(i);
+                in = backend.await(o);
+                o.close();
+                break;
+            }
+        }
+        if (!offloads.isEmpty()) backend.prefetch(offloads.get(offloads.size() - 1));
+        return in;
     }
 
-    /** Final norm, chunked lm_head + CE; with dRes != null writes dL/dx into dRes. Returns Σ CE. */
+    /**
+     * Final norm, then lm_head + cross-entropy chunked over tokens ({@value #CE_CHUNK_TOKENS} rows)
+     * and, when the vocabulary is wider than {@link #ceChunkVocab}, over the vocabulary too
+     * ({@link ChunkedCrossEntropy}); with dRes != null writes dL/dx into dRes. Returns Σ CE.
+     */
     private double head(Tensor x, Ctx c, float lossScale, Tensor dRes) {
         int d = config.hiddenSize();
-        long vocab = config.vocabSize(), t = c.t;
-        double total = 0;
-        try (Tensor h = act(t, d); Tensor rstd = act(t)) {
+        try (Tensor h = act(c.t, d); Tensor rstd = act(c.t)) {
             backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
-            long chunk = Math.min(t, CE_CHUNK_TOKENS);
-            try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vocab);
-                 Tensor loss = act(chunk); Tensor sum = act(1)) {
-                for (long t0 = 0; t0 < t; t0 += chunk) {
-                    long n = Math.min(chunk, t - t0);
-                    boolean any = false;
-                    for (long i = t0; i < t0 + n && !any; i++) any = c.flatLabels[(int) i] != Example.IGNORE_INDEX;
-                    if (!any) continue; // dRes rows stay 0: no loss there
-                    try (Tensor hc = h.slice(t0 * d, n, d); Tensor lab = c.labels.slice(t0, n);
-                         Tensor lg = logits.slice(0, n, vocab); Tensor ls = loss.slice(0, n)) {
-                        backend.sgemm(false, true, n, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
-                        backend.crossEntropyFwd(lg, lab, ls, sum);
-                        total += hostFloat(sum);
-                        if (dRes != null) {
-                            backend.crossEntropyBwd(lg, lab, lossScale, lg);
-                            try (Tensor dh = dRes.slice(t0 * d, n, d)) {
-                                backend.sgemm(false, false, n, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dh, d);
-                            }
-                        }
-                    }
-                }
-            }
+            double total = ChunkedCrossEntropy.lossAndGradient(backend, h, lmHead, c.labels, c.flatLabels, CE_CHUNK_TOKENS,
+                    ceChunkVocab, lossScale, dRes);
             if (dRes != null) backend.rmsnormBwd(dRes, x, norm, rstd, dRes, null);
-        }
-        return total;
-    }
-
-    private float hostFloat(Tensor t) {
-        Tensor h = backend.download(t);
-        try {
-            return h.floatPointer().get(0);
-        } finally {
-            if (h != t) h.close();
+            return total;
         }
     }
 
@@ -587,6 +590,8 @@ public final class LoraTrainingModel implements AutoCloseable {
 
     @Override
     public void close() {
+        for (Backend.Offloaded o : offloads) o.close();
+        offloads.clear();
         grads.close();
         for (Tensor t : owned) t.close();
         owned.clear();
