@@ -1,5 +1,6 @@
 package io.lora4j.cli;
 
+import io.lora4j.advice.TrainingMonitor;
 import io.lora4j.data.DataConfig;
 import io.lora4j.data.DataPipeline;
 import io.lora4j.io.AtomicFiles;
@@ -13,10 +14,12 @@ import io.lora4j.model.Sampler;
 import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
+import io.lora4j.report.LossChart;
 import io.lora4j.tensor.Device;
 import io.lora4j.tokenizer.Tokenizer;
 import io.lora4j.tokenizer.Tokenizers;
 import io.lora4j.train.RunConfig;
+import io.lora4j.train.TrainingListener;
 import io.lora4j.train.TrainingRun;
 import java.io.IOException;
 import java.io.InputStream;
@@ -156,7 +159,8 @@ public final class DemoCommand implements Command {
         ctx.out().println("== training (" + epochs + " epochs, lr " + lr + "; the log follows) ==");
         Path adapterDir = out.resolve("adapter");
         long t0 = System.nanoTime();
-        TrainingRun.Summary s = TrainingRun.run(run, adapterDir, true, ctx.out());
+        TrainingRun.Summary s = TrainingRun.run(run, adapterDir, true, ctx.out(),
+                TrainingListener.all(new TrainingMonitor(ctx.out(), run), LossChart.onFinish(ctx.out())));
         double seconds = (System.nanoTime() - t0) / 1e9;
 
         List<String> after = answer(backend, model, tok, prompts, adapterDir);

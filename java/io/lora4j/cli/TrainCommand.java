@@ -1,6 +1,10 @@
 package io.lora4j.cli;
 
+import io.lora4j.advice.TrainingMonitor;
+import io.lora4j.report.LossChart;
+import io.lora4j.report.ProgressDisplay;
 import io.lora4j.train.RunConfig;
+import io.lora4j.train.TrainingListener;
 import io.lora4j.train.TrainingRun;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -86,7 +90,12 @@ public final class TrainCommand implements Command {
         Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
         if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
         if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
-        TrainingRun.Options opts = TrainingRun.Options.defaults().withOverwrite(cl.hasOption("overwrite")).withResume(resume).withMaxBadSteps(maxBad);
+        TrainingListener watch = TrainingListener.all(
+                new ProgressDisplay(ctx.err(), ProgressDisplay.isTerminal(ctx.env())),
+                new TrainingMonitor(ctx.err(), cfg),
+                LossChart.onFinish(ctx.err()));
+        TrainingRun.Options opts = TrainingRun.Options.defaults().withOverwrite(cl.hasOption("overwrite")).withResume(resume)
+                .withMaxBadSteps(maxBad).withListener(watch);
 
         AtomicBoolean stop = new AtomicBoolean();
         Signal sigint = new Signal("INT");

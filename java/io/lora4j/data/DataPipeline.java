@@ -1,9 +1,9 @@
 package io.lora4j.data;
 
 import io.lora4j.io.FormatException;
+import io.lora4j.io.TextFiles;
 import io.lora4j.tokenizer.Tokenizer;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -180,7 +180,7 @@ public final class DataPipeline {
         if (b.isPresent()) return ChatTemplate.builtin(b.get(), tokens);
         if (n.contains("{%") || n.contains("{{")) return ChatTemplate.jinja("inline chat_template", n, tokens);
         Path p = Path.of(n);
-        if (Files.isRegularFile(p)) return ChatTemplate.jinja(p.toString(), Files.readString(p, StandardCharsets.UTF_8), tokens);
+        if (Files.isRegularFile(p)) return ChatTemplate.jinja(p.toString(), TextFiles.readUtf8(p), tokens);
         throw new IllegalArgumentException("chat_template '" + n + "' is not auto, model, one of " + ChatTemplate.Builtin.names()
                 + ", a template file or inline Jinja");
     }

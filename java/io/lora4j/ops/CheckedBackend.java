@@ -337,6 +337,45 @@ public final class CheckedBackend implements Backend {
     }
 
     @Override
+    public void crossEntropyChunkStats(Tensor logits, Tensor labels, long v0, boolean first, Tensor rowMax,
+            Tensor rowSum, Tensor targetLogit) {
+        matrix(logits, "logits");
+        long n = logits.dim(0);
+        positive(logits.dim(1), "vocab slice");
+        nonNegative(v0, "v0");
+        i32(labels, n, "labels");
+        f32(rowMax, n, "rowMax");
+        f32(rowSum, n, "rowSum");
+        f32(targetLogit, n, "targetLogit");
+        delegate.crossEntropyChunkStats(logits, labels, v0, first, rowMax, rowSum, targetLogit);
+    }
+
+    @Override
+    public void crossEntropyChunkFinalize(Tensor labels, Tensor rowMax, Tensor rowSum, Tensor targetLogit, Tensor lse,
+            Tensor loss, Tensor lossSum) {
+        i32(labels, 0, "labels");
+        long n = labels.numel();
+        f32(rowMax, n, "rowMax");
+        f32(rowSum, n, "rowSum");
+        f32(targetLogit, n, "targetLogit");
+        f32(lse, n, "lse");
+        f32(loss, n, "loss");
+        if (lossSum != null) f32(lossSum, 1, "lossSum");
+        delegate.crossEntropyChunkFinalize(labels, rowMax, rowSum, targetLogit, lse, loss, lossSum);
+    }
+
+    @Override
+    public void crossEntropyChunkGrad(Tensor logits, Tensor labels, long v0, Tensor lse, float scale) {
+        matrix(logits, "logits");
+        long n = logits.dim(0);
+        positive(logits.dim(1), "vocab slice");
+        nonNegative(v0, "v0");
+        i32(labels, n, "labels");
+        f32(lse, n, "lse");
+        delegate.crossEntropyChunkGrad(logits, labels, v0, lse, scale);
+    }
+
+    @Override
     public void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa) {
         long[] d = loraDims(x, a, b);
         long t = d[0], in = d[1], out = d[2], r = d[3];
@@ -402,6 +441,26 @@ public final class CheckedBackend implements Backend {
     public double sumOfSquares(Tensor x) {
         f32(x, 0, "x");
         return delegate.sumOfSquares(x);
+    }
+
+    @Override
+    public Offloaded offloadAsync(Tensor x) {
+        mine(x, "x");
+        return delegate.offloadAsync(x);
+    }
+
+    @Override
+    public void prefetch(Offloaded h) {
+        Objects.requireNonNull(h, "offloaded");
+        live(h.host(), "offloaded host copy");
+        delegate.prefetch(h);
+    }
+
+    @Override
+    public Tensor await(Offloaded h) {
+        Objects.requireNonNull(h, "offloaded");
+        live(h.host(), "offloaded host copy");
+        return delegate.await(h);
     }
 
     // ---- checks ----

@@ -7,12 +7,15 @@ import com.google.gson.JsonParser;
 import com.google.gson.JsonPrimitive;
 import io.lora4j.io.AtomicFiles;
 import io.lora4j.io.FormatException;
+import io.lora4j.train.TrainingListener;
+import io.lora4j.train.TrainingRun;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.awt.Rectangle;
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -59,6 +62,25 @@ public final class LossChart {
         ChartUtils.writeChartAsPNG(png, chart, WIDTH, HEIGHT);
         AtomicFiles.writeBytes(outDir.resolve("loss.png"), png.toByteArray());
         AtomicFiles.writeBytes(outDir.resolve("loss.svg"), svg(chart).getBytes(StandardCharsets.UTF_8));
+    }
+
+    /**
+     * A listener that draws {@code loss.png} and {@code loss.svg} from the finished run's
+     * {@code metrics.jsonl}. The adapter is already written by then, so a chart that cannot be drawn
+     * (no AWT in a trimmed runtime, say) is a warning on {@code log}, never a failed run.
+     */
+    public static TrainingListener onFinish(PrintStream log) {
+        return new TrainingListener() {
+            @Override
+            public void onEnd(long steps, Path outDir) {
+                try {
+                    write(outDir.resolve(TrainingRun.METRICS), outDir);
+                    log.println("loss curves: " + outDir.resolve("loss.png") + " and loss.svg");
+                } catch (IOException | RuntimeException | LinkageError | java.awt.AWTError e) {
+                    log.println("warning: loss chart not drawn: " + e);
+                }
+            }
+        };
     }
 
     /**

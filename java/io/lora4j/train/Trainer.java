@@ -59,7 +59,7 @@ public final class Trainer implements AutoCloseable {
         long p = model.adapter().parameterCount();
         this.m = b.allocate(DType.F32, MemoryCategory.OPTIMIZER, p);
         this.v = b.allocate(DType.F32, MemoryCategory.OPTIMIZER, p);
-        model.setCheckpointing(config.checkpointing());
+        model.setCheckpointing(config.checkpointing(), config.checkpointEvery());
     }
 
     /** Optimizer steps taken (windows consumed, skipped ones included). */

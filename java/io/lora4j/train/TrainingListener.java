@@ -1,6 +1,7 @@
 package io.lora4j.train;
 
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * Observes a {@link TrainingRun}: progress display, the guide's run-time warnings, charts. Every
@@ -38,4 +39,33 @@ public interface TrainingListener {
      * run should not also print a plain log line per step.
      */
     default boolean drawsProgress() { return false; }
+
+    /**
+     * One listener that calls each of {@code listeners} in order; it draws progress when any of
+     * them does.
+     */
+    static TrainingListener all(TrainingListener... listeners) {
+        List<TrainingListener> ls = List.of(listeners);
+        return new TrainingListener() {
+            @Override public void onStart(long startStep, long totalSteps) {
+                for (TrainingListener l : ls) l.onStart(startStep, totalSteps);
+            }
+
+            @Override public void onStep(long step, long totalSteps, double loss, double lr, double gradNorm, double tps) {
+                for (TrainingListener l : ls) l.onStep(step, totalSteps, loss, lr, gradNorm, tps);
+            }
+
+            @Override public void onEval(long step, double evalLoss) {
+                for (TrainingListener l : ls) l.onEval(step, evalLoss);
+            }
+
+            @Override public void onEnd(long steps, Path outDir) {
+                for (TrainingListener l : ls) l.onEnd(steps, outDir);
+            }
+
+            @Override public boolean drawsProgress() {
+                return ls.stream().anyMatch(TrainingListener::drawsProgress);
+            }
+        };
+    }
 }

@@ -84,6 +84,12 @@ class TrainCommandTest {
         JsonObject fin = JsonParser.parseString(metrics.get(9)).getAsJsonObject();
         assertTrue(fin.getAsJsonObject("peak_memory_bytes").get("lora").getAsLong() > 0);
         assertTrue(fin.getAsJsonObject("peak_memory_bytes").get("optimizer").getAsLong() > 0);
+        // the guide's advice (learning rate 3e-3 is above 2e-4) and the loss charts
+        assertTrue(r.err.contains("lora4j: warning:") && r.err.contains("0.003"), r.err);
+        byte[] png = Files.readAllBytes(out.resolve("loss.png"));
+        assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G', "loss.png is a PNG");
+        String svg = Files.readString(out.resolve("loss.svg"));
+        assertTrue(svg.contains("<svg") && svg.contains("train loss") && svg.contains("eval loss"), "loss.svg has both curves");
 
         // verify: an untrained adapter (B = 0) vs the trained one
         Path init = dir.resolve("init");
@@ -103,7 +109,8 @@ class TrainCommandTest {
         Path model = Assets.require("stories15M.bin");
         Path out = dir.resolve("q");
         Result r = run("train", "--model", model.toString(), "--dataset", data(dir).toString(), "--load_in_4bit", "true", "--max_steps", "3",
-                "--gradient_accumulation_steps", "1", "--max_seq_length", "48", "--use_gradient_checkpointing", "true", "--out", out.toString());
+                "--gradient_accumulation_steps", "1", "--max_seq_length", "48", "--use_gradient_checkpointing", "chunked", "--checkpoint_every", "4",
+                "--out", out.toString());
         System.out.println(r.err);
         assertEquals(0, r.code, r.err);
         assertTrue(Files.isRegularFile(out.resolve("adapter_model.safetensors")));
