@@ -358,9 +358,11 @@ public final class MemoryPlanner {
             Buf h = act(t * d), rstd = act(t);
             long chunk = Math.min(t, LoraTrainingModel.CE_CHUNK_TOKENS);
             Buf logits = sim.dev(MemoryCategory.LOGITS, chunk * Math.min((long) c.vocabSize(), LOGITS_VOCAB_CHUNK) * F32);
+            // the online log-sum-exp state of ChunkedCrossEntropy (row max, row sum, target logit, lse)
+            Buf rowMax = act(chunk), rowSum = act(chunk), target = act(chunk), lse = act(chunk);
             Buf loss = act(chunk), sum = act(1);
             if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, F32)); // the loss sum read back (the CPU reads it in place)
-            for (Buf b : new Buf[] {sum, loss, logits, rstd, h}) sim.free(b);
+            for (Buf b : new Buf[] {sum, loss, lse, target, rowSum, rowMax, logits, rstd, h}) sim.free(b);
         }
 
         void forwardBackward() {

@@ -98,6 +98,25 @@ class MemoryPlannerValidationTest {
         System.out.printf("planner vs tracker: %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
     }
 
+    /**
+     * A vocabulary wider than {@link MemoryPlanner#LOGITS_VOCAB_CHUNK}: the head works in
+     * vocabulary slices (two here, the last one short), so the logits buffer is 32768 columns wide,
+     * not V; more than 256 tokens also take two token chunks.
+     */
+    @Test
+    void wideVocabularyIsPlannedAsVocabularySlices() {
+        LlamaConfig c = new LlamaConfig("llama", 32, 64, 2, 2, 1, 16, 1e-5, 10000.0, null, 40000, 512, false, 1, List.of(2), "float32");
+        try (LlamaWeights w = TestModels.random(c, 7)) {
+            for (int[] bs : new int[][] {{1, 48}, {2, 150}})
+                for (Object[] m : MODES)
+                    check(w, settings(c, false).withBatch(bs[0]).withSeqLen(bs[1]).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
+                            LoraConfig.defaults().withRank(8), "vocab 40000");
+            MemoryEstimate e = MemoryPlanner.estimate(c, settings(c, false).withBatch(2).withSeqLen(150));
+            assertEquals(256L * MemoryPlanner.LOGITS_VOCAB_CHUNK * 4, e.peak(MemoryCategory.LOGITS), "one [256, 32768] fp32 logits slice");
+        }
+        System.out.printf("planner vs tracker (vocab 40000): %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
+    }
+
     @Test
     void stories15MPredictionsMatchTheTracker() throws Exception {
         java.nio.file.Path bin = Assets.require("stories15M.bin");
