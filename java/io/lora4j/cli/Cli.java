@@ -1,12 +1,34 @@
 package io.lora4j.cli;
 
+import io.lora4j.train.RunConfig;
+import java.nio.file.Path;
 import java.util.Collection;
+import java.util.LinkedHashMap;
 import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
 import org.apache.commons.cli.CommandLine;
+import org.apache.commons.cli.Option;
 
 /** Option parsing helpers that turn bad values into {@link UsageException}s (exit 2). */
 final class Cli {
     private Cli() {}
+
+    /**
+     * The run config of {@code --config YAML} with every option not in {@code own} as a
+     * {@code --KEY VALUE} override; an invalid config is a usage error listing every problem.
+     */
+    static RunConfig runConfig(CommandLine cl, Set<String> own) throws UsageException, java.io.IOException {
+        Map<String, String> overrides = new LinkedHashMap<>();
+        for (Option opt : cl.getOptions()) if (!own.contains(opt.getLongOpt())) overrides.put(opt.getLongOpt(), opt.getValue());
+        Path yaml = cl.hasOption("config") ? Path.of(cl.getOptionValue("config")) : null;
+        if (yaml == null && overrides.isEmpty()) throw new UsageException("give --config run.yaml (and/or --KEY VALUE settings)");
+        try {
+            return RunConfig.load(yaml, overrides);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(e.getMessage());
+        }
+    }
 
     static int parseInt(CommandLine cl, String opt, int dflt) throws UsageException {
         String v = cl.getOptionValue(opt);

@@ -10,9 +10,7 @@ import io.lora4j.data.DatasetReader;
 import io.lora4j.train.RunConfig;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Option;
@@ -62,16 +60,7 @@ public final class DoctorCommand implements Command {
     @Override
     public int run(CommandLine cl, CliContext ctx) throws Exception {
         if (!cl.getArgList().isEmpty()) throw new UsageException("unexpected argument '" + cl.getArgList().get(0) + "'");
-        Map<String, String> overrides = new LinkedHashMap<>();
-        for (Option opt : cl.getOptions()) if (!OWN.contains(opt.getLongOpt())) overrides.put(opt.getLongOpt(), opt.getValue());
-        Path yaml = cl.hasOption("config") ? Path.of(cl.getOptionValue("config")) : null;
-        if (yaml == null && overrides.isEmpty()) throw new UsageException("give --config run.yaml (and/or --KEY VALUE settings)");
-        RunConfig cfg;
-        try {
-            cfg = RunConfig.load(yaml, overrides);
-        } catch (IllegalArgumentException e) {
-            throw new UsageException(e.getMessage());
-        }
+        RunConfig cfg = Cli.runConfig(cl, OWN);
         DatasetFacts facts = DatasetFacts.unknown();
         if (cfg.dataset() != null && Files.exists(cfg.dataset())) {
             DatasetReader.Result r = DatasetReader.read(cfg.dataset(), cfg.data().datasetFormat(), cfg.data().maxBadRowFraction());

@@ -8,9 +8,7 @@ import io.lora4j.train.TrainingListener;
 import io.lora4j.train.TrainingRun;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.commons.cli.CommandLine;
@@ -68,9 +66,6 @@ public final class TrainCommand implements Command {
     @Override
     public int run(CommandLine cl, CliContext ctx) throws Exception {
         if (!cl.getArgList().isEmpty()) throw new UsageException("unexpected argument '" + cl.getArgList().get(0) + "'");
-        Map<String, String> overrides = new LinkedHashMap<>();
-        for (Option opt : cl.getOptions())
-            if (!OWN.contains(opt.getLongOpt())) overrides.put(opt.getLongOpt(), opt.getValue());
         if (cl.hasOption("threads")) {
             int n = Cli.parseInt(cl, "threads", 0);
             if (n < 1) throw new UsageException("--threads must be >= 1, got " + n);
@@ -78,14 +73,7 @@ public final class TrainCommand implements Command {
         }
         int maxBad = cl.hasOption("max-bad-steps") ? Cli.parseInt(cl, "max-bad-steps", 0) : TrainingRun.DEFAULT_MAX_BAD_STEPS;
         if (maxBad < 1) throw new UsageException("--max-bad-steps must be >= 1, got " + maxBad);
-        Path yaml = cl.hasOption("config") ? Path.of(cl.getOptionValue("config")) : null;
-        if (yaml == null && overrides.isEmpty()) throw new UsageException("give --config run.yaml (and/or --KEY VALUE settings)");
-        RunConfig cfg;
-        try {
-            cfg = RunConfig.load(yaml, overrides);
-        } catch (IllegalArgumentException e) {
-            throw new UsageException(e.getMessage());
-        }
+        RunConfig cfg = Cli.runConfig(cl, OWN);
         Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
         Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
         if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
