@@ -64,7 +64,7 @@ public final class PlanCommand implements Command {
                 .addOption(Option.builder().longOpt("seq-len").hasArg().argName("N").desc("tokens per row (default 2048)").get())
                 .addOption(Option.builder().longOpt("batch").hasArg().argName("N").desc("rows per micro-batch (default 2)").get())
                 .addOption(Option.builder().longOpt("checkpointing").hasArg().argName("MODE")
-                        .desc("use_gradient_checkpointing: none, true, unsloth or chunked (default none, as train)").get())
+                        .desc("use_gradient_checkpointing: none, true, unsloth or chunked (default unsloth, as train)").get())
                 .addOption(Option.builder().longOpt("checkpoint-every").hasArg().argName("K")
                         .desc("chunked: layers per group (default round(sqrt(layers)))").get())
                 .addOption(Option.builder().longOpt("load-in-4bit")
@@ -134,7 +134,7 @@ public final class PlanCommand implements Command {
         if (seq < 2) throw new UsageException("--seq-len must be >= 2, got " + seq);
         CheckpointMode mode;
         try {
-            mode = CheckpointMode.parse(cl.getOptionValue("checkpointing", "none"));
+            mode = CheckpointMode.parse(cl.getOptionValue("checkpointing", "unsloth"));
         } catch (IllegalArgumentException e) {
             throw new UsageException("--checkpointing: " + e.getMessage());
         }

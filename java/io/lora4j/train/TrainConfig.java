@@ -80,7 +80,7 @@ public record TrainConfig(double learningRate, double numTrainEpochs, long maxSt
     /** The guide's defaults. */
     public static TrainConfig defaults() {
         return new TrainConfig(2e-4, 1, -1, 2, 8, 0, 0, LrSchedule.LINEAR, 0.01, 1.0, 3407, 1, 0, 0, 0, 2048,
-                CheckpointMode.NONE, 0, 0, 0);
+                CheckpointMode.UNSLOTH, 0, 0, 0);
     }
 
     /** Optimizer steps per epoch over {@code rows} rows: ceil(rows / (batch × GA)), as HF. */
