@@ -36,7 +36,7 @@ class DoctorCommandTest {
         for (String k : RunConfig.keys()) assertTrue(text.contains("\n" + k + ":"), "key " + k + " in " + EXAMPLE);
         for (String line : text.split("\n"))
             if (!line.isBlank() && !line.startsWith("#")) assertTrue(line.contains(" # "), "commented: " + line);
-        MainTest.Result r = MainTest.run("doctor", "--config", EXAMPLE.toString());
+        CliRun.Result r = CliRun.run("doctor", "--config", EXAMPLE.toString());
         assertEquals(0, r.code(), r.out() + r.err());
         assertTrue(r.out().startsWith("no advice"), r.out());
     }
@@ -44,7 +44,7 @@ class DoctorCommandTest {
     @Test
     void findingsRuleByRuleExit3() throws IOException {
         Files.writeString(dir.resolve("data.jsonl"), "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"yo\"}]}\n");
-        MainTest.Result r = MainTest.run("doctor", "--config", config("lora_alpha: 8\n").toString(), "--learning_rate", "1e-3");
+        CliRun.Result r = CliRun.run("doctor", "--config", config("lora_alpha: 8\n").toString(), "--learning_rate", "1e-3");
         assertEquals(DoctorCommand.ADVICE, r.code(), r.err());
         assertTrue(r.out().contains("[warning] learning-rate:") && r.out().contains("[warning] alpha-rank:"), r.out());
         assertTrue(r.out().contains("[advice] responses-only:"), "chat data detected from the file: " + r.out());
@@ -54,7 +54,7 @@ class DoctorCommandTest {
 
     @Test
     void json() throws IOException {
-        MainTest.Result r = MainTest.run("doctor", "--config", config("r: 128\nlora_alpha: 128\n").toString(), "--json");
+        CliRun.Result r = CliRun.run("doctor", "--config", config("r: 128\nlora_alpha: 128\n").toString(), "--json");
         assertEquals(3, r.code(), r.err());
         assertTrue(r.err().contains("not found"), "dataset missing: said on stderr: " + r.err());
         JsonArray a = JsonParser.parseString(r.out()).getAsJsonArray();
@@ -62,34 +62,34 @@ class DoctorCommandTest {
         assertEquals("rslora", a.get(0).getAsJsonObject().get("rule").getAsString());
         assertEquals("advice", a.get(0).getAsJsonObject().get("severity").getAsString());
         for (String k : List.of("found", "change", "why", "section")) assertTrue(a.get(0).getAsJsonObject().has(k), k);
-        r = MainTest.run("doctor", "--config", EXAMPLE.toString(), "--json");
+        r = CliRun.run("doctor", "--config", EXAMPLE.toString(), "--json");
         assertEquals(0, r.code());
         assertEquals(0, JsonParser.parseString(r.out()).getAsJsonArray().size());
     }
 
     @Test
     void badConfigIsUsageWithEveryProblem() throws IOException {
-        MainTest.Result r = MainTest.run("doctor", "--config", config("r: 0\nlearning_rat: 1\n").toString());
+        CliRun.Result r = CliRun.run("doctor", "--config", config("r: 0\nlearning_rat: 1\n").toString());
         assertEquals(2, r.code(), r.out());
         String err = r.err().strip();
         assertFalse(err.contains("\n"), err);
         assertTrue(err.startsWith("lora4j doctor: ") && err.contains("learning_rate") && err.contains("r must be"), err);
-        assertEquals(2, MainTest.run("doctor").code());
+        assertEquals(2, CliRun.run("doctor").code());
     }
 
     @Test
     void unknownOptionsSuggestTheClosest() {
-        MainTest.Result r = MainTest.run("train", "--learning-rat", "1e-4");
+        CliRun.Result r = CliRun.run("train", "--learning-rat", "1e-4");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("unknown option --learning-rat (did you mean --learning_rate?)"), r.err());
-        r = MainTest.run("doctor", "--jsno");
+        r = CliRun.run("doctor", "--jsno");
         assertTrue(r.err().contains("unknown option --jsno (did you mean --json?)"), r.err());
-        r = MainTest.run("quantize", "--blocksiz=64");
+        r = CliRun.run("quantize", "--blocksiz=64");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("unknown option --blocksiz (did you mean --blocksize?)"), r.err());
-        r = MainTest.run("eval", "--zzzzzzzz", "1");
+        r = CliRun.run("eval", "--zzzzzzzz", "1");
         assertTrue(r.err().contains("unknown option --zzzzzzzz") && !r.err().contains("did you mean"), r.err());
-        r = MainTest.run("doctr");
+        r = CliRun.run("doctr");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("unknown command 'doctr' (did you mean 'doctor'?)"), r.err());
     }

@@ -1,15 +1,13 @@
 package io.lora4j.cli;
 
+import static io.lora4j.cli.CliRun.run;
 import static org.junit.jupiter.api.Assertions.*;
 
 import com.google.gson.JsonParser;
+import io.lora4j.cli.CliRun.Result;
 import io.lora4j.model.Assets;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -22,13 +20,6 @@ class MergeCommandTest {
     /** Losses of the same model computed through different but exact routes (fp32): 1e-4 nats. */
     static final double LOSS_ATOL = 1e-4;
 
-    record Result(int code, String out, String err) {}
-
-    static Result run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code = Main.run(args, new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8), Map.of());
-        return new Result(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
-    }
 
     static double loss(String... args) {
         Result r = run(args);

@@ -1,19 +1,17 @@
 package io.lora4j.cli;
 
+import static io.lora4j.cli.CliRun.run;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import io.lora4j.cli.CliRun.Result;
 import io.lora4j.model.Assets;
 import io.lora4j.model.TestModels;
 import io.lora4j.ops.Backends;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -22,16 +20,6 @@ class ModelCommandsTest {
     @TempDir
     Path dir;
 
-    record Result(int code, String out, String err) {}
-
-    static Result run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code;
-        try (PrintStream po = new PrintStream(o, true, StandardCharsets.UTF_8); PrintStream pe = new PrintStream(e, true, StandardCharsets.UTF_8)) {
-            code = Main.run(args, po, pe, Map.of());
-        }
-        return new Result(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
-    }
 
     static void assertOneLine(Result r, int code, String fragment) {
         assertEquals(code, r.code(), r.err());

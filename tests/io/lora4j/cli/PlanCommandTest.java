@@ -1,31 +1,19 @@
 package io.lora4j.cli;
 
+import static io.lora4j.cli.CliRun.run;
 import static org.junit.jupiter.api.Assertions.*;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import io.lora4j.cli.CliRun.Result;
 import io.lora4j.model.Assets;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** {@code lora4j plan} on the example shapes, an HF directory and the real llama2.c file. */
 class PlanCommandTest {
-    record Result(int code, String out, String err) {}
-
-    static Result run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code;
-        try (PrintStream po = new PrintStream(o, true, StandardCharsets.UTF_8); PrintStream pe = new PrintStream(e, true, StandardCharsets.UTF_8)) {
-            code = Main.run(args, po, pe, Map.of());
-        }
-        return new Result(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
-    }
 
     @Test
     void plansTheExampleShapesAsTextAndJson() {

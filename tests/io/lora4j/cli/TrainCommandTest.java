@@ -1,24 +1,23 @@
 package io.lora4j.cli;
 
+import static io.lora4j.cli.CliRun.run;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import io.lora4j.cli.CliRun.Result;
 import io.lora4j.model.Assets;
 import io.lora4j.train.TinyRun;
 import java.io.BufferedReader;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStreamReader;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -31,13 +30,6 @@ import org.junit.jupiter.api.io.TempDir;
  * safety of train in child JVMs (Ctrl-C, SIGKILL, the output-directory lock) on a tiny model.
  */
 class TrainCommandTest {
-    private record Result(int code, String out, String err) {}
-
-    private static Result run(String... args) {
-        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
-        int code = Main.run(args, new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8), Map.of());
-        return new Result(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
-    }
 
     private static final String[] STORIES = {
         "Once upon a time, there was a little dog named Max. Max loved to run in the park with his red ball.",
@@ -65,9 +57,9 @@ class TrainCommandTest {
                 + "per_device_train_batch_size: 2\ngradient_accumulation_steps: 2\nlearning_rate: 3e-3\nwarmup_steps: 1\nmax_seq_length: 64\n");
         Path out = dir.resolve("out");
         Result r = run("train", "--config", yaml.toString(), "--out", out.toString(), "--eval_dataset", data(dir).toString(), "--eval_steps", "4");
-        System.out.println(r.err);
-        assertEquals(0, r.code, r.err);
-        assertTrue(r.err.contains("step 8/8"), r.err);
+        System.out.println(r.err());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("step 8/8"), r.err());
         assertTrue(Files.isRegularFile(out.resolve("adapter_config.json")));
         List<String> metrics = Files.readAllLines(out.resolve("metrics.jsonl"));
         // step 0 (the base model's eval loss), steps 1..8, the final summary
@@ -85,7 +77,7 @@ class TrainCommandTest {
         assertTrue(fin.getAsJsonObject("peak_memory_bytes").get("lora").getAsLong() > 0);
         assertTrue(fin.getAsJsonObject("peak_memory_bytes").get("optimizer").getAsLong() > 0);
         // the guide's advice (learning rate 3e-3 is above 2e-4) and the loss charts
-        assertTrue(r.err.contains("lora4j: warning:") && r.err.contains("0.003"), r.err);
+        assertTrue(r.err().contains("lora4j: warning:") && r.err().contains("0.003"), r.err());
         byte[] png = Files.readAllBytes(out.resolve("loss.png"));
         assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G', "loss.png is a PNG");
         String svg = Files.readString(out.resolve("loss.svg"));
@@ -94,14 +86,14 @@ class TrainCommandTest {
         // verify: an untrained adapter (B = 0) vs the trained one
         Path init = dir.resolve("init");
         Result r0 = run("train", "--config", yaml.toString(), "--out", init.toString(), "--max_steps", "1", "--learning_rate", "1e-30");
-        assertEquals(0, r0.code, r0.err);
+        assertEquals(0, r0.code(), r0.err());
         Result v = run("verify", out.toString(), "--json");
-        assertEquals(0, v.code, v.err);
-        assertFalse(JsonParser.parseString(v.out).getAsJsonObject().get("untrained").getAsBoolean());
+        assertEquals(0, v.code(), v.err());
+        assertFalse(JsonParser.parseString(v.out()).getAsJsonObject().get("untrained").getAsBoolean());
         Result v2 = run("verify", out.toString(), init.toString());
-        assertEquals(0, v2.code, v2.err);
-        assertTrue(v2.out.contains("changed: 42 of 42 lora_A, 42 of 42 lora_B"), v2.out);
-        assertEquals(1, run("train", "--config", yaml.toString(), "--out", out.toString()).code, "non-empty --out without --overwrite");
+        assertEquals(0, v2.code(), v2.err());
+        assertTrue(v2.out().contains("changed: 42 of 42 lora_A, 42 of 42 lora_B"), v2.out());
+        assertEquals(1, run("train", "--config", yaml.toString(), "--out", out.toString()).code(), "non-empty --out without --overwrite");
     }
 
     @Test
@@ -111,8 +103,8 @@ class TrainCommandTest {
         Result r = run("train", "--model", model.toString(), "--dataset", data(dir).toString(), "--load_in_4bit", "true", "--max_steps", "3",
                 "--gradient_accumulation_steps", "1", "--max_seq_length", "48", "--use_gradient_checkpointing", "chunked", "--checkpoint_every", "4",
                 "--out", out.toString());
-        System.out.println(r.err);
-        assertEquals(0, r.code, r.err);
+        System.out.println(r.err());
+        assertEquals(0, r.code(), r.err());
         assertTrue(Files.isRegularFile(out.resolve("adapter_model.safetensors")));
     }
 
@@ -121,8 +113,8 @@ class TrainCommandTest {
         Path yaml = dir.resolve("bad.yaml");
         Files.writeString(yaml, "model: x.bin\nlearning_rte: 1\nr: -1\n");
         Result r = run("train", "--config", yaml.toString(), "--out", dir.resolve("o").toString());
-        assertEquals(2, r.code);
-        assertTrue(r.err.contains("did you mean 'learning_rate'") && r.err.contains("r must be > 0") && r.err.contains("dataset is required"), r.err);
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("did you mean 'learning_rate'") && r.err().contains("r must be > 0") && r.err().contains("dataset is required"), r.err());
     }
 
     // ---- crash safety, in child JVMs running Main ----
@@ -235,7 +227,7 @@ class TrainCommandTest {
     private static byte[] reference(Path yaml, Path dir) throws IOException {
         Path ref = dir.resolve("ref");
         Result r = run("train", "--config", yaml.toString(), "--out", ref.toString());
-        assertEquals(0, r.code, r.err);
+        assertEquals(0, r.code(), r.err());
         return adapter(ref);
     }
 
@@ -263,8 +255,8 @@ class TrainCommandTest {
         assertEquals(List.of(), leftovers(out));
 
         Result r = run("train", "--config", yaml.toString(), "--resume", out.toString());
-        assertEquals(0, r.code, r.err);
-        assertTrue(r.err.contains("checkpoint-" + stoppedAt + ": step " + stoppedAt + " of 8"), r.err);
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("checkpoint-" + stoppedAt + ": step " + stoppedAt + " of 8"), r.err());
         assertArrayEquals(want, adapter(out));
     }
 
@@ -289,9 +281,9 @@ class TrainCommandTest {
         try (Child c = new Child(WRITE_DELAY_MS, "train", "--config", yaml.toString(), "--resume", out.toString())) {
             c.await("resuming from " + out.toAbsolutePath().resolve("checkpoint-4") + ": step 4 of 8");
             Result busy = run("train", "--config", yaml.toString(), "--resume", out.toString());
-            assertEquals(1, busy.code, busy.err);
-            assertTrue(busy.err.contains("another lora4j train is writing into this directory (pid " + c.process.pid() + ", started "), busy.err);
-            assertEquals(1, busy.err.strip().lines().count(), busy.err);
+            assertEquals(1, busy.code(), busy.err());
+            assertTrue(busy.err().contains("another lora4j train is writing into this directory (pid " + c.process.pid() + ", started "), busy.err());
+            assertEquals(1, busy.err().strip().lines().count(), busy.err());
             c.await("step 5/8");
             c.kill();
             System.out.println(c.output());
@@ -299,8 +291,8 @@ class TrainCommandTest {
 
         // 3: the last resume finishes with the uninterrupted run's bytes and cleans up
         Result r = run("train", "--config", yaml.toString(), "--resume", out.toString());
-        System.out.println(r.err);
-        assertEquals(0, r.code, r.err);
+        System.out.println(r.err());
+        assertEquals(0, r.code(), r.err());
         assertArrayEquals(want, adapter(out));
         assertEquals(List.of(), leftovers(out));
         List<String> steps = new ArrayList<>();
@@ -315,16 +307,16 @@ class TrainCommandTest {
     void resumeUsageErrors(@TempDir Path dir) throws Exception {
         Path yaml = TinyRun.write(dir.resolve("assets"), TinyRun.SETTINGS + "device: cpu\n");
         Path out = dir.resolve("out");
-        assertEquals(2, run("train", "--config", yaml.toString(), "--resume", out.toString(), "--overwrite").code);
-        assertEquals(2, run("train", "--config", yaml.toString(), "--out", out.toString(), "--max-bad-steps", "0").code);
+        assertEquals(2, run("train", "--config", yaml.toString(), "--resume", out.toString(), "--overwrite").code());
+        assertEquals(2, run("train", "--config", yaml.toString(), "--out", out.toString(), "--max-bad-steps", "0").code());
         Result none = run("train", "--config", yaml.toString(), "--resume", dir.resolve("assets").toString());
-        assertEquals(1, none.code);
-        assertTrue(none.err.contains("no valid checkpoint to resume from (no checkpoint-N directory)"), none.err);
+        assertEquals(1, none.code());
+        assertTrue(none.err().contains("no valid checkpoint to resume from (no checkpoint-N directory)"), none.err());
         Files.createDirectories(out);
         Files.writeString(out.resolve("notes.txt"), "x");
         Result busy = run("train", "--config", yaml.toString(), "--out", out.toString());
-        assertEquals(1, busy.code);
-        assertTrue(busy.err.contains("exists and is not empty (use --overwrite to replace it, or --resume to continue its run)"), busy.err);
+        assertEquals(1, busy.code());
+        assertTrue(busy.err().contains("exists and is not empty (use --overwrite to replace it, or --resume to continue its run)"), busy.err());
         assertFalse(Files.exists(out.resolve(".lock")));
     }
 }
