@@ -1,5 +1,7 @@
 package io.lora4j.advice;
 
+import io.lora4j.data.DataConfig;
+import io.lora4j.data.DataStats;
 import io.lora4j.data.DatasetFormat;
 import io.lora4j.lora.LoraConfig;
 import io.lora4j.model.Projection;
@@ -23,8 +25,11 @@ public final class GuideRules {
     public static final double LR_MIN = 5e-6, LR_MAX = 2e-4;
     /** The guide's recommended epochs ("1-3 epochs"). */
     public static final double MAX_EPOCHS = 3;
-    /** The guide's rank table: "8, 16, 32, 64, 128 — Choose 16 or 32". */
-    public static final int RANK_MIN = 8, RANK_MAX = 128;
+    /**
+     * The smallest rank without advice: the guide's underfitting remedies say r "usually is between 4
+     * and 64", and its rank table lists 8 to 128, so 4 to 128 pass.
+     */
+    public static final int RANK_MIN = 4, RANK_MAX = 128;
     /** The guide's dropout range: "0 (default) to 0.1". */
     public static final double DROPOUT_MAX = 0.1;
     /** The guide's weight decay: "0.01 (recommended) - 0.1". */
@@ -44,6 +49,13 @@ public final class GuideRules {
      * 64 is lora4j's threshold (the top half of the guide's rank table).
      */
     public static final int RSLORA_RANK = 64;
+    /** The guide's alpha/rank: "alpha/rank = 1 or 2", "keep alpha/rank at least = 1". */
+    public static final double SCALE_MIN = 1, SCALE_MAX = 2;
+    /**
+     * Effective scale from which a large alpha is a warning rather than advice: twice the guide's
+     * largest (2). lora4j's line, not the guide's: rsLoRA with the guide's alpha = r at r 64 gives 8.
+     */
+    public static final double SCALE_WARN = 4;
 
     private GuideRules() {}
 
@@ -74,15 +86,27 @@ public final class GuideRules {
     }
 
     /**
-     * What is known about the training data; any field may be unknown.
+     * What is known about the training data; any field may be unknown. {@code doctor} counts rows
+     * of the file(s); a training run counts sequences per epoch (rows after eval_split, text rows
+     * split at max_seq_length, packing): the same number unless rows are split or packed.
      *
-     * @param chat   whether rows are conversations (messages, sharegpt, alpaca): null when unknown
-     * @param rows   training rows, or -1 when unknown
-     * @param tokens training tokens, or -1 when unknown
+     * @param chat     whether rows are conversations (messages, sharegpt, alpaca): null when unknown
+     * @param rows     training rows (after the eval split), or -1 when unknown
+     * @param tokens   training tokens, or -1 when unknown
+     * @param evalRows rows of the eval set (eval_dataset or eval_split), or -1 when unknown
      */
-    public record DatasetFacts(Boolean chat, long rows, long tokens) {
+    public record DatasetFacts(Boolean chat, long rows, long tokens, long evalRows) {
+        public DatasetFacts(Boolean chat, long rows, long tokens) {
+            this(chat, rows, tokens, -1);
+        }
+
         public static DatasetFacts unknown() {
-            return new DatasetFacts(null, -1, -1);
+            return new DatasetFacts(null, -1, -1, -1);
+        }
+
+        /** The facts a training run has: its data pipeline's statistics. */
+        public static DatasetFacts of(DataStats s) {
+            return new DatasetFacts(isChat(s.format()), s.trainSequences(), s.trainTokens(), s.evalRows());
         }
 
         /** Whether rows in {@code format} are turns of a conversation, which response-only masking applies to. */
@@ -99,7 +123,7 @@ public final class GuideRules {
     /** Every rule, in the guide's order. */
     public static List<Finding> check(RunConfig c, DatasetFacts facts) {
         List<Finding> f = new ArrayList<>();
-        learningRate(c, f);
+        learningRate(c, facts, f);
         epochs(c, facts, f);
         rank(c, f);
         alpha(c, f);
@@ -112,18 +136,16 @@ public final class GuideRules {
         batchSplit(c, f);
         responsesOnly(c, facts, f);
         rslora(c, f);
+        evaluation(c, facts, f);
         return f;
     }
 
     /**
-     * The rules a run should warn about when it starts (the guide's clear mistakes): alpha/r &lt; 1,
-     * learning rate outside the LoRA range, more than 3 epochs.
+     * The rules a run warns about when it starts: every WARNING-level finding of {@link #check},
+     * from the same facts, so that training and {@code doctor} never disagree.
      */
     public static List<Finding> startWarnings(RunConfig c, DatasetFacts facts) {
-        List<Finding> f = new ArrayList<>();
-        learningRate(c, f);
-        epochs(c, facts, f);
-        alpha(c, f);
+        List<Finding> f = check(c, facts);
         f.removeIf(x -> x.severity() != Severity.WARNING);
         return f;
     }
@@ -134,16 +156,23 @@ public final class GuideRules {
         return String.format(Locale.ROOT, "%.4g", v).replaceAll("\\.?0+$", "");
     }
 
-    private static void learningRate(RunConfig c, List<Finding> f) {
+    private static void learningRate(RunConfig c, DatasetFacts facts, List<Finding> f) {
         double lr = c.train().learningRate();
-        String why = "\"For normal LoRA/QLoRA fine-tuning, we recommend 2e-4 as a starting point\"; typical range 2e-4 to 5e-6"
-                + " (5e-6 is for RL: DPO, GRPO). Too high makes training unstable; too low can prevent learning";
-        if (lr > LR_MAX * 1.0000001)
-            f.add(new Finding("learning-rate", Severity.WARNING, "learning_rate " + num(lr) + " is above the guide's range 5e-6..2e-4",
-                    "learning_rate: 2e-4", why, "Key Fine-tuning Hyperparameters / Learning Rate"));
-        else if (lr < LR_MIN * 0.9999999)
+        String section = "Key Fine-tuning Hyperparameters / Learning Rate";
+        if (lr > LR_MAX * 1.0000001) {
+            long steps = totalSteps(c.train(), facts);
+            f.add(new Finding("learning-rate", Severity.ADVICE, "learning_rate " + num(lr) + " is above the guide's 2e-4 starting point"
+                    + (steps > 0 ? " (a run of " + steps + " steps)" : ""),
+                    "learning_rate: 2e-4 for a short run; keep the higher rate only if a longer run does better with it",
+                    "\"For normal LoRA/QLoRA fine-tuning, we recommend 2e-4 as a starting point\"; \"A high learning rate often leads to"
+                            + " overfitting, especially during short training runs. For longer training, a higher learning rate may work"
+                            + " better. It's best to experiment with both\"", section));
+        } else if (lr < LR_MIN * 0.9999999) {
             f.add(new Finding("learning-rate", Severity.WARNING, "learning_rate " + num(lr) + " is below the guide's range 5e-6..2e-4",
-                    "learning_rate: 2e-4 (LoRA/QLoRA start) or 5e-6 (RL)", why, "Key Fine-tuning Hyperparameters / Learning Rate"));
+                    "learning_rate: 2e-4 (LoRA/QLoRA start) or 5e-6 (RL)",
+                    "typical range \"2e-4 (0.0002) to 5e-6\"; low learning rates \"can lead to overfitting or even prevent the model from"
+                            + " learning\"", section));
+        }
     }
 
     /** Epochs the run will make: num_train_epochs, or max_steps over the rows when both are known; NaN when unknown. */
@@ -165,33 +194,57 @@ public final class GuideRules {
             String found = c.train().maxSteps() > 0
                     ? "max_steps " + c.train().maxSteps() + " over " + facts.rows() + " rows is " + String.format(Locale.ROOT, "%.1f", e) + " epochs"
                     : "num_train_epochs " + num(e);
-            f.add(new Finding("epochs", Severity.WARNING, found + " (more than 3)", "num_train_epochs: 1 to 3",
+            f.add(new Finding("epochs", Severity.WARNING, found + " (more than 3)",
+                    String.join("; ", Remedies.overfitting(c, Remedies.Signal.TOO_MANY_EPOCHS)),
                     "\"Recommended: 1-3 epochs. For most instruction-based datasets, training for more than 3 epochs offers diminishing"
                             + " returns and increases the risk of overfitting\"",
-                    "Key Fine-tuning Hyperparameters / Epochs"));
+                    "Key Fine-tuning Hyperparameters / Epochs; Avoiding Overfitting & Underfitting"));
         }
     }
 
     private static void rank(RunConfig c, List<Finding> f) {
         int r = c.lora().r();
         if (r < RANK_MIN || r > RANK_MAX)
-            f.add(new Finding("rank", Severity.ADVICE, "r " + r + " is outside the guide's 8..128", "r: 16 (or 32)",
-                    "the rank table lists 8, 16, 32, 64, 128 and says \"Choose 16 or 32\"; a higher rank adds capacity and memory",
-                    "Hyperparameters & Recommendations"));
+            f.add(new Finding("rank", Severity.ADVICE, "r " + r + " is outside " + RANK_MIN + ".." + RANK_MAX, "r: 16 (or 32)",
+                    "the rank table lists 8, 16, 32, 64, 128 and says \"Choose 16 or 32\"; against underfitting the guide says rank"
+                            + " \"usually is between 4 and 64\"; a higher rank adds capacity and memory and \"can cause overfitting\"",
+                    "Hyperparameters & Recommendations; Underfitting"));
     }
 
+    /** "lora_alpha 16 / sqrt(r 64) = 2 (use_rslora)" or "lora_alpha 8 / r 16 = 0.5". */
+    static String scaleText(LoraConfig l) {
+        return l.useRslora()
+                ? "lora_alpha " + num(l.loraAlpha()) + " / sqrt(r " + l.r() + ") = " + num(l.scaling()) + " (use_rslora)"
+                : "lora_alpha " + num(l.loraAlpha()) + " / r " + l.r() + " = " + num(l.scaling());
+    }
+
+    /** The alphas that give the guide's scale 1 and 2 at rank r, with or without rsLoRA. */
+    static String alphaChange(LoraConfig l) {
+        double one = l.useRslora() ? Math.sqrt(l.r()) : l.r();
+        return l.useRslora()
+                ? "lora_alpha: " + num(one) + " (= sqrt(r): scale 1) to " + num(2 * one) + " (= 2 sqrt(r): scale 2)"
+                : "lora_alpha: " + l.r() + " (= r) or " + 2 * l.r() + " (= 2r)";
+    }
+
+    /**
+     * Alpha on the effective scale: alpha/r, or alpha/√r with rsLoRA. The guide states its rule on
+     * alpha/r ("keep alpha/rank at least = 1", "alpha/rank = 1 or 2"); with rsLoRA the same update
+     * strength is alpha/√r in 1..2, which is what this checks.
+     */
     private static void alpha(RunConfig c, List<Finding> f) {
         LoraConfig l = c.lora();
-        double ratio = l.loraAlpha() / l.r();
+        double scale = l.scaling();
         String section = "LoRA Alpha and Rank relationship";
-        if (ratio < 1 - 1e-9) {
-            f.add(new Finding("alpha-rank", Severity.WARNING, "lora_alpha " + num(l.loraAlpha()) + " / r " + l.r() + " = " + num(ratio) + " < 1",
-                    "lora_alpha: " + l.r() + " (= r) or " + 2 * l.r() + " (= 2r)",
-                    "the update is scaled by alpha/rank, \"so we should keep alpha/rank at least = 1\"", section));
-        } else if (ratio > 2 + 1e-9) {
-            f.add(new Finding("alpha-rank", Severity.ADVICE, "lora_alpha " + num(l.loraAlpha()) + " / r " + l.r() + " = " + num(ratio) + " > 2",
-                    "lora_alpha: " + l.r() + " (= r) or " + 2 * l.r() + " (= 2r)",
-                    "\"set the alpha to equal to the rank, or at least 2 times the rank. This means alpha/rank = 1 or 2\"", section));
+        String on = l.useRslora() ? " (with use_rslora the update is scaled by alpha/sqrt(r), so the guide's alpha/rank rule is"
+                + " applied to that scale)" : "";
+        if (scale < SCALE_MIN - 1e-9) {
+            f.add(new Finding("alpha-rank", Severity.WARNING, scaleText(l) + " < 1", alphaChange(l),
+                    "the update is scaled by alpha/rank, \"so we should keep alpha/rank at least = 1\"" + on, section));
+        } else if (scale > SCALE_MAX + 1e-9) {
+            boolean far = scale > SCALE_WARN + 1e-9;
+            f.add(new Finding("alpha-rank", far ? Severity.WARNING : Severity.ADVICE, scaleText(l) + " > 2"
+                    + (far ? " (more than twice the guide's largest)" : ""), alphaChange(l),
+                    "\"set the alpha to equal to the rank, or at least 2 times the rank. This means alpha/rank = 1 or 2\"" + on, section));
         }
     }
 
@@ -291,12 +344,12 @@ public final class GuideRules {
     }
 
     private static void responsesOnly(RunConfig c, DatasetFacts facts, List<Finding> f) {
-        if (c.data() == null || c.data().trainOnResponsesOnly()) return;
+        if (c.data() == null || !Boolean.FALSE.equals(c.data().trainOnResponsesOnly())) return;
         DatasetFormat fmt = c.data().datasetFormat();
         boolean chat = facts.chat() != null ? facts.chat() : DatasetFacts.isChat(fmt);
         if (!chat) return;
         f.add(new Finding("responses-only", Severity.ADVICE, "chat data trained on every token (train_on_responses_only false)",
-                "train_on_responses_only: true",
+                "train_on_responses_only: auto (the default: on for conversations) or true",
                 "\"training on completions only increases accuracy by quite a bit, especially for multi-turn conversational finetunes\"",
                 "Training on completions only, masking out inputs"));
     }
@@ -304,9 +357,31 @@ public final class GuideRules {
     private static void rslora(RunConfig c, List<Finding> f) {
         LoraConfig l = c.lora();
         if (l.r() < RSLORA_RANK || l.useRslora()) return;
-        f.add(new Finding("rslora", Severity.ADVICE, "r " + l.r() + " without use_rslora", "use_rslora: true (scaling alpha/sqrt(r))",
+        double root = Math.sqrt(l.r());
+        f.add(new Finding("rslora", Severity.ADVICE, "r " + l.r() + " without use_rslora",
+                "use_rslora: true with lora_alpha " + num(root) + " to " + num(2 * root) + " (alpha/sqrt(r) = 1 to 2); keeping lora_alpha "
+                        + num(l.loraAlpha()) + " would make the scale " + num(l.loraAlpha() / root) + " instead of " + num(l.scaling()),
                 "rank-stabilized LoRA \"can sometimes improve stability, particularly for higher ranks\"; by the rsLoRA paper"
-                        + " \"theoretically this is the optimum\"",
+                        + " \"theoretically this is the optimum\"; the effective scaling \"becomes lora_alpha / sqrt(r)\", so alpha must"
+                        + " shrink with it to keep the guide's alpha/rank of 1 to 2",
                 "LoRA Alpha and Rank relationship"));
+    }
+
+    /**
+     * Evaluation and early stopping: the guide's overfitting remedies rely on watching eval loss
+     * ("enable evaluation and stop when the evaluation loss increases for a few steps").
+     */
+    private static void evaluation(RunConfig c, DatasetFacts facts, List<Finding> f) {
+        DataConfig d = c.data();
+        if (d == null) return;
+        String section = "Avoiding Overfitting & Underfitting / Evaluation early stopping";
+        String why = "\"Evaluation early stopping - enable evaluation and stop when the evaluation loss increases for a few steps\"";
+        if (d.evalDataset() == null && d.evalSplit() == 0) {
+            f.add(new Finding("eval", Severity.ADVICE, "no eval set (eval_split 0, no eval_dataset): overfitting cannot be seen",
+                    "eval_split: auto (5 % of the rows, at most " + DataConfig.AUTO_EVAL_MAX_ROWS + ") or eval_dataset: FILE", why, section));
+        } else if (c.train().earlyStoppingPatience() == 0 && facts.evalRows() != 0) {
+            f.add(new Finding("early-stopping", Severity.ADVICE, "early_stopping_patience 0: training goes on while eval loss rises",
+                    "early_stopping_patience: " + TrainConfig.DEFAULT_EARLY_STOPPING_PATIENCE, why, section));
+        }
     }
 }

@@ -80,7 +80,7 @@ public final class TrainCommand implements Command {
         if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
         TrainingListener watch = TrainingListener.all(
                 new ProgressDisplay(ctx.err(), ProgressDisplay.isTerminal(ctx.env())),
-                new TrainingMonitor(ctx.err(), cfg),
+                new TrainingMonitor(ctx.err(), cfg).withAdapterDir(String.valueOf(out != null ? out : resume)),
                 LossChart.onFinish(ctx.err()));
         TrainingRun.Options opts = TrainingRun.Options.defaults().withOverwrite(cl.hasOption("overwrite")).withResume(resume)
                 .withMaxBadSteps(maxBad).withListener(watch);

@@ -98,9 +98,9 @@ public final class DataPipeline {
             rows += ev.rows();
             bad += ev.badRows();
             badExamples.addAll(ev.badExamples());
-        } else if (cfg.evalSplit() > 0) {
+        } else if (cfg.evalRows(trainSamples.size()) > 0) {
             int n = trainSamples.size();
-            int k = (int) Math.max(1, Math.round(cfg.evalSplit() * n));
+            int k = cfg.evalRows(n);
             if (n - k < 1) throw new FormatException(dataPath, n + " rows cannot give eval_split " + cfg.evalSplit() + " and keep a training row");
             Integer[] perm = Batches.permutation(n, new Random(cfg.seed() + SPLIT_SALT));
             boolean[] isEval = new boolean[n];
@@ -115,7 +115,7 @@ public final class DataPipeline {
         for (Sample s : evalSamples) chat |= s instanceof Sample.Chat;
         ChatTemplate template = chat || cfg.chatTemplate() != null ? resolveTemplate(cfg.chatTemplate(), tok, tokenizerPath) : null;
         ResponseMasker masker = null;
-        if (cfg.trainOnResponsesOnly() && template != null) {
+        if (cfg.responsesOnlyFor(chat) && template != null) {
             ChatTemplate.Markers m = cfg.instructionPart() != null && cfg.responsePart() != null
                     ? new ChatTemplate.Markers(cfg.instructionPart(), cfg.responsePart(), turnEndOrEmpty(template), false)
                     : template.markers();
@@ -148,7 +148,7 @@ public final class DataPipeline {
         DataStats stats = new DataStats(train.format(), template == null ? null : template.name(),
                 masker == null ? null : new ChatTemplate.Markers(masker.instruction(), masker.response(), masker.turnEnd(), false), rows, bad,
                 badExamples, trainRows.size(), evalRows.size(), enc.skipped, enc.truncated, enc.split, trainRows.size(), tokens, targets,
-                enc.firstSkipped);
+                enc.firstSkipped, List.of(cfg.describeEvalSplit(train.samples().size()), cfg.describeResponsesOnly(chat)));
         return new DataPipeline(cfg, tok, template, masker, trainRows, evalRows, stats);
     }
 

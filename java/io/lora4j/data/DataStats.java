@@ -21,17 +21,19 @@ import java.util.Locale;
  * @param trainTokens     tokens in the training rows
  * @param trainTargets    targets with loss in the training rows
  * @param firstSkipped    the text of the first skipped row, or null
+ * @param notes           what the defaults decided (eval_split auto, train_on_responses_only auto), one line each
  */
 public record DataStats(DatasetFormat format, String template, ChatTemplate.Markers markers, int rows, int badRows, List<String> badExamples,
         int trainRows, int evalRows, int skipped, int truncated, int split, int trainSequences, long trainTokens, long trainTargets,
-        String firstSkipped) {
+        String firstSkipped, List<String> notes) {
     public DataStats {
         badExamples = List.copyOf(badExamples);
+        notes = List.copyOf(notes);
     }
 
     DataStats withSequences(int n) {
         return new DataStats(format, template, markers, rows, badRows, badExamples, trainRows, evalRows, skipped, truncated, split, n,
-                trainTokens, trainTargets, firstSkipped);
+                trainTokens, trainTargets, firstSkipped, notes);
     }
 
     /** A few lines for people. */
@@ -45,6 +47,7 @@ public record DataStats(DatasetFormat format, String template, ChatTemplate.Mark
         if (markers != null)
             sb.append("\nresponses only: instruction_part ").append(ChatTemplate.show(markers.instruction())).append(", response_part ")
                     .append(ChatTemplate.show(markers.response())).append(", turn end ").append(ChatTemplate.show(markers.turnEnd()));
+        for (String n : notes) sb.append('\n').append(n);
         for (String b : badExamples) sb.append("\nbad row: ").append(b);
         return sb.toString();
     }

@@ -32,7 +32,8 @@ import org.yaml.snakeyaml.error.YAMLException;
  * @param loadIn4bit    QLoRA: NF4 base (blocksize 64, double quant)
  * @param dataset       training JSONL
  * @param evalDataset   evaluation JSONL, or null
- * @param evalSplit     fraction of the training rows held out for evaluation (0: none)
+ * @param evalSplit     fraction of the training rows held out for evaluation (0: none;
+ *                      {@link DataConfig#EVAL_SPLIT_AUTO}: auto, the default)
  * @param lora          the LoRA settings
  * @param train         the optimisation settings
  * @param optim         the optimizer name as given (every AdamW variant runs as fp32 AdamW)
@@ -47,7 +48,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             "train_on_responses_only", "instruction_part", "response_part", "last_response_only", "packing", "max_seq_length",
             "group_by_length", "seed");
 
-    private enum Kind { STRING, PATH, BOOL, INT, FLOAT, TARGETS, MAP, ANY }
+    private enum Kind { STRING, PATH, BOOL, INT, FLOAT, TARGETS, MAP, ANY, BOOL_OR_AUTO, FLOAT_OR_AUTO }
 
     private static final Map<String, Kind> KEYS = new LinkedHashMap<>();
 
@@ -57,8 +58,8 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"r", "INT"}, {"lora_alpha", "FLOAT"}, {"lora_dropout", "FLOAT"}, {"bias", "STRING"},
             {"target_modules", "TARGETS"}, {"use_rslora", "BOOL"}, {"loftq_config", "MAP"}, {"init_lora_weights", "ANY"},
             {"random_state", "INT"}, {"use_gradient_checkpointing", "ANY"}, {"checkpoint_every", "INT"}, {"dataset", "PATH"}, {"eval_dataset", "PATH"},
-            {"eval_split", "FLOAT"}, {"dataset_format", "STRING"}, {"chat_template", "STRING"},
-            {"train_on_responses_only", "BOOL"}, {"instruction_part", "STRING"}, {"response_part", "STRING"},
+            {"eval_split", "FLOAT_OR_AUTO"}, {"dataset_format", "STRING"}, {"chat_template", "STRING"},
+            {"train_on_responses_only", "BOOL_OR_AUTO"}, {"instruction_part", "STRING"}, {"response_part", "STRING"},
             {"packing", "BOOL"}, {"last_response_only", "BOOL"}, {"group_by_length", "BOOL"}, {"learning_rate", "FLOAT"}, {"num_train_epochs", "FLOAT"}, {"max_steps", "INT"},
             {"per_device_train_batch_size", "INT"}, {"gradient_accumulation_steps", "INT"}, {"warmup_steps", "INT"},
             {"warmup_ratio", "FLOAT"}, {"lr_scheduler_type", "STRING"}, {"weight_decay", "FLOAT"},
@@ -149,8 +150,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
         if (!OPTIMIZERS.contains(optim)) errors.add("optim must be one of " + String.join(", ", new java.util.TreeSet<>(OPTIMIZERS)) + ", got '" + optim + "'");
         String device = (String) v.get("device");
         if (device != null && !device.equals("cpu") && !device.equals("cuda")) errors.add("device must be cpu or cuda, got '" + device + "'");
-        double evalSplit = num(v, "eval_split", 0);
-        if (!(evalSplit >= 0 && evalSplit < 1)) errors.add("eval_split must be a fraction in [0, 1), got " + evalSplit);
+        double evalSplit = data != null ? data.evalSplit() : DataConfig.EVAL_SPLIT_AUTO;
 
         LoraConfig lora = null;
         TrainConfig train = null;
@@ -182,12 +182,12 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             LrSchedule sched = v.containsKey("lr_scheduler_type") ? LrSchedule.parse((String) v.get("lr_scheduler_type")) : d.lrScheduler();
             train = new TrainConfig(num(v, "learning_rate", d.learningRate()), num(v, "num_train_epochs", d.numTrainEpochs()),
                     (long) num(v, "max_steps", d.maxSteps()), (int) num(v, "per_device_train_batch_size", d.perDeviceTrainBatchSize()),
-                    (int) num(v, "gradient_accumulation_steps", d.gradientAccumulationSteps()), (long) num(v, "warmup_steps", 0),
-                    num(v, "warmup_ratio", 0), sched, num(v, "weight_decay", d.weightDecay()), num(v, "max_grad_norm", d.maxGradNorm()),
-                    (long) num(v, "seed", d.seed()), (int) num(v, "logging_steps", 1), (int) num(v, "eval_steps", 0),
-                    (int) num(v, "save_steps", 0), (int) num(v, "save_total_limit", 0), (int) num(v, "max_seq_length", d.maxSeqLength()),
-                    ck, (int) num(v, "early_stopping_patience", 0), num(v, "early_stopping_threshold", 0),
-                    (int) num(v, "checkpoint_every", 0));
+                    (int) num(v, "gradient_accumulation_steps", d.gradientAccumulationSteps()), (long) num(v, "warmup_steps", d.warmupSteps()),
+                    num(v, "warmup_ratio", d.warmupRatio()), sched, num(v, "weight_decay", d.weightDecay()), num(v, "max_grad_norm", d.maxGradNorm()),
+                    (long) num(v, "seed", d.seed()), (int) num(v, "logging_steps", d.loggingSteps()), (int) num(v, "eval_steps", d.evalSteps()),
+                    (int) num(v, "save_steps", d.saveSteps()), (int) num(v, "save_total_limit", d.saveTotalLimit()), (int) num(v, "max_seq_length", d.maxSeqLength()),
+                    ck, (int) num(v, "early_stopping_patience", d.earlyStoppingPatience()),
+                    num(v, "early_stopping_threshold", d.earlyStoppingThreshold()), (int) num(v, "checkpoint_every", d.checkpointEvery()));
         } catch (IllegalArgumentException e) {
             errors.add(e.getMessage());
         }
@@ -248,6 +248,10 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             case MAP:
                 if (val instanceof Map) return val;
                 break;
+            case BOOL_OR_AUTO:
+            case FLOAT_OR_AUTO:
+                if (val instanceof String s && s.trim().equalsIgnoreCase("auto")) return "auto";
+                return check(key, kind == Kind.BOOL_OR_AUTO ? Kind.BOOL : Kind.FLOAT, val, errors);
             default:
                 return val;
         }

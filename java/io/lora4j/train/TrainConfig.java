@@ -15,20 +15,21 @@ import java.util.List;
  * @param gradientAccumulationSteps  gradient_accumulation_steps, micro-batches per optimizer step
  *                                   (8: the guide's table; Unsloth's notebooks use 4)
  * @param warmupSteps                warmup_steps (0); when &gt; 0 it wins over warmupRatio
- * @param warmupRatio                warmup_ratio in [0, 1) (0)
+ * @param warmupRatio                warmup_ratio in [0, 1) ({@value #DEFAULT_WARMUP_RATIO}: the guide's "5-10% of total steps")
  * @param lrScheduler                lr_scheduler_type (linear)
  * @param weightDecay                weight_decay, decoupled, on LoRA A/B (0.01)
  * @param maxGradNorm                max_grad_norm: global-norm clipping; 0 disables (1.0)
  * @param seed                       seed of data order and dropout (3407)
  * @param loggingSteps               logging_steps (1)
- * @param evalSteps                  eval_steps: evaluate every N steps when an eval set is given
- *                                   (0: only at the end)
+ * @param evalSteps                  eval_steps: evaluate every N steps when there is eval data
+ *                                   (0: about {@value #AUTO_EVALUATIONS} evaluations per run, see {@link #evalEvery})
  * @param saveSteps                  save_steps: write checkpoint-N/ every N steps (0: never)
  * @param saveTotalLimit             save_total_limit: keep the newest N checkpoints (0: all)
  * @param maxSeqLength               max_seq_length: rows are truncated to this many tokens (2048)
  * @param checkpointing              use_gradient_checkpointing (false | true | unsloth | chunked)
  * @param earlyStoppingPatience      early_stopping_patience: evaluations without improvement
- *                                   before stopping (0: off)
+ *                                   before stopping (0: off; {@value #DEFAULT_EARLY_STOPPING_PATIENCE}, the
+ *                                   guide's "stop when the evaluation loss increases for a few steps")
  * @param earlyStoppingThreshold     early_stopping_threshold: the improvement that counts (0)
  * @param checkpointEvery            checkpoint_every: layers per recomputed group of
  *                                   {@link CheckpointMode#CHUNKED}, &gt;= 1; 0 = round(√L) (0)
@@ -37,6 +38,20 @@ public record TrainConfig(double learningRate, double numTrainEpochs, long maxSt
         int gradientAccumulationSteps, long warmupSteps, double warmupRatio, LrSchedule lrScheduler, double weightDecay,
         double maxGradNorm, long seed, int loggingSteps, int evalSteps, int saveSteps, int saveTotalLimit, int maxSeqLength,
         CheckpointMode checkpointing, int earlyStoppingPatience, double earlyStoppingThreshold, int checkpointEvery) {
+
+    /**
+     * The guide's warmup is "5-10% of total steps"; lora4j takes the low end as a ratio, so it scales
+     * with the run. Unsloth's notebooks write it as steps instead ({@code warmup_steps = 5} with
+     * {@code max_steps = 60}, 8 %).
+     */
+    public static final double DEFAULT_WARMUP_RATIO = 0.05;
+    /**
+     * Evaluations without improvement before early stopping. The guide: "enable evaluation and stop
+     * when the evaluation loss increases for a few steps"; lora4j reads "a few" as 3.
+     */
+    public static final int DEFAULT_EARLY_STOPPING_PATIENCE = 3;
+    /** Evaluations per run when eval_steps is 0: often enough for early stopping to act. */
+    public static final int AUTO_EVALUATIONS = 10;
 
     /** torch.optim.AdamW defaults (DESIGN.md §4). */
     public static final float BETA1 = 0.9f, BETA2 = 0.999f, EPS = 1e-8f;
@@ -79,8 +94,16 @@ public record TrainConfig(double learningRate, double numTrainEpochs, long maxSt
 
     /** The guide's defaults. */
     public static TrainConfig defaults() {
-        return new TrainConfig(2e-4, 1, -1, 2, 8, 0, 0, LrSchedule.LINEAR, 0.01, 1.0, 3407, 1, 0, 0, 0, 2048,
-                CheckpointMode.UNSLOTH, 0, 0, 0);
+        return new TrainConfig(2e-4, 1, -1, 2, 8, 0, DEFAULT_WARMUP_RATIO, LrSchedule.LINEAR, 0.01, 1.0, 3407, 1, 0, 0, 0, 2048,
+                CheckpointMode.UNSLOTH, DEFAULT_EARLY_STOPPING_PATIENCE, 0, 0);
+    }
+
+    /**
+     * Steps between evaluations in a run of {@code total} steps: eval_steps when &gt; 0, else
+     * ceil(total / {@value #AUTO_EVALUATIONS}) (the last step is always evaluated too).
+     */
+    public long evalEvery(long total) {
+        return evalSteps > 0 ? evalSteps : Math.max(1, (total + AUTO_EVALUATIONS - 1) / AUTO_EVALUATIONS);
     }
 
     /** Optimizer steps per epoch over {@code rows} rows: ceil(rows / (batch × GA)), as HF. */

@@ -1,5 +1,7 @@
 package io.lora4j.train;
 
+import com.google.gson.JsonObject;
+import io.lora4j.data.DataStats;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -15,6 +17,20 @@ public interface TrainingListener {
      * @param totalSteps optimizer steps of the whole run
      */
     default void onStart(long startStep, long totalSteps) {}
+
+    /**
+     * Before {@link #onStart}: what the data pipeline read, and the optimizer steps per epoch it gives.
+     */
+    default void onData(DataStats stats, long stepsPerEpoch) {}
+
+    /** Before {@link #onStart}: where the listener may write event rows into metrics.jsonl (each with a "step"). */
+    default void onEventLog(EventLog log) {}
+
+    /** Appends one row to the run's metrics.jsonl. */
+    @FunctionalInterface
+    interface EventLog {
+        void write(JsonObject row);
+    }
 
     /**
      * After each optimizer step.
@@ -49,6 +65,14 @@ public interface TrainingListener {
         return new TrainingListener() {
             @Override public void onStart(long startStep, long totalSteps) {
                 for (TrainingListener l : ls) l.onStart(startStep, totalSteps);
+            }
+
+            @Override public void onData(DataStats stats, long stepsPerEpoch) {
+                for (TrainingListener l : ls) l.onData(stats, stepsPerEpoch);
+            }
+
+            @Override public void onEventLog(EventLog log) {
+                for (TrainingListener l : ls) l.onEventLog(log);
             }
 
             @Override public void onStep(long step, long totalSteps, double loss, double lr, double gradNorm, double tps) {

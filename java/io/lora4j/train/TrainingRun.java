@@ -332,6 +332,14 @@ public final class TrainingRun {
                 log.printf(Locale.ROOT, "training: %d steps (%d per epoch), batch %d x accumulation %d, %d LoRA parameters (r %d, alpha %s, %s), warmup %d, %s%n",
                         total, perEpoch, tc.perDeviceTrainBatchSize(), tc.gradientAccumulationSteps(), adapter.parameterCount(), cfg.lora().r(),
                         fmt(cfg.lora().loraAlpha()), cfg.lora().targetModuleNames(), trainer.warmupSteps(), backend.description());
+                listener.onData(data.stats(), perEpoch);
+                listener.onEventLog(row -> {
+                    try {
+                        metrics.write(row);
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                });
                 listener.onStart(resumed == null ? 0 : state.step, total);
                 if (resumed != null) {
                     trainer.restore(state.step, state.updates, resumed.m(), resumed.v());
@@ -376,7 +384,7 @@ public final class TrainingRun {
                 state.losses.add(r.skipped() ? Double.NaN : r.loss());
                 state.gradNorms.add(r.gradNorm());
                 double tps = r.tokens() / r.seconds();
-                boolean evalNow = evalBatches != null && ((tc.evalSteps() > 0 && step % tc.evalSteps() == 0) || step == total);
+                boolean evalNow = evalBatches != null && (step % tc.evalEvery(total) == 0 || step == total);
                 Double evalLoss = evalNow ? evaluate(model, evalBatches) : null;
                 if (r.skipped()) {
                     int[] rows = rowIds(window);

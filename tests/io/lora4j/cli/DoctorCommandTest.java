@@ -41,12 +41,55 @@ class DoctorCommandTest {
         assertTrue(r.out().startsWith("no advice"), r.out());
     }
 
+    /** The example file holds the code defaults: every value, key by key, against a config of model and dataset alone. */
+    @Test
+    void exampleConfigIsTheCodeDefaults() throws IOException {
+        RunConfig example = RunConfig.load(EXAMPLE, Map.of());
+        RunConfig defaults = RunConfig.from(Map.of("model", example.model().toString(), "dataset", example.dataset().toString()));
+        for (var c : RunConfig.class.getRecordComponents()) {
+            try {
+                assertEquals(c.getAccessor().invoke(defaults), c.getAccessor().invoke(example), "key group " + c.getName() + " of " + EXAMPLE);
+            } catch (ReflectiveOperationException e) {
+                throw new AssertionError(e);
+            }
+        }
+        assertEquals(defaults, example);
+    }
+
+    /** The built-in defaults pass doctor: a config with only model and dataset gets no advice, with the dataset read. */
+    @Test
+    void minimalConfigHasNoAdvice() throws IOException {
+        Path y = dir.resolve("min.yaml");
+        Files.writeString(y, "model: none.bin\ndataset: " + Path.of("examples/data/simple-instructions.jsonl").toAbsolutePath() + "\n");
+        CliRun.Result r = CliRun.run("doctor", "--config", y.toString());
+        assertEquals(0, r.code(), r.out() + r.err());
+        assertTrue(r.out().startsWith("no advice"), r.out());
+        assertTrue(r.err().contains("eval_split auto: 7 of 134 rows held out") && r.err().contains("train_on_responses_only auto: on"), r.err());
+        // and so does chat data (messages rows) with too few rows for an eval split
+        Files.writeString(dir.resolve("data.jsonl"), "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"yo\"}]}\n");
+        Files.writeString(y, "model: none.bin\ndataset: " + dir.resolve("data.jsonl") + "\n");
+        r = CliRun.run("doctor", "--config", y.toString());
+        assertEquals(0, r.code(), r.out() + r.err());
+    }
+
+    /** doctor advises eval when it is switched off, and early stopping when eval is on without it. */
+    @Test
+    void evalAdvice() throws IOException {
+        Files.writeString(dir.resolve("data.jsonl"), "{\"text\":\"a\"}\n".repeat(40));
+        CliRun.Result r = CliRun.run("doctor", "--config", config("eval_split: 0\n").toString());
+        assertEquals(DoctorCommand.ADVICE, r.code(), r.out());
+        assertTrue(r.out().contains("[advice] eval:") && r.out().contains("eval_split: auto"), r.out());
+        r = CliRun.run("doctor", "--config", config("early_stopping_patience: 0\n").toString());
+        assertTrue(r.out().contains("[advice] early-stopping:") && r.out().contains("early_stopping_patience: 3"), r.out());
+    }
+
     @Test
     void findingsRuleByRuleExit3() throws IOException {
         Files.writeString(dir.resolve("data.jsonl"), "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"yo\"}]}\n");
-        CliRun.Result r = CliRun.run("doctor", "--config", config("lora_alpha: 8\n").toString(), "--learning_rate", "1e-3");
+        CliRun.Result r = CliRun.run("doctor", "--config", config("lora_alpha: 8\ntrain_on_responses_only: false\n").toString(),
+                "--learning_rate", "1e-3");
         assertEquals(DoctorCommand.ADVICE, r.code(), r.err());
-        assertTrue(r.out().contains("[warning] learning-rate:") && r.out().contains("[warning] alpha-rank:"), r.out());
+        assertTrue(r.out().contains("[advice] learning-rate:") && r.out().contains("[warning] alpha-rank:"), r.out());
         assertTrue(r.out().contains("[advice] responses-only:"), "chat data detected from the file: " + r.out());
         assertTrue(r.out().contains("why:") && r.out().contains("(guide: "), r.out());
         assertTrue(r.out().indexOf("learning-rate") < r.out().indexOf("alpha-rank"), "guide order");

@@ -50,10 +50,14 @@ class DataPipelineTest {
         assertEquals(List.of("A1</s>"), trainedSpans(TOK, ids, r.example().labels()));
         assertEquals(new ChatTemplate.Markers("### Instruction:\n", "### Response:\n", "</s>", false), p.stats().markers());
 
-        DataPipeline all = build(f, "chat_template", "llama-3");
+        DataPipeline all = build(f, "chat_template", "llama-3", "train_on_responses_only", false);
         int[] labels = all.train().get(0).labels();
-        assertArrayEquals(all.train().get(0).inputIds(), labels, "without train_on_responses_only every token is trained");
+        assertArrayEquals(all.train().get(0).inputIds(), labels, "with train_on_responses_only false every token is trained");
         assertEquals("llama-3", all.stats().template());
+        DataPipeline auto = build(f);
+        assertEquals(List.of("A1</s>"), trainedSpans(TOK, auto.trainRows().get(0).example().inputIds(), auto.trainRows().get(0).example().labels()),
+                "train_on_responses_only auto (the default) is on for conversations");
+        assertTrue(auto.stats().summary().contains("train_on_responses_only auto: on (conversation rows)"), auto.stats().summary());
     }
 
     @Test
@@ -117,6 +121,14 @@ class DataPipelineTest {
         List<String> lines = new ArrayList<>();
         for (int i = 0; i < 20; i++) lines.add("{\"text\": \"row " + i + "\"}");
         Path f = write(dir, "t.jsonl", lines.toArray(new String[0]));
+        // eval_split auto (the default): 5 % of the rows, at least 1, from 20 rows on
+        DataPipeline auto = build(f);
+        assertEquals(1, auto.eval().size());
+        assertEquals(19, auto.train().size());
+        assertTrue(auto.stats().summary().contains("eval_split auto: 1 of 20 rows held out"), auto.stats().summary());
+        assertEquals(0, DataConfig.of("x").evalRows(19));
+        assertEquals(256, DataConfig.of("x").evalRows(100_000));
+        assertEquals(0, build(f, "eval_split", 0).eval().size());
         DataPipeline a = build(f, "eval_split", 0.2, "seed", 7), b = build(f, "eval_split", 0.2, "seed", 7), c = build(f, "eval_split", 0.2, "seed", 8);
         assertEquals(16, a.train().size());
         assertEquals(4, a.eval().size());
@@ -129,7 +141,8 @@ class DataPipelineTest {
         assertEquals(20, d.train().size());
         assertEquals(1, d.eval().size());
         IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> DataConfig.fromMap(Map.of("eval_split", 1.5,
-                "max_seq_length", 1, "packing", true, "group_by_length", true, "response_part", "x", "dataset_format", "csv")));
+                "max_seq_length", 1, "packing", true, "group_by_length", true, "response_part", "x", "dataset_format", "csv",
+                "train_on_responses_only", false)));
         for (String s : new String[] {"dataset is missing", "eval_split 1.5", "max_seq_length 1", "packing and group_by_length", "train_on_responses_only",
                 "dataset_format 'csv'"})
             assertTrue(bad.getMessage().contains(s), s + " in " + bad.getMessage());
