@@ -24,17 +24,26 @@ import java.util.SplittableRandom;
  *   L_t R_t = top-r SVD of W - dequant(Q_t)   (L = U√Σ [out, r], R = √Σ Vᵀ [r, in])
  * </pre>
  * so that dequant(Q) + L·R approximates W better than dequant(nf4(W)) alone. The frozen base
- * becomes Q_T and the adapter starts at B = L/√s, A = R/√s, so that s·B·A = L·R for any alpha
- * (PEFT assigns A = R, B = L, exact only for alpha = r). With one iteration Q is nf4(W) itself, the
- * base bitsandbytes' {@code load_in_4bit} makes. Untargeted projections are plainly quantized.
+ * becomes Q_T; the adapter starts, as in PEFT, at B = L, A = R ({@link Split#PEFT}: the singular
+ * values split as √Σ on each side), or optionally at B = L/√s, A = R/√s so that s·B·A = L·R for
+ * any alpha ({@link Split#SCALE_COMPENSATED}). With one iteration Q is nf4(W) itself, the base
+ * bitsandbytes' {@code load_in_4bit} makes. Untargeted projections are plainly quantized.
  *
- * <p>The truncated SVD is a randomized subspace iteration in double precision (rank r + 8, 12
- * power iterations with re-orthonormalisation) followed by a Jacobi eigendecomposition of the
- * small projected Gram matrix: exact to ~1e-10 for the leading r singular pairs when the spectrum
- * has a gap, and a good rank-r approximation otherwise (r ≤ {@value LoraConfig#MAX_LOFTQ_RANK}).
+ * <p>The truncated SVD: for min(out, in) ≤ {@value #EXACT_SVD_MAX} exact, like PEFT's full
+ * {@code torch.linalg.svd} (Gram matrix of the smaller side, cyclic Jacobi, double precision);
+ * above, a randomized subspace iteration in double precision (rank r + 8, 12 power iterations with
+ * re-orthonormalisation) and a Jacobi eigendecomposition of the small projected Gram matrix: exact
+ * to ~1e-10 for the leading r singular pairs when the spectrum has a gap, a good rank-r
+ * approximation otherwise (r ≤ {@value LoraConfig#MAX_LOFTQ_RANK}). Checked against a PyTorch
+ * reimplementation of PEFT's loftq_init (scripts/reference/loftq_reference.py).
  */
 public final class LoftQ {
     private static final int OVERSAMPLE = 8, POWER_ITERS = 12;
+    /**
+     * Largest min(out, in) for the exact SVD (Gram matrix + Jacobi, O(k³)); larger weights use the
+     * randomized subspace iteration, a close rank-r approximation but not PEFT's vectors bit for bit.
+     */
+    public static final int EXACT_SVD_MAX = 256;
 
     private LoftQ() {}
 
@@ -50,11 +59,77 @@ public final class LoftQ {
     public record Result(LlamaWeights weights, LoraAdapter adapter, double errorBefore, double errorAfter) {}
 
     /**
-     * Runs LoftQ over a dense model.
+     * How the singular values are split between A and B.
+     */
+    public enum Split {
+        /**
+         * PEFT's {@code loftq_init}: B = U√Σ, A = √Σ Vᵀ, assigned as they are, so that the adapter
+         * adds s·B·A = s·L·R: the LoftQ residual exactly when the scale s = alpha/r is 1 (alpha = r,
+         * lora4j's default), s times it otherwise. The default: the same A and B as PEFT.
+         */
+        PEFT,
+        /** B = U√Σ/√s, A = √Σ Vᵀ/√s: s·B·A = L·R for any alpha (exact start, A and B differ from PEFT's when s ≠ 1). */
+        SCALE_COMPENSATED
+    }
+
+    /**
+     * The LoftQ factors of one weight: dequant(Q_T) and L [out, r], R [r, in] with L·R the rank-r
+     * approximation of W − dequant(Q_T).
+     */
+    record Factors(Nf4Weight q, float[] dequantized, double[] l, double[] r, double errorBefore2) {}
+
+    /**
+     * PEFT's {@code loftq_init} on one weight w [out, in] (row-major fp32): T alternations of NF4
+     * quantization and a rank-r SVD of the residual, with PEFT's √Σ split. Each singular pair's sign
+     * is fixed (the largest-magnitude entry of each row of R positive): an SVD leaves it free, and
+     * L·R does not depend on it.
+     */
+    static Factors factor(Backend backend, float[] w, int out, int in, int r, int iters, int blocksize, boolean doubleQuant, SplittableRandom rnd) {
+        double[] lr = new double[out * in]; // L·R of the previous iteration
+        Nf4Weight q = null;
+        double[][] f = null;
+        float[] dq = null;
+        double before2 = 0;
+        for (int it = 0; it < iters; it++) {
+            float[] target = new float[w.length];
+            for (int i = 0; i < w.length; i++) target[i] = (float) (w[i] - lr[i]);
+            if (q != null) q.close();
+            q = quantize(backend, target, out, in, blocksize, doubleQuant);
+            dq = dequantize(backend, q);
+            double[] res = new double[w.length];
+            for (int i = 0; i < w.length; i++) res[i] = (double) w[i] - dq[i];
+            if (it == 0) for (double x : res) before2 += x * x;
+            f = lowRank(res, out, in, r, rnd);
+            lr = product(f[0], f[1], out, in, r);
+        }
+        fixSigns(f[0], f[1], out, in, Math.min(r, Math.min(out, in)), r);
+        return new Factors(q, dq, f[0], f[1], before2);
+    }
+
+    /** Makes the largest-magnitude entry of each row t of R positive, flipping column t of L with it. */
+    private static void fixSigns(double[] l, double[] rr, int out, int in, int rank, int r) {
+        for (int t = 0; t < rank; t++) {
+            int arg = 0;
+            for (int j = 1; j < in; j++) if (Math.abs(rr[t * in + j]) > Math.abs(rr[t * in + arg])) arg = j;
+            if (rr[t * in + arg] >= 0) continue;
+            for (int j = 0; j < in; j++) rr[t * in + j] = -rr[t * in + j];
+            for (int o = 0; o < out; o++) l[o * r + t] = -l[o * r + t];
+        }
+    }
+
+    /** {@link #initialize(Backend, LlamaWeights, LoraConfig, int, boolean, Split)} with PEFT's split. */
+    public static Result initialize(Backend backend, LlamaWeights dense, LoraConfig config, int blocksize, boolean doubleQuant) {
+        return initialize(backend, dense, config, blocksize, doubleQuant, Split.PEFT);
+    }
+
+    /**
+     * Runs LoftQ over a dense model. While it runs, the dense projections and their NF4 copies are
+     * both held (the start-up memory spike the guide warns about, {@code MemoryPlanner.loftqStartupBytes});
+     * the caller may close the dense projections afterwards ({@link #releaseDenseProjections}).
      *
      * @throws IllegalArgumentException when {@code dense} has NF4 projections or config's init is not LoftQ
      */
-    public static Result initialize(Backend backend, LlamaWeights dense, LoraConfig config, int blocksize, boolean doubleQuant) {
+    public static Result initialize(Backend backend, LlamaWeights dense, LoraConfig config, int blocksize, boolean doubleQuant, Split split) {
         if (config.init() != LoraConfig.Init.LOFTQ) throw new IllegalArgumentException("config init is " + config.init() + ", not LOFTQ");
         int r = config.r();
         double s = config.scaling();
@@ -77,26 +152,13 @@ public final class LoftQ {
                     m.put(p, new ProjectionWeight.Quantized(quantize(backend, w, out, in, blocksize, doubleQuant)));
                     continue;
                 }
-                double[] lr = new double[out * in]; // L·R of the previous iteration
-                Nf4Weight q = null;
-                double[][] lrFactors = null;
-                for (int it = 0; it < config.loftqIter(); it++) {
-                    float[] target = new float[w.length];
-                    for (int i = 0; i < w.length; i++) target[i] = (float) (w[i] - lr[i]);
-                    if (q != null) q.close();
-                    q = quantize(backend, target, out, in, blocksize, doubleQuant);
-                    float[] dq = dequantize(backend, q);
-                    double[] res = new double[w.length];
-                    for (int i = 0; i < w.length; i++) res[i] = (double) w[i] - dq[i];
-                    if (it == 0) for (double x : res) before2 += x * x;
-                    lrFactors = lowRank(res, out, in, r, rnd);
-                    lr = product(lrFactors[0], lrFactors[1], out, in, r);
-                }
-                float[] dq = dequantize(backend, q);
-                double fs = 1.0 / Math.sqrt(s);
-                for (int i = 0; i < r * in; i++) values[(int) slot.offsetA() + i] = (float) (lrFactors[1][i] * fs);
-                for (int i = 0; i < out * r; i++) values[(int) slot.offsetB() + i] = (float) (lrFactors[0][i] * fs);
-                // the error the fp32 adapter actually reaches
+                Factors f = factor(backend, w, out, in, r, config.loftqIter(), blocksize, doubleQuant, rnd);
+                before2 += f.errorBefore2();
+                float[] dq = f.dequantized();
+                double fs = split == Split.PEFT ? 1 : 1.0 / Math.sqrt(s);
+                for (int i = 0; i < r * in; i++) values[(int) slot.offsetA() + i] = (float) (f.r()[i] * fs);
+                for (int i = 0; i < out * r; i++) values[(int) slot.offsetB() + i] = (float) (f.l()[i] * fs);
+                // the error the fp32 adapter actually reaches (with the run's scale s)
                 float[] aF = new float[r * in], bF = new float[out * r];
                 System.arraycopy(values, (int) slot.offsetA(), aF, 0, aF.length);
                 System.arraycopy(values, (int) slot.offsetB(), bF, 0, bF.length);
@@ -108,7 +170,7 @@ public final class LoftQ {
                         after2 += e * e;
                         wNorm2 += (double) w[o * in + i] * w[o * in + i];
                     }
-                m.put(p, new ProjectionWeight.Quantized(q));
+                m.put(p, new ProjectionWeight.Quantized(f.q()));
             }
             layers.add(new LayerWeights(lw.inputLayernorm(), m, lw.postAttentionLayernorm()));
         }
@@ -116,6 +178,14 @@ public final class LoftQ {
                 dense.format(), dense.source(), dense.configJson());
         LoraAdapter ad = LoraAdapter.of(backend, dense.config(), config, values);
         return new Result(qw, ad, Math.sqrt(before2 / wNorm2), Math.sqrt(after2 / wNorm2));
+    }
+
+    /**
+     * Closes the dense projections of {@code dense} once LoftQ has made their NF4 copies (embedding,
+     * norms and lm_head are shared with the result and stay open). Ends the start-up spike.
+     */
+    public static void releaseDenseProjections(LlamaWeights dense) {
+        for (LayerWeights l : dense.layers()) for (ProjectionWeight pw : l.projections().values()) pw.close();
     }
 
     private static LoraAdapter.Slot slotOf(List<LoraAdapter.Slot> slots, int l, Projection p) {
@@ -160,6 +230,7 @@ public final class LoftQ {
      * leading r singular triplets from a randomized subspace iteration.
      */
     static double[][] lowRank(double[] mat, int m, int n, int r, SplittableRandom rnd) {
+        if (Math.min(m, n) <= EXACT_SVD_MAX) return lowRankExact(mat, m, n, r);
         int k = Math.min(Math.min(m, n), r + OVERSAMPLE);
         r = Math.min(r, k);
         double[] y = new double[m * k]; // Y = M Ω
@@ -211,6 +282,53 @@ public final class LoftQ {
                 double v = 0;
                 for (int a = 0; a < k; a++) v += c[a * n + j] * evec[a * k + e];
                 rf[t * n + j] = v / sigma * sq;
+            }
+        }
+        return new double[][] {lf, rf};
+    }
+
+    /**
+     * The exact rank-r factors (as PEFT's full {@code torch.linalg.svd}): the eigendecomposition of
+     * the Gram matrix of the smaller side (MᵀM [n, n] or MMᵀ [m, m]) by cyclic Jacobi, in double.
+     */
+    static double[][] lowRankExact(double[] mat, int m, int n, int r) {
+        boolean right = n <= m; // eigenvectors are the right singular vectors v (else the left u)
+        int k = right ? n : m;
+        double[] g = new double[k * k];
+        for (int a = 0; a < k; a++)
+            for (int b = a; b < k; b++) {
+                double sum = 0;
+                if (right) for (int i = 0; i < m; i++) sum += mat[i * n + a] * mat[i * n + b];
+                else for (int j = 0; j < n; j++) sum += mat[a * n + j] * mat[b * n + j];
+                g[a * k + b] = sum;
+                g[b * k + a] = sum;
+            }
+        double[] eval = new double[k];
+        double[] evec = jacobi(g, k, eval);
+        Integer[] order = new Integer[k];
+        for (int i = 0; i < k; i++) order[i] = i;
+        java.util.Arrays.sort(order, (p, q) -> Double.compare(eval[q], eval[p]));
+        int rank = Math.min(r, k);
+        double[] lf = new double[m * r], rf = new double[r * n];
+        for (int t = 0; t < rank; t++) {
+            int e = order[t];
+            double sigma = Math.sqrt(Math.max(0, eval[e]));
+            if (sigma == 0) continue;
+            double sq = Math.sqrt(sigma);
+            if (right) { // v = evec column; R row = √σ vᵀ; L column = M v / √σ
+                for (int j = 0; j < n; j++) rf[t * n + j] = evec[j * k + e] * sq;
+                for (int i = 0; i < m; i++) {
+                    double u = 0;
+                    for (int j = 0; j < n; j++) u += mat[i * n + j] * evec[j * k + e];
+                    lf[i * r + t] = u / sq;
+                }
+            } else { // u = evec column; L column = √σ u; R row = uᵀ M / √σ
+                for (int i = 0; i < m; i++) lf[i * r + t] = evec[i * k + e] * sq;
+                for (int j = 0; j < n; j++) {
+                    double v = 0;
+                    for (int i = 0; i < m; i++) v += evec[i * k + e] * mat[i * n + j];
+                    rf[t * n + j] = v / sq;
+                }
             }
         }
         return new double[][] {lf, rf};
