@@ -137,6 +137,7 @@ public final class GuideRules {
         responsesOnly(c, facts, f);
         rslora(c, f);
         evaluation(c, facts, f);
+        loftq(c, f);
         return f;
     }
 
@@ -365,6 +366,23 @@ public final class GuideRules {
                         + " \"theoretically this is the optimum\"; the effective scaling \"becomes lora_alpha / sqrt(r)\", so alpha must"
                         + " shrink with it to keep the guide's alpha/rank of 1 to 2",
                 "LoRA Alpha and Rank relationship"));
+    }
+
+    /**
+     * LoftQ: the guide says it "may cause a significant memory spike at the start of training"; and
+     * with PEFT's split the adapter starts at s·L·R, the LoftQ correction only when s = 1.
+     */
+    private static void loftq(RunConfig c, List<Finding> f) {
+        LoraConfig l = c.lora();
+        if (l.init() != LoraConfig.Init.LOFTQ) return;
+        boolean unit = Math.abs(l.scaling() - 1) < 1e-9;
+        String scale = unit ? "" : "; with " + scaleText(l) + " the adapter starts at " + num(l.scaling()) + " x the LoftQ correction, as in"
+                + " PEFT (at scale 2 that cancels its gain exactly)";
+        f.add(new Finding("loftq", Severity.ADVICE, "init_lora_weights loftq: the dense base and its NF4 copy are both held at start-up" + scale,
+                "check the spike with `lora4j plan --model M --load-in-4bit` (\"LoftQ start-up spike\")"
+                        + (unit ? "" : "; lora_alpha: " + num(l.useRslora() ? Math.sqrt(l.r()) : l.r()) + " for scale 1"),
+                "LoftQ \"can improve accuracy but may cause a significant memory spike at the start of training\"",
+                "LoRA Hyperparameters in Unsloth / loftq_config"));
     }
 
     /**

@@ -193,6 +193,7 @@ public final class PlanCommand implements Command {
             o.addProperty("best_checkpoint_every", MemoryPlanner.bestCheckpointEvery(c, base.withLoadIn4bit(selectQ)));
             o.add("lora", lora.json());
             o.add("qlora", qlora.json());
+            o.addProperty("loftq_startup_bytes", MemoryPlanner.loftqStartupBytes(c, base.withLoadIn4bit(true)));
             o.addProperty("selected", selectQ ? "qlora" : "lora");
             ctx.out().println(new GsonBuilder().setPrettyPrinting().create().toJson(o));
             return OK;
@@ -219,6 +220,8 @@ public final class PlanCommand implements Command {
                 human(lora.est.peakTotal()), human(qlora.est.peakTotal()));
         if (device == Device.CUDA)
             out.printf(Locale.ROOT, "%-34s %18s %18s%n", "host memory of the step", human(lora.est.hostPeak()), human(qlora.est.hostPeak()));
+        out.printf(Locale.ROOT, "%-34s %18s %18s%n", "LoftQ start-up spike (loftq init)", "-",
+                human(MemoryPlanner.loftqStartupBytes(c, base.withLoadIn4bit(true))));
         out.printf(Locale.ROOT, "%nbudget %s%s:%n", human(vram), cl.hasOption("vram") ? " (--vram " + cl.getOptionValue("vram") + ")" : "");
         out.printf(Locale.ROOT, "%-34s %18s %18s%n", "fits at batch " + batch + ", seq " + seq, lora.fits(vram), qlora.fits(vram));
         out.printf(Locale.ROOT, "%-34s %18s %18s%n", "largest batch at seq " + seq, lora.maxBatchText(eff), qlora.maxBatchText(eff));

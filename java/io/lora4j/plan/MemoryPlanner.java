@@ -107,6 +107,34 @@ public final class MemoryPlanner {
     }
 
     /**
+     * The start-up peak of {@code init_lora_weights: loftq} (the "significant memory spike at the
+     * start of training" the guide warns about), in the tracked memory of the training device: LoftQ
+     * starts from the dense fp32 base ({@link #baseWeightBytes} without 4-bit) and makes every
+     * projection's NF4 copy while the dense one is still held; on top of that, either the largest
+     * projection's fp32 staging tensor (4 B/element: the weight or residual being quantized, then its
+     * dequantization) or the adapter's fp32 parameters, made before the dense projections are
+     * released. Not counted: LoftQ's JVM arrays (about 36 B per element of the projection in work,
+     * and on CUDA the host copy). Steady state afterwards is {@link #residentBytes} with 4-bit.
+     */
+    public static long loftqStartupBytes(LlamaConfig c, PlanSettings s) {
+        PlanSettings dense = s.withLoadIn4bit(false), nf4 = s.withLoadIn4bit(true);
+        long shared = baseWeightBytes(c, dense) - c.numHiddenLayers() * projectionBytes(c, dense);
+        long largest = 0;
+        for (Projection pr : Projection.values()) largest = Math.max(largest, pr.outFeatures(c) * pr.inFeatures(c));
+        long transientBytes = Math.max(largest * F32, loraParameterCount(c, s.r(), s.targets()) * F32);
+        return baseWeightBytes(c, dense) + (baseWeightBytes(c, nf4) - shared) + transientBytes;
+    }
+
+    private static long projectionBytes(LlamaConfig c, PlanSettings s) {
+        long b = 0;
+        for (Projection pr : Projection.values()) {
+            long n = pr.outFeatures(c) * pr.inFeatures(c);
+            b += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant()) : n * F32;
+        }
+        return b;
+    }
+
+    /**
      * Bytes of one NF4 weight of {@code n} elements as {@link Nf4#quantize} and
      * {@link Nf4#fromParts} keep it: the packed nibbles ⌈n/2⌉, the fp32 absmax the kernels read
      * (one per block), and with double quantization also its 8-bit codes (one byte per block) and

@@ -227,6 +227,7 @@ public final class TrainingRun {
             if (loftq) {
                 // LoftQ also changes the base (W - BA quantized): a resumed run recomputes it, deterministically
                 LoftQ.Result r = LoftQ.initialize(backend, loaded, lc, Nf4.DEFAULT_BLOCKSIZE, true);
+                LoftQ.releaseDenseProjections(loaded); // the start-up spike ends here (MemoryPlanner.loftqStartupBytes)
                 base = r.weights();
                 adapter = r.adapter();
                 log.printf(Locale.ROOT, "LoftQ (%d iteration%s): relative error of the NF4 base %.4f -> %.4f with the adapter%n",

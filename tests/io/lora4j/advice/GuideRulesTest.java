@@ -182,6 +182,15 @@ class GuideRulesTest {
     }
 
     @Test
+    void loftqSpikeAndScale() {
+        assertTrue(rule(cfg(), "loftq").isEmpty());
+        Finding f = rule(cfg("init_lora_weights", "loftq", "load_in_4bit", true), "loftq").orElseThrow();
+        assertTrue(f.why().contains("memory spike") && f.change().contains("lora4j plan") && !f.found().contains("cancels"), f.toString());
+        Finding s2 = rule(cfg("init_lora_weights", "loftq", "load_in_4bit", true, "lora_alpha", 32), "loftq").orElseThrow();
+        assertTrue(s2.found().contains("2 x the LoftQ correction") && s2.change().contains("lora_alpha: 16 for scale 1"), s2.toString());
+    }
+
+    @Test
     void evalAndEarlyStopping() {
         assertTrue(rule(cfg(), "eval").isEmpty(), "eval_split auto");
         assertTrue(rule(cfg("eval_split", 0), "eval").isPresent());

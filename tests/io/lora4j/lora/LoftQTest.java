@@ -117,6 +117,30 @@ class LoftQTest {
         }
     }
 
+    /** plan's model of the LoftQ start-up spike is the tracked peak of a real initialisation, to the byte. */
+    @Test
+    void startupSpikeIsWhatThePlannerSays() {
+        io.lora4j.model.LlamaConfig cfg = TestModels.smallConfig(2, false);
+        LoraConfig c = LoraConfig.defaults().withRank(8).withInit(LoraConfig.Init.LOFTQ);
+        try (LlamaWeights w = TestModels.random(cfg, 4)) {
+            io.lora4j.tensor.MemoryTracker t = io.lora4j.tensor.MemoryTracker.GLOBAL;
+            io.lora4j.plan.PlanSettings s = io.lora4j.plan.PlanSettings.defaults().withRank(8).withDevice(io.lora4j.tensor.Device.CPU);
+            long other = t.liveTotal(io.lora4j.tensor.Device.CPU) - io.lora4j.plan.MemoryPlanner.baseWeightBytes(cfg, s);
+            t.resetPeaks();
+            LoftQ.Result r = LoftQ.initialize(CPU, w, c, 64, true);
+            try (LoraAdapter a = r.adapter()) {
+                long peak = t.peakTotal(io.lora4j.tensor.Device.CPU) - other;
+                assertEquals(io.lora4j.plan.MemoryPlanner.loftqStartupBytes(cfg, s), peak);
+                LoftQ.releaseDenseProjections(w);
+                long steady = t.liveTotal(io.lora4j.tensor.Device.CPU) - other;
+                assertEquals(io.lora4j.plan.MemoryPlanner.baseWeightBytes(cfg, s.withLoadIn4bit(true))
+                        + io.lora4j.plan.MemoryPlanner.loraParameterCount(cfg, 8, c.targetModules()) * 4, steady, "after the release: NF4 + adapter");
+            } finally {
+                for (var l : r.weights().layers()) for (var p : l.projections().values()) p.close();
+            }
+        }
+    }
+
     @Test
     void adapterReducesTheQuantizationErrorOfASyntheticModel() {
         LoraConfig lc = LoraConfig.defaults().withRank(8).withInit(LoraConfig.Init.LOFTQ);
