@@ -65,8 +65,10 @@ public final class Remedies {
                 "early-stopping", "evaluation early stopping: keep an eval set (eval_split: auto or eval_dataset) with early_stopping_patience "
                         + (t.earlyStoppingPatience() > 0 ? t.earlyStoppingPatience() + " (set)" : TrainConfig.DEFAULT_EARLY_STOPPING_PATIENCE
                         + " (now 0)") + ": stop when eval loss rises",
-                "weight-decay", "more weight decay: weight_decay 0.1 (now " + GuideRules.num(t.weightDecay()) + "; 0.01 to 0.1)",
-                "dropout", "lora_dropout 0.1 (now " + GuideRules.num(l.loraDropout()) + ")",
+                "weight-decay", t.weightDecay() < GuideRules.WD_MAX ? "more weight decay: weight_decay 0.1 (now " + GuideRules.num(t.weightDecay())
+                        + "; the guide's 0.01 to 0.1)" : "weight decay: already " + GuideRules.num(t.weightDecay()) + ", at or above the guide's 0.1",
+                "dropout", l.loraDropout() < GuideRules.DROPOUT_MAX ? "lora_dropout 0.1 (now " + GuideRules.num(l.loraDropout()) + ")"
+                        : "lora_dropout: already " + GuideRules.num(l.loraDropout()) + ", at or above the guide's 0.1",
                 "batch", "a larger effective batch: gradient_accumulation_steps " + 2 * t.gradientAccumulationSteps() + " (effective batch "
                         + eff + " -> " + 2 * eff + ")",
                 "data", "more data: combine your dataset with higher-quality open datasets",

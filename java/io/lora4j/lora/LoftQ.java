@@ -253,19 +253,13 @@ public final class LoftQ {
                 if (ya == 0) continue;
                 for (int j = 0; j < n; j++) c[a * n + j] += ya * mat[i * n + j];
             }
-        double[] g = new double[k * k];
-        for (int a = 0; a < k; a++)
-            for (int b = a; b < k; b++) {
-                double sum = 0;
-                for (int j = 0; j < n; j++) sum += c[a * n + j] * c[b * n + j];
-                g[a * k + b] = sum;
-                g[b * k + a] = sum;
-            }
-        double[] eval = new double[k];
-        double[] evec = jacobi(g, k, eval);
-        Integer[] order = new Integer[k];
-        for (int i = 0; i < k; i++) order[i] = i;
-        java.util.Arrays.sort(order, (p, q) -> Double.compare(eval[q], eval[p]));
+        Eigen eig = Eigen.of(gram(k, (a, b) -> {
+            double sum = 0;
+            for (int j = 0; j < n; j++) sum += c[a * n + j] * c[b * n + j];
+            return sum;
+        }), k);
+        double[] eval = eig.values(), evec = eig.vectors();
+        Integer[] order = eig.order();
         double[] lf = new double[m * r], rf = new double[r * n];
         for (int t = 0; t < r; t++) {
             int e = order[t];
@@ -294,20 +288,14 @@ public final class LoftQ {
     static double[][] lowRankExact(double[] mat, int m, int n, int r) {
         boolean right = n <= m; // eigenvectors are the right singular vectors v (else the left u)
         int k = right ? n : m;
-        double[] g = new double[k * k];
-        for (int a = 0; a < k; a++)
-            for (int b = a; b < k; b++) {
-                double sum = 0;
-                if (right) for (int i = 0; i < m; i++) sum += mat[i * n + a] * mat[i * n + b];
-                else for (int j = 0; j < n; j++) sum += mat[a * n + j] * mat[b * n + j];
-                g[a * k + b] = sum;
-                g[b * k + a] = sum;
-            }
-        double[] eval = new double[k];
-        double[] evec = jacobi(g, k, eval);
-        Integer[] order = new Integer[k];
-        for (int i = 0; i < k; i++) order[i] = i;
-        java.util.Arrays.sort(order, (p, q) -> Double.compare(eval[q], eval[p]));
+        Eigen eig = Eigen.of(gram(k, (a, b) -> {
+            double sum = 0;
+            if (right) for (int i = 0; i < m; i++) sum += mat[i * n + a] * mat[i * n + b];
+            else for (int j = 0; j < n; j++) sum += mat[a * n + j] * mat[b * n + j];
+            return sum;
+        }), k);
+        double[] eval = eig.values(), evec = eig.vectors();
+        Integer[] order = eig.order();
         int rank = Math.min(r, k);
         double[] lf = new double[m * r], rf = new double[r * n];
         for (int t = 0; t < rank; t++) {
@@ -332,6 +320,36 @@ public final class LoftQ {
             }
         }
         return new double[][] {lf, rf};
+    }
+
+    /** An entry of a symmetric matrix. */
+    private interface Entry {
+        double at(int a, int b);
+    }
+
+    /** The symmetric k x k matrix of {@code entry}, each pair computed once. */
+    private static double[] gram(int k, Entry entry) {
+        double[] g = new double[k * k];
+        for (int a = 0; a < k; a++)
+            for (int b = a; b < k; b++) {
+                double v = entry.at(a, b);
+                g[a * k + b] = v;
+                g[b * k + a] = v;
+            }
+        return g;
+    }
+
+    /** Eigenvalues, eigenvectors (columns of [k, k]) and their indices by decreasing eigenvalue. */
+    private record Eigen(double[] values, double[] vectors, Integer[] order) {
+        /** Cyclic Jacobi of symmetric g [k, k] (overwritten). */
+        static Eigen of(double[] g, int k) {
+            double[] eval = new double[k];
+            double[] evec = jacobi(g, k, eval);
+            Integer[] order = new Integer[k];
+            for (int i = 0; i < k; i++) order[i] = i;
+            java.util.Arrays.sort(order, (p, q) -> Double.compare(eval[q], eval[p]));
+            return new Eigen(eval, evec, order);
+        }
     }
 
     private static void mulMN(double[] mat, double[] x, double[] out, int m, int n, int k) {
