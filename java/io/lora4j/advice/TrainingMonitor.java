@@ -22,8 +22,8 @@ import java.util.Set;
  *       data facts ({@link GuideRules#startWarnings});</li>
  *   <li>overfitting: a train loss below 0.2; eval loss rising at {@code k} consecutive evaluations
  *       while the train loss falls;</li>
- *   <li>underfitting: a train loss that barely moves after the warmup; train and eval loss flat while
- *       the eval loss is still near the base model's; a gradient norm that collapses while the loss
+ *   <li>underfitting: a train loss that barely moves after the warmup; train and eval loss flat over
+ *       the last 3 evaluations while the eval loss is still near the base model's; a gradient norm that collapses while the loss
  *       stays above 0.2.</li>
  * </ul>
  * Each signal is also written to metrics.jsonl as an event row ({@link #onEventLog}), so that
@@ -70,6 +70,8 @@ public final class TrainingMonitor implements TrainingListener {
     private final List<Double> lossesAfterWarmup = new ArrayList<>();
     private final List<Double> gradsAfterWarmup = new ArrayList<>();
     private final List<Double> evals = new ArrayList<>();
+    /** The train loss at each evaluation (NaN before the first step). */
+    private final List<Double> trainAtEvals = new ArrayList<>();
 
     /** Warns on {@code out}; {@code config} may be null (then no start-time warnings and generic remedies). */
     public TrainingMonitor(PrintStream out, RunConfig config) {
@@ -183,6 +185,7 @@ public final class TrainingMonitor implements TrainingListener {
         evals.add(evalLoss);
         // Step 0 (the base model) has no train loss yet: count from the first one seen.
         double trainNow = Double.isNaN(lastTrainLoss) ? firstTrainLoss : lastTrainLoss;
+        trainAtEvals.add(trainNow);
         if (!Double.isNaN(prevEval) && evalLoss > prevEval) {
             if (rising == 0) trainAtStreakStart = Double.isNaN(trainAtPrevEval) ? firstTrainLoss : trainAtPrevEval;
             rising++;
@@ -198,9 +201,12 @@ public final class TrainingMonitor implements TrainingListener {
         if (n >= 3 && step > 0) {
             double base = evals.get(0), a = evals.get(n - 3), b = evals.get(n - 2), c = evals.get(n - 1);
             boolean flat = Math.abs(b - a) < PLATEAU_CHANGE * a && Math.abs(c - b) < PLATEAU_CHANGE * b;
-            if (flat && c > base * (1 - HIGH_EVAL_DROP) && c >= OVERFIT_LOSS)
-                signal(step, Signal.PLATEAU_HIGH, String.format(Locale.ROOT, "eval loss has plateaued at %.4f (the base model's was %.4f, less"
-                        + " than 3 %% lower) over the last 3 evaluations: underfitting", c, base));
+            // the train loss, where known, has not moved either: a fall of less than 1 % over the same evaluations
+            double t0 = Double.isNaN(trainAtEvals.get(n - 3)) ? firstTrainLoss : trainAtEvals.get(n - 3), t1 = trainAtEvals.get(n - 1);
+            boolean trainFlat = Double.isNaN(t0) || Double.isNaN(t1) || t1 > t0 * (1 - FLAT_DROP);
+            if (flat && trainFlat && c > base * (1 - HIGH_EVAL_DROP) && c >= OVERFIT_LOSS)
+                signal(step, Signal.PLATEAU_HIGH, String.format(Locale.ROOT, "train and eval loss have plateaued high: eval %.4f over the last 3"
+                        + " evaluations (the base model's was %.4f, less than 3 %% lower): underfitting", c, base));
         }
     }
 

@@ -249,9 +249,14 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
                 if (val instanceof Map) return val;
                 break;
             case BOOL_OR_AUTO:
-            case FLOAT_OR_AUTO:
+            case FLOAT_OR_AUTO: {
                 if (val instanceof String s && s.trim().equalsIgnoreCase("auto")) return "auto";
-                return check(key, kind == Kind.BOOL_OR_AUTO ? Kind.BOOL : Kind.FLOAT, val, errors);
+                List<String> own = new ArrayList<>();
+                Object x = check(key, kind == Kind.BOOL_OR_AUTO ? Kind.BOOL : Kind.FLOAT, val, own);
+                if (own.isEmpty()) return x;
+                errors.add(key + " must be " + (kind == Kind.BOOL_OR_AUTO ? "true, false" : "a number") + " or auto, got '" + val + "'");
+                return null;
+            }
             default:
                 return val;
         }

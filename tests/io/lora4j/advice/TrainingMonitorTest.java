@@ -91,6 +91,15 @@ class TrainingMonitorTest {
         assertEquals(0, ev.size());
         m.onEval(20, 1.992);
         assertEquals("plateau-high", ev.get(0).get("signal").getAsString());
+        // the same evals while the train loss still falls fast: not a plateau
+        TrainingMonitor falling = new TrainingMonitor(out, null);
+        List<JsonObject> none = events(falling);
+        falling.onEval(0, 2.00);
+        falling.onStep(1, 30, 2.0, 2e-4, 1, 1);
+        falling.onEval(10, 1.995);
+        falling.onStep(2, 30, 1.5, 2e-4, 1, 1);
+        falling.onEval(20, 1.992);
+        assertEquals(List.of(), none);
         assertTrue(text().contains("1. more epochs"), text());
     }
 

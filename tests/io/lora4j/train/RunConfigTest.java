@@ -47,6 +47,27 @@ class RunConfigTest {
         assertEquals(LoraConfig.Bias.NONE, c.lora().bias());
     }
 
+    /** The guide's defaults from model + dataset alone; train_on_responses_only and eval_split take auto, or a value. */
+    @Test
+    void autoDefaults() throws Exception {
+        RunConfig c = RunConfig.load(null, Map.of("model", "m.bin", "dataset", "d.jsonl"));
+        assertEquals(0.05, c.train().warmupRatio());
+        assertEquals(3, c.train().earlyStoppingPatience());
+        assertEquals(null, c.data().trainOnResponsesOnly());
+        assertTrue(c.data().evalSplitAuto());
+        assertEquals(10, c.train().evalEvery(100));
+        assertEquals(1, c.train().evalEvery(5));
+        RunConfig d = RunConfig.load(null, Map.of("model", "m.bin", "dataset", "d.jsonl", "train_on_responses_only", "auto", "eval_split", "auto"));
+        assertEquals(c, d);
+        RunConfig e = RunConfig.load(null, Map.of("model", "m.bin", "dataset", "d.jsonl", "train_on_responses_only", "false", "eval_split", "0.2"));
+        assertEquals(false, e.data().trainOnResponsesOnly());
+        assertEquals(0.2, e.evalSplit());
+        IllegalArgumentException bad = assertThrows(IllegalArgumentException.class,
+                () -> RunConfig.load(null, Map.of("model", "m.bin", "dataset", "d.jsonl", "train_on_responses_only", "maybe", "eval_split", "lots")));
+        assertTrue(bad.getMessage().contains("train_on_responses_only must be true, false or auto, got 'maybe'")
+                && bad.getMessage().contains("eval_split must be a number or auto, got 'lots'"), bad.getMessage());
+    }
+
     @Test
     void chunkedCheckpointingTakesCheckpointEvery(@TempDir Path dir) throws Exception {
         Path y = dir.resolve("run.yaml");
