@@ -68,7 +68,8 @@ public final class DoctorCommand implements Command {
     public int run(CommandLine cl, CliContext ctx) throws Exception {
         if (!cl.getArgList().isEmpty()) throw new UsageException("unexpected argument '" + cl.getArgList().get(0) + "'");
         if (cl.hasOption("run")) {
-            RunConfig cfg = cl.hasOption("config") || cl.getOptions().length > 1 ? Cli.runConfig(cl, OWN) : null;
+            boolean keys = cl.hasOption("config") || java.util.Arrays.stream(cl.getOptions()).anyMatch(o -> !OWN.contains(o.getLongOpt()));
+            RunConfig cfg = keys ? Cli.runConfig(cl, OWN) : null; // the run's values in the remedies
             RunReport report = RunReport.explain(Path.of(cl.getOptionValue("run")), cfg);
             ctx.out().print(report.text());
             return report.signals().isEmpty() ? OK : ADVICE;

@@ -82,6 +82,7 @@ class GuideParityTest {
         assertTrue(r.out().contains("eval loss 2.0000 -> 1.6000 (best 1.4000 at step 4)"), r.out());
         assertTrue(r.out().contains("overfitting: eval loss rose at 2 consecutive evaluations") && r.out().contains("1. evaluation early stopping"),
                 r.out());
+        assertEquals(DoctorCommand.ADVICE, CliRun.run("doctor", "--run", run.toString(), "--json").code(), "--json alone needs no config");
         Files.writeString(run.resolve("metrics.jsonl"), "{\"step\":1,\"loss\":2.0}\nnot json\n");
         CliRun.Result bad = CliRun.run("doctor", "--run", run.toString());
         assertTrue(bad.code() != 0 && bad.err().contains("metrics.jsonl") && bad.err().contains("line 2"), bad.err());
