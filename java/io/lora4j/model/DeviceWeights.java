@@ -1,0 +1,127 @@
+package io.lora4j.model;
+
+import io.lora4j.ops.Backend;
+import io.lora4j.quant.Nf4Weight;
+import io.lora4j.tensor.DType;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.MemoryCategory;
+import io.lora4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The frozen weights of a model as the kernels of one {@link Backend} read them: every dense
+ * tensor F32 on the backend's device (used in place when it already is, else widened from
+ * BF16/F16 and uploaded once), NF4 projections as they are (they must already live on the
+ * backend), and the RoPE inverse frequencies. Closing frees only the copies made here; the
+ * {@link LlamaWeights} must stay open while these are used.
+ */
+public final class DeviceWeights implements AutoCloseable {
+    private final Backend backend;
+    private final LlamaConfig config;
+    private final Tensor embedding;      // [vocab, hidden]
+    private final Tensor lmHead;         // [vocab, hidden], == embedding when tied
+    private final Tensor norm;           // [hidden]
+    private final List<Layer> layers;
+    private final Tensor invFreq;        // [headDim/2]
+    private final List<Tensor> owned = new ArrayList<>();
+
+    /**
+     * One decoder layer's weights on the backend.
+     *
+     * @param inputNorm RMSNorm weight before attention [hidden]
+     * @param postNorm  RMSNorm weight before the MLP [hidden]
+     * @param proj      the seven projections [out, in], dense F32 or NF4
+     */
+    public record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj) {
+        public ProjectionWeight projection(Projection p) {
+            return proj.get(p);
+        }
+    }
+
+    /**
+     * Prepares {@code w} for {@code backend}.
+     *
+     * @throws IllegalArgumentException when a dense tensor lives on another device, or an NF4
+     *                                  projection does not live on the backend's
+     */
+    public DeviceWeights(Backend backend, LlamaWeights w) {
+        this.backend = backend;
+        this.config = w.config();
+        try {
+            this.embedding = f32(w.embedding());
+            this.lmHead = w.tied() ? embedding : f32(w.lmHead());
+            this.norm = f32(w.norm());
+            List<Layer> ls = new ArrayList<>();
+            for (LayerWeights lw : w.layers()) {
+                Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
+                for (Map.Entry<Projection, ProjectionWeight> e : lw.projections().entrySet()) {
+                    ProjectionWeight pw = e.getValue();
+                    if (pw instanceof ProjectionWeight.Dense d) m.put(e.getKey(), new ProjectionWeight.Dense(f32(d.tensor())));
+                    else {
+                        Nf4Weight q = ((ProjectionWeight.Quantized) pw).weight();
+                        if (q.packed().device() != backend.device())
+                            throw new IllegalArgumentException("NF4 weight of " + e.getKey().moduleName + " lives on " + q.packed().device());
+                        m.put(e.getKey(), pw);
+                    }
+                }
+                ls.add(new Layer(f32(lw.inputLayernorm()), f32(lw.postAttentionLayernorm()), Collections.unmodifiableMap(m)));
+            }
+            this.layers = List.copyOf(ls);
+            float[] inv = RopeFrequencies.invFreq(config);
+            Tensor h = Tensor.ofFloats(inv, inv.length);
+            Tensor d = backend.upload(h, MemoryCategory.WEIGHTS);
+            if (d != h) h.close();
+            this.invFreq = own(d);
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    private Tensor own(Tensor t) {
+        owned.add(t);
+        return t;
+    }
+
+    private Tensor f32(Tensor t) {
+        if (t.dtype() == DType.F32 && t.device() == backend.device()) return t;
+        if (t.device() != Device.CPU)
+            throw new IllegalArgumentException("weights must be F32 on " + backend.device() + " or on the host, got " + t);
+        Tensor host = t.dtype() == DType.F32 ? t : Tensor.ofFloats(t.toFloats(), t.shape());
+        Tensor dev = backend.upload(host, MemoryCategory.WEIGHTS);
+        if (host != t && dev != host) host.close();
+        return own(dev);
+    }
+
+    /** An I32 [n] tensor of {@code v} on {@code backend} (category WORKSPACE); caller closes it. */
+    public static Tensor ints(Backend backend, int[] v) {
+        Tensor h = Tensor.allocate(DType.I32, MemoryCategory.WORKSPACE, v.length);
+        h.buffer().asIntBuffer().put(v);
+        Tensor d = backend.upload(h, MemoryCategory.WORKSPACE);
+        if (d != h) h.close();
+        return d;
+    }
+
+    public Backend backend() { return backend; }
+    public LlamaConfig config() { return config; }
+    /** [vocab, hidden] F32 */
+    public Tensor embedding() { return embedding; }
+    /** [vocab, hidden] F32; the embedding itself when tied. */
+    public Tensor lmHead() { return lmHead; }
+    /** Final RMSNorm weight [hidden]. */
+    public Tensor norm() { return norm; }
+    /** RoPE inverse frequencies [headDim/2] ({@link RopeFrequencies}). */
+    public Tensor invFreq() { return invFreq; }
+    public List<Layer> layers() { return layers; }
+    public Layer layer(int i) { return layers.get(i); }
+
+    @Override
+    public void close() {
+        for (Tensor t : owned) t.close();
+        owned.clear();
+    }
+}
