@@ -15,29 +15,40 @@ import java.util.Map;
  * ({@link #PLAIN}) or LoRA ones (a {@link Projector} of the training code that keeps what its
  * backward needs in the {@link Activations}).
  *
- * <p>Per layer (HF LlamaDecoderLayer):
+ * <p>Per layer (HF LlamaDecoderLayer; the family's {@link Architecture} adds the bracketed steps):
  * <pre>
- *   h1 = rmsnorm(x)·w1;  q,k,v = lin(h1);  q,k = rope(q,k);  a = attn(q,k,v)
+ *   h1 = rmsnorm(x)·w1;  q,k,v = lin(h1) [+ bias (Qwen2)];  [q,k = per-head rmsnorm (Qwen3)]
+ *   q,k = rope(q,k);  a = attn(q,k,v) [within the sliding window (Mistral)]
  *   m  = x + lin_o(a);   h2 = rmsnorm(m)·w2;  g,u = lin(h2);  s = silu(g)·u;  x' = m + lin_down(s)
  * </pre>
  * RMSNorm and all activations are fp32. The backward walks the same graph in reverse: each
  * residual branch's input gradient is added to the residual stream's.
  *
- * <p>Not thread-safe.
+ * <p>Not thread-safe. Closing frees the block's scratch, not the weights.
  */
-public final class DecoderBlock {
+public final class DecoderBlock implements AutoCloseable {
     private final Backend backend;
     private final LlamaConfig config;
     private final DeviceWeights weights;
+    private final int window; // sliding window, 0 = none
+    private Tensor ones;      // [n] of 1.0: the bias broadcast (y += 1·bᵀ)
 
     public DecoderBlock(DeviceWeights weights) {
         this.backend = weights.backend();
         this.config = weights.config();
         this.weights = weights;
+        this.window = config.architecture().slidingWindow();
     }
 
     public DeviceWeights weights() {
         return weights;
+    }
+
+    /** Frees the block's own scratch (not the weights). */
+    @Override
+    public void close() {
+        if (ones != null) ones.close();
+        ones = null;
     }
 
     // ---------------------------------------------------------------- strategies
@@ -81,22 +92,47 @@ public final class DecoderBlock {
 
     /**
      * Causal GQA attention over {@code batch} sequences of {@code seq} tokens (row b·seq + s),
-     * optionally restarted at packed-segment boundaries ({@code seg} I32 [T], or null).
+     * optionally restarted at packed-segment boundaries ({@code seg} I32 [T], or null). A sliding
+     * window shorter than the sequence is honoured without a backward (evaluation): each query row
+     * attends to its window's keys through the decode kernel.
      */
     public final class Causal implements Attention {
         private final int batch, seq;
         private final Tensor seg;
 
-        public Causal(int batch, int seq, Tensor seg) {
+        /**
+         * @throws IllegalArgumentException when the family's sliding window is shorter than
+         *                                  {@code seq} and the pass needs a backward or packs segments
+         */
+        public Causal(int batch, int seq, Tensor seg, boolean backward) {
             this.batch = batch;
             this.seq = seq;
             this.seg = seg;
+            if (windowed() && (backward || seg != null))
+                throw new IllegalArgumentException("sequences of " + seq + " tokens exceed the sliding_window of " + window
+                        + (backward ? "; training over longer sequences than the window is not supported (use max_seq_length <= "
+                        + window + ")" : " and are packed; sliding-window attention over packed rows is not supported"));
+        }
+
+        private boolean windowed() {
+            return window > 0 && seq > window;
         }
 
         @Override
         public Tensor forward(int layer, Tensor q, Tensor k, Tensor v, Activations a) {
             int hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
             a.att = act(q.dim(0), (long) hq * hd);
+            if (windowed()) {
+                long qDim = (long) hq * hd, kvDim = config.kvDim();
+                for (long row = 0; row < (long) batch * seq; row++) {
+                    long start = Math.max(row - row % seq, row - window + 1), len = row - start + 1;
+                    try (Tensor qr = q.slice(row * qDim, 1, qDim); Tensor ks = k.slice(start * kvDim, len, kvDim);
+                         Tensor vs = v.slice(start * kvDim, len, kvDim); Tensor out = a.att.slice(row * qDim, 1, qDim)) {
+                        backend.attentionDecode(qr, ks, vs, 1, len, len, hq, hkv, hd, out);
+                    }
+                }
+                return a.att;
+            }
             a.lse = act((long) batch * hq * seq);
             backend.attentionFwd(q, k, v, seg, batch, seq, hq, hkv, hd, a.att, a.lse);
             return a.att;
@@ -112,7 +148,8 @@ public final class DecoderBlock {
     /**
      * One token of one sequence at position {@code position}: its roped key and its value are
      * written into row {@code position} of the layer's cache ([capacity, kvDim] each, zeroed
-     * beyond the filled rows), then the query attends to rows 0..position.
+     * beyond the filled rows), then the query attends to rows 0..position (the last
+     * sliding_window of them when the family has a window).
      */
     public final class KvCacheAttention implements Attention {
         private final Tensor[] kCache, vCache;
@@ -134,7 +171,15 @@ public final class DecoderBlock {
                 backend.axpy(1f, v, vRow);
             }
             a.att = act(1, (long) hq * hd);
-            backend.attentionDecode(q, kCache[layer], vCache[layer], 1, position + 1, capacity, hq, hkv, hd, a.att);
+            int start = window > 0 ? Math.max(0, position + 1 - window) : 0;
+            if (start == 0) {
+                backend.attentionDecode(q, kCache[layer], vCache[layer], 1, position + 1, capacity, hq, hkv, hd, a.att);
+                return a.att;
+            }
+            long len = position + 1 - start;
+            try (Tensor ks = kCache[layer].slice(start * kvDim, len, kvDim); Tensor vs = vCache[layer].slice(start * kvDim, len, kvDim)) {
+                backend.attentionDecode(q, ks, vs, 1, len, len, hq, hkv, hd, a.att);
+            }
             return a.att;
         }
 
@@ -149,6 +194,7 @@ public final class DecoderBlock {
     /** One layer's activations: what its backward needs. Owns everything but {@code xIn}. */
     public static final class Activations implements AutoCloseable {
         Tensor xIn, h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s;
+        Tensor qRaw, kRaw, rstdQ, rstdK; // q and k before their per-head norms (Qwen3)
         /** The layer output; the caller takes it over (set to null when handed on). */
         public Tensor xOut;
         /** LoRA projectors: x·Aᵀ [T, r] per adapted projection. */
@@ -158,7 +204,8 @@ public final class DecoderBlock {
 
         /** Frees everything the backward needs, keeping the layer output. */
         public void closeInternals() {
-            for (Tensor t : new Tensor[] {h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s}) if (t != null) t.close();
+            for (Tensor t : new Tensor[] {h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s, qRaw, kRaw, rstdQ, rstdK})
+                if (t != null) t.close();
             for (Tensor t : xa.values()) t.close();
             for (Tensor t : mask.values()) t.close();
             xa.clear();
@@ -197,6 +244,18 @@ public final class DecoderBlock {
             a.q = projector.project(l, Projection.Q, a.h1, a);
             a.k = projector.project(l, Projection.K, a.h1, a);
             a.v = projector.project(l, Projection.V, a.h1, a);
+            for (Map.Entry<Projection, Tensor> b : ly.bias().entrySet())
+                addBias(b.getKey() == Projection.Q ? a.q : b.getKey() == Projection.K ? a.k : a.v, b.getValue());
+            if (ly.qNorm() != null) {
+                a.qRaw = a.q;
+                a.rstdQ = act(t * hq);
+                a.q = headNorm(a.qRaw, ly.qNorm(), hq, a.rstdQ);
+            }
+            if (ly.kNorm() != null) {
+                a.kRaw = a.k;
+                a.rstdK = act(t * hkv);
+                a.k = headNorm(a.kRaw, ly.kNorm(), hkv, a.rstdK);
+            }
             backend.ropeFwd(a.q, a.q, pos, weights.invFreq(), hq, hd);
             backend.ropeFwd(a.k, a.k, pos, weights.invFreq(), hkv, hd);
             Tensor att = attention.forward(l, a.q, a.k, a.v, a);
@@ -243,12 +302,40 @@ public final class DecoderBlock {
             attention.backward(a, dAtt, dq, dk, dv);
             backend.ropeBwd(dq, dq, pos, weights.invFreq(), hq, hd);
             backend.ropeBwd(dk, dk, pos, weights.invFreq(), hkv, hd);
+            if (ly.qNorm() != null) backend.rmsnormBwd(heads(dq, hq), heads(a.qRaw, hq), ly.qNorm(), a.rstdQ, heads(dq, hq), null);
+            if (ly.kNorm() != null) backend.rmsnormBwd(heads(dk, hkv), heads(a.kRaw, hkv), ly.kNorm(), a.rstdK, heads(dk, hkv), null);
             projector.backward(l, Projection.Q, dq, a.h1, a, dH, false);
             projector.backward(l, Projection.K, dk, a.h1, a, dH, true);
             projector.backward(l, Projection.V, dv, a.h1, a, dH, true);
             backend.rmsnormBwd(dH, a.xIn, ly.inputNorm(), a.rstd1, dH, null);
             backend.axpy(1f, dH, dRes); // dRes = dL/dxIn
         }
+    }
+
+    /** x [T, heads·hd] viewed as [T·heads, hd]: one row per head. */
+    private Tensor heads(Tensor x, int heads) {
+        return x.reshape(x.dim(0) * heads, config.headDim());
+    }
+
+    /** RMSNorm over each head of x [T, heads·hd] with weight w [hd]; rstd [T·heads] saved. */
+    private Tensor headNorm(Tensor x, Tensor w, int heads, Tensor rstd) {
+        Tensor y = act(x.dim(0), x.dim(1));
+        backend.rmsnormFwd(heads(x, heads), w, (float) config.rmsNormEps(), heads(y, heads), rstd);
+        return y;
+    }
+
+    /** y [T, out] += bias [out] on every row (as the 1·biasᵀ outer product). */
+    private void addBias(Tensor y, Tensor bias) {
+        long t = y.dim(0), out = y.dim(1);
+        if (ones == null || ones.numel() < t) {
+            if (ones != null) ones.close();
+            float[] v = new float[(int) t];
+            java.util.Arrays.fill(v, 1f);
+            Tensor h = Tensor.ofFloats(v, t);
+            ones = backend.upload(h, MemoryCategory.WORKSPACE);
+            if (ones != h) h.close();
+        }
+        backend.sgemm(false, false, t, out, 1, 1f, ones, 1, bias, out, 1f, y, out);
     }
 
     // ---------------------------------------------------------------- frozen projections

@@ -35,8 +35,12 @@ public final class DeviceWeights implements AutoCloseable {
      * @param inputNorm RMSNorm weight before attention [hidden]
      * @param postNorm  RMSNorm weight before the MLP [hidden]
      * @param proj      the seven projections [out, in], dense F32 or NF4
+     * @param bias      the projections' biases [out] (Qwen2's q, k, v); absent ones are not in the map
+     * @param qNorm     per-head RMSNorm weight of q [headDim] (Qwen3), or null
+     * @param kNorm     per-head RMSNorm weight of k [headDim] (Qwen3), or null
      */
-    public record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj) {
+    public record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj, Map<Projection, Tensor> bias,
+            Tensor qNorm, Tensor kNorm) {
         public ProjectionWeight projection(Projection p) {
             return proj.get(p);
         }
@@ -68,7 +72,14 @@ public final class DeviceWeights implements AutoCloseable {
                         m.put(e.getKey(), pw);
                     }
                 }
-                ls.add(new Layer(f32(lw.inputLayernorm()), f32(lw.postAttentionLayernorm()), Collections.unmodifiableMap(m)));
+                Map<Projection, Tensor> bias = new EnumMap<>(Projection.class);
+                for (Projection p : Projection.values()) {
+                    Tensor b = lw.extra(Architecture.biasSuffix(p));
+                    if (b != null) bias.put(p, f32(b));
+                }
+                Tensor qn = lw.extra(Architecture.Q_NORM), kn = lw.extra(Architecture.K_NORM);
+                ls.add(new Layer(f32(lw.inputLayernorm()), f32(lw.postAttentionLayernorm()), Collections.unmodifiableMap(m),
+                        Collections.unmodifiableMap(bias), qn == null ? null : f32(qn), kn == null ? null : f32(kn)));
             }
             this.layers = List.copyOf(ls);
             float[] inv = RopeFrequencies.invFreq(config);

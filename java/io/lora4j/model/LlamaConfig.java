@@ -11,6 +11,7 @@ import com.google.gson.JsonParser;
 import com.google.gson.JsonPrimitive;
 import io.lora4j.io.AtomicFiles;
 import io.lora4j.io.FormatException;
+import io.lora4j.tensor.Tensor;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -21,11 +22,11 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * The architecture of a Llama-family model, as HF's {@code config.json} describes it (field names
- * below are the JSON keys). Validated at construction: every bad field is reported in one
- * {@link IllegalArgumentException} message.
+ * The shape of a decoder model of one of the {@link ModelFamily families}, as HF's
+ * {@code config.json} describes it (field names below are the JSON keys). Validated at
+ * construction: every bad field is reported in one {@link IllegalArgumentException} message.
  *
- * @param modelType             "llama" (or "mistral" without a sliding window)
+ * @param modelType             model_type: "llama", "mistral", "qwen2" or "qwen3"
  * @param hiddenSize            hidden_size, the model width d
  * @param intermediateSize      intermediate_size, the MLP width
  * @param numHiddenLayers       num_hidden_layers
@@ -41,11 +42,23 @@ import java.util.Set;
  * @param bosTokenId            bos_token_id, or null
  * @param eosTokenIds           eos_token_id (one id, or several in Llama 3 configs); may be empty
  * @param torchDtype            torch_dtype ("float32", "bfloat16", "float16"), or null
+ * @param architecture          what the family's layer adds to Llama's (biases, q/k norms, window)
  */
 public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numHiddenLayers,
         int numAttentionHeads, int numKeyValueHeads, int headDim, double rmsNormEps, double ropeTheta,
         RopeScaling ropeScaling, int vocabSize, int maxPositionEmbeddings, boolean tieWordEmbeddings,
-        Integer bosTokenId, List<Integer> eosTokenIds, String torchDtype) {
+        Integer bosTokenId, List<Integer> eosTokenIds, String torchDtype, Architecture architecture) {
+
+    /** A config with {@code modelType}'s default {@link Architecture} (no sliding window). */
+    public LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numHiddenLayers,
+            int numAttentionHeads, int numKeyValueHeads, int headDim, double rmsNormEps, double ropeTheta,
+            RopeScaling ropeScaling, int vocabSize, int maxPositionEmbeddings, boolean tieWordEmbeddings,
+            Integer bosTokenId, List<Integer> eosTokenIds, String torchDtype) {
+        this(modelType, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
+                rmsNormEps, ropeTheta, ropeScaling, vocabSize, maxPositionEmbeddings, tieWordEmbeddings, bosTokenId,
+                eosTokenIds, torchDtype, ModelFamily.ofModelType(modelType) == null ? null
+                        : Architecture.defaults(ModelFamily.ofModelType(modelType)));
+    }
 
     public static final String FILE = "config.json";
     private static final Set<String> DTYPES = Set.of("float32", "bfloat16", "float16");
@@ -84,8 +97,10 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public LlamaConfig {
         eosTokenIds = eosTokenIds == null ? List.of() : List.copyOf(eosTokenIds);
         List<String> errors = new ArrayList<>();
-        if (!"llama".equals(modelType) && !"mistral".equals(modelType))
-            errors.add("model_type '" + modelType + "' is not a Llama model (expected llama)");
+        if (ModelFamily.ofModelType(modelType) == null)
+            errors.add("model_type '" + modelType + "' is not supported (" + ModelFamily.supported() + ")");
+        else if (architecture == null || !architecture.family().modelType.equals(modelType))
+            errors.add("model_type '" + modelType + "' disagrees with the architecture " + architecture);
         positive(errors, "hidden_size", hiddenSize);
         positive(errors, "intermediate_size", intermediateSize);
         positive(errors, "num_hidden_layers", numHiddenLayers);
@@ -137,6 +152,8 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public long parameterCount() {
         long d = hiddenSize;
         long perLayer = 2 * d + 2 * d * qDim() + 2 * d * kvDim() + 3 * d * intermediateSize;
+        if (architecture != null)
+            for (Architecture.LayerTensor t : architecture.layerTensors(this)) perLayer += Tensor.numel(t.shape());
         return (long) vocabSize * d * (tieWordEmbeddings ? 1 : 2) + numHiddenLayers * perLayer + d;
     }
 
@@ -149,7 +166,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public LlamaConfig withTorchDtype(String dtype) {
         return new LlamaConfig(modelType, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads,
                 numKeyValueHeads, headDim, rmsNormEps, ropeTheta, ropeScaling, vocabSize, maxPositionEmbeddings,
-                tieWordEmbeddings, bosTokenId, eosTokenIds, dtype);
+                tieWordEmbeddings, bosTokenId, eosTokenIds, dtype, architecture);
     }
 
     // ---- config.json --------------------------------------------------------------------------
@@ -180,21 +197,24 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public static LlamaConfig fromJson(JsonObject o, Path file) throws FormatException {
         List<String> errors = new ArrayList<>();
         String modelType = string(o, "model_type", null, errors);
-        if (modelType == null) throw new FormatException(file, "no model_type (expected \"llama\")");
-        if (!modelType.equals("llama") && !modelType.equals("mistral"))
-            throw new FormatException(file, "model_type '" + modelType + "' is not supported (lora4j loads Llama models: \"llama\")");
-        if (modelType.equals("mistral")) {
-            JsonElement sw = o.get("sliding_window");
-            JsonElement maxPos = o.get("max_position_embeddings");
-            if (sw != null && !sw.isJsonNull() && (!sw.isJsonPrimitive() || maxPos == null || !maxPos.isJsonPrimitive()
-                    || sw.getAsDouble() < maxPos.getAsDouble()))
-                errors.add("sliding_window " + sw + " is not supported (Mistral with sliding-window attention)");
-        }
+        if (modelType == null) throw new FormatException(file, "no model_type (expected one of " + ModelFamily.supported() + ")");
+        ModelFamily family = ModelFamily.ofModelType(modelType);
+        if (family == null)
+            throw new FormatException(file, "model_type '" + modelType + "' is not supported (lora4j loads " + ModelFamily.supported() + ")");
+        Architecture arch = Architecture.defaults(family);
         String act = string(o, "hidden_act", "silu", errors);
         if (!"silu".equals(act)) errors.add("hidden_act '" + act + "' is not supported (silu)");
-        if (bool(o, "attention_bias", false, errors)) errors.add("attention_bias true is not supported");
+        // keys that would change the layer in ways lora4j does not implement: refused by name
+        if (family != ModelFamily.QWEN2 && bool(o, "attention_bias", false, errors))
+            errors.add("attention_bias true is not supported");
         if (bool(o, "mlp_bias", false, errors)) errors.add("mlp_bias true is not supported");
-
+        if (bool(o, "use_sliding_window", false, errors))
+            errors.add("use_sliding_window true is not supported (" + modelType + " with sliding-window layers)");
+        if (family == ModelFamily.MISTRAL && !isAbsent(o, "sliding_window")) {
+            int window = integer(o, "sliding_window", null, errors);
+            if (window <= 0) errors.add("sliding_window must be a positive integer or null, got " + o.get("sliding_window"));
+            else arch = arch.withSlidingWindow(window);
+        }
         int hidden = integer(o, "hidden_size", null, errors);
         int inter = integer(o, "intermediate_size", null, errors);
         int layers = integer(o, "num_hidden_layers", null, errors);
@@ -234,7 +254,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         if (!errors.isEmpty()) throw new FormatException(file, "invalid Llama config: " + String.join("; ", errors));
         try {
             return new LlamaConfig(modelType, hidden, inter, layers, heads, kv, headDim, eps, theta, scaling, vocab, maxPos,
-                    tied, bos, eos, dtype);
+                    tied, bos, eos, dtype, arch);
         } catch (IllegalArgumentException e) {
             throw new FormatException(file, e.getMessage());
         }
@@ -247,11 +267,11 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                 number(p, "high_freq_factor", 4.0, errors), integer(p, "original_max_position_embeddings", 8192, errors));
     }
 
-    /** config.json content for this config (HF key names; a LlamaForCausalLM). */
+    /** config.json content for this config (HF key names; the family's *ForCausalLM). */
     public JsonObject toJson() {
         JsonObject o = new JsonObject();
         JsonArray arch = new JsonArray();
-        arch.add(modelType.equals("mistral") ? "MistralForCausalLM" : "LlamaForCausalLM");
+        arch.add(architecture.family().hfClass);
         o.add("architectures", arch);
         o.addProperty("model_type", modelType);
         o.addProperty("hidden_size", hiddenSize);
@@ -261,8 +281,10 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         o.addProperty("num_key_value_heads", numKeyValueHeads);
         o.addProperty("head_dim", headDim);
         o.addProperty("hidden_act", "silu");
-        o.addProperty("attention_bias", false);
+        if (architecture.family() != ModelFamily.QWEN2) o.addProperty("attention_bias", false);
         o.addProperty("mlp_bias", false);
+        if (architecture.family() == ModelFamily.MISTRAL)
+            o.add("sliding_window", architecture.slidingWindow() == 0 ? JsonNull.INSTANCE : new JsonPrimitive(architecture.slidingWindow()));
         o.addProperty("rms_norm_eps", new PyFloat(rmsNormEps));
         o.addProperty("rope_theta", new PyFloat(ropeTheta));
         o.add("rope_scaling", ropeScaling == null ? JsonNull.INSTANCE : ropeScaling.toJson());

@@ -106,7 +106,7 @@ public final class LlamaModel implements AutoCloseable {
         try (Tensor idT = DeviceWeights.ints(backend, ids); Tensor posT = DeviceWeights.ints(backend, pos)) {
             Tensor x = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, ids.length, config.hiddenSize());
             backend.embeddingFwd(idT, weights.embedding(), x);
-            try (Tensor h = layers(x, posT, block.new Causal(b, s, null))) {
+            try (Tensor h = layers(x, posT, block.new Causal(b, s, null, false))) {
                 return logits(h);
             }
         }
@@ -174,6 +174,7 @@ public final class LlamaModel implements AutoCloseable {
 
     @Override
     public void close() {
+        block.close();
         weights.close();
     }
 }

@@ -175,7 +175,7 @@ public final class LoraTrainingModel implements AutoCloseable {
             this.labels = DeviceWeights.ints(backend, flatLabels);
             this.training = training;
             this.seed = seed;
-            this.attention = block.new Causal(b, s, seg);
+            this.attention = block.new Causal(b, s, seg, training);
         }
 
         Tensor workspace(long floats) {
@@ -466,6 +466,7 @@ public final class LoraTrainingModel implements AutoCloseable {
         for (Backend.Offloaded o : offloads) o.close();
         offloads.clear();
         grads.close();
+        block.close();
         weights.close();
     }
 }
