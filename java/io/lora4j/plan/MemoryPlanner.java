@@ -97,7 +97,9 @@ public final class MemoryPlanner {
      */
     public static long baseWeightBytes(LlamaConfig c, PlanSettings s) {
         long d = c.hiddenSize(), v = c.vocabSize(), layers = c.numHiddenLayers();
-        long dense = v * d * (c.tieWordEmbeddings() ? 1 : 2) + (2 * layers + 1) * d;
+        long extras = 0; // the family's biases and q/k norms, dense fp32
+        for (var e : c.architecture().layerTensors(c)) extras += io.lora4j.tensor.Tensor.numel(e.shape());
+        long dense = v * d * (c.tieWordEmbeddings() ? 1 : 2) + (2 * layers + 1) * d + layers * extras;
         long proj = 0;
         for (Projection pr : Projection.values()) {
             long n = pr.outFeatures(c) * pr.inFeatures(c);
@@ -258,6 +260,7 @@ public final class MemoryPlanner {
         final long t, d, q, kv, inter, heads;
         final boolean dropout;
         Buf workspace; // LoraTrainingModel.Ctx.workspace: [T, r], allocated by the first LoRA backward
+        Buf ones;      // DecoderBlock's bias broadcast vector [T], alive as long as the model
 
         Step(LlamaConfig c, PlanSettings s, Sim sim) {
             this.c = c;
@@ -302,6 +305,16 @@ public final class MemoryPlanner {
             k.add(project(Projection.Q, k));
             k.add(project(Projection.K, k));
             k.add(project(Projection.V, k));
+            if (c.architecture().qkvBias() && ones == null) { // DecoderBlock.addBias: T ones, kept by the block
+                if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * F32));
+                ones = sim.dev(MemoryCategory.WORKSPACE, t * F32);
+            }
+            if (c.architecture().qkNorm()) { // DecoderBlock.headNorm: rstd per head, then the normed copy
+                k.add(act(t * heads));
+                k.add(act(t * q));
+                k.add(act(t * c.numKeyValueHeads()));
+                k.add(act(t * kv));
+            }
             k.add(act(t * q));     // attention output
             k.add(act(t * heads)); // logsumexp [B, H, S]
             k.add(act(t * d));     // x_mid

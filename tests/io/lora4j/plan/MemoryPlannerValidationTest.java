@@ -117,6 +117,23 @@ class MemoryPlannerValidationTest {
         System.out.printf("planner vs tracker (vocab 40000): %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
     }
 
+    /** Qwen2's q/k/v biases (and their broadcast vector) and Qwen3's per-head q/k norms (kept for the backward). */
+    @Test
+    void qwenFamiliesArePlannedToo() {
+        for (String family : new String[] {"qwen2", "qwen3"}) {
+            LlamaConfig c = new LlamaConfig(family, 64, 160, 3, 4, 2, 16, 1e-6, 1e6, null, 500, 512, false, 1, List.of(2), "float32");
+            long before = MemoryTracker.GLOBAL.live(Device.CPU, MemoryCategory.WEIGHTS);
+            try (LlamaWeights w = TestModels.random(c, 3)) {
+                assertEquals(MemoryPlanner.baseWeightBytes(c, settings(c, false)), MemoryTracker.GLOBAL.live(Device.CPU, MemoryCategory.WEIGHTS) - before,
+                        family + " dense fp32 base bytes");
+                for (Object[] m : MODES)
+                    check(w, settings(c, false).withBatch(2).withSeqLen(50).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
+                            LoraConfig.defaults().withRank(8), family);
+            }
+        }
+        System.out.printf("planner vs tracker (qwen2, qwen3): %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
+    }
+
     @Test
     void stories15MPredictionsMatchTheTracker() throws Exception {
         java.nio.file.Path bin = Assets.require("stories15M.bin");

@@ -156,4 +156,19 @@ class FamilyReferenceTest {
             assertArrayEquals(lq.toFloats(), lb.toFloats(), family + ": the bnb-4bit checkpoint computes what quantizing on load does");
         }
     }
+
+    @org.junit.jupiter.api.Test
+    void trainingOverRowsLongerThanTheSlidingWindowIsRefusedByName() throws Exception {
+        Path dir = DIR.resolve("mistral");
+        try (LlamaWeights w = ModelLoader.load(dir.resolve("model"));
+             LoraAdapter a = LoraAdapter.load(dir.resolve("init_adapter"), CPU, w.config()); LoraTrainingModel m = new LoraTrainingModel(CPU, w, a)) {
+            int window = w.config().architecture().slidingWindow();
+            int[] ids = new int[window + 1];
+            Arrays.fill(ids, 3);
+            Batch b = Batch.of(List.of(Example.allTokens(ids)), SimpleDataset.PAD_ID);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> m.forwardBackward(b, 1f, 0));
+            assertTrue(e.getMessage().contains("sliding_window of " + window), e.getMessage());
+            assertTrue(Double.isFinite(m.lossSum(b)), "evaluation honours the window instead");
+        }
+    }
 }
