@@ -19,6 +19,14 @@ installed beside Debian's torch 1.13):
   qwen2            modeling_qwen2.py: the same with biases on q_proj, k_proj and v_proj (o_proj none).
   qwen3            modeling_qwen3.py: no biases; q_norm / k_norm (RMSNorm over head_dim, per head)
                    applied to q and k after the projection and before RoPE; explicit head_dim.
+  gemma3_text      modeling_gemma3.py: RMSNorm x * rsqrt(mean(x^2) + eps) * (1 + w) in fp32; the
+                   embedding times sqrt(hidden_size) (a float32 tensor here: fp32 activations);
+                   four norms per layer (input, post_attention on the attention output,
+                   pre_feedforward, post_feedforward on the MLP output); (1 + w) q_norm/k_norm before
+                   RoPE; GeGLU down(gelu_tanh(gate(x)) * up(x)); attention scale
+                   query_pre_attn_scalar^-0.5; layer i slides when (i + 1) % sliding_window_pattern
+                   != 0, with RoPE base rope_local_base_freq and no scaling, the others use rope_theta
+                   and rope_scaling (linear: inv_freq / factor); tied embeddings.
 LoRA (PEFT): y = x W^T (+ b) + s (x A^T) B^T, s = alpha / r. Training as
 lora_train_reference.py: micro-batches of 2 right-padded rows, 2 micro-batches per step with the
 GA fix (CE sums / window target count), clip_grad_norm_(0.5), AdamW(0.9, 0.999, 1e-8, wd 0.01),
@@ -59,12 +67,20 @@ FAMILIES = {
     "qwen3": dict(COMMON, model_type="qwen3", architectures=["Qwen3ForCausalLM"], head_dim=16, rms_norm_eps=1e-6,
                   rope_theta=1000000.0, tie_word_embeddings=False, attention_bias=False, use_sliding_window=False,
                   sliding_window=None, max_window_layers=2, rope_scaling=None),
+    # Gemma 3 text: 3 layers, pattern 3 (layers 0, 1 slide with window 5 and the local RoPE base, layer 2 is
+    # global with linear scaling), head_dim 16 with query_pre_attn_scalar 24 (scale != head_dim^-0.5)
+    "gemma3_text": dict(COMMON, model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], num_hidden_layers=3,
+                        head_dim=16, hidden_act=None, hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6,
+                        rope_theta=1000000.0, rope_scaling={"rope_type": "linear", "factor": 8.0},
+                        rope_local_base_freq=10000.0, query_pre_attn_scalar=24, sliding_window=5,
+                        sliding_window_pattern=3, final_logit_softcapping=None, attn_logit_softcapping=None,
+                        tie_word_embeddings=True, bos_token_id=2, eos_token_id=1, pad_token_id=0),
     # Mistral v0.1-style: sliding window (5 here, shorter than the prompt and the greedy run), head_dim given
     "mistral": dict(COMMON, model_type="mistral", architectures=["MistralForCausalLM"], head_dim=8, rms_norm_eps=1e-5,
                     rope_theta=10000.0, tie_word_embeddings=False, sliding_window=5),
 }
 # training rows stay within Mistral's window: lora4j trains windowed families on rows <= the window
-MAX_ROW = {"qwen2": 14, "qwen3": 14, "mistral": 5}
+MAX_ROW = {"qwen2": 14, "qwen3": 14, "mistral": 5, "gemma3_text": 5}
 
 
 def write_safetensors(path, tensors):
@@ -95,8 +111,10 @@ def make_weights(cfg, g):
     def normal(*shape, std):
         return torch.randn(*shape, generator=g) * std
 
-    def around_one(n):
-        return 0.5 + torch.rand(n, generator=g)
+    gemma = cfg["model_type"] == "gemma3_text"
+
+    def around_one(n):  # Gemma stores w - 1: the norm multiplies by 1 + w
+        return (torch.rand(n, generator=g) - 0.5) if gemma else 0.5 + torch.rand(n, generator=g)
 
     W = {"model.embed_tokens.weight": normal(VOCAB, d, std=0.25)}
     for l in range(L):
@@ -106,10 +124,13 @@ def make_weights(cfg, g):
             W[p + "%s.%s.weight" % (blk, name)] = normal(*shapes[name], std=0.15)
             if cfg["model_type"] == "qwen2" and name in ("q_proj", "k_proj", "v_proj"):
                 W[p + "%s.%s.bias" % (blk, name)] = normal(shapes[name][0], std=0.1)
-        if cfg["model_type"] == "qwen3":
+        if cfg["model_type"] in ("qwen3", "gemma3_text"):
             W[p + "self_attn.q_norm.weight"] = around_one(hd)
             W[p + "self_attn.k_norm.weight"] = around_one(hd)
         W[p + "post_attention_layernorm.weight"] = around_one(d)
+        if gemma:
+            W[p + "pre_feedforward_layernorm.weight"] = around_one(d)
+            W[p + "post_feedforward_layernorm.weight"] = around_one(d)
     W["model.norm.weight"] = around_one(d)
     if not cfg["tie_word_embeddings"]:
         W["lm_head.weight"] = normal(VOCAB, d, std=0.25)
@@ -125,16 +146,29 @@ class Model:
         self.hq, self.hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
         self.hd = cfg.get("head_dim") or d // self.hq
         self.eps = cfg["rms_norm_eps"]
-        theta = cfg.get("rope_theta", 10000.0)
-        self.inv_freq = torch.tensor([1.0 / (theta ** ((2.0 * i) / self.hd)) for i in range(self.hd // 2)],
-                                     dtype=torch.float64).float()
-        self.window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+        self.gemma = cfg["model_type"] == "gemma3_text"
+
+        def inv_freq(theta, factor):
+            return (torch.tensor([1.0 / (theta ** ((2.0 * i) / self.hd)) for i in range(self.hd // 2)],
+                                 dtype=torch.float64) / factor).float()
+
+        scaling = cfg.get("rope_scaling") or {}
+        factor = scaling.get("factor", 1.0) if scaling.get("rope_type") == "linear" else 1.0
+        self.inv_freq = inv_freq(cfg.get("rope_theta", 10000.0), factor)
+        self.local_inv_freq = inv_freq(cfg["rope_local_base_freq"], 1.0) if self.gemma else self.inv_freq
+        self.window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "gemma3_text") else None
+        self.pattern = cfg.get("sliding_window_pattern", 0) if self.gemma else 0
+        self.scale = cfg["query_pre_attn_scalar"] ** -0.5 if self.gemma else self.hd ** -0.5
+
+    def sliding(self, l):
+        return bool(self.window) and (self.pattern == 0 or (l + 1) % self.pattern != 0)
 
     def rms(self, x, w):
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        n = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return n * (1.0 + w) if self.gemma else w * n
 
-    def rope(self, x, pos):  # x [B, S, H, D]
-        ang = pos.float()[:, :, None] * self.inv_freq[None, None, :]
+    def rope(self, x, pos, inv_freq):  # x [B, S, H, D]
+        ang = pos.float()[:, :, None] * inv_freq[None, None, :]
         cos = torch.cat([ang.double().cos().float()] * 2, -1)[:, :, None, :]
         sin = torch.cat([ang.double().sin().float()] * 2, -1)[:, :, None, :]
         h = self.hd // 2
@@ -158,30 +192,39 @@ class Model:
         pos = torch.arange(S)[None, :].expand(B, S)
         i = torch.arange(S)[:, None]
         j = torch.arange(S)[None, :]
-        allowed = j <= i
-        if self.window:
-            allowed = allowed & (i - j < self.window)
-        mask = torch.zeros(S, S).masked_fill(~allowed, float("-inf"))
+        causal = torch.zeros(S, S).masked_fill(~(j <= i), float("-inf"))
+        windowed = torch.zeros(S, S).masked_fill(~((j <= i) & (i - j < (self.window or S + 1))), float("-inf"))
         x = W["model.embed_tokens.weight"][ids]
+        if self.gemma:
+            x = x * torch.tensor(c["hidden_size"] ** 0.5, dtype=torch.float32)
         for l in range(c["num_hidden_layers"]):
+            mask = windowed if self.sliding(l) else causal
+            inv_freq = self.local_inv_freq if self.sliding(l) else self.inv_freq
             p = "model.layers.%d." % l
             h = self.rms(x, W[p + "input_layernorm.weight"])
             q = self.lin(h, l, "self_attn", "q_proj").view(B, S, hq, hd)
             k = self.lin(h, l, "self_attn", "k_proj").view(B, S, hkv, hd)
             v = self.lin(h, l, "self_attn", "v_proj").view(B, S, hkv, hd)
-            if c["model_type"] == "qwen3":
+            if c["model_type"] in ("qwen3", "gemma3_text"):
                 q = self.rms(q, W[p + "self_attn.q_norm.weight"])
                 k = self.rms(k, W[p + "self_attn.k_norm.weight"])
-            q, k = self.rope(q, pos), self.rope(k, pos)
+            q, k = self.rope(q, pos, inv_freq), self.rope(k, pos, inv_freq)
             k = k.repeat_interleave(hq // hkv, dim=2)
             v = v.repeat_interleave(hq // hkv, dim=2)
-            att = (q.transpose(1, 2) @ k.transpose(1, 2).transpose(-1, -2)) / math.sqrt(hd) + mask
+            att = (q.transpose(1, 2) @ k.transpose(1, 2).transpose(-1, -2)) * self.scale + mask
             o = (att.softmax(-1) @ v.transpose(1, 2)).transpose(1, 2).reshape(B, S, hq * hd)
-            x = x + self.lin(o, l, "self_attn", "o_proj")
-            h = self.rms(x, W[p + "post_attention_layernorm.weight"])
+            o = self.lin(o, l, "self_attn", "o_proj")
+            if self.gemma:
+                x = x + self.rms(o, W[p + "post_attention_layernorm.weight"])
+                h = self.rms(x, W[p + "pre_feedforward_layernorm.weight"])
+            else:
+                x = x + o
+                h = self.rms(x, W[p + "post_attention_layernorm.weight"])
             g = self.lin(h, l, "mlp", "gate_proj")
             u = self.lin(h, l, "mlp", "up_proj")
-            x = x + self.lin(torch.nn.functional.silu(g) * u, l, "mlp", "down_proj")
+            act = torch.nn.functional.gelu(g, approximate="tanh") if self.gemma else torch.nn.functional.silu(g)
+            m = self.lin(act * u, l, "mlp", "down_proj")
+            x = x + (self.rms(m, W[p + "post_feedforward_layernorm.weight"]) if self.gemma else m)
         head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
         return self.rms(x, W["model.norm.weight"]) @ head.t()
 
@@ -265,7 +308,7 @@ def main():
         os.makedirs(os.path.join(out, "init_adapter"), exist_ok=True)
         W = make_weights(cfg, g)
         with open(os.path.join(out, "model", "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2)
+            json.dump({k: v for k, v in cfg.items() if not (k == "hidden_act" and v is None)}, f, indent=2)
             f.write("\n")
         write_safetensors(os.path.join(out, "model", "model.safetensors"), W)
 

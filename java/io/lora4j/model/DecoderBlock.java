@@ -17,11 +17,15 @@ import java.util.Map;
  *
  * <p>Per layer (HF LlamaDecoderLayer; the family's {@link Architecture} adds the bracketed steps):
  * <pre>
- *   h1 = rmsnorm(x)·w1;  q,k,v = lin(h1) [+ bias (Qwen2)];  [q,k = per-head rmsnorm (Qwen3)]
- *   q,k = rope(q,k);  a = attn(q,k,v) [within the sliding window (Mistral)]
- *   m  = x + lin_o(a);   h2 = rmsnorm(m)·w2;  g,u = lin(h2);  s = silu(g)·u;  x' = m + lin_down(s)
+ *   x0 = embed(ids) [· √hidden (Gemma)]
+ *   h1 = rmsnorm(x)·w1;  q,k,v = lin(h1) [+ bias (Qwen2)];  [q,k = per-head rmsnorm (Qwen3, Gemma 3)]
+ *   q,k = rope(q,k) [local base on sliding layers (Gemma 3)];  [q ·= √head_dim / √query_pre_attn_scalar (Gemma)]
+ *   a = attn(q,k,v) [within the sliding window (Mistral; Gemma's sliding layers)]
+ *   m  = x + [rmsnorm](lin_o(a));   h2 = rmsnorm(m)·w2;  g,u = lin(h2);  s = act(g)·u [silu, or gelu_tanh (Gemma)]
+ *   x' = m + [rmsnorm](lin_down(s))       [the bracketed output norms: Gemma's four norms per layer]
  * </pre>
- * RMSNorm and all activations are fp32. The backward walks the same graph in reverse: each
+ * RMSNorm and all activations are fp32; Gemma's (1 + w) norm weights are offset once in
+ * {@link DeviceWeights}. The backward walks the same graph in reverse: each
  * residual branch's input gradient is added to the residual stream's.
  *
  * <p>Not thread-safe. Closing frees the block's scratch, not the weights.
@@ -30,14 +34,17 @@ public final class DecoderBlock implements AutoCloseable {
     private final Backend backend;
     private final LlamaConfig config;
     private final DeviceWeights weights;
-    private final int window; // sliding window, 0 = none
+    private final Architecture arch;
+    private final float queryScale; // √head_dim / √query_pre_attn_scalar: 1 unless the family sets the scalar
     private Tensor ones;      // [n] of 1.0: the bias broadcast (y += 1·bᵀ)
 
     public DecoderBlock(DeviceWeights weights) {
         this.backend = weights.backend();
         this.config = weights.config();
         this.weights = weights;
-        this.window = config.architecture().slidingWindow();
+        this.arch = config.architecture();
+        double qpas = arch.queryPreAttnScalar();
+        this.queryScale = qpas > 0 ? (float) (Math.sqrt(config.headDim()) / Math.sqrt(qpas)) : 1f;
     }
 
     public DeviceWeights weights() {
@@ -108,21 +115,19 @@ public final class DecoderBlock implements AutoCloseable {
             this.batch = batch;
             this.seq = seq;
             this.seg = seg;
-            if (windowed() && (backward || seg != null))
+            int window = arch.slidingWindow();
+            if (window > 0 && seq > window && (backward || seg != null))
                 throw new IllegalArgumentException("sequences of " + seq + " tokens exceed the sliding_window of " + window
                         + (backward ? "; training over longer sequences than the window is not supported (use max_seq_length <= "
                         + window + ")" : " and are packed; sliding-window attention over packed rows is not supported"));
-        }
-
-        private boolean windowed() {
-            return window > 0 && seq > window;
         }
 
         @Override
         public Tensor forward(int layer, Tensor q, Tensor k, Tensor v, Activations a) {
             int hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
             a.att = act(q.dim(0), (long) hq * hd);
-            if (windowed()) {
+            int window = arch.window(layer);
+            if (window > 0 && seq > window) {
                 long qDim = (long) hq * hd, kvDim = config.kvDim();
                 for (long row = 0; row < (long) batch * seq; row++) {
                     long start = Math.max(row - row % seq, row - window + 1), len = row - start + 1;
@@ -171,6 +176,7 @@ public final class DecoderBlock implements AutoCloseable {
                 backend.axpy(1f, v, vRow);
             }
             a.att = act(1, (long) hq * hd);
+            int window = arch.window(layer);
             int start = window > 0 ? Math.max(0, position + 1 - window) : 0;
             if (start == 0) {
                 backend.attentionDecode(q, kCache[layer], vCache[layer], 1, position + 1, capacity, hq, hkv, hd, a.att);
@@ -194,7 +200,8 @@ public final class DecoderBlock implements AutoCloseable {
     /** One layer's activations: what its backward needs. Owns everything but {@code xIn}. */
     public static final class Activations implements AutoCloseable {
         Tensor xIn, h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s;
-        Tensor qRaw, kRaw, rstdQ, rstdK; // q and k before their per-head norms (Qwen3)
+        Tensor qRaw, kRaw, rstdQ, rstdK; // q and k before their per-head norms (Qwen3, Gemma 3)
+        Tensor o, rstdO, down, rstdDown;  // the attention and MLP outputs before their norms (Gemma)
         /** The layer output; the caller takes it over (set to null when handed on). */
         public Tensor xOut;
         /** LoRA projectors: x·Aᵀ [T, r] per adapted projection. */
@@ -204,7 +211,8 @@ public final class DecoderBlock implements AutoCloseable {
 
         /** Frees everything the backward needs, keeping the layer output. */
         public void closeInternals() {
-            for (Tensor t : new Tensor[] {h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s, qRaw, kRaw, rstdQ, rstdK})
+            for (Tensor t : new Tensor[] {h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s, qRaw, kRaw, rstdQ, rstdK, o, rstdO,
+                    down, rstdDown})
                 if (t != null) t.close();
             for (Tensor t : xa.values()) t.close();
             for (Tensor t : mask.values()) t.close();
@@ -256,13 +264,21 @@ public final class DecoderBlock implements AutoCloseable {
                 a.rstdK = act(t * hkv);
                 a.k = headNorm(a.kRaw, ly.kNorm(), hkv, a.rstdK);
             }
-            backend.ropeFwd(a.q, a.q, pos, weights.invFreq(), hq, hd);
-            backend.ropeFwd(a.k, a.k, pos, weights.invFreq(), hkv, hd);
+            backend.ropeFwd(a.q, a.q, pos, weights.invFreq(l), hq, hd);
+            backend.ropeFwd(a.k, a.k, pos, weights.invFreq(l), hkv, hd);
+            if (queryScale != 1f) a.q = scaled(a.q, queryScale, true);
             Tensor att = attention.forward(l, a.q, a.k, a.v, a);
             a.xMid = act(t, d);
-            try (Tensor o = projector.project(l, Projection.O, att, a)) {
+            Tensor o = projector.project(l, Projection.O, att, a);
+            if (ly.attnOutNorm() != null) {
+                a.o = o;
+                a.rstdO = act(t);
+                o = act(t, d);
+                backend.rmsnormFwd(a.o, ly.attnOutNorm(), eps, o, a.rstdO);
+            }
+            try (Tensor branch = o) {
                 backend.axpy(1f, xIn, a.xMid);
-                backend.axpy(1f, o, a.xMid);
+                backend.axpy(1f, branch, a.xMid);
             }
             a.h2 = act(t, d);
             a.rstd2 = act(t);
@@ -270,11 +286,19 @@ public final class DecoderBlock implements AutoCloseable {
             a.g = projector.project(l, Projection.GATE, a.h2, a);
             a.u = projector.project(l, Projection.UP, a.h2, a);
             a.s = act(t, config.intermediateSize());
-            backend.swigluFwd(a.g, a.u, a.s);
+            if (arch.activation() == Architecture.Activation.GELU_TANH) backend.gegluFwd(a.g, a.u, a.s);
+            else backend.swigluFwd(a.g, a.u, a.s);
             a.xOut = backend.allocate(DType.F32, outCategory, t, d);
-            try (Tensor down = projector.project(l, Projection.DOWN, a.s, a)) {
+            Tensor down = projector.project(l, Projection.DOWN, a.s, a);
+            if (ly.mlpOutNorm() != null) {
+                a.down = down;
+                a.rstdDown = act(t);
+                down = act(t, d);
+                backend.rmsnormFwd(a.down, ly.mlpOutNorm(), eps, down, a.rstdDown);
+            }
+            try (Tensor branch = down) {
                 backend.axpy(1f, a.xMid, a.xOut);
-                backend.axpy(1f, down, a.xOut);
+                backend.axpy(1f, branch, a.xOut);
             }
             return a;
         } catch (RuntimeException e) {
@@ -289,8 +313,14 @@ public final class DecoderBlock implements AutoCloseable {
         int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
         long t = a.xIn.dim(0), inter = config.intermediateSize();
         try (Tensor dS = act(t, inter); Tensor dU = act(t, inter); Tensor dH = act(t, d)) {
-            projector.backward(l, Projection.DOWN, dRes, a.s, a, dS, false);
-            backend.swigluBwd(dS, a.g, a.u, dS, dU); // dS now holds dgate
+            Tensor dDown = dRes;
+            if (ly.mlpOutNorm() != null) { // dH holds d(down before its norm)
+                backend.rmsnormBwd(dRes, a.down, ly.mlpOutNorm(), a.rstdDown, dH, null);
+                dDown = dH;
+            }
+            projector.backward(l, Projection.DOWN, dDown, a.s, a, dS, false);
+            if (arch.activation() == Architecture.Activation.GELU_TANH) backend.gegluBwd(dS, a.g, a.u, dS, dU);
+            else backend.swigluBwd(dS, a.g, a.u, dS, dU); // dS now holds dgate
             projector.backward(l, Projection.GATE, dS, a.h2, a, dH, false);
             projector.backward(l, Projection.UP, dU, a.h2, a, dH, true);
             backend.rmsnormBwd(dH, a.xMid, ly.postNorm(), a.rstd2, dH, null);
@@ -298,10 +328,17 @@ public final class DecoderBlock implements AutoCloseable {
         }
         try (Tensor dAtt = act(t, (long) hq * hd); Tensor dq = act(t, (long) hq * hd); Tensor dk = act(t, (long) hkv * hd);
              Tensor dv = act(t, (long) hkv * hd); Tensor dH = act(t, d)) {
-            projector.backward(l, Projection.O, dRes, a.att, a, dAtt, false);
+            Tensor dO = dRes;
+            if (ly.attnOutNorm() != null) { // dH holds d(o before its norm) until the q/k/v backward overwrites it
+                backend.rmsnormBwd(dRes, a.o, ly.attnOutNorm(), a.rstdO, dH, null);
+                dO = dH;
+            }
+            projector.backward(l, Projection.O, dO, a.att, a, dAtt, false);
             attention.backward(a, dAtt, dq, dk, dv);
-            backend.ropeBwd(dq, dq, pos, weights.invFreq(), hq, hd);
-            backend.ropeBwd(dk, dk, pos, weights.invFreq(), hkv, hd);
+            try (Tensor dqScaled = queryScale != 1f ? scaled(dq, queryScale, false) : null) {
+                backend.ropeBwd(dqScaled != null ? dqScaled : dq, dq, pos, weights.invFreq(l), hq, hd);
+            }
+            backend.ropeBwd(dk, dk, pos, weights.invFreq(l), hkv, hd);
             if (ly.qNorm() != null) backend.rmsnormBwd(heads(dq, hq), heads(a.qRaw, hq), ly.qNorm(), a.rstdQ, heads(dq, hq), null);
             if (ly.kNorm() != null) backend.rmsnormBwd(heads(dk, hkv), heads(a.kRaw, hkv), ly.kNorm(), a.rstdK, heads(dk, hkv), null);
             projector.backward(l, Projection.Q, dq, a.h1, a, dH, false);
@@ -310,6 +347,24 @@ public final class DecoderBlock implements AutoCloseable {
             backend.rmsnormBwd(dH, a.xIn, ly.inputNorm(), a.rstd1, dH, null);
             backend.axpy(1f, dH, dRes); // dRes = dL/dxIn
         }
+    }
+
+    /** A new activation s·x (exactly rounded: 0 + s·x); {@code x} is closed when {@code consume}. */
+    private Tensor scaled(Tensor x, float s, boolean consume) {
+        Tensor y = act(x.shape());
+        backend.axpy(s, x, y);
+        if (consume) x.close();
+        return y;
+    }
+
+    /**
+     * The embeddings x0 [T, hidden] of token ids (I32 [T], checked by the caller), times √hidden_size
+     * rounded to fp32 for Gemma (HF's {@code embed_scale} in the activation dtype). Caller closes x0.
+     */
+    public Tensor embed(Tensor ids) {
+        Tensor x = act(ids.numel(), config.hiddenSize());
+        backend.embeddingFwd(ids, weights.embedding(), x);
+        return arch.embeddingScale() ? scaled(x, (float) Math.sqrt(config.hiddenSize()), true) : x;
     }
 
     /** x [T, heads·hd] viewed as [T·heads, hd]: one row per head. */

@@ -27,20 +27,23 @@ public final class DeviceWeights implements AutoCloseable {
     private final Tensor norm;           // [hidden]
     private final List<Layer> layers;
     private final Tensor invFreq;        // [headDim/2]
+    private final Tensor localInvFreq;   // [headDim/2] of the sliding layers (== invFreq without a local base)
     private final List<Tensor> owned = new ArrayList<>();
 
     /**
      * One decoder layer's weights on the backend.
      *
-     * @param inputNorm RMSNorm weight before attention [hidden]
-     * @param postNorm  RMSNorm weight before the MLP [hidden]
+     * @param inputNorm RMSNorm weight before attention [hidden] (as the kernel multiplies: 1 + w for Gemma)
+     * @param postNorm  RMSNorm weight before the MLP [hidden] (Gemma's pre_feedforward_layernorm)
      * @param proj      the seven projections [out, in], dense F32 or NF4
      * @param bias      the projections' biases [out] (Qwen2's q, k, v); absent ones are not in the map
      * @param qNorm     per-head RMSNorm weight of q [headDim] (Qwen3), or null
      * @param kNorm     per-head RMSNorm weight of k [headDim] (Qwen3), or null
+     * @param attnOutNorm RMSNorm of the attention output [hidden] (Gemma's post_attention_layernorm), or null
+     * @param mlpOutNorm  RMSNorm of the MLP output [hidden] (Gemma's post_feedforward_layernorm), or null
      */
     public record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj, Map<Projection, Tensor> bias,
-            Tensor qNorm, Tensor kNorm) {
+            Tensor qNorm, Tensor kNorm, Tensor attnOutNorm, Tensor mlpOutNorm) {
         public ProjectionWeight projection(Projection p) {
             return proj.get(p);
         }
@@ -58,7 +61,7 @@ public final class DeviceWeights implements AutoCloseable {
         try {
             this.embedding = f32(w.embedding());
             this.lmHead = w.tied() ? embedding : f32(w.lmHead());
-            this.norm = f32(w.norm());
+            this.norm = norm(w.norm());
             List<Layer> ls = new ArrayList<>();
             for (LayerWeights lw : w.layers()) {
                 Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
@@ -78,8 +81,12 @@ public final class DeviceWeights implements AutoCloseable {
                     if (b != null) bias.put(p, f32(b));
                 }
                 Tensor qn = lw.extra(Architecture.Q_NORM), kn = lw.extra(Architecture.K_NORM);
-                ls.add(new Layer(f32(lw.inputLayernorm()), f32(lw.postAttentionLayernorm()), Collections.unmodifiableMap(m),
-                        Collections.unmodifiableMap(bias), qn == null ? null : f32(qn), kn == null ? null : f32(kn)));
+                Tensor preFfn = lw.extra(Architecture.PRE_FFN_NORM), postFfn = lw.extra(Architecture.POST_FFN_NORM);
+                // Gemma names the attention output's norm post_attention_layernorm; its MLP input norm is pre_feedforward
+                boolean sandwich = config.architecture().sandwichNorms();
+                ls.add(new Layer(norm(lw.inputLayernorm()), norm(sandwich ? preFfn : lw.postAttentionLayernorm()), Collections.unmodifiableMap(m),
+                        Collections.unmodifiableMap(bias), norm(qn), norm(kn), sandwich ? norm(lw.postAttentionLayernorm()) : null,
+                        sandwich ? norm(postFfn) : null));
             }
             this.layers = List.copyOf(ls);
             float[] inv = RopeFrequencies.invFreq(config);
@@ -87,6 +94,15 @@ public final class DeviceWeights implements AutoCloseable {
             Tensor d = backend.upload(h, MemoryCategory.WEIGHTS);
             if (d != h) h.close();
             this.invFreq = own(d);
+            if (config.architecture().localRopeTheta() > 0) {
+                float[] local = RopeFrequencies.localInvFreq(config);
+                Tensor lh = Tensor.ofFloats(local, local.length);
+                Tensor ld = backend.upload(lh, MemoryCategory.WEIGHTS);
+                if (ld != lh) lh.close();
+                this.localInvFreq = own(ld);
+            } else {
+                this.localInvFreq = invFreq;
+            }
         } catch (RuntimeException e) {
             close();
             throw e;
@@ -96,6 +112,22 @@ public final class DeviceWeights implements AutoCloseable {
     private Tensor own(Tensor t) {
         owned.add(t);
         return t;
+    }
+
+    /**
+     * A norm weight as the kernel multiplies by it: {@link #f32}, or for (1 + w) families an owned
+     * F32 copy of 1 + w (computed in fp32, as HF's {@code 1.0 + weight.float()}); null stays null.
+     */
+    private Tensor norm(Tensor t) {
+        if (t == null) return null;
+        if (!config.architecture().normOffset()) return f32(t);
+        if (t.device() != Device.CPU) throw new IllegalArgumentException("norm weights must be on the host, got " + t);
+        float[] v = t.toFloats();
+        for (int i = 0; i < v.length; i++) v[i] = 1f + v[i];
+        Tensor host = Tensor.ofFloats(v, t.shape());
+        Tensor dev = backend.upload(host, MemoryCategory.WEIGHTS);
+        if (dev != host) host.close();
+        return own(dev);
     }
 
     private Tensor f32(Tensor t) {
@@ -127,6 +159,8 @@ public final class DeviceWeights implements AutoCloseable {
     public Tensor norm() { return norm; }
     /** RoPE inverse frequencies [headDim/2] ({@link RopeFrequencies}). */
     public Tensor invFreq() { return invFreq; }
+    /** RoPE inverse frequencies of layer {@code layer}: the local ones on sliding layers with a local base. */
+    public Tensor invFreq(int layer) { return config.architecture().sliding(layer) ? localInvFreq : invFreq; }
     public List<Layer> layers() { return layers; }
     public Layer layer(int i) { return layers.get(i); }
 

@@ -199,21 +199,43 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         String modelType = string(o, "model_type", null, errors);
         if (modelType == null) throw new FormatException(file, "no model_type (expected one of " + ModelFamily.supported() + ")");
         ModelFamily family = ModelFamily.ofModelType(modelType);
-        if (family == null)
-            throw new FormatException(file, "model_type '" + modelType + "' is not supported (lora4j loads " + ModelFamily.supported() + ")");
+        if (family == null) {
+            String why = switch (modelType) {
+                case "gemma3" -> " (the multimodal Gemma 3 wrapper: load its text model, model_type gemma3_text)";
+                case "gemma2", "gemma" -> " (Gemma 2's attention logit soft-capping is not implemented; Gemma 3 text is)";
+                case "phi3" -> " (fused qkv_proj/gate_up_proj are not implemented)";
+                default -> "";
+            };
+            throw new FormatException(file, "model_type '" + modelType + "' is not supported" + why + " (lora4j loads " + ModelFamily.supported() + ")");
+        }
+        boolean gemma = family == ModelFamily.GEMMA3_TEXT;
         Architecture arch = Architecture.defaults(family);
-        String act = string(o, "hidden_act", "silu", errors);
-        if (!"silu".equals(act)) errors.add("hidden_act '" + act + "' is not supported (silu)");
+        String actKey = gemma && o.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+        String wantAct = gemma ? "gelu_pytorch_tanh" : "silu";
+        String act = string(o, actKey, wantAct, errors);
+        if (!wantAct.equals(act)) errors.add(actKey + " '" + act + "' is not supported (" + wantAct + ")");
         // keys that would change the layer in ways lora4j does not implement: refused by name
         if (family != ModelFamily.QWEN2 && bool(o, "attention_bias", false, errors))
             errors.add("attention_bias true is not supported");
         if (bool(o, "mlp_bias", false, errors)) errors.add("mlp_bias true is not supported");
         if (bool(o, "use_sliding_window", false, errors))
             errors.add("use_sliding_window true is not supported (" + modelType + " with sliding-window layers)");
+        for (String capped : new String[] {"attn_logit_softcapping", "final_logit_softcapping"})
+            if (!isAbsent(o, capped)) errors.add(capped + " " + o.get(capped) + " is not supported (soft-capped logits)");
         if (family == ModelFamily.MISTRAL && !isAbsent(o, "sliding_window")) {
             int window = integer(o, "sliding_window", null, errors);
             if (window <= 0) errors.add("sliding_window must be a positive integer or null, got " + o.get("sliding_window"));
-            else arch = arch.withSlidingWindow(window);
+            else arch = arch.withSlidingWindow(window, 0);
+        }
+        if (gemma) {
+            int window = integer(o, "sliding_window", 4096, errors);
+            int pattern = integer(o, "sliding_window_pattern", 6, errors);
+            JsonElement types = o.get("layer_types");
+            if (types != null && types.isJsonArray()) pattern = layerTypesPattern(types.getAsJsonArray(), errors);
+            if (window <= 0) errors.add("sliding_window must be a positive integer, got " + o.get("sliding_window"));
+            if (pattern <= 0) errors.add("sliding_window_pattern must be a positive integer, got " + pattern);
+            arch = arch.withSlidingWindow(Math.max(window, 0), Math.max(pattern, 0))
+                    .withAttention(number(o, "query_pre_attn_scalar", 256, errors), number(o, "rope_local_base_freq", 10000.0, errors));
         }
         int hidden = integer(o, "hidden_size", null, errors);
         int inter = integer(o, "intermediate_size", null, errors);
@@ -223,16 +245,17 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         Integer headDimDefault = heads > 0 && hidden % heads == 0 ? hidden / heads : null;
         if (headDimDefault == null && isAbsent(o, "head_dim") && heads > 0)
             errors.add("hidden_size " + hidden + " is not a multiple of num_attention_heads " + heads + " and head_dim is not given");
-        int headDim = integer(o, "head_dim", headDimDefault == null ? -1 : headDimDefault, errors);
+        // Gemma3TextConfig's defaults: head_dim 256, vocabulary 262208, tied, BOS 2, EOS 1
+        int headDim = integer(o, "head_dim", gemma ? Integer.valueOf(256) : headDimDefault == null ? -1 : headDimDefault, errors);
         double eps = number(o, "rms_norm_eps", 1e-6, errors);
-        int vocab = integer(o, "vocab_size", null, errors);
-        int maxPos = integer(o, "max_position_embeddings", 2048, errors);
-        boolean tied = bool(o, "tie_word_embeddings", false, errors);
-        Integer bos = isAbsent(o, "bos_token_id") ? (o.has("bos_token_id") ? null : 1)
+        int vocab = integer(o, "vocab_size", gemma ? 262208 : null, errors);
+        int maxPos = integer(o, "max_position_embeddings", gemma ? 131072 : 2048, errors);
+        boolean tied = bool(o, "tie_word_embeddings", gemma, errors);
+        Integer bos = isAbsent(o, "bos_token_id") ? (o.has("bos_token_id") ? null : gemma ? 2 : 1)
                 : integer(o, "bos_token_id", null, errors);
         List<Integer> eos = new ArrayList<>();
         JsonElement eosEl = o.get("eos_token_id");
-        if (eosEl == null) eos.add(2);
+        if (eosEl == null) eos.add(gemma ? 1 : 2);
         else if (eosEl.isJsonArray()) for (JsonElement e : eosEl.getAsJsonArray()) eos.add(asInt(e, "eos_token_id", errors));
         else if (!eosEl.isJsonNull()) eos.add(asInt(eosEl, "eos_token_id", errors));
         String dtype = isAbsent(o, "torch_dtype") ? (isAbsent(o, "dtype") ? null : string(o, "dtype", null, errors))
@@ -247,7 +270,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             theta = number(p, "rope_theta", number(o, "rope_theta", 10000.0, errors), errors);
             scaling = scaling(p, errors);
         } else {
-            theta = number(o, "rope_theta", 10000.0, errors);
+            theta = number(o, "rope_theta", gemma ? 1_000_000.0 : 10000.0, errors);
             if (rs != null && rs.isJsonObject()) scaling = scaling(rs.getAsJsonObject(), errors);
             else if (rs != null && !rs.isJsonNull()) errors.add("rope_scaling is not an object");
         }
@@ -258,6 +281,28 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         } catch (IllegalArgumentException e) {
             throw new FormatException(file, e.getMessage());
         }
+    }
+
+    /**
+     * The sliding pattern p of a layer_types list ("sliding_attention" / "full_attention"): every
+     * p-th layer full, the others sliding. Other arrangements are refused.
+     */
+    private static int layerTypesPattern(JsonArray types, List<String> errors) {
+        int firstFull = -1;
+        for (int i = 0; i < types.size(); i++)
+            if ("full_attention".equals(types.get(i).getAsString())) {
+                firstFull = i;
+                break;
+            }
+        int p = firstFull < 0 ? types.size() + 1 : firstFull + 1;
+        for (int i = 0; i < types.size(); i++) {
+            String want = (i + 1) % p == 0 ? "full_attention" : "sliding_attention";
+            if (!want.equals(types.get(i).getAsString())) {
+                errors.add("layer_types is not a repeating pattern of " + (p - 1) + " sliding_attention layers and one full_attention layer");
+                return 0;
+            }
+        }
+        return p;
     }
 
     private static RopeScaling scaling(JsonObject p, List<String> errors) {
@@ -285,6 +330,16 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         o.addProperty("mlp_bias", false);
         if (architecture.family() == ModelFamily.MISTRAL)
             o.add("sliding_window", architecture.slidingWindow() == 0 ? JsonNull.INSTANCE : new JsonPrimitive(architecture.slidingWindow()));
+        if (architecture.family() == ModelFamily.GEMMA3_TEXT) {
+            o.remove("hidden_act");
+            o.addProperty("hidden_activation", "gelu_pytorch_tanh");
+            o.addProperty("sliding_window", architecture.slidingWindow());
+            o.addProperty("sliding_window_pattern", architecture.slidingPattern());
+            o.addProperty("query_pre_attn_scalar", new PyFloat(architecture.queryPreAttnScalar()));
+            o.addProperty("rope_local_base_freq", new PyFloat(architecture.localRopeTheta()));
+            o.add("attn_logit_softcapping", JsonNull.INSTANCE);
+            o.add("final_logit_softcapping", JsonNull.INSTANCE);
+        }
         o.addProperty("rms_norm_eps", new PyFloat(rmsNormEps));
         o.addProperty("rope_theta", new PyFloat(ropeTheta));
         o.add("rope_scaling", ropeScaling == null ? JsonNull.INSTANCE : ropeScaling.toJson());

@@ -104,8 +104,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         checkIds(ids);
         try (Tensor idT = DeviceWeights.ints(backend, ids); Tensor posT = DeviceWeights.ints(backend, pos)) {
-            Tensor x = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, ids.length, config.hiddenSize());
-            backend.embeddingFwd(idT, weights.embedding(), x);
+            Tensor x = block.embed(idT);
             try (Tensor h = layers(x, posT, block.new Causal(b, s, null, false))) {
                 return logits(h);
             }
@@ -160,8 +159,7 @@ public final class LlamaModel implements AutoCloseable {
         checkIds(new int[] {token});
         int p = cache.length;
         try (Tensor idT = DeviceWeights.ints(backend, new int[] {token}); Tensor posT = DeviceWeights.ints(backend, new int[] {p})) {
-            Tensor x = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, 1, config.hiddenSize());
-            backend.embeddingFwd(idT, weights.embedding(), x);
+            Tensor x = block.embed(idT);
             try (Tensor h = layers(x, posT, block.new KvCacheAttention(cache.k, cache.v, p)); Tensor logits = logits(h)) {
                 cache.length = p + 1;
                 Tensor hostLogits = backend.download(logits);

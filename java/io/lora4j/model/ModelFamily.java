@@ -8,7 +8,8 @@ public enum ModelFamily {
     LLAMA("llama", "LlamaForCausalLM"),
     MISTRAL("mistral", "MistralForCausalLM"),
     QWEN2("qwen2", "Qwen2ForCausalLM"),
-    QWEN3("qwen3", "Qwen3ForCausalLM");
+    QWEN3("qwen3", "Qwen3ForCausalLM"),
+    GEMMA3_TEXT("gemma3_text", "Gemma3ForCausalLM");
 
     /** config.json's model_type. */
     public final String modelType;

@@ -306,6 +306,26 @@ public final class CheckedBackend implements Backend {
     }
 
     @Override
+    public void gegluFwd(Tensor gate, Tensor up, Tensor h) {
+        f32(gate, 0, "gate");
+        long n = gate.numel();
+        f32(up, n, "up");
+        f32(h, n, "h");
+        delegate.gegluFwd(gate, up, h);
+    }
+
+    @Override
+    public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
+        f32(gate, 0, "gate");
+        long n = gate.numel();
+        f32(dh, n, "dh");
+        f32(up, n, "up");
+        f32(dgate, n, "dgate");
+        f32(dup, n, "dup");
+        delegate.gegluBwd(dh, gate, up, dgate, dup);
+    }
+
+    @Override
     public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
         i32(ids, 0, "ids");
         matrix(table, "table");

@@ -49,7 +49,7 @@ public final class LoraTrainingModel implements AutoCloseable {
     private Tensor grads; // [P] F32, GRADS
     private final DeviceWeights weights;
     private final DecoderBlock block;
-    private final Tensor embedding, lmHead, norm;
+    private final Tensor lmHead, norm;
     private final float scale;
     private final float dropout;
     private CheckpointMode checkpointing = CheckpointMode.NONE;
@@ -77,7 +77,6 @@ public final class LoraTrainingModel implements AutoCloseable {
             throw new IllegalArgumentException("the adapter was made for another model shape");
         this.weights = new DeviceWeights(backend, weights);
         this.block = new DecoderBlock(this.weights);
-        this.embedding = this.weights.embedding();
         this.lmHead = this.weights.lmHead();
         this.norm = this.weights.norm();
         this.grads = backend.allocate(DType.F32, MemoryCategory.GRADS, adapter.parameterCount());
@@ -306,8 +305,7 @@ public final class LoraTrainingModel implements AutoCloseable {
     private double forwardBackwardStored(Ctx c, float lossScale) {
         int nl = config.numHiddenLayers();
         DecoderBlock.Activations[] acts = new DecoderBlock.Activations[nl];
-        Tensor x0 = act(c.t, config.hiddenSize());
-        backend.embeddingFwd(c.ids, embedding, x0);
+        Tensor x0 = block.embed(c.ids);
         Tensor x = x0;
         try {
             for (int l = 0; l < nl; l++) {
@@ -340,8 +338,7 @@ public final class LoraTrainingModel implements AutoCloseable {
         int nl = config.numHiddenLayers(), g = checkpointGroup(), groups = (nl + g - 1) / g;
         Tensor[] saved = new Tensor[groups];
         DecoderBlock.Activations[] live = new DecoderBlock.Activations[g];
-        Tensor x0 = act(c.t, config.hiddenSize());
-        backend.embeddingFwd(c.ids, embedding, x0);
+        Tensor x0 = block.embed(c.ids);
         Tensor x = x0;
         try {
             for (int l = 0; l < nl; l++) {
@@ -445,8 +442,7 @@ public final class LoraTrainingModel implements AutoCloseable {
      */
     public double lossSum(Batch batch) {
         try (Ctx c = new Ctx(batch, false, 0)) {
-            Tensor x = act(c.t, config.hiddenSize());
-            backend.embeddingFwd(c.ids, embedding, x);
+            Tensor x = block.embed(c.ids);
             for (int l = 0; l < config.numHiddenLayers(); l++) {
                 DecoderBlock.Activations a = forwardLayer(l, x, c, MemoryCategory.ACTIVATIONS);
                 a.closeInternals();

@@ -59,7 +59,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
     void logitsAndGreedyDecodingMatchTheReference(String family) throws Exception {
         JsonObject exp = expected(family);
         try (LlamaWeights w = ModelLoader.load(DIR.resolve(family).resolve("model")); LlamaModel m = LlamaModel.create(CPU, w)) {
@@ -96,7 +96,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
     void loraStepsMatchTheReferenceAndTheAdapterHasPeftNames(String family, @TempDir Path tmp) throws Exception {
         JsonObject exp = expected(family);
         Path dir = DIR.resolve(family);
@@ -141,7 +141,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
     void bnb4bitCheckpointOfTheFamilyLoads(String family, @TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("bnb");
         int[] prompt = ints(expected(family).getAsJsonArray("prompt"));
