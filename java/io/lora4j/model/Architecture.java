@@ -23,10 +23,12 @@ import java.util.List;
  * @param embeddingScale     the embedding output is multiplied by √hidden_size, rounded to fp32 (Gemma)
  * @param queryPreAttnScalar the attention scale is this^-0.5 instead of head_dim^-0.5; 0 = head_dim (Gemma)
  * @param localRopeTheta     RoPE base of the sliding layers, without rope_scaling; 0 = as the others (Gemma 3)
+ * @param unsupported        null, or why lora4j can only plan this model, not load it (Gemma 2's soft-capped
+ *                           logits, Phi-3's fused projections): the shapes are known, the layer is not implemented
  */
 public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, int slidingWindow, int slidingPattern,
         boolean normOffset, Activation activation, boolean sandwichNorms, boolean embeddingScale, double queryPreAttnScalar,
-        double localRopeTheta) {
+        double localRopeTheta, String unsupported) {
 
     /** The MLP's gate activation: down(act(gate(x)) · up(x)). */
     public enum Activation {
@@ -49,7 +51,7 @@ public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, 
 
     /** A Llama-style layer with Qwen's additions. */
     public Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, int slidingWindow) {
-        this(family, qkvBias, qkNorm, slidingWindow, 0, false, Activation.SILU, false, false, 0, 0);
+        this(family, qkvBias, qkNorm, slidingWindow, 0, false, Activation.SILU, false, false, 0, 0, null);
     }
 
     /** Plain Llama layers under {@code family}'s name. */
@@ -62,21 +64,36 @@ public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, 
      * GeGLU, four norms, scaled embedding and q/k norms; no sliding window.
      */
     public static Architecture defaults(ModelFamily family) {
-        if (family == ModelFamily.GEMMA3_TEXT)
-            return new Architecture(family, false, true, 0, 0, true, Activation.GELU_TANH, true, true, 0, 0);
+        if (family == ModelFamily.GEMMA3_TEXT || family == ModelFamily.GEMMA2)
+            return new Architecture(family, false, family == ModelFamily.GEMMA3_TEXT, 0, 0, true, Activation.GELU_TANH, true, true, 0, 0,
+                    null);
         return new Architecture(family, family == ModelFamily.QWEN2, family == ModelFamily.QWEN3, 0);
     }
 
     /** A copy with another sliding window (0 = none) on the layers of {@code pattern}. */
     public Architecture withSlidingWindow(int window, int pattern) {
         return new Architecture(family, qkvBias, qkNorm, window, pattern, normOffset, activation, sandwichNorms, embeddingScale,
-                queryPreAttnScalar, localRopeTheta);
+                queryPreAttnScalar, localRopeTheta, unsupported);
     }
 
     /** A copy with the attention scale's query_pre_attn_scalar and the sliding layers' RoPE base. */
     public Architecture withAttention(double queryPreAttnScalar, double localRopeTheta) {
         return new Architecture(family, qkvBias, qkNorm, slidingWindow, slidingPattern, normOffset, activation, sandwichNorms,
-                embeddingScale, queryPreAttnScalar, localRopeTheta);
+                embeddingScale, queryPreAttnScalar, localRopeTheta, unsupported);
+    }
+
+    /** A copy that can be planned but not loaded, for {@code reason} (null: loadable). */
+    public Architecture withUnsupported(String reason) {
+        return new Architecture(family, qkvBias, qkNorm, slidingWindow, slidingPattern, normOffset, activation, sandwichNorms,
+                embeddingScale, queryPreAttnScalar, localRopeTheta, reason);
+    }
+
+    /**
+     * @throws IllegalArgumentException naming the family and the reason when the model can only be planned
+     */
+    public void requireSupported() {
+        if (unsupported != null)
+            throw new IllegalArgumentException("model_type '" + family.modelType + "' can be planned but not loaded: " + unsupported);
     }
 
     /** True when layer {@code layer} attends within the sliding window. */

@@ -58,6 +58,7 @@ public final class DeviceWeights implements AutoCloseable {
     public DeviceWeights(Backend backend, LlamaWeights w) {
         this.backend = backend;
         this.config = w.config();
+        config.architecture().requireSupported();
         try {
             this.embedding = f32(w.embedding());
             this.lmHead = w.tied() ? embedding : f32(w.lmHead());
@@ -124,7 +125,8 @@ public final class DeviceWeights implements AutoCloseable {
         if (t.device() != Device.CPU) throw new IllegalArgumentException("norm weights must be on the host, got " + t);
         float[] v = t.toFloats();
         for (int i = 0; i < v.length; i++) v[i] = 1f + v[i];
-        Tensor host = Tensor.ofFloats(v, t.shape());
+        Tensor host = Tensor.allocate(DType.F32, MemoryCategory.WEIGHTS, t.shape());
+        host.floatPointer().put(v);
         Tensor dev = backend.upload(host, MemoryCategory.WEIGHTS);
         if (dev != host) host.close();
         return own(dev);

@@ -202,13 +202,11 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         if (family == null) {
             String why = switch (modelType) {
                 case "gemma3" -> " (the multimodal Gemma 3 wrapper: load its text model, model_type gemma3_text)";
-                case "gemma2", "gemma" -> " (Gemma 2's attention logit soft-capping is not implemented; Gemma 3 text is)";
-                case "phi3" -> " (fused qkv_proj/gate_up_proj are not implemented)";
                 default -> "";
             };
             throw new FormatException(file, "model_type '" + modelType + "' is not supported" + why + " (lora4j loads " + ModelFamily.supported() + ")");
         }
-        boolean gemma = family == ModelFamily.GEMMA3_TEXT;
+        boolean gemma = family == ModelFamily.GEMMA3_TEXT || family == ModelFamily.GEMMA2;
         Architecture arch = Architecture.defaults(family);
         String actKey = gemma && o.has("hidden_activation") ? "hidden_activation" : "hidden_act";
         String wantAct = gemma ? "gelu_pytorch_tanh" : "silu";
@@ -220,23 +218,32 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         if (bool(o, "mlp_bias", false, errors)) errors.add("mlp_bias true is not supported");
         if (bool(o, "use_sliding_window", false, errors))
             errors.add("use_sliding_window true is not supported (" + modelType + " with sliding-window layers)");
+        // what lora4j can plan but not run: the model loads nowhere, plan still estimates it
+        List<String> unsupported = new ArrayList<>();
         for (String capped : new String[] {"attn_logit_softcapping", "final_logit_softcapping"})
-            if (!isAbsent(o, capped)) errors.add(capped + " " + o.get(capped) + " is not supported (soft-capped logits)");
-        if (family == ModelFamily.MISTRAL && !isAbsent(o, "sliding_window")) {
+            if (!isAbsent(o, capped)) unsupported.add(capped + " " + o.get(capped) + " (soft-capped logits are not implemented)");
+        if (family == ModelFamily.PHI3) {
+            unsupported.add("fused qkv_proj and gate_up_proj (and PEFT's fused LoRA targets) are not implemented");
+            double partial = number(o, "partial_rotary_factor", 1.0, errors);
+            if (partial != 1.0) unsupported.add("partial_rotary_factor " + partial + " (partial RoPE) is not implemented");
+        }
+        if ((family == ModelFamily.MISTRAL || family == ModelFamily.PHI3) && !isAbsent(o, "sliding_window")) {
             int window = integer(o, "sliding_window", null, errors);
             if (window <= 0) errors.add("sliding_window must be a positive integer or null, got " + o.get("sliding_window"));
             else arch = arch.withSlidingWindow(window, 0);
         }
         if (gemma) {
             int window = integer(o, "sliding_window", 4096, errors);
-            int pattern = integer(o, "sliding_window_pattern", 6, errors);
+            int pattern = integer(o, "sliding_window_pattern", family == ModelFamily.GEMMA2 ? 2 : 6, errors);
             JsonElement types = o.get("layer_types");
             if (types != null && types.isJsonArray()) pattern = layerTypesPattern(types.getAsJsonArray(), errors);
             if (window <= 0) errors.add("sliding_window must be a positive integer, got " + o.get("sliding_window"));
             if (pattern <= 0) errors.add("sliding_window_pattern must be a positive integer, got " + pattern);
             arch = arch.withSlidingWindow(Math.max(window, 0), Math.max(pattern, 0))
-                    .withAttention(number(o, "query_pre_attn_scalar", 256, errors), number(o, "rope_local_base_freq", 10000.0, errors));
+                    .withAttention(number(o, "query_pre_attn_scalar", 256, errors),
+                            family == ModelFamily.GEMMA2 ? 0 : number(o, "rope_local_base_freq", 10000.0, errors));
         }
+        if (!unsupported.isEmpty()) arch = arch.withUnsupported(String.join("; ", unsupported));
         int hidden = integer(o, "hidden_size", null, errors);
         int inter = integer(o, "intermediate_size", null, errors);
         int layers = integer(o, "num_hidden_layers", null, errors);
@@ -248,7 +255,8 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         // Gemma3TextConfig's defaults: head_dim 256, vocabulary 262208, tied, BOS 2, EOS 1
         int headDim = integer(o, "head_dim", gemma ? Integer.valueOf(256) : headDimDefault == null ? -1 : headDimDefault, errors);
         double eps = number(o, "rms_norm_eps", 1e-6, errors);
-        int vocab = integer(o, "vocab_size", gemma ? 262208 : null, errors);
+        int vocab = integer(o, "vocab_size", family == ModelFamily.GEMMA3_TEXT ? Integer.valueOf(262208)
+                : family == ModelFamily.GEMMA2 ? Integer.valueOf(256000) : null, errors);
         int maxPos = integer(o, "max_position_embeddings", gemma ? 131072 : 2048, errors);
         boolean tied = bool(o, "tie_word_embeddings", gemma, errors);
         Integer bos = isAbsent(o, "bos_token_id") ? (o.has("bos_token_id") ? null : gemma ? 2 : 1)
@@ -328,9 +336,9 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         o.addProperty("hidden_act", "silu");
         if (architecture.family() != ModelFamily.QWEN2) o.addProperty("attention_bias", false);
         o.addProperty("mlp_bias", false);
-        if (architecture.family() == ModelFamily.MISTRAL)
+        if (architecture.family() == ModelFamily.MISTRAL || architecture.family() == ModelFamily.PHI3)
             o.add("sliding_window", architecture.slidingWindow() == 0 ? JsonNull.INSTANCE : new JsonPrimitive(architecture.slidingWindow()));
-        if (architecture.family() == ModelFamily.GEMMA3_TEXT) {
+        if (architecture.family() == ModelFamily.GEMMA3_TEXT || architecture.family() == ModelFamily.GEMMA2) {
             o.remove("hidden_act");
             o.addProperty("hidden_activation", "gelu_pytorch_tanh");
             o.addProperty("sliding_window", architecture.slidingWindow());

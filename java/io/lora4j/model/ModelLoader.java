@@ -202,6 +202,11 @@ public final class ModelLoader {
         Path cfgFile = dir.resolve(LlamaConfig.FILE);
         JsonObject json = readJson(cfgFile);
         LlamaConfig cfg = LlamaConfig.fromJson(json, cfgFile);
+        try {
+            cfg.architecture().requireSupported();
+        } catch (IllegalArgumentException e) {
+            throw new FormatException(cfgFile, e.getMessage());
+        }
         JsonElement q = json.get("quantization_config");
         if (q != null && q.isJsonObject()) {
             JsonObject qc = q.getAsJsonObject();

@@ -25,6 +25,31 @@ class ModelFamilyConfigTest {
         LlamaConfig mistral = LlamaConfig.read(Path.of("examples/configs/Mistral-7B-v0.3.json"));
         assertEquals(Architecture.plain(ModelFamily.MISTRAL), mistral.architecture(), "sliding_window null");
         assertEquals(7_248_023_552L, mistral.parameterCount()); // Mistral-7B-v0.3: 7.25B
+        LlamaConfig gemma3 = LlamaConfig.read(Path.of("examples/configs/Gemma-3-12B-text.json"));
+        Architecture g = gemma3.architecture();
+        assertTrue(g.normOffset() && g.sandwichNorms() && g.qkNorm() && g.embeddingScale() && g.activation() == Architecture.Activation.GELU_TANH);
+        assertEquals(1024, g.slidingWindow());
+        assertTrue(g.sliding(0) && g.sliding(4) && !g.sliding(5) && g.sliding(6) && !g.sliding(47), "5 local layers, then a global one");
+        assertEquals(10000.0, g.localRopeTheta());
+        assertEquals(8.0, gemma3.ropeScaling().factor());
+        assertNull(g.unsupported());
+        assertEquals(11_766_034_176L, gemma3.parameterCount()); // Gemma 3 12B: 11.77 B text parameters (+0.4 B vision)
+        LlamaConfig phi3 = LlamaConfig.read(Path.of("examples/configs/Phi-3-mini-4k-instruct.json"));
+        assertEquals(3_821_079_552L, phi3.parameterCount()); // Phi-3-mini: 3.8 B
+        assertTrue(phi3.architecture().unsupported().contains("fused qkv_proj"), "planned, not loaded");
+        assertThrows(IllegalArgumentException.class, () -> phi3.architecture().requireSupported());
+    }
+
+    @Test
+    void planOnlyFamiliesAreRefusedByTheLoaderNamingWhy() throws Exception {
+        // an empty safetensors file: the config is refused before any tensor is read
+        Files.write(dir.resolve("model.safetensors"), new byte[] {2, 0, 0, 0, 0, 0, 0, 0, '{', '}'});
+        Files.writeString(dir.resolve("config.json"), config("gemma2", ",\"attn_logit_softcapping\":50.0,\"final_logit_softcapping\":30.0"));
+        FormatException e = assertThrows(FormatException.class, () -> ModelLoader.load(dir));
+        assertTrue(e.getMessage().contains("attn_logit_softcapping 50.0") && e.getMessage().contains("planned but not loaded"), e.getMessage());
+        Files.writeString(dir.resolve("config.json"), config("phi3", ",\"partial_rotary_factor\":0.75"));
+        e = assertThrows(FormatException.class, () -> ModelLoader.load(dir));
+        assertTrue(e.getMessage().contains("partial_rotary_factor 0.75") && e.getMessage().contains("fused qkv_proj"), e.getMessage());
     }
 
     private String error(String json) throws Exception {
@@ -44,6 +69,8 @@ class ModelFamilyConfigTest {
     @Test
     void unknownModelTypeAndUnsupportedKeysAreNamed() throws Exception {
         assertTrue(error(config("falcon", "")).contains("model_type 'falcon' is not supported"));
+        assertTrue(error(config("gemma3", "")).contains("gemma3_text"), "the multimodal wrapper points at its text model");
+        assertTrue(error(config("gemma3_text", ",\"layer_types\":[\"full_attention\",\"sliding_attention\"]")).contains("layer_types"));
         assertTrue(error(config("qwen2", ",\"use_sliding_window\":true")).contains("use_sliding_window"));
         assertTrue(error(config("qwen3", ",\"attention_bias\":true")).contains("attention_bias"));
         assertTrue(error(config("llama", ",\"mlp_bias\":true")).contains("mlp_bias"));
