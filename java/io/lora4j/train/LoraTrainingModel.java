@@ -75,6 +75,9 @@ public final class LoraTrainingModel implements AutoCloseable {
         if (ac.hiddenSize() != config.hiddenSize() || ac.intermediateSize() != config.intermediateSize()
                 || ac.numHiddenLayers() != config.numHiddenLayers() || ac.qDim() != config.qDim() || ac.kvDim() != config.kvDim())
             throw new IllegalArgumentException("the adapter was made for another model shape");
+        if (config.architecture().qkvBias() && adapter.config().bias() != io.lora4j.lora.LoraConfig.Bias.NONE)
+            throw new IllegalArgumentException("bias=" + adapter.config().bias().peftName + " would train " + config.modelType()
+                    + "'s q/k/v biases, which lora4j does not train: use bias none");
         this.weights = new DeviceWeights(backend, weights);
         this.block = new DecoderBlock(this.weights);
         this.lmHead = this.weights.lmHead();

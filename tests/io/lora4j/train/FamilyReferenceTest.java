@@ -171,4 +171,17 @@ class FamilyReferenceTest {
             assertTrue(Double.isFinite(m.lossSum(b)), "evaluation honours the window instead");
         }
     }
+
+    @org.junit.jupiter.api.Test
+    void biasTrainingOnQwen2IsRefused() throws Exception {
+        try (LlamaWeights w = ModelLoader.load(DIR.resolve("qwen2").resolve("model"))) {
+            io.lora4j.lora.LoraConfig d = io.lora4j.lora.LoraConfig.defaults();
+            io.lora4j.lora.LoraConfig all = new io.lora4j.lora.LoraConfig(d.r(), d.loraAlpha(), d.loraDropout(), io.lora4j.lora.LoraConfig.Bias.ALL,
+                    d.targetModules(), d.useRslora(), d.init(), d.loftqIter(), d.randomState());
+            try (LoraAdapter a = LoraAdapter.create(CPU, w.config(), all)) {
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new LoraTrainingModel(CPU, w, a));
+                assertTrue(e.getMessage().contains("bias=all") && e.getMessage().contains("q/k/v biases"), e.getMessage());
+            }
+        }
+    }
 }
