@@ -270,16 +270,8 @@ public final class DecoderBlock implements AutoCloseable {
             Tensor att = attention.forward(l, a.q, a.k, a.v, a);
             a.xMid = act(t, d);
             Tensor o = projector.project(l, Projection.O, att, a);
-            if (ly.attnOutNorm() != null) {
-                a.o = o;
-                a.rstdO = act(t);
-                o = act(t, d);
-                backend.rmsnormFwd(a.o, ly.attnOutNorm(), eps, o, a.rstdO);
-            }
-            try (Tensor branch = o) {
-                backend.axpy(1f, xIn, a.xMid);
-                backend.axpy(1f, branch, a.xMid);
-            }
+            if (ly.attnOutNorm() != null) o = normed(a.o = o, ly.attnOutNorm(), a.rstdO = act(t));
+            residual(xIn, o, a.xMid);
             a.h2 = act(t, d);
             a.rstd2 = act(t);
             backend.rmsnormFwd(a.xMid, ly.postNorm(), eps, a.h2, a.rstd2);
@@ -290,16 +282,8 @@ public final class DecoderBlock implements AutoCloseable {
             else backend.swigluFwd(a.g, a.u, a.s);
             a.xOut = backend.allocate(DType.F32, outCategory, t, d);
             Tensor down = projector.project(l, Projection.DOWN, a.s, a);
-            if (ly.mlpOutNorm() != null) {
-                a.down = down;
-                a.rstdDown = act(t);
-                down = act(t, d);
-                backend.rmsnormFwd(a.down, ly.mlpOutNorm(), eps, down, a.rstdDown);
-            }
-            try (Tensor branch = down) {
-                backend.axpy(1f, a.xMid, a.xOut);
-                backend.axpy(1f, branch, a.xOut);
-            }
+            if (ly.mlpOutNorm() != null) down = normed(a.down = down, ly.mlpOutNorm(), a.rstdDown = act(t));
+            residual(a.xMid, down, a.xOut);
             return a;
         } catch (RuntimeException e) {
             a.close();
@@ -346,6 +330,21 @@ public final class DecoderBlock implements AutoCloseable {
             projector.backward(l, Projection.V, dv, a.h1, a, dH, true);
             backend.rmsnormBwd(dH, a.xIn, ly.inputNorm(), a.rstd1, dH, null);
             backend.axpy(1f, dH, dRes); // dRes = dL/dxIn
+        }
+    }
+
+    /** A new activation rmsnorm(y)·w over the rows of y; rstd [rows] saved for the backward. */
+    private Tensor normed(Tensor y, Tensor w, Tensor rstd) {
+        Tensor out = act(y.shape());
+        backend.rmsnormFwd(y, w, (float) config.rmsNormEps(), out, rstd);
+        return out;
+    }
+
+    /** out (zero) = base + branch, in this order of fp32 additions; the branch is closed. */
+    private void residual(Tensor base, Tensor branch, Tensor out) {
+        try (branch) {
+            backend.axpy(1f, base, out);
+            backend.axpy(1f, branch, out);
         }
     }
 
