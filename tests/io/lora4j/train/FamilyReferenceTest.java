@@ -19,7 +19,6 @@ import io.lora4j.ops.Backends;
 import io.lora4j.tensor.Tensor;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -38,8 +37,6 @@ class FamilyReferenceTest {
     private static final Path DIR = Path.of("tests/resources/model/families");
     /** fp32 kernels vs torch fp32 over two layers: summation order only. */
     private static final double LOGIT_ATOL = 1e-4;
-    /** As GoldenTrainTest: ~1e-6 relative per op, compounding over 6 steps. */
-    private static final double LOSS_RTOL = 1e-5, NORM_RTOL = 1e-4, PARAM_ATOL = 1e-5;
     private static final Backend CPU = Backends.cpu();
 
     private static JsonObject expected(String family) throws Exception {
@@ -100,33 +97,15 @@ class FamilyReferenceTest {
     void loraStepsMatchTheReferenceAndTheAdapterHasPeftNames(String family, @TempDir Path tmp) throws Exception {
         JsonObject exp = expected(family);
         Path dir = DIR.resolve(family);
-        int batch = exp.get("batch").getAsInt(), ga = exp.get("grad_accum").getAsInt(), steps = exp.get("steps").getAsInt();
+        assertEquals(GoldenTrainTest.STEPS, exp.get("steps").getAsInt(), "the reference trains with GoldenTrainTest's schedule");
+        assertEquals(GoldenTrainTest.BATCH, exp.get("batch").getAsInt());
+        assertEquals(GoldenTrainTest.GA, exp.get("grad_accum").getAsInt());
+        assertEquals(GoldenTrainTest.WARMUP, exp.get("warmup").getAsLong());
+        assertEquals(GoldenTrainTest.WD, exp.get("weight_decay").getAsDouble());
+        assertEquals(GoldenTrainTest.CLIP, exp.get("clip").getAsDouble());
         try (LlamaWeights w = ModelLoader.load(dir.resolve("model"))) {
-            List<Example> rows = SimpleDataset.read(dir.resolve("data.jsonl"), null, w.config().vocabSize(), 64).rows();
-            TrainConfig tc = TrainConfig.defaults().withBatch(batch, ga).withSchedule(exp.get("lr").getAsDouble(),
-                    exp.get("warmup").getAsLong(), LrSchedule.LINEAR, exp.get("weight_decay").getAsDouble(), exp.get("clip").getAsDouble(), steps);
-            try (LoraAdapter a = LoraAdapter.load(dir.resolve("init_adapter"), CPU, w.config());
-                 LoraTrainingModel m = new LoraTrainingModel(CPU, w, a); Trainer t = new Trainer(m, tc, steps)) {
-                List<List<Batch>> windows = new ArrayList<>();
-                for (int i = 0; i < rows.size(); i += batch * ga) {
-                    List<Batch> win = new ArrayList<>();
-                    for (int j = i; j < i + batch * ga; j += batch) win.add(Batch.of(rows.subList(j, j + batch), SimpleDataset.PAD_ID));
-                    windows.add(win);
-                }
-                JsonArray losses = exp.getAsJsonArray("losses"), norms = exp.getAsJsonArray("grad_norms");
-                for (int s = 0; s < steps; s++) {
-                    Trainer.StepResult r = t.step(windows.get(s % windows.size()));
-                    double el = losses.get(s).getAsDouble(), en = norms.get(s).getAsDouble();
-                    System.out.printf("%s step %d: loss %.7f (torch %.7f)  grad_norm %.6f (torch %.6f)%n", family, s + 1, r.loss(), el, r.gradNorm(), en);
-                    assertEquals(el, r.loss(), LOSS_RTOL * el, family + " loss of step " + (s + 1));
-                    assertEquals(en, r.gradNorm(), NORM_RTOL * en, family + " grad norm of step " + (s + 1));
-                }
-                JsonArray fin = exp.getAsJsonArray("final_params");
-                float[] p = a.toFloats();
-                assertEquals(fin.size(), p.length);
-                double max = 0;
-                for (int i = 0; i < p.length; i++) max = Math.max(max, Math.abs(p[i] - fin.get(i).getAsDouble()));
-                assertTrue(max <= PARAM_ATOL, family + " final adapter differs from torch by " + max);
+            GoldenTrainTest.check(CPU, dir, w, family, exp.get("lr").getAsDouble());
+            try (LoraAdapter a = LoraAdapter.create(CPU, w.config(), io.lora4j.lora.LoraConfig.defaults().withRank(4).withAlpha(8))) {
                 a.save(tmp.resolve("adapter"), "model", false);
             }
         }
