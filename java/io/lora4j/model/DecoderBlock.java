@@ -115,7 +115,8 @@ public final class DecoderBlock implements AutoCloseable {
             this.batch = batch;
             this.seq = seq;
             this.seg = seg;
-            int window = arch.slidingWindow();
+            int window = 0;
+            for (int l = 0; l < config.numHiddenLayers(); l++) window = Math.max(window, arch.window(l));
             if (window > 0 && seq > window && (backward || seg != null))
                 throw new IllegalArgumentException("sequences of " + seq + " tokens exceed the sliding_window of " + window
                         + (backward ? "; training over longer sequences than the window is not supported (use max_seq_length <= "
