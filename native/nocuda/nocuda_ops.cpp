@@ -41,6 +41,13 @@ void lora4j_cuda_swiglu_bwd(const float*, const float*, const float*, int64_t, f
                             void*) {
   NO_CUDA_OPS("cuda_swiglu_bwd");
 }
+void lora4j_cuda_geglu_fwd(const float*, const float*, int64_t, float*, void*) {
+  NO_CUDA_OPS("cuda_geglu_fwd");
+}
+void lora4j_cuda_geglu_bwd(const float*, const float*, const float*, int64_t, float*, float*,
+                           void*) {
+  NO_CUDA_OPS("cuda_geglu_bwd");
+}
 void lora4j_cuda_embedding_fwd(const int32_t*, const float*, int64_t, int64_t, int64_t, float*,
                                void*) {
   NO_CUDA_OPS("cuda_embedding_fwd");

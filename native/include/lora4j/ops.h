@@ -98,6 +98,21 @@ void lora4j_swiglu_bwd(const float* dh,     // [n]
                        float* dgate,        // [n] overwritten; may alias dh
                        float* dup);         // [n] overwritten
 
+// ---- GeGLU (tanh approximation): Gemma's MLP -------------------------------------------------
+// h = gelu_tanh(g) * u,  gelu_tanh(g) = 0.5 g (1 + t),  t = tanh(c (g + 0.044715 g^3)),  c = sqrt(2/pi)
+// dg = dh * u * (0.5 (1 + t) + 0.5 g (1 - t^2) c (1 + 3 * 0.044715 g^2)),   du = dh * gelu_tanh(g)
+// (PyTorch's gelu(approximate="tanh"), HF's gelu_pytorch_tanh.)
+void lora4j_geglu_fwd(const float* gate,   // [n] (n = T * intermediate)
+                      const float* up,     // [n]
+                      int64_t n,
+                      float* h);           // [n] overwritten; may alias gate or up
+void lora4j_geglu_bwd(const float* dh,     // [n]
+                      const float* gate,   // [n] forward input
+                      const float* up,     // [n] forward input
+                      int64_t n,
+                      float* dgate,        // [n] overwritten; may alias dh
+                      float* dup);         // [n] overwritten
+
 // ---- Token embedding --------------------------------------------------------------------------
 // out[t, :] = table[ids[t], :]. Invariant 0 <= ids[t] < vocab (CPU throws; CUDA writes NaN).
 void lora4j_embedding_fwd(const int32_t* ids,  // [T]
@@ -223,6 +238,9 @@ void lora4j_cuda_swiglu_fwd(const float* gate, const float* up, int64_t n, float
                             void* stream);
 void lora4j_cuda_swiglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
                             float* dgate, float* dup, void* stream);
+void lora4j_cuda_geglu_fwd(const float* gate, const float* up, int64_t n, float* h, void* stream);
+void lora4j_cuda_geglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
+                           float* dgate, float* dup, void* stream);
 void lora4j_cuda_embedding_fwd(const int32_t* ids, const float* table, int64_t T, int64_t dim,
                                int64_t vocab, float* out, void* stream);
 void lora4j_cuda_embedding_bwd(const int32_t* ids, const float* dout, int64_t T, int64_t dim,

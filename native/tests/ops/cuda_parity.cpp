@@ -191,6 +191,20 @@ void par_swiglu(Rng& rng) {
   cmp("swiglu bwd dup", du_, du, kElemAtol, kElemRtol);
 }
 
+void par_geglu(Rng& rng) {
+  const int64_t n = 1000003;
+  fvec g = rand_vec(rng, n, 8), u = rand_vec(rng, n, 2), dh = rand_vec(rng, n, 1), h(n), dg(n), du(n);
+  lora4j_geglu_fwd(g.data(), u.data(), n, h.data());
+  lora4j_geglu_bwd(dh.data(), g.data(), u.data(), n, dg.data(), du.data());
+  Dev g_(g), u_(u), dh_(dh), h_(n * 4), dg_(n * 4), du_(n * 4);
+  h_.poison(); dg_.poison(); du_.poison();
+  lora4j_cuda_geglu_fwd(g_.f(), u_.f(), n, h_.f(), nullptr);
+  lora4j_cuda_geglu_bwd(dh_.f(), g_.f(), u_.f(), n, dg_.f(), du_.f(), nullptr);
+  cmp("geglu n=1000003 fwd", h_, h, kElemAtol, kElemRtol);
+  cmp("geglu bwd dgate", dg_, dg, kElemAtol, kElemRtol);
+  cmp("geglu bwd dup", du_, du, kElemAtol, kElemRtol);
+}
+
 void par_embedding(Rng& rng) {
   const int64_t T = 500, dim = 288, vocab = 1000;
   ivec ids(T);
@@ -425,6 +439,7 @@ int run_cuda_parity() {
   par_rope(rng);
   par_attention(rng);
   par_swiglu(rng);
+  par_geglu(rng);
   par_embedding(rng);
   par_ce(rng);
   par_ce_vocab_chunks(rng);

@@ -310,6 +310,32 @@ void test_swiglu() {
   fd_check("swiglu bwd dup", ud, loss, du.data(), n, kGradAtol, kGradRtol);
 }
 
+void test_geglu() {
+  std::printf("geglu\n");
+  Rng rng(32);
+  const int64_t n = 1000;  // two 512-chunks, the second partial
+  fvec g = rand_vec(rng, n, 6.0f), u = rand_vec(rng, n, 2.0f), R = rand_vec(rng, n, 1.0f), h(n);
+  lora4j_geglu_fwd(g.data(), u.data(), n, h.data());
+  dvec gd = to_double(g), ud = to_double(u), Rd = to_double(R);
+  const double c = std::sqrt(2.0 / M_PI);
+  auto fwd = [&](dvec& out) {
+    out.resize(n);
+    for (int64_t i = 0; i < n; i++) out[i] = 0.5 * gd[i] * (1 + std::tanh(c * (gd[i] + 0.044715 * gd[i] * gd[i] * gd[i]))) * ud[i];
+  };
+  dvec hr;
+  fwd(hr);
+  check_close("geglu fwd", h.data(), hr, kFwdAtol, kFwdRtol);
+  fvec dg(n), du(n);
+  lora4j_geglu_bwd(R.data(), g.data(), u.data(), n, dg.data(), du.data());
+  auto loss = [&] {
+    dvec o;
+    fwd(o);
+    return dot_loss(o, Rd);
+  };
+  fd_check("geglu bwd dgate", gd, loss, dg.data(), n, kGradAtol, kGradRtol);
+  fd_check("geglu bwd dup", ud, loss, du.data(), n, kGradAtol, kGradRtol);
+}
+
 void test_embedding() {
   std::printf("embedding\n");
   Rng rng(41);
@@ -583,6 +609,7 @@ void run_cpu_tests() {
   test_rope();
   test_attention();
   test_swiglu();
+  test_geglu();
   test_embedding();
   test_ce();
   test_ce_vocab_chunks();

@@ -7,6 +7,7 @@ import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import com.hubspot.jinjava.Jinjava;
 import com.hubspot.jinjava.JinjavaConfig;
+import com.hubspot.jinjava.el.JinjavaInterpreterResolver;
 import com.hubspot.jinjava.interpret.RenderResult;
 import com.hubspot.jinjava.interpret.TemplateError;
 import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
@@ -39,7 +40,8 @@ import java.util.Optional;
  * <h2>Variables</h2>
  * {@code messages} (role, content), {@code bos_token}, {@code eos_token}, {@code pad_token},
  * {@code unk_token} (empty strings when the tokenizer has none), {@code add_generation_prompt};
- * the function {@code raise_exception(msg)} fails the render with {@code msg}.
+ * the function {@code raise_exception(msg)} fails the render with {@code msg}. Python's string
+ * methods and the Jinja2 syntax that jinjava parses differently come from {@link JinjaCompat}.
  */
 public final class ChatTemplate {
     /** Rendered nodes per render. */
@@ -173,6 +175,8 @@ public final class ChatTemplate {
     }
 
     private final String name, source;
+    /** The source as jinjava parses it ({@link JinjaCompat#rewrite}). */
+    private final String compiled;
     private final Tokens tokens;
     private final Builtin builtin;
     private final Jinjava jinjava;
@@ -182,6 +186,7 @@ public final class ChatTemplate {
         this.name = name;
         this.source = source.endsWith("\r\n") ? source.substring(0, source.length() - 2)
                 : source.endsWith("\n") ? source.substring(0, source.length() - 1) : source;
+        this.compiled = JinjaCompat.rewrite(this.source);
         this.tokens = tokens;
         this.builtin = builtin;
         this.jinjava = sandbox();
@@ -304,7 +309,7 @@ public final class ChatTemplate {
         GUARD.set(g);
         RenderResult r;
         try {
-            r = jinjava.renderForResult(source, vars, config(maxOut));
+            r = jinjava.renderForResult(compiled, vars, config(maxOut));
         } catch (RuntimeException | StackOverflowError e) {
             throw failure(g, e.getClass().getSimpleName() + ": " + e.getMessage());
         } finally {
@@ -476,6 +481,7 @@ public final class ChatTemplate {
                 .withEnableRecursiveMacroCalls(false)
                 .withNestedInterpretationEnabled(false)
                 .withFailOnUnknownTokens(false)
+                .withElResolver(JinjaCompat.resolver(JinjavaInterpreterResolver.DEFAULT_RESOLVER_READ_WRITE))
                 .withNodePreProcessor((node, interpreter) -> {
                     Guard g = GUARD.get();
                     if (g != null) g.node();

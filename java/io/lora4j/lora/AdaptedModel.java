@@ -75,7 +75,7 @@ public final class AdaptedModel implements AutoCloseable {
                 owned.add(d);
                 m.put(p, d);
             }
-            layers.add(new LayerWeights(lw.inputLayernorm(), m, lw.postAttentionLayernorm()));
+            layers.add(lw.withProjections(m));
         }
         LlamaWeights merged = new LlamaWeights(c, base.embedding(), layers, base.norm(), base.tied() ? null : base.lmHead(), base.format(),
                 base.source(), base.configJson());

@@ -172,7 +172,7 @@ public final class LoftQ {
                     }
                 m.put(p, new ProjectionWeight.Quantized(f.q()));
             }
-            layers.add(new LayerWeights(lw.inputLayernorm(), m, lw.postAttentionLayernorm()));
+            layers.add(lw.withProjections(m));
         }
         LlamaWeights qw = new LlamaWeights(dense.config(), dense.embedding(), layers, dense.norm(), dense.tied() ? null : dense.lmHead(),
                 dense.format(), dense.source(), dense.configJson());

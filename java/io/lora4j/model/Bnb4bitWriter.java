@@ -109,6 +109,7 @@ public final class Bnb4bitWriter {
                     quantized++;
                 }
                 st.add(LlamaWeights.postNormName(l), layer.postAttentionLayernorm());
+                for (var e : layer.extras().entrySet()) st.add("model.layers." + l + "." + e.getKey(), e.getValue());
             }
             st.add(LlamaWeights.NORM, w.norm());
             if (!w.tied()) st.add(LlamaWeights.LM_HEAD, w.lmHead());

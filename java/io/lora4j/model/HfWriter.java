@@ -63,6 +63,7 @@ public final class HfWriter {
                     st.add(p.weightName(l), convert(t, o.dtype(), made));
                 }
                 st.add(LlamaWeights.postNormName(l), convert(layer.postAttentionLayernorm(), o.dtype(), made));
+                for (var e : layer.extras().entrySet()) st.add("model.layers." + l + "." + e.getKey(), convert(e.getValue(), o.dtype(), made));
             }
             st.add(LlamaWeights.NORM, convert(w.norm(), o.dtype(), made));
             if (!w.tied()) st.add(LlamaWeights.LM_HEAD, convert(w.lmHead(), o.dtype(), made));

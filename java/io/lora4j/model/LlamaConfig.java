@@ -11,6 +11,7 @@ import com.google.gson.JsonParser;
 import com.google.gson.JsonPrimitive;
 import io.lora4j.io.AtomicFiles;
 import io.lora4j.io.FormatException;
+import io.lora4j.tensor.Tensor;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -21,11 +22,11 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * The architecture of a Llama-family model, as HF's {@code config.json} describes it (field names
- * below are the JSON keys). Validated at construction: every bad field is reported in one
- * {@link IllegalArgumentException} message.
+ * The shape of a decoder model of one of the {@link ModelFamily families}, as HF's
+ * {@code config.json} describes it (field names below are the JSON keys). Validated at
+ * construction: every bad field is reported in one {@link IllegalArgumentException} message.
  *
- * @param modelType             "llama" (or "mistral" without a sliding window)
+ * @param modelType             model_type: "llama", "mistral", "qwen2" or "qwen3"
  * @param hiddenSize            hidden_size, the model width d
  * @param intermediateSize      intermediate_size, the MLP width
  * @param numHiddenLayers       num_hidden_layers
@@ -41,11 +42,23 @@ import java.util.Set;
  * @param bosTokenId            bos_token_id, or null
  * @param eosTokenIds           eos_token_id (one id, or several in Llama 3 configs); may be empty
  * @param torchDtype            torch_dtype ("float32", "bfloat16", "float16"), or null
+ * @param architecture          what the family's layer adds to Llama's (biases, q/k norms, window)
  */
 public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numHiddenLayers,
         int numAttentionHeads, int numKeyValueHeads, int headDim, double rmsNormEps, double ropeTheta,
         RopeScaling ropeScaling, int vocabSize, int maxPositionEmbeddings, boolean tieWordEmbeddings,
-        Integer bosTokenId, List<Integer> eosTokenIds, String torchDtype) {
+        Integer bosTokenId, List<Integer> eosTokenIds, String torchDtype, Architecture architecture) {
+
+    /** A config with {@code modelType}'s default {@link Architecture} (no sliding window). */
+    public LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numHiddenLayers,
+            int numAttentionHeads, int numKeyValueHeads, int headDim, double rmsNormEps, double ropeTheta,
+            RopeScaling ropeScaling, int vocabSize, int maxPositionEmbeddings, boolean tieWordEmbeddings,
+            Integer bosTokenId, List<Integer> eosTokenIds, String torchDtype) {
+        this(modelType, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
+                rmsNormEps, ropeTheta, ropeScaling, vocabSize, maxPositionEmbeddings, tieWordEmbeddings, bosTokenId,
+                eosTokenIds, torchDtype, ModelFamily.ofModelType(modelType) == null ? null
+                        : Architecture.defaults(ModelFamily.ofModelType(modelType)));
+    }
 
     public static final String FILE = "config.json";
     private static final Set<String> DTYPES = Set.of("float32", "bfloat16", "float16");
@@ -84,8 +97,10 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public LlamaConfig {
         eosTokenIds = eosTokenIds == null ? List.of() : List.copyOf(eosTokenIds);
         List<String> errors = new ArrayList<>();
-        if (!"llama".equals(modelType) && !"mistral".equals(modelType))
-            errors.add("model_type '" + modelType + "' is not a Llama model (expected llama)");
+        if (ModelFamily.ofModelType(modelType) == null)
+            errors.add("model_type '" + modelType + "' is not supported (" + ModelFamily.supported() + ")");
+        else if (architecture == null || !architecture.family().modelType.equals(modelType))
+            errors.add("model_type '" + modelType + "' disagrees with the architecture " + architecture);
         positive(errors, "hidden_size", hiddenSize);
         positive(errors, "intermediate_size", intermediateSize);
         positive(errors, "num_hidden_layers", numHiddenLayers);
@@ -137,6 +152,8 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public long parameterCount() {
         long d = hiddenSize;
         long perLayer = 2 * d + 2 * d * qDim() + 2 * d * kvDim() + 3 * d * intermediateSize;
+        if (architecture != null)
+            for (Architecture.LayerTensor t : architecture.layerTensors(this)) perLayer += Tensor.numel(t.shape());
         return (long) vocabSize * d * (tieWordEmbeddings ? 1 : 2) + numHiddenLayers * perLayer + d;
     }
 
@@ -149,7 +166,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public LlamaConfig withTorchDtype(String dtype) {
         return new LlamaConfig(modelType, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads,
                 numKeyValueHeads, headDim, rmsNormEps, ropeTheta, ropeScaling, vocabSize, maxPositionEmbeddings,
-                tieWordEmbeddings, bosTokenId, eosTokenIds, dtype);
+                tieWordEmbeddings, bosTokenId, eosTokenIds, dtype, architecture);
     }
 
     // ---- config.json --------------------------------------------------------------------------
@@ -180,21 +197,53 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public static LlamaConfig fromJson(JsonObject o, Path file) throws FormatException {
         List<String> errors = new ArrayList<>();
         String modelType = string(o, "model_type", null, errors);
-        if (modelType == null) throw new FormatException(file, "no model_type (expected \"llama\")");
-        if (!modelType.equals("llama") && !modelType.equals("mistral"))
-            throw new FormatException(file, "model_type '" + modelType + "' is not supported (lora4j loads Llama models: \"llama\")");
-        if (modelType.equals("mistral")) {
-            JsonElement sw = o.get("sliding_window");
-            JsonElement maxPos = o.get("max_position_embeddings");
-            if (sw != null && !sw.isJsonNull() && (!sw.isJsonPrimitive() || maxPos == null || !maxPos.isJsonPrimitive()
-                    || sw.getAsDouble() < maxPos.getAsDouble()))
-                errors.add("sliding_window " + sw + " is not supported (Mistral with sliding-window attention)");
+        if (modelType == null) throw new FormatException(file, "no model_type (expected one of " + ModelFamily.supported() + ")");
+        ModelFamily family = ModelFamily.ofModelType(modelType);
+        if (family == null) {
+            String why = switch (modelType) {
+                case "gemma3" -> " (the multimodal Gemma 3 wrapper: load its text model, model_type gemma3_text)";
+                default -> "";
+            };
+            throw new FormatException(file, "model_type '" + modelType + "' is not supported" + why + " (lora4j loads " + ModelFamily.supported() + ")");
         }
-        String act = string(o, "hidden_act", "silu", errors);
-        if (!"silu".equals(act)) errors.add("hidden_act '" + act + "' is not supported (silu)");
-        if (bool(o, "attention_bias", false, errors)) errors.add("attention_bias true is not supported");
+        boolean gemma = family == ModelFamily.GEMMA3_TEXT || family == ModelFamily.GEMMA2;
+        Architecture arch = Architecture.defaults(family);
+        String actKey = gemma && o.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+        String wantAct = gemma ? "gelu_pytorch_tanh" : "silu";
+        String act = string(o, actKey, wantAct, errors);
+        if (!wantAct.equals(act)) errors.add(actKey + " '" + act + "' is not supported (" + wantAct + ")");
+        // keys that would change the layer in ways lora4j does not implement: refused by name
+        if (family != ModelFamily.QWEN2 && bool(o, "attention_bias", false, errors))
+            errors.add("attention_bias true is not supported");
         if (bool(o, "mlp_bias", false, errors)) errors.add("mlp_bias true is not supported");
-
+        if (bool(o, "use_sliding_window", false, errors))
+            errors.add("use_sliding_window true is not supported (" + modelType + " with sliding-window layers)");
+        // what lora4j can plan but not run: the model loads nowhere, plan still estimates it
+        List<String> unsupported = new ArrayList<>();
+        for (String capped : new String[] {"attn_logit_softcapping", "final_logit_softcapping"})
+            if (!isAbsent(o, capped)) unsupported.add(capped + " " + o.get(capped) + " (soft-capped logits are not implemented)");
+        if (family == ModelFamily.PHI3) {
+            unsupported.add("fused qkv_proj and gate_up_proj (and PEFT's fused LoRA targets) are not implemented");
+            double partial = number(o, "partial_rotary_factor", 1.0, errors);
+            if (partial != 1.0) unsupported.add("partial_rotary_factor " + partial + " (partial RoPE) is not implemented");
+        }
+        if ((family == ModelFamily.MISTRAL || family == ModelFamily.PHI3) && !isAbsent(o, "sliding_window")) {
+            int window = integer(o, "sliding_window", null, errors);
+            if (window <= 0) errors.add("sliding_window must be a positive integer or null, got " + o.get("sliding_window"));
+            else arch = arch.withSlidingWindow(window, 0);
+        }
+        if (gemma) {
+            int window = integer(o, "sliding_window", 4096, errors);
+            int pattern = integer(o, "sliding_window_pattern", family == ModelFamily.GEMMA2 ? 2 : 6, errors);
+            JsonElement types = o.get("layer_types");
+            if (types != null && types.isJsonArray()) pattern = layerTypesPattern(types.getAsJsonArray(), errors);
+            if (window <= 0) errors.add("sliding_window must be a positive integer, got " + o.get("sliding_window"));
+            if (pattern <= 0) errors.add("sliding_window_pattern must be a positive integer, got " + pattern);
+            arch = arch.withSlidingWindow(Math.max(window, 0), Math.max(pattern, 0))
+                    .withAttention(number(o, "query_pre_attn_scalar", 256, errors),
+                            family == ModelFamily.GEMMA2 ? 0 : number(o, "rope_local_base_freq", 10000.0, errors));
+        }
+        if (!unsupported.isEmpty()) arch = arch.withUnsupported(String.join("; ", unsupported));
         int hidden = integer(o, "hidden_size", null, errors);
         int inter = integer(o, "intermediate_size", null, errors);
         int layers = integer(o, "num_hidden_layers", null, errors);
@@ -203,16 +252,18 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         Integer headDimDefault = heads > 0 && hidden % heads == 0 ? hidden / heads : null;
         if (headDimDefault == null && isAbsent(o, "head_dim") && heads > 0)
             errors.add("hidden_size " + hidden + " is not a multiple of num_attention_heads " + heads + " and head_dim is not given");
-        int headDim = integer(o, "head_dim", headDimDefault == null ? -1 : headDimDefault, errors);
+        // Gemma3TextConfig's defaults: head_dim 256, vocabulary 262208, tied, BOS 2, EOS 1
+        int headDim = integer(o, "head_dim", gemma ? Integer.valueOf(256) : headDimDefault == null ? -1 : headDimDefault, errors);
         double eps = number(o, "rms_norm_eps", 1e-6, errors);
-        int vocab = integer(o, "vocab_size", null, errors);
-        int maxPos = integer(o, "max_position_embeddings", 2048, errors);
-        boolean tied = bool(o, "tie_word_embeddings", false, errors);
-        Integer bos = isAbsent(o, "bos_token_id") ? (o.has("bos_token_id") ? null : 1)
+        int vocab = integer(o, "vocab_size", family == ModelFamily.GEMMA3_TEXT ? Integer.valueOf(262208)
+                : family == ModelFamily.GEMMA2 ? Integer.valueOf(256000) : null, errors);
+        int maxPos = integer(o, "max_position_embeddings", gemma ? 131072 : 2048, errors);
+        boolean tied = bool(o, "tie_word_embeddings", gemma, errors);
+        Integer bos = isAbsent(o, "bos_token_id") ? (o.has("bos_token_id") ? null : gemma ? 2 : 1)
                 : integer(o, "bos_token_id", null, errors);
         List<Integer> eos = new ArrayList<>();
         JsonElement eosEl = o.get("eos_token_id");
-        if (eosEl == null) eos.add(2);
+        if (eosEl == null) eos.add(gemma ? 1 : 2);
         else if (eosEl.isJsonArray()) for (JsonElement e : eosEl.getAsJsonArray()) eos.add(asInt(e, "eos_token_id", errors));
         else if (!eosEl.isJsonNull()) eos.add(asInt(eosEl, "eos_token_id", errors));
         String dtype = isAbsent(o, "torch_dtype") ? (isAbsent(o, "dtype") ? null : string(o, "dtype", null, errors))
@@ -227,17 +278,39 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             theta = number(p, "rope_theta", number(o, "rope_theta", 10000.0, errors), errors);
             scaling = scaling(p, errors);
         } else {
-            theta = number(o, "rope_theta", 10000.0, errors);
+            theta = number(o, "rope_theta", gemma ? 1_000_000.0 : 10000.0, errors);
             if (rs != null && rs.isJsonObject()) scaling = scaling(rs.getAsJsonObject(), errors);
             else if (rs != null && !rs.isJsonNull()) errors.add("rope_scaling is not an object");
         }
         if (!errors.isEmpty()) throw new FormatException(file, "invalid Llama config: " + String.join("; ", errors));
         try {
             return new LlamaConfig(modelType, hidden, inter, layers, heads, kv, headDim, eps, theta, scaling, vocab, maxPos,
-                    tied, bos, eos, dtype);
+                    tied, bos, eos, dtype, arch);
         } catch (IllegalArgumentException e) {
             throw new FormatException(file, e.getMessage());
         }
+    }
+
+    /**
+     * The sliding pattern p of a layer_types list ("sliding_attention" / "full_attention"): every
+     * p-th layer full, the others sliding. Other arrangements are refused.
+     */
+    private static int layerTypesPattern(JsonArray types, List<String> errors) {
+        int firstFull = -1;
+        for (int i = 0; i < types.size(); i++)
+            if ("full_attention".equals(types.get(i).getAsString())) {
+                firstFull = i;
+                break;
+            }
+        int p = firstFull < 0 ? types.size() + 1 : firstFull + 1;
+        for (int i = 0; i < types.size(); i++) {
+            String want = (i + 1) % p == 0 ? "full_attention" : "sliding_attention";
+            if (!want.equals(types.get(i).getAsString())) {
+                errors.add("layer_types is not a repeating pattern of " + (p - 1) + " sliding_attention layers and one full_attention layer");
+                return 0;
+            }
+        }
+        return p;
     }
 
     private static RopeScaling scaling(JsonObject p, List<String> errors) {
@@ -247,11 +320,11 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                 number(p, "high_freq_factor", 4.0, errors), integer(p, "original_max_position_embeddings", 8192, errors));
     }
 
-    /** config.json content for this config (HF key names; a LlamaForCausalLM). */
+    /** config.json content for this config (HF key names; the family's *ForCausalLM). */
     public JsonObject toJson() {
         JsonObject o = new JsonObject();
         JsonArray arch = new JsonArray();
-        arch.add(modelType.equals("mistral") ? "MistralForCausalLM" : "LlamaForCausalLM");
+        arch.add(architecture.family().hfClass);
         o.add("architectures", arch);
         o.addProperty("model_type", modelType);
         o.addProperty("hidden_size", hiddenSize);
@@ -261,8 +334,20 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         o.addProperty("num_key_value_heads", numKeyValueHeads);
         o.addProperty("head_dim", headDim);
         o.addProperty("hidden_act", "silu");
-        o.addProperty("attention_bias", false);
+        if (architecture.family() != ModelFamily.QWEN2) o.addProperty("attention_bias", false);
         o.addProperty("mlp_bias", false);
+        if (architecture.family() == ModelFamily.MISTRAL || architecture.family() == ModelFamily.PHI3)
+            o.add("sliding_window", architecture.slidingWindow() == 0 ? JsonNull.INSTANCE : new JsonPrimitive(architecture.slidingWindow()));
+        if (architecture.family() == ModelFamily.GEMMA3_TEXT || architecture.family() == ModelFamily.GEMMA2) {
+            o.remove("hidden_act");
+            o.addProperty("hidden_activation", "gelu_pytorch_tanh");
+            o.addProperty("sliding_window", architecture.slidingWindow());
+            o.addProperty("sliding_window_pattern", architecture.slidingPattern());
+            o.addProperty("query_pre_attn_scalar", new PyFloat(architecture.queryPreAttnScalar()));
+            o.addProperty("rope_local_base_freq", new PyFloat(architecture.localRopeTheta()));
+            o.add("attn_logit_softcapping", JsonNull.INSTANCE);
+            o.add("final_logit_softcapping", JsonNull.INSTANCE);
+        }
         o.addProperty("rms_norm_eps", new PyFloat(rmsNormEps));
         o.addProperty("rope_theta", new PyFloat(ropeTheta));
         o.add("rope_scaling", ropeScaling == null ? JsonNull.INSTANCE : ropeScaling.toJson());

@@ -7,12 +7,12 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * The weights of a Llama model in HF layout (q and k rows in HF's rotate_half order). Dense
+ * The weights of a decoder model ({@link ModelFamily}) in HF layout (q and k rows in HF's rotate_half order). Dense
  * tensors may be views of a file mapping; projections are dense or NF4.
  *
  * <p>HF tensor names: {@value #EMBED} [vocab, hidden], per layer
  * {@code model.layers.{i}.input_layernorm.weight} [hidden], the seven projections (see
- * {@link Projection}), {@code model.layers.{i}.post_attention_layernorm.weight} [hidden], then
+ * {@link Projection}), the family's extra tensors ({@link Architecture#layerTensors}), {@code model.layers.{i}.post_attention_layernorm.weight} [hidden], then
  * {@value #NORM} [hidden] and {@value #LM_HEAD} [vocab, hidden] (absent on disk when tied: then
  * {@link #lmHead()} is the embedding tensor itself).
  */
@@ -57,6 +57,14 @@ public final class LlamaWeights implements AutoCloseable {
             check(inputNormName(i), l.inputLayernorm().shape(), d);
             check(postNormName(i), l.postAttentionLayernorm().shape(), d);
             for (Projection p : Projection.values()) check(p.weightName(i), l.projection(p).shape(), p.shape(config));
+            var wanted = config.architecture().layerTensors(config);
+            for (Architecture.LayerTensor t : wanted) {
+                Tensor e = l.extra(t.suffix());
+                if (e == null) throw new IllegalArgumentException("layer " + i + " lacks " + t.name(i) + " (" + config.modelType() + ")");
+                check(t.name(i), e.shape(), t.shape());
+            }
+            if (l.extras().size() != wanted.size())
+                throw new IllegalArgumentException("layer " + i + " holds tensors a " + config.modelType() + " layer has not: " + l.extras().keySet());
         }
     }
 
@@ -101,6 +109,7 @@ public final class LlamaWeights implements AutoCloseable {
         long n = embedding.bytes() + norm.bytes() + (tied() ? 0 : lmHead.bytes());
         for (LayerWeights l : layers) {
             n += l.inputLayernorm().bytes() + l.postAttentionLayernorm().bytes();
+            for (Tensor t : l.extras().values()) n += t.bytes();
             for (ProjectionWeight w : l.projections().values()) n += w.storageBytes();
         }
         return n;

@@ -28,6 +28,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.EnumMap;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -201,6 +202,11 @@ public final class ModelLoader {
         Path cfgFile = dir.resolve(LlamaConfig.FILE);
         JsonObject json = readJson(cfgFile);
         LlamaConfig cfg = LlamaConfig.fromJson(json, cfgFile);
+        try {
+            cfg.architecture().requireSupported();
+        } catch (IllegalArgumentException e) {
+            throw new FormatException(cfgFile, e.getMessage());
+        }
         JsonElement q = json.get("quantization_config");
         if (q != null && q.isJsonObject()) {
             JsonObject qc = q.getAsJsonObject();
@@ -226,7 +232,9 @@ public final class ModelLoader {
                 anyNf4 |= w instanceof ProjectionWeight.Quantized;
                 proj.put(p, w);
             }
-            layers.add(new LayerWeights(r.dense(LlamaWeights.inputNormName(l), d), proj, r.dense(LlamaWeights.postNormName(l), d)));
+            Map<String, Tensor> extras = new LinkedHashMap<>();
+            for (Architecture.LayerTensor t : cfg.architecture().layerTensors(cfg)) extras.put(t.suffix(), r.dense(t.name(l), t.shape()));
+            layers.add(new LayerWeights(r.dense(LlamaWeights.inputNormName(l), d), proj, r.dense(LlamaWeights.postNormName(l), d), extras));
         }
         Tensor norm = r.dense(LlamaWeights.NORM, d);
         Tensor lmHead = null;
@@ -387,7 +395,7 @@ public final class ModelLoader {
                 }
                 proj.put(p, pw);
             }
-            layers.add(new LayerWeights(l.inputLayernorm(), proj, l.postAttentionLayernorm()));
+            layers.add(l.withProjections(proj));
         }
         return new LlamaWeights(w.config(), w.embedding(), layers, w.norm(), w.tied() ? null : w.lmHead(), w.format(),
                 w.source(), w.configJson());

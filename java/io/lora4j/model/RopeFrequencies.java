@@ -19,11 +19,22 @@ public final class RopeFrequencies {
 
     /** inv_freq [headDim / 2] in radians per position. */
     public static float[] invFreq(LlamaConfig c) {
-        int d = c.headDim();
+        return invFreq(c.headDim(), c.ropeTheta(), c.ropeScaling());
+    }
+
+    /**
+     * inv_freq [headDim / 2] of the sliding-window layers: base rope_local_base_freq, no scaling
+     * (Gemma 3's rotary_emb_local); the global one when the family has no local base.
+     */
+    public static float[] localInvFreq(LlamaConfig c) {
+        double local = c.architecture().localRopeTheta();
+        return local > 0 ? invFreq(c.headDim(), local, null) : invFreq(c);
+    }
+
+    private static float[] invFreq(int d, double theta, LlamaConfig.RopeScaling rs) {
         float[] out = new float[d / 2];
-        LlamaConfig.RopeScaling rs = c.ropeScaling();
         for (int i = 0; i < d / 2; i++) {
-            double f = 1.0 / Math.pow(c.ropeTheta(), (2.0 * i) / d);
+            double f = 1.0 / Math.pow(theta, (2.0 * i) / d);
             if (rs != null && "linear".equals(rs.ropeType())) {
                 f /= rs.factor();
             } else if (rs != null && "llama3".equals(rs.ropeType())) {

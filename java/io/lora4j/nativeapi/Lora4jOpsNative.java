@@ -36,6 +36,10 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_swiglu_bwd(@Cast("const float*") Pointer dh, @Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup);
 
+    public static native void lora4j_geglu_fwd(@Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer h);
+
+    public static native void lora4j_geglu_bwd(@Cast("const float*") Pointer dh, @Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup);
+
     public static native void lora4j_embedding_fwd(@Cast("const int32_t*") Pointer ids, @Cast("const float*") Pointer table, long T, long dim, long vocab, @Cast("float*") Pointer out);
 
     public static native void lora4j_embedding_bwd(@Cast("const int32_t*") Pointer ids, @Cast("const float*") Pointer dout, long T, long dim, long vocab, @Cast("float*") Pointer dtable);
@@ -73,6 +77,10 @@ public final class Lora4jOpsNative {
     public static native void lora4j_cuda_swiglu_fwd(@Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer h, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_swiglu_bwd(@Cast("const float*") Pointer dh, @Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_geglu_fwd(@Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer h, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_geglu_bwd(@Cast("const float*") Pointer dh, @Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_embedding_fwd(@Cast("const int32_t*") Pointer ids, @Cast("const float*") Pointer table, long T, long dim, long vocab, @Cast("float*") Pointer out, @Cast("void*") Pointer stream);
 

@@ -86,6 +86,11 @@ public interface Backend {
 
     void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup);
 
+    /** h = gelu_tanh(gate)·up over gate.numel() elements (Gemma's GeGLU; h may alias gate or up). */
+    void gegluFwd(Tensor gate, Tensor up, Tensor h);
+
+    void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup);
+
     /** out [T, dim] = table [vocab, dim] rows of ids I32 [T]. */
     void embeddingFwd(Tensor ids, Tensor table, Tensor out);
 

@@ -287,22 +287,43 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void swigluFwd(Tensor gate, Tensor up, Tensor h) {
-        f32(gate, 0, "gate");
-        long n = gate.numel();
-        f32(up, n, "up");
-        f32(h, n, "h");
+        gluShapes(gate, up, h);
         delegate.swigluFwd(gate, up, h);
     }
 
     @Override
     public void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
+        gluBwdShapes(dh, gate, up, dgate, dup);
+        delegate.swigluBwd(dh, gate, up, dgate, dup);
+    }
+
+    /** The gated MLP activations (SwiGLU, GeGLU): every tensor F32 with gate's element count. */
+    private void gluShapes(Tensor gate, Tensor up, Tensor h) {
+        f32(gate, 0, "gate");
+        long n = gate.numel();
+        f32(up, n, "up");
+        f32(h, n, "h");
+    }
+
+    private void gluBwdShapes(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
         f32(gate, 0, "gate");
         long n = gate.numel();
         f32(dh, n, "dh");
         f32(up, n, "up");
         f32(dgate, n, "dgate");
         f32(dup, n, "dup");
-        delegate.swigluBwd(dh, gate, up, dgate, dup);
+    }
+
+    @Override
+    public void gegluFwd(Tensor gate, Tensor up, Tensor h) {
+        gluShapes(gate, up, h);
+        delegate.gegluFwd(gate, up, h);
+    }
+
+    @Override
+    public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
+        gluBwdShapes(dh, gate, up, dgate, dup);
+        delegate.gegluBwd(dh, gate, up, dgate, dup);
     }
 
     @Override

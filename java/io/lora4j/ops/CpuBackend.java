@@ -156,6 +156,16 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void gegluFwd(Tensor gate, Tensor up, Tensor h) {
+        lora4j_geglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+    }
+
+    @Override
+    public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
+        lora4j_geglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+    }
+
+    @Override
     public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
         lora4j_embedding_fwd(ids.pointer(), table.pointer(), ids.numel(), table.dim(1), table.dim(0), out.pointer());
     }

@@ -189,6 +189,16 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public void gegluFwd(Tensor gate, Tensor up, Tensor h) {
+        lora4j_cuda_geglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
+    }
+
+    @Override
+    public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
+        lora4j_cuda_geglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
+    }
+
+    @Override
     public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
         lora4j_cuda_embedding_fwd(ids.pointer(), table.pointer(), ids.numel(), table.dim(1), table.dim(0), out.pointer(), stream);
     }

@@ -62,7 +62,8 @@ public final class MemoryPlanner {
         long p = loraParameterCount(c, s.r(), s.targets());
         sim.dev(MemoryCategory.WEIGHTS, baseWeightBytes(c, s));
         // RoPE inverse frequencies: on the CPU the host copy itself (made by Tensor.ofFloats, WORKSPACE) is used
-        sim.dev(s.device() == Device.CUDA ? MemoryCategory.WEIGHTS : MemoryCategory.WORKSPACE, (long) c.headDim() / 2 * F32);
+        sim.dev(s.device() == Device.CUDA ? MemoryCategory.WEIGHTS : MemoryCategory.WORKSPACE, ropeTables(c) * c.headDim() / 2 * F32);
+        sim.dev(MemoryCategory.WEIGHTS, normCopyBytes(c));
         sim.dev(MemoryCategory.LORA, p * F32);
         Buf grads = sim.dev(MemoryCategory.GRADS, p * F32);
         sim.dev(MemoryCategory.OPTIMIZER, 2 * p * F32); // AdamW m and v
@@ -87,7 +88,8 @@ public final class MemoryPlanner {
      * is {@code estimate(c, s).peakTotal() - residentBytes(c, s)}.
      */
     public static long residentBytes(LlamaConfig c, PlanSettings s) {
-        return baseWeightBytes(c, s) + (long) c.headDim() / 2 * F32 + 4 * loraParameterCount(c, s.r(), s.targets()) * F32;
+        return baseWeightBytes(c, s) + ropeTables(c) * c.headDim() / 2 * F32 + normCopyBytes(c)
+                + 4 * loraParameterCount(c, s.r(), s.targets()) * F32;
     }
 
     /**
@@ -97,13 +99,31 @@ public final class MemoryPlanner {
      */
     public static long baseWeightBytes(LlamaConfig c, PlanSettings s) {
         long d = c.hiddenSize(), v = c.vocabSize(), layers = c.numHiddenLayers();
-        long dense = v * d * (c.tieWordEmbeddings() ? 1 : 2) + (2 * layers + 1) * d;
+        long extras = 0; // the family's biases and q/k norms, dense fp32
+        for (var e : c.architecture().layerTensors(c)) extras += io.lora4j.tensor.Tensor.numel(e.shape());
+        long dense = v * d * (c.tieWordEmbeddings() ? 1 : 2) + (2 * layers + 1) * d + layers * extras;
         long proj = 0;
         for (Projection pr : Projection.values()) {
             long n = pr.outFeatures(c) * pr.inFeatures(c);
             proj += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant()) : n * F32;
         }
         return dense * F32 + layers * proj;
+    }
+
+    /** RoPE tables kept by DeviceWeights: one, or two with a local base for the sliding layers (Gemma 3). */
+    static long ropeTables(LlamaConfig c) {
+        return c.architecture().localRopeTheta() > 0 ? 2 : 1;
+    }
+
+    /**
+     * Bytes of the (1 + w) fp32 copies of every norm weight that DeviceWeights keeps for families
+     * whose norms multiply by 1 + w (Gemma); 0 for the others (the loaded F32 weights are used in place).
+     */
+    public static long normCopyBytes(LlamaConfig c) {
+        if (!c.architecture().normOffset()) return 0;
+        long perLayer = 2L * c.hiddenSize();
+        for (var e : c.architecture().layerTensors(c)) if (e.suffix().endsWith("norm.weight")) perLayer += io.lora4j.tensor.Tensor.numel(e.shape());
+        return (perLayer * c.numHiddenLayers() + c.hiddenSize()) * F32;
     }
 
     /**
@@ -285,7 +305,10 @@ public final class MemoryPlanner {
         final Sim sim;
         final long t, d, q, kv, inter, heads;
         final boolean dropout;
+        final boolean sandwich, queryScale;
+        int qSlot = -1; // index of q's buffer in forwardLayer's list
         Buf workspace; // LoraTrainingModel.Ctx.workspace: [T, r], allocated by the first LoRA backward
+        Buf ones;      // DecoderBlock's bias broadcast vector [T], alive as long as the model
 
         Step(LlamaConfig c, PlanSettings s, Sim sim) {
             this.c = c;
@@ -298,6 +321,9 @@ public final class MemoryPlanner {
             this.inter = c.intermediateSize();
             this.heads = c.numAttentionHeads();
             this.dropout = s.loraDropout() > 0;
+            this.sandwich = c.architecture().sandwichNorms();
+            double qpas = c.architecture().queryPreAttnScalar();
+            this.queryScale = qpas > 0 && (float) (Math.sqrt(c.headDim()) / Math.sqrt(qpas)) != 1f;
         }
 
         Buf act(long floats) {
@@ -328,22 +354,60 @@ public final class MemoryPlanner {
             k.add(act(t * d)); // h1
             k.add(act(t));     // rstd1
             k.add(project(Projection.Q, k));
+            qSlot = k.size() - 1;
             k.add(project(Projection.K, k));
             k.add(project(Projection.V, k));
+            if (c.architecture().qkvBias() && ones == null) { // DecoderBlock.addBias: T ones, kept by the block
+                if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * F32));
+                ones = sim.dev(MemoryCategory.WORKSPACE, t * F32);
+            }
+            if (c.architecture().qkNorm()) { // DecoderBlock.headNorm: rstd per head, then the normed copy
+                k.add(act(t * heads));
+                k.add(qNormed = act(t * q));
+                k.add(act(t * c.numKeyValueHeads()));
+                k.add(act(t * kv));
+            }
+            if (queryScale) { // DecoderBlock.scaled: the scaled q replaces the roped one
+                int qi = qIndex(k);
+                Buf scaled = act(t * q);
+                sim.free(k.get(qi));
+                k.set(qi, scaled);
+            }
             k.add(act(t * q));     // attention output
             k.add(act(t * heads)); // logsumexp [B, H, S]
             k.add(act(t * d));     // x_mid
-            sim.free(project(Projection.O, k)); // o: added into x_mid, then freed
+            if (sandwich) { // o kept with its norm's rstd for the backward; the normed copy is added, then freed
+                k.add(project(Projection.O, k));
+                k.add(act(t));
+                sim.free(act(t * d));
+            } else {
+                sim.free(project(Projection.O, k)); // o: added into x_mid, then freed
+            }
             k.add(act(t * d)); // h2
             k.add(act(t));     // rstd2
             k.add(project(Projection.GATE, k));
             k.add(project(Projection.UP, k));
             k.add(act(t * inter)); // silu(g)·u
             Buf out = sim.dev(outCat, t * d * F32);
-            sim.free(project(Projection.DOWN, k));
+            if (sandwich) {
+                k.add(project(Projection.DOWN, k));
+                k.add(act(t));
+                sim.free(act(t * d));
+            } else {
+                sim.free(project(Projection.DOWN, k));
+            }
             k.add(out);
             return k;
         }
+
+        /** Where q's buffer is: the normed copy when the family norms q per head, else the projection output. */
+        int qIndex(java.util.List<Buf> k) {
+            if (!c.architecture().qkNorm()) return qSlot;
+            for (int i = 0; i < k.size(); i++) if (k.get(i) == qNormed) return i;
+            throw new IllegalStateException("no normed q");
+        }
+
+        Buf qNormed;
 
         static Buf output(java.util.List<Buf> layer) {
             return layer.get(layer.size() - 1);
@@ -376,6 +440,7 @@ public final class MemoryPlanner {
             sim.free(dS);
             Buf dAtt = act(t * q), dq = act(t * q), dk = act(t * kv), dv = act(t * kv), dH2 = act(t * d);
             projectBackward(Projection.O, false);
+            if (queryScale) sim.free(act(t * q)); // the rescaled dq, read by the RoPE backward
             projectBackward(Projection.Q, false);
             projectBackward(Projection.K, true);
             projectBackward(Projection.V, true);
@@ -397,6 +462,11 @@ public final class MemoryPlanner {
             Buf ids = ints(), pos = ints(), labels = ints();
             int nl = c.numHiddenLayers();
             Buf x0 = act(t * d);
+            if (c.architecture().embeddingScale()) { // DecoderBlock.embed: x0 scaled into a new activation
+                Buf scaled = act(t * d);
+                sim.free(x0);
+                x0 = scaled;
+            }
             if (s.checkpointing() == CheckpointMode.NONE) {
                 java.util.List<java.util.List<Buf>> acts = new java.util.ArrayList<>();
                 for (int l = 0; l < nl; l++) acts.add(forwardLayer(MemoryCategory.ACTIVATIONS));

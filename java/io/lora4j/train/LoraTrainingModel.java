@@ -3,23 +3,20 @@ package io.lora4j.train;
 import io.lora4j.data.Batch;
 import io.lora4j.data.Example;
 import io.lora4j.lora.LoraAdapter;
-import io.lora4j.model.LayerWeights;
+import io.lora4j.model.DecoderBlock;
+import io.lora4j.model.DeviceWeights;
 import io.lora4j.model.LlamaConfig;
 import io.lora4j.model.LlamaWeights;
 import io.lora4j.model.Projection;
 import io.lora4j.model.ProjectionWeight;
-import io.lora4j.model.RopeFrequencies;
 import io.lora4j.ops.Backend;
 import io.lora4j.quant.Nf4;
-import io.lora4j.quant.Nf4Weight;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import java.util.ArrayList;
-import java.util.EnumMap;
 import java.util.List;
-import java.util.Map;
 import org.bytedeco.javacpp.Pointer;
 
 /**
@@ -28,13 +25,9 @@ import org.bytedeco.javacpp.Pointer;
  * whole model. Only the LoRA parameters get gradients; they accumulate into {@link #gradients()}
  * (same flat layout as {@link LoraAdapter#parameters()}) until {@link #zeroGradients()}.
  *
- * <p>Per layer (HF LlamaDecoderLayer, as {@link io.lora4j.model.LlamaModel}):
- * <pre>
- *   h1 = rmsnorm(x)·w1;  q,k,v = lin(h1);  q,k = rope(q,k);  a = attn(q,k,v)
- *   m  = x + lin_o(a);   h2 = rmsnorm(m)·w2;  g,u = lin(h2);  s = silu(g)·u;  x' = m + lin_down(s)
- * </pre>
- * with {@code lin(x) = x Wᵀ + sc·(drop(x) Aᵀ) Bᵀ} on targeted projections. The backward walks the
- * same graph in reverse: each residual branch's input gradient is added to the residual stream's.
+ * <p>The layers are {@link DecoderBlock}s (the same as {@link io.lora4j.model.LlamaModel}'s) with
+ * causal attention and a LoRA projector: {@code lin(x) = x Wᵀ + sc·(drop(x) Aᵀ) Bᵀ} on targeted
+ * projections, the frozen weight alone on the others.
  * The loss head is chunked: at most {@value #CE_CHUNK_TOKENS} rows of [T, vocab] logits exist at a
  * time (and at most {@value #CE_CHUNK_VOCAB} vocabulary columns of them for wider vocabularies), and
  * the CE backward writes {@code scale·(softmax − onehot)} in place of the logits.
@@ -54,9 +47,9 @@ public final class LoraTrainingModel implements AutoCloseable {
     private final LlamaConfig config;
     private final LoraAdapter adapter;
     private Tensor grads; // [P] F32, GRADS
-    private final Tensor embedding, lmHead, norm, invFreq;
-    private final List<Layer> layers = new ArrayList<>();
-    private final List<Tensor> owned = new ArrayList<>();
+    private final DeviceWeights weights;
+    private final DecoderBlock block;
+    private final Tensor lmHead, norm;
     private final float scale;
     private final float dropout;
     private CheckpointMode checkpointing = CheckpointMode.NONE;
@@ -65,8 +58,6 @@ public final class LoraTrainingModel implements AutoCloseable {
     int ceChunkVocab = CE_CHUNK_VOCAB;
     /** Offloads of the current micro-batch not yet restored, in layer order (unsloth mode). */
     private final List<Backend.Offloaded> offloads = new ArrayList<>();
-
-    private record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, ProjectionWeight> proj) {}
 
     /**
      * @param weights the frozen base; dense tensors are used in place when F32 on the backend's
@@ -84,45 +75,16 @@ public final class LoraTrainingModel implements AutoCloseable {
         if (ac.hiddenSize() != config.hiddenSize() || ac.intermediateSize() != config.intermediateSize()
                 || ac.numHiddenLayers() != config.numHiddenLayers() || ac.qDim() != config.qDim() || ac.kvDim() != config.kvDim())
             throw new IllegalArgumentException("the adapter was made for another model shape");
-        this.embedding = f32(weights.embedding());
-        this.lmHead = weights.tied() ? embedding : f32(weights.lmHead());
-        this.norm = f32(weights.norm());
-        for (LayerWeights lw : weights.layers()) {
-            Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
-            for (Map.Entry<Projection, ProjectionWeight> e : lw.projections().entrySet()) {
-                ProjectionWeight pw = e.getValue();
-                if (pw instanceof ProjectionWeight.Dense d) m.put(e.getKey(), new ProjectionWeight.Dense(f32(d.tensor())));
-                else {
-                    Nf4Weight q = ((ProjectionWeight.Quantized) pw).weight();
-                    if (q.packed().device() != backend.device())
-                        throw new IllegalArgumentException("NF4 weight of " + e.getKey().moduleName + " lives on " + q.packed().device());
-                    m.put(e.getKey(), pw);
-                }
-            }
-            layers.add(new Layer(f32(lw.inputLayernorm()), f32(lw.postAttentionLayernorm()), m));
-        }
-        float[] inv = RopeFrequencies.invFreq(config);
-        Tensor h = Tensor.ofFloats(inv, inv.length);
-        Tensor d = backend.upload(h, MemoryCategory.WEIGHTS);
-        if (d != h) h.close();
-        this.invFreq = own(d);
+        if (config.architecture().qkvBias() && adapter.config().bias() != io.lora4j.lora.LoraConfig.Bias.NONE)
+            throw new IllegalArgumentException("bias=" + adapter.config().bias().peftName + " would train " + config.modelType()
+                    + "'s q/k/v biases, which lora4j does not train: use bias none");
+        this.weights = new DeviceWeights(backend, weights);
+        this.block = new DecoderBlock(this.weights);
+        this.lmHead = this.weights.lmHead();
+        this.norm = this.weights.norm();
         this.grads = backend.allocate(DType.F32, MemoryCategory.GRADS, adapter.parameterCount());
         this.scale = (float) adapter.config().scaling();
         this.dropout = (float) adapter.config().loraDropout();
-    }
-
-    private Tensor own(Tensor t) {
-        owned.add(t);
-        return t;
-    }
-
-    private Tensor f32(Tensor t) {
-        if (t.dtype() == DType.F32 && t.device() == backend.device()) return t;
-        if (t.device() != Device.CPU) throw new IllegalArgumentException("weights must be F32 on " + backend.device() + " or on the host, got " + t);
-        Tensor host = t.dtype() == DType.F32 ? t : Tensor.ofFloats(t.toFloats(), t.shape());
-        Tensor dev = backend.upload(host, MemoryCategory.WEIGHTS);
-        if (host != t && dev != host) host.close();
-        return own(dev);
     }
 
     public LlamaConfig config() { return config; }
@@ -160,7 +122,7 @@ public final class LoraTrainingModel implements AutoCloseable {
      * for CHUNKED.
      */
     public int checkpointGroup() {
-        return groupSize(checkpointing, checkpointEvery, layers.size());
+        return groupSize(checkpointing, checkpointEvery, config.numHiddenLayers());
     }
 
     /** See {@link #checkpointGroup()}; shared with the memory planner. */
@@ -192,6 +154,8 @@ public final class LoraTrainingModel implements AutoCloseable {
         final int[] flatLabels;
         final boolean training;
         final long seed;
+        final DecoderBlock.Attention attention;
+        final LoraProjector projector = new LoraProjector(this);
         Tensor workspace;
 
         Ctx(Batch batch, boolean training, long seed) {
@@ -207,12 +171,13 @@ public final class LoraTrainingModel implements AutoCloseable {
                 if (lab != Example.IGNORE_INDEX && (lab < 0 || lab >= config.vocabSize()))
                     throw new IllegalArgumentException("target " + lab + " at flat position " + i + " is outside the vocabulary of " + config.vocabSize());
             }
-            this.ids = ints(id);
-            this.pos = ints(p);
-            this.seg = batch.segments() == null ? null : ints(flat(batch.segments()));
-            this.labels = ints(flatLabels);
+            this.ids = DeviceWeights.ints(backend, id);
+            this.pos = DeviceWeights.ints(backend, p);
+            this.seg = batch.segments() == null ? null : DeviceWeights.ints(backend, flat(batch.segments()));
+            this.labels = DeviceWeights.ints(backend, flatLabels);
             this.training = training;
             this.seed = seed;
+            this.attention = block.new Causal(b, s, seg, training);
         }
 
         Tensor workspace(long floats) {
@@ -240,41 +205,11 @@ public final class LoraTrainingModel implements AutoCloseable {
         return out;
     }
 
-    private Tensor ints(int[] v) {
-        Tensor h = Tensor.allocate(DType.I32, MemoryCategory.WORKSPACE, v.length);
-        h.buffer().asIntBuffer().put(v);
-        Tensor d = backend.upload(h, MemoryCategory.WORKSPACE);
-        if (d != h) h.close();
-        return d;
-    }
-
     private Tensor act(long... shape) {
         return backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, shape);
     }
 
-    // ---------------------------------------------------------------- one layer
-
-    /** What one layer's backward needs; owns everything but {@code xIn}. */
-    private static final class Acts implements AutoCloseable {
-        Tensor xIn, h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s, xOut;
-        final Map<Projection, Tensor> xa = new EnumMap<>(Projection.class);
-        final Map<Projection, Tensor> mask = new EnumMap<>(Projection.class);
-
-        /** Frees everything the backward needs, keeping the layer output. */
-        void closeInternals() {
-            for (Tensor t : new Tensor[] {h1, rstd1, q, k, v, att, lse, xMid, h2, rstd2, g, u, s}) if (t != null) t.close();
-            for (Tensor t : xa.values()) t.close();
-            for (Tensor t : mask.values()) t.close();
-            xa.clear();
-            mask.clear();
-        }
-
-        @Override
-        public void close() {
-            closeInternals();
-            if (xOut != null) xOut.close();
-        }
-    }
+    // ---------------------------------------------------------------- the LoRA projector
 
     /** Per-(micro-batch, layer, projection) dropout seed: the recomputed forward draws the same mask. */
     private static long dropoutSeed(long seed, int layer, Projection p) {
@@ -284,131 +219,71 @@ public final class LoraTrainingModel implements AutoCloseable {
         return z ^ (z >>> 31);
     }
 
-    private Tensor project(int l, Projection p, Tensor x, Acts a, Ctx c) {
-        ProjectionWeight w = layers.get(l).proj.get(p);
-        long t = x.dim(0), in = x.dim(1), out = p.outFeatures(config);
-        LoraAdapter.Slot slot = adapter.slot(l, p);
-        Tensor y;
-        if (slot == null) return linear(x, w);
-        Tensor mask = null;
-        if (dropout > 0 && c.training) {
-            mask = act(t, in);
-            backend.dropoutMask(dropoutSeed(c.seed, l, p), dropout, mask);
-            a.mask.put(p, mask);
+    /**
+     * {@code lin(x) = x Wᵀ + sc·(drop(x) Aᵀ) Bᵀ} on the adapted projections, the frozen weight alone
+     * on the others; keeps x·Aᵀ and the dropout mask for the backward, which accumulates the LoRA
+     * gradients into {@link #grads}.
+     */
+    private final class LoraProjector implements DecoderBlock.Projector {
+        private final Ctx c;
+
+        LoraProjector(Ctx c) {
+            this.c = c;
         }
-        Tensor xa = act(t, adapter.config().r());
-        a.xa.put(p, xa);
-        try (Tensor av = adapter.a(l, p); Tensor bv = adapter.b(l, p)) {
-            if (w instanceof ProjectionWeight.Dense d) {
-                y = act(t, out);
-                backend.loraFwd(x, d.tensor(), av, bv, mask, scale, y, xa);
-            } else {
-                y = Nf4.matmul(backend, x, ((ProjectionWeight.Quantized) w).weight());
-                backend.loraFwd(x, null, av, bv, mask, scale, y, xa);
+
+        @Override
+        public Tensor project(int l, Projection p, Tensor x, DecoderBlock.Activations a) {
+            ProjectionWeight w = weights.layer(l).projection(p);
+            long t = x.dim(0), in = x.dim(1), out = p.outFeatures(config);
+            LoraAdapter.Slot slot = adapter.slot(l, p);
+            if (slot == null) return block.linear(x, w);
+            Tensor mask = null;
+            if (dropout > 0 && c.training) {
+                mask = act(t, in);
+                backend.dropoutMask(dropoutSeed(c.seed, l, p), dropout, mask);
+                a.mask.put(p, mask);
             }
-        }
-        return y;
-    }
-
-    private Tensor linear(Tensor x, ProjectionWeight w) {
-        if (w instanceof ProjectionWeight.Quantized q) return Nf4.matmul(backend, x, q.weight());
-        Tensor wt = ((ProjectionWeight.Dense) w).tensor();
-        long t = x.dim(0), in = wt.dim(1), out = wt.dim(0);
-        Tensor y = act(t, out);
-        backend.sgemm(false, true, t, out, in, 1f, x, in, wt, in, 0f, y, out);
-        return y;
-    }
-
-    /** dx (=|+=) d/dx of projection p given dy; LoRA gradients accumulate into {@link #grads}. */
-    private void projectBackward(int l, Projection p, Tensor dy, Tensor x, Acts a, Ctx c, Tensor dx, boolean accumulate) {
-        ProjectionWeight w = layers.get(l).proj.get(p);
-        long t = x.dim(0), in = x.dim(1), out = dy.dim(1);
-        LoraAdapter.Slot slot = adapter.slot(l, p);
-        boolean loraDense = slot != null && w instanceof ProjectionWeight.Dense;
-        if (!loraDense) { // the frozen base's input gradient
-            if (w instanceof ProjectionWeight.Dense d) {
-                backend.sgemm(false, false, t, in, out, 1f, dy, out, d.tensor(), in, accumulate ? 1f : 0f, dx, in);
-            } else {
-                Nf4Weight q = ((ProjectionWeight.Quantized) w).weight();
-                if (!accumulate) backend.nf4MatmulBwdInput(dy, q.packed(), q.absmax(), q.blocksize(), in, dx);
-                else try (Tensor tmp = Nf4.matmulBackwardInput(backend, dy, q)) {
-                    backend.axpy(1f, tmp, dx);
+            Tensor xa = act(t, adapter.config().r());
+            a.xa.put(p, xa);
+            Tensor y;
+            try (Tensor av = adapter.a(l, p); Tensor bv = adapter.b(l, p)) {
+                if (w instanceof ProjectionWeight.Dense d) {
+                    y = act(t, out);
+                    backend.loraFwd(x, d.tensor(), av, bv, mask, scale, y, xa);
+                } else {
+                    y = Nf4.matmul(backend, x, ((ProjectionWeight.Quantized) w).weight());
+                    backend.loraFwd(x, null, av, bv, mask, scale, y, xa);
                 }
             }
-            if (slot == null) return;
+            return y;
         }
-        int r = adapter.config().r();
-        Tensor ws = c.workspace(t * r);
-        try (Tensor av = adapter.a(l, p); Tensor bv = adapter.b(l, p);
-             Tensor da = grads.slice(slot.offsetA(), r, in); Tensor db = grads.slice(slot.offsetB(), out, r)) {
-            Tensor wd = loraDense ? ((ProjectionWeight.Dense) w).tensor() : null;
-            backend.loraBwd(dy, x, wd, av, bv, a.mask.get(p), a.xa.get(p), scale, dx, loraDense ? accumulate : true, da, db, ws);
+
+        @Override
+        public void backward(int l, Projection p, Tensor dy, Tensor x, DecoderBlock.Activations a, Tensor dx, boolean accumulate) {
+            ProjectionWeight w = weights.layer(l).projection(p);
+            long t = x.dim(0), in = x.dim(1), out = dy.dim(1);
+            LoraAdapter.Slot slot = adapter.slot(l, p);
+            boolean loraDense = slot != null && w instanceof ProjectionWeight.Dense;
+            if (!loraDense) { // the frozen base's input gradient
+                block.linearBackward(w, dy, dx, accumulate);
+                if (slot == null) return;
+            }
+            int r = adapter.config().r();
+            Tensor ws = c.workspace(t * r);
+            try (Tensor av = adapter.a(l, p); Tensor bv = adapter.b(l, p);
+                 Tensor da = grads.slice(slot.offsetA(), r, in); Tensor db = grads.slice(slot.offsetB(), out, r)) {
+                Tensor wd = loraDense ? ((ProjectionWeight.Dense) w).tensor() : null;
+                backend.loraBwd(dy, x, wd, av, bv, a.mask.get(p), a.xa.get(p), scale, dx, loraDense ? accumulate : true, da, db, ws);
+            }
         }
     }
 
-    private Acts forwardLayer(int l, Tensor xIn, Ctx c, MemoryCategory outCategory) {
-        Layer ly = layers.get(l);
-        int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
-        float eps = (float) config.rmsNormEps();
-        Acts a = new Acts();
-        a.xIn = xIn;
-        long t = c.t;
-        a.h1 = act(t, d);
-        a.rstd1 = act(t);
-        backend.rmsnormFwd(xIn, ly.inputNorm, eps, a.h1, a.rstd1);
-        a.q = project(l, Projection.Q, a.h1, a, c);
-        a.k = project(l, Projection.K, a.h1, a, c);
-        a.v = project(l, Projection.V, a.h1, a, c);
-        backend.ropeFwd(a.q, a.q, c.pos, invFreq, hq, hd);
-        backend.ropeFwd(a.k, a.k, c.pos, invFreq, hkv, hd);
-        a.att = act(t, (long) hq * hd);
-        a.lse = act((long) c.b * hq * c.s);
-        backend.attentionFwd(a.q, a.k, a.v, c.seg, c.b, c.s, hq, hkv, hd, a.att, a.lse);
-        a.xMid = act(t, d);
-        try (Tensor o = project(l, Projection.O, a.att, a, c)) {
-            backend.axpy(1f, xIn, a.xMid);
-            backend.axpy(1f, o, a.xMid);
-        }
-        a.h2 = act(t, d);
-        a.rstd2 = act(t);
-        backend.rmsnormFwd(a.xMid, ly.postNorm, eps, a.h2, a.rstd2);
-        a.g = project(l, Projection.GATE, a.h2, a, c);
-        a.u = project(l, Projection.UP, a.h2, a, c);
-        a.s = act(t, config.intermediateSize());
-        backend.swigluFwd(a.g, a.u, a.s);
-        a.xOut = backend.allocate(DType.F32, outCategory, t, d);
-        try (Tensor down = project(l, Projection.DOWN, a.s, a, c)) {
-            backend.axpy(1f, a.xMid, a.xOut);
-            backend.axpy(1f, down, a.xOut);
-        }
-        return a;
+    private DecoderBlock.Activations forwardLayer(int l, Tensor xIn, Ctx c, MemoryCategory outCategory) {
+        return block.forward(l, xIn, c.pos, c.attention, c.projector, outCategory);
     }
 
-    /** dRes holds dL/d(layer output) on entry and dL/d(layer input) on return. */
-    private void backwardLayer(int l, Acts a, Ctx c, Tensor dRes) {
-        Layer ly = layers.get(l);
-        int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
-        long t = c.t, inter = config.intermediateSize();
-        try (Tensor dS = act(t, inter); Tensor dU = act(t, inter); Tensor dH = act(t, d)) {
-            projectBackward(l, Projection.DOWN, dRes, a.s, a, c, dS, false);
-            backend.swigluBwd(dS, a.g, a.u, dS, dU); // dS now holds dgate
-            projectBackward(l, Projection.GATE, dS, a.h2, a, c, dH, false);
-            projectBackward(l, Projection.UP, dU, a.h2, a, c, dH, true);
-            backend.rmsnormBwd(dH, a.xMid, ly.postNorm, a.rstd2, dH, null);
-            backend.axpy(1f, dH, dRes); // dRes = dL/dxMid
-        }
-        try (Tensor dAtt = act(t, (long) hq * hd); Tensor dq = act(t, (long) hq * hd); Tensor dk = act(t, (long) hkv * hd);
-             Tensor dv = act(t, (long) hkv * hd); Tensor dH = act(t, d)) {
-            projectBackward(l, Projection.O, dRes, a.att, a, c, dAtt, false);
-            backend.attentionBwd(a.q, a.k, a.v, a.att, dAtt, a.lse, c.seg, c.b, c.s, hq, hkv, hd, dq, dk, dv);
-            backend.ropeBwd(dq, dq, c.pos, invFreq, hq, hd);
-            backend.ropeBwd(dk, dk, c.pos, invFreq, hkv, hd);
-            projectBackward(l, Projection.Q, dq, a.h1, a, c, dH, false);
-            projectBackward(l, Projection.K, dk, a.h1, a, c, dH, true);
-            projectBackward(l, Projection.V, dv, a.h1, a, c, dH, true);
-            backend.rmsnormBwd(dH, a.xIn, ly.inputNorm, a.rstd1, dH, null);
-            backend.axpy(1f, dH, dRes); // dRes = dL/dxIn
-        }
+    private void backwardLayer(int l, DecoderBlock.Activations a, Ctx c, Tensor dRes) {
+        block.backward(l, a, c.pos, c.attention, c.projector, dRes);
     }
 
     // ---------------------------------------------------------------- whole model
@@ -431,10 +306,9 @@ public final class LoraTrainingModel implements AutoCloseable {
 
     /** {@link CheckpointMode#NONE}: every layer's activations live until its backward. */
     private double forwardBackwardStored(Ctx c, float lossScale) {
-        int nl = layers.size();
-        Acts[] acts = new Acts[nl];
-        Tensor x0 = act(c.t, config.hiddenSize());
-        backend.embeddingFwd(c.ids, embedding, x0);
+        int nl = config.numHiddenLayers();
+        DecoderBlock.Activations[] acts = new DecoderBlock.Activations[nl];
+        Tensor x0 = block.embed(c.ids);
         Tensor x = x0;
         try {
             for (int l = 0; l < nl; l++) {
@@ -451,7 +325,7 @@ public final class LoraTrainingModel implements AutoCloseable {
                 return loss;
             }
         } finally {
-            for (Acts a : acts) if (a != null) a.close();
+            for (DecoderBlock.Activations a : acts) if (a != null) a.close();
             x0.close();
         }
     }
@@ -464,17 +338,16 @@ public final class LoraTrainingModel implements AutoCloseable {
      * back-propagates through them. Peak: ⌈L/g⌉ stored inputs + g layers' activations.
      */
     private double forwardBackwardCheckpointed(Ctx c, float lossScale) {
-        int nl = layers.size(), g = checkpointGroup(), groups = (nl + g - 1) / g;
+        int nl = config.numHiddenLayers(), g = checkpointGroup(), groups = (nl + g - 1) / g;
         Tensor[] saved = new Tensor[groups];
-        Acts[] live = new Acts[g];
-        Tensor x0 = act(c.t, config.hiddenSize());
-        backend.embeddingFwd(c.ids, embedding, x0);
+        DecoderBlock.Activations[] live = new DecoderBlock.Activations[g];
+        Tensor x0 = block.embed(c.ids);
         Tensor x = x0;
         try {
             for (int l = 0; l < nl; l++) {
                 // the output is stored when it starts a group (or is the model output for the head)
                 boolean outStored = (l + 1) % g == 0 || l == nl - 1;
-                Acts a = forwardLayer(l, x, c, outStored ? MemoryCategory.CHECKPOINTS : MemoryCategory.ACTIVATIONS);
+                DecoderBlock.Activations a = forwardLayer(l, x, c, outStored ? MemoryCategory.CHECKPOINTS : MemoryCategory.ACTIVATIONS);
                 a.closeInternals();
                 if (l % g == 0) saved[l / g] = checkpointing == CheckpointMode.UNSLOTH && l / g < groups - 1 ? offload(x) : x;
                 else x.close(); // inside a group: recomputed in the backward
@@ -506,7 +379,7 @@ public final class LoraTrainingModel implements AutoCloseable {
             }
             return loss;
         } finally {
-            for (Acts a : live) if (a != null) a.close();
+            for (DecoderBlock.Activations a : live) if (a != null) a.close();
             for (Tensor s : saved) if (s != null) s.close();
             x.close(); // after a failure: the transient layer output (close is idempotent)
             x0.close();
@@ -572,10 +445,9 @@ public final class LoraTrainingModel implements AutoCloseable {
      */
     public double lossSum(Batch batch) {
         try (Ctx c = new Ctx(batch, false, 0)) {
-            Tensor x = act(c.t, config.hiddenSize());
-            backend.embeddingFwd(c.ids, embedding, x);
-            for (int l = 0; l < layers.size(); l++) {
-                Acts a = forwardLayer(l, x, c, MemoryCategory.ACTIVATIONS);
+            Tensor x = block.embed(c.ids);
+            for (int l = 0; l < config.numHiddenLayers(); l++) {
+                DecoderBlock.Activations a = forwardLayer(l, x, c, MemoryCategory.ACTIVATIONS);
                 a.closeInternals();
                 x.close();
                 x = a.xOut;
@@ -593,7 +465,7 @@ public final class LoraTrainingModel implements AutoCloseable {
         for (Backend.Offloaded o : offloads) o.close();
         offloads.clear();
         grads.close();
-        for (Tensor t : owned) t.close();
-        owned.clear();
+        block.close();
+        weights.close();
     }
 }

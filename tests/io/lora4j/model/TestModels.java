@@ -56,7 +56,7 @@ public final class TestModels {
         return new LlamaConfig("llama", 64, 96, 2, 4, kv, 16, 1e-5, 10000.0, null, 80, 128, tied, 1, List.of(2), "float32");
     }
 
-    /** A model of owned F32 tensors with seeded normal weights (std 0.05; norms 1 + noise). */
+    /** A model of owned F32 tensors with seeded normal weights (std 0.05; norms 1 + noise; the family's biases and q/k norms likewise). */
     public static LlamaWeights random(LlamaConfig c, long seed) {
         Random r = new Random(seed);
         Tensor emb = rand(r, 0.05f, 0f, c.vocabSize(), c.hiddenSize());
@@ -64,7 +64,10 @@ public final class TestModels {
         for (int l = 0; l < c.numHiddenLayers(); l++) {
             Map<Projection, ProjectionWeight> p = new EnumMap<>(Projection.class);
             for (Projection pr : Projection.values()) p.put(pr, new ProjectionWeight.Dense(rand(r, 0.05f, 0f, pr.shape(c))));
-            layers.add(new LayerWeights(rand(r, 0.1f, 1f, c.hiddenSize()), p, rand(r, 0.1f, 1f, c.hiddenSize())));
+            Map<String, Tensor> extras = new java.util.LinkedHashMap<>();
+            for (Architecture.LayerTensor t : c.architecture().layerTensors(c))
+                extras.put(t.suffix(), t.suffix().endsWith(".bias") ? rand(r, 0.05f, 0f, t.shape()) : rand(r, 0.1f, 1f, t.shape()));
+            layers.add(new LayerWeights(rand(r, 0.1f, 1f, c.hiddenSize()), p, rand(r, 0.1f, 1f, c.hiddenSize()), extras));
         }
         Tensor norm = rand(r, 0.1f, 1f, c.hiddenSize());
         Tensor head = c.tieWordEmbeddings() ? null : rand(r, 0.05f, 0f, c.vocabSize(), c.hiddenSize());

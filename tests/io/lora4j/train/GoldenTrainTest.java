@@ -68,7 +68,12 @@ class GoldenTrainTest {
         }
     }
 
-    private static void check(Backend cpu, Path dir, LlamaWeights w, String what, double lr) throws Exception {
+    /**
+     * Trains {@code dir}/init_adapter on {@code dir}/data.jsonl as the reference scripts do and
+     * compares losses, grad norms and the final adapter with {@code dir}/expected.json (also used by
+     * FamilyReferenceTest, whose reference uses the same schedule).
+     */
+    static void check(Backend cpu, Path dir, LlamaWeights w, String what, double lr) throws Exception {
         Path expected = dir.resolve("expected.json");
         assumeTrue(Files.exists(expected), "run scripts/reference/lora_train_reference.py to create " + expected);
         JsonObject exp = JsonParser.parseString(Files.readString(expected)).getAsJsonObject();

@@ -1,0 +1,56 @@
+// GeGLU with the tanh GELU (Gemma's MLP), CUDA. CPU twin and oracle: native/cpu/geglu.cpp.
+//   t = tanh(c (g + k g^3)), c = sqrt(2/pi), k = 0.044715;  h = 0.5 g (1 + t) u
+//   dg = dh u (0.5 (1 + t) + 0.5 g (1 - t^2) c (1 + 3 k g^2));  du = dh 0.5 g (1 + t)
+// All [n], elementwise, grid-stride.
+#include "lora4j/ops.h"
+#include "cuda/cuda_common.cuh"
+
+namespace {
+
+constexpr float kC = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kK = 0.044715f;
+
+__global__ void geglu_fwd_kernel(const float* gate, const float* up, int64_t n, float* h) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = gate[i];
+    const float t = tanhf(kC * (g + kK * g * g * g));
+    h[i] = 0.5f * g * (1.0f + t) * up[i];
+  }
+}
+
+__global__ void geglu_bwd_kernel(const float* dh, const float* gate, const float* up, int64_t n,
+                                 float* dgate, float* dup) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = gate[i], u = up[i], d = dh[i];
+    const float t = tanhf(kC * (g + kK * g * g * g));
+    const float dgelu = 0.5f * (1.0f + t) + 0.5f * g * (1.0f - t * t) * kC * (1.0f + 3.0f * kK * g * g);
+    dup[i] = d * (0.5f * g * (1.0f + t));
+    dgate[i] = d * u * dgelu;
+  }
+}
+
+unsigned grid_for(int64_t n) {
+  const int64_t blocks = (n + 255) / 256;
+  return static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
+}
+
+}  // namespace
+
+extern "C" {
+
+void lora4j_cuda_geglu_fwd(const float* gate, const float* up, int64_t n, float* h, void* stream) {
+  if (n == 0) return;
+  geglu_fwd_kernel<<<grid_for(n), 256, 0, as_stream(stream)>>>(gate, up, n, h);
+  LORA4J_CUDA_LAUNCH_CHECK("geglu_fwd");
+}
+
+void lora4j_cuda_geglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
+                           float* dgate, float* dup, void* stream) {
+  if (n == 0) return;
+  geglu_bwd_kernel<<<grid_for(n), 256, 0, as_stream(stream)>>>(dh, gate, up, n, dgate, dup);
+  LORA4J_CUDA_LAUNCH_CHECK("geglu_bwd");
+}
+
+}  // extern "C"

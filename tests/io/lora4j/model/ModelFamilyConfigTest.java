@@ -1,0 +1,98 @@
+package io.lora4j.model;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.lora4j.io.FormatException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** config.json of every family: the published shapes (examples/configs) and the keys refused by name. */
+class ModelFamilyConfigTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void publishedConfigsReadWithTheirFamilyAndParameterCount() throws Exception {
+        LlamaConfig qwen25 = LlamaConfig.read(Path.of("examples/configs/Qwen2.5-7B.json"));
+        assertEquals(new Architecture(ModelFamily.QWEN2, true, false, 0), qwen25.architecture(), "use_sliding_window false: no window");
+        assertEquals(7_615_616_512L, qwen25.parameterCount()); // Qwen2.5-7B: "7.61B"
+        LlamaConfig qwen3 = LlamaConfig.read(Path.of("examples/configs/Qwen3-8B.json"));
+        assertEquals(new Architecture(ModelFamily.QWEN3, false, true, 0), qwen3.architecture());
+        assertEquals(128, qwen3.headDim());
+        assertEquals(8_190_735_360L, qwen3.parameterCount()); // Qwen3-8B: "8.2B"
+        LlamaConfig mistral = LlamaConfig.read(Path.of("examples/configs/Mistral-7B-v0.3.json"));
+        assertEquals(Architecture.plain(ModelFamily.MISTRAL), mistral.architecture(), "sliding_window null");
+        assertEquals(7_248_023_552L, mistral.parameterCount()); // Mistral-7B-v0.3: 7.25B
+        LlamaConfig gemma3 = LlamaConfig.read(Path.of("examples/configs/Gemma-3-12B-text.json"));
+        Architecture g = gemma3.architecture();
+        assertTrue(g.normOffset() && g.sandwichNorms() && g.qkNorm() && g.embeddingScale() && g.activation() == Architecture.Activation.GELU_TANH);
+        assertEquals(1024, g.slidingWindow());
+        assertTrue(g.sliding(0) && g.sliding(4) && !g.sliding(5) && g.sliding(6) && !g.sliding(47), "5 local layers, then a global one");
+        assertEquals(10000.0, g.localRopeTheta());
+        assertEquals(8.0, gemma3.ropeScaling().factor());
+        assertNull(g.unsupported());
+        assertEquals(11_766_034_176L, gemma3.parameterCount()); // Gemma 3 12B: 11.77 B text parameters (+0.4 B vision)
+        LlamaConfig phi3 = LlamaConfig.read(Path.of("examples/configs/Phi-3-mini-4k-instruct.json"));
+        assertEquals(3_821_079_552L, phi3.parameterCount()); // Phi-3-mini: 3.8 B
+        assertTrue(phi3.architecture().unsupported().contains("fused qkv_proj"), "planned, not loaded");
+        assertThrows(IllegalArgumentException.class, () -> phi3.architecture().requireSupported());
+    }
+
+    @Test
+    void planOnlyFamiliesAreRefusedByTheLoaderNamingWhy() throws Exception {
+        // an empty safetensors file: the config is refused before any tensor is read
+        Files.write(dir.resolve("model.safetensors"), new byte[] {2, 0, 0, 0, 0, 0, 0, 0, '{', '}'});
+        Files.writeString(dir.resolve("config.json"), config("gemma2", ",\"attn_logit_softcapping\":50.0,\"final_logit_softcapping\":30.0"));
+        FormatException e = assertThrows(FormatException.class, () -> ModelLoader.load(dir));
+        assertTrue(e.getMessage().contains("attn_logit_softcapping 50.0") && e.getMessage().contains("planned but not loaded"), e.getMessage());
+        Files.writeString(dir.resolve("config.json"), config("phi3", ",\"partial_rotary_factor\":0.75"));
+        e = assertThrows(FormatException.class, () -> ModelLoader.load(dir));
+        assertTrue(e.getMessage().contains("partial_rotary_factor 0.75") && e.getMessage().contains("fused qkv_proj"), e.getMessage());
+    }
+
+    private String error(String json) throws Exception {
+        Path f = dir.resolve("config.json");
+        Files.writeString(f, json);
+        FormatException e = assertThrows(FormatException.class, () -> LlamaConfig.read(f));
+        assertFalse(e.getMessage().contains("\n"), "one line: " + e.getMessage());
+        assertTrue(e.getMessage().contains(f.toString()), "names the file: " + e.getMessage());
+        return e.getMessage();
+    }
+
+    private static String config(String type, String extra) {
+        return "{\"model_type\":\"" + type + "\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
+                + "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":80" + extra + "}";
+    }
+
+    @Test
+    void unknownModelTypeAndUnsupportedKeysAreNamed() throws Exception {
+        assertTrue(error(config("falcon", "")).contains("model_type 'falcon' is not supported"));
+        assertTrue(error(config("gemma3", "")).contains("gemma3_text"), "the multimodal wrapper points at its text model");
+        assertTrue(error(config("gemma3_text", ",\"layer_types\":[\"full_attention\",\"sliding_attention\"]")).contains("layer_types"));
+        assertTrue(error(config("qwen2", ",\"use_sliding_window\":true")).contains("use_sliding_window"));
+        assertTrue(error(config("qwen3", ",\"attention_bias\":true")).contains("attention_bias"));
+        assertTrue(error(config("llama", ",\"mlp_bias\":true")).contains("mlp_bias"));
+        assertTrue(error(config("mistral", ",\"sliding_window\":0")).contains("sliding_window"));
+        assertTrue(error(config("qwen2", ",\"hidden_act\":\"gelu\"")).contains("hidden_act"));
+        assertTrue(error(config("qwen2", ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}")).contains("rope_type 'yarn'"));
+    }
+
+    @Test
+    void mistralWindowIsKeptAndWrittenBack() throws Exception {
+        Path f = dir.resolve("config.json");
+        Files.writeString(f, config("mistral", ",\"sliding_window\":4096"));
+        LlamaConfig c = LlamaConfig.read(f);
+        assertEquals(4096, c.architecture().slidingWindow());
+        Path g = dir.resolve("again.json");
+        c.write(g);
+        assertEquals(c, LlamaConfig.read(g));
+        for (String type : new String[] {"qwen2", "qwen3"}) {
+            Files.writeString(f, config(type, ""));
+            LlamaConfig q = LlamaConfig.read(f);
+            q.write(g);
+            assertEquals(q, LlamaConfig.read(g), type + " round trip");
+        }
+    }
+}
