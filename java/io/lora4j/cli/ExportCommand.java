@@ -15,6 +15,7 @@ import io.lora4j.model.ModelLoader;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.tokenizer.Tokenizer;
+import io.lora4j.tokenizer.TokenizerException;
 import io.lora4j.tokenizer.Tokenizers;
 import io.lora4j.train.TrainingRun;
 import java.nio.charset.StandardCharsets;
@@ -131,8 +132,10 @@ public final class ExportCommand implements Command {
         try {
             tokPath = TrainingRun.tokenizerPath(model, cl.hasOption("tokenizer") ? Path.of(cl.getOptionValue("tokenizer")) : null);
             tok = Tokenizers.load(tokPath);
-        } catch (FormatException e) {
-            ctx.err().println("lora4j export: note: " + e.getMessage() + "; the GGUF gets no vocabulary (tokenizer.ggml.model none)");
+        } catch (FormatException | TokenizerException e) {
+            if (cl.hasOption("tokenizer")) throw e;
+            ctx.err().println("lora4j export: note: " + e.getMessage() + "; the GGUF gets placeholder tokens (<unk>, <s>, </s>, [tN]): llama.cpp runs it on token ids, text needs --tokenizer");
+            tokPath = null;
         }
         String template = null;
         ChatTemplate.Builtin builtin = forced.orElse(null);

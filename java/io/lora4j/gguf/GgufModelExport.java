@@ -38,7 +38,7 @@ public final class GgufModelExport {
     /**
      * @param fileType     the quantization of the file
      * @param name         general.name
-     * @param tokenizer    the model's tokenizer, or null (the file then has tokenizer.ggml.model "none")
+     * @param tokenizer    the model's tokenizer, or null (the file then gets a placeholder vocabulary, {@link GgufTokenizer#placeholder})
      * @param tokenizerSource the file or directory the tokenizer came from
      * @param chatTemplate tokenizer.chat_template, or null
      */
@@ -74,7 +74,7 @@ public final class GgufModelExport {
         gw.put("general.file_type", GgufValue.u32(o.fileType().ftype));
         gw.put("general.quantization_version", GgufValue.u32(QUANTIZATION_VERSION));
         if (o.tokenizer() != null) GgufTokenizer.write(o.tokenizer(), o.tokenizerSource(), o.chatTemplate(), gw);
-        else gw.put("tokenizer.ggml.model", GgufValue.string("none"));
+        else GgufTokenizer.placeholder(c, gw);
 
         boolean is70b = arch == GgufArchitecture.LLAMA && c.numHiddenLayers() == 80 && c.numAttentionHeads() != c.numKeyValueHeads();
         GgufFileType.Rule rule = o.fileType().rule(c.numHiddenLayers(), w.tied(), is70b);

@@ -90,6 +90,46 @@ public final class GgufTokenizer {
         if (chatTemplate != null) w.put("tokenizer.chat_template", GgufValue.string(chatTemplate));
     }
 
+    /**
+     * A vocabulary for a model that has no tokenizer (synthetic or test models): llama.cpp needs one
+     * to load and run a model, and with it the model runs on token ids. SentencePiece form: id 0
+     * {@code <unk>}, the config's BOS {@code <s>} and first EOS {@code </s>} (control), then as many of
+     * the 256 byte pieces {@code <0xNN>} as fit (llama.cpp's SentencePiece tokenizer falls back to
+     * them), every other id the placeholder piece {@code [tN]}. Text in or out needs the real tokenizer.
+     */
+    public static void placeholder(io.lora4j.model.LlamaConfig c, GgufWriter w) {
+        int n = c.vocabSize();
+        int bos = c.bosTokenId() == null ? -1 : c.bosTokenId(), eos = c.eosTokenId() == null ? -1 : c.eosTokenId();
+        List<String> tokens = new ArrayList<>(n);
+        int[] types = new int[n];
+        int nextByte = 0;
+        for (int i = 0; i < n; i++) {
+            if (i == 0) {
+                tokens.add("<unk>");
+                types[i] = 2;
+            } else if (i == bos || i == eos) {
+                tokens.add(i == bos ? "<s>" : "</s>");
+                types[i] = CONTROL;
+            } else if (nextByte < 256) {
+                tokens.add(String.format("<0x%02X>", nextByte++));
+                types[i] = 6;
+            } else {
+                tokens.add("[t" + i + "]");
+                types[i] = NORMAL;
+            }
+        }
+        w.put("tokenizer.ggml.model", GgufValue.string("llama"));
+        w.put("tokenizer.ggml.pre", GgufValue.string("default"));
+        w.put("tokenizer.ggml.tokens", GgufValue.strings(tokens));
+        w.put("tokenizer.ggml.scores", GgufValue.f32s(new float[n]));
+        w.put("tokenizer.ggml.token_type", GgufValue.i32s(types));
+        w.put("tokenizer.ggml.unknown_token_id", GgufValue.u32(0));
+        if (bos > 0) w.put("tokenizer.ggml.bos_token_id", GgufValue.u32(bos));
+        if (eos > 0) w.put("tokenizer.ggml.eos_token_id", GgufValue.u32(eos));
+        w.put("tokenizer.ggml.add_bos_token", GgufValue.bool(bos > 0));
+        w.put("tokenizer.ggml.add_eos_token", GgufValue.bool(false));
+    }
+
     private static JsonObject readJson(Path json) throws IOException {
         try {
             JsonElement e = JsonParser.parseString(TextFiles.readUtf8(json));
