@@ -73,8 +73,12 @@ public final class GgufModelExport {
         arch.metadata(c, gw);
         gw.put("general.file_type", GgufValue.u32(o.fileType().ftype));
         gw.put("general.quantization_version", GgufValue.u32(QUANTIZATION_VERSION));
-        if (o.tokenizer() != null) GgufTokenizer.write(o.tokenizer(), o.tokenizerSource(), o.chatTemplate(), gw);
-        else GgufTokenizer.placeholder(c, gw);
+        if (o.tokenizer() != null) {
+            GgufTokenizer.write(o.tokenizer(), o.tokenizerSource(), o.chatTemplate(), gw);
+        } else {
+            GgufTokenizer.placeholder(c, gw);
+            if (o.chatTemplate() != null) gw.put("tokenizer.chat_template", GgufValue.string(o.chatTemplate()));
+        }
 
         boolean is70b = arch == GgufArchitecture.LLAMA && c.numHiddenLayers() == 80 && c.numAttentionHeads() != c.numKeyValueHeads();
         GgufFileType.Rule rule = o.fileType().rule(c.numHiddenLayers(), w.tied(), is70b);
