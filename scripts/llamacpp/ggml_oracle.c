@@ -43,61 +43,43 @@ static int block_bytes(const char *type, int *block) {
     return 0;
 }
 
-static int dequant(const char *dir, const char *type, long n, const char *in, const char *out) {
-    int block = 0, bb = block_bytes(type, &block);
-    if (!bb || n % block) {
-        fprintf(stderr, "ggml_oracle: bad type %s or row length %ld\n", type, n);
-        return 2;
-    }
-    void *base = open_lib(dir, "libggml-base.so");
-    char name[64];
-    snprintf(name, sizeof name, "dequantize_row_%s", type);
-    void (*dq)(const void *, float *, int64_t) = (void (*)(const void *, float *, int64_t))sym(base, name);
-    FILE *f = fopen(in, "rb");
-    if (!f) { perror(in); return 2; }
+// The whole of file `path` (exits on failure); its size in *bytes.
+static unsigned char *read_all(const char *path, long *bytes) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { perror(path); exit(2); }
     fseek(f, 0, SEEK_END);
-    long bytes = ftell(f);
+    *bytes = ftell(f);
     fseek(f, 0, SEEK_SET);
-    long row_bytes = n / block * bb;
-    if (bytes % row_bytes) { fprintf(stderr, "ggml_oracle: %ld bytes are not rows of %ld\n", bytes, row_bytes); return 2; }
-    long nrows = bytes / row_bytes;
-    unsigned char *x = malloc(bytes);
-    if (fread(x, 1, bytes, f) != (size_t)bytes) { perror(in); return 2; }
+    unsigned char *b = malloc(*bytes > 0 ? *bytes : 1);
+    if (fread(b, 1, *bytes, f) != (size_t)*bytes) { perror(path); exit(2); }
     fclose(f);
-    float *y = calloc(nrows * n, 4);
-    for (long r = 0; r < nrows; r++) dq(x + r * row_bytes, y + r * n, n);
-    FILE *o = fopen(out, "wb");
-    if (!o || fwrite(y, 4 * n, nrows, o) != (size_t)nrows) { perror(out); return 2; }
-    fclose(o);
-    return 0;
+    return b;
 }
 
-static int rows(const char *dir, const char *type, long n, const char *in, const char *out) {
+static void write_all(const char *path, const void *b, long bytes) {
+    FILE *o = fopen(path, "wb");
+    if (!o || fwrite(b, 1, bytes, o) != (size_t)bytes) { perror(path); exit(2); }
+    fclose(o);
+}
+
+// quantize_row_<type>_ref (quantize) or dequantize_row_<type> (!quantize) over every row of n values in `in`.
+static int convert_rows(const char *dir, int quantize, const char *type, long n, const char *in, const char *out) {
     int block = 0, bb = block_bytes(type, &block);
-    if (!bb || n % block) {
+    if (!bb || n <= 0 || n % block) {
         fprintf(stderr, "ggml_oracle: bad type %s or row length %ld\n", type, n);
         return 2;
     }
     void *base = open_lib(dir, "libggml-base.so");
     char name[64];
-    snprintf(name, sizeof name, "quantize_row_%s_ref", type);
-    void (*q)(const float *, void *, int64_t) = (void (*)(const float *, void *, int64_t))sym(base, name);
-    FILE *f = fopen(in, "rb");
-    if (!f) { perror(in); return 2; }
-    fseek(f, 0, SEEK_END);
-    long bytes = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    long count = bytes / 4;
-    if (count % n) { fprintf(stderr, "ggml_oracle: %ld values are not rows of %ld\n", count, n); return 2; }
-    float *x = malloc(bytes);
-    if (fread(x, 4, count, f) != (size_t)count) { perror(in); return 2; }
-    fclose(f);
-    long nrows = count / n, row_bytes = n / block * bb;
-    unsigned char *y = calloc(nrows, row_bytes);
-    for (long r = 0; r < nrows; r++) q(x + r * n, y + r * row_bytes, n);
-    FILE *o = fopen(out, "wb");
-    if (!o || fwrite(y, row_bytes, nrows, o) != (size_t)nrows) { perror(out); return 2; }
-    fclose(o);
+    snprintf(name, sizeof name, quantize ? "quantize_row_%s_ref" : "dequantize_row_%s", type);
+    void (*fn)(const void *, void *, int64_t) = (void (*)(const void *, void *, int64_t))sym(base, name);
+    long bytes, row_bytes = n / block * bb, in_row = quantize ? 4 * n : row_bytes, out_row = quantize ? row_bytes : 4 * n;
+    unsigned char *x = read_all(in, &bytes);
+    if (bytes % in_row) { fprintf(stderr, "ggml_oracle: %ld bytes are not rows of %ld\n", bytes, in_row); return 2; }
+    long rows = bytes / in_row;
+    unsigned char *y = calloc(rows > 0 ? rows : 1, out_row);
+    for (long r = 0; r < rows; r++) fn(x + r * in_row, y + r * out_row, n);
+    write_all(out, y, rows * out_row);
     return 0;
 }
 
@@ -125,8 +107,8 @@ static int quantize(const char *dir, int ftype, const char *in, const char *out)
 }
 
 int main(int argc, char **argv) {
-    if (argc == 7 && !strcmp(argv[2], "rows")) return rows(argv[1], argv[3], atol(argv[4]), argv[5], argv[6]);
-    if (argc == 7 && !strcmp(argv[2], "dequant")) return dequant(argv[1], argv[3], atol(argv[4]), argv[5], argv[6]);
+    if (argc == 7 && !strcmp(argv[2], "rows")) return convert_rows(argv[1], 1, argv[3], atol(argv[4]), argv[5], argv[6]);
+    if (argc == 7 && !strcmp(argv[2], "dequant")) return convert_rows(argv[1], 0, argv[3], atol(argv[4]), argv[5], argv[6]);
     if (argc == 6 && !strcmp(argv[2], "quantize")) return quantize(argv[1], atoi(argv[3]), argv[4], argv[5]);
     fprintf(stderr, "usage: ggml_oracle LIBDIR rows|dequant TYPE N IN OUT | ggml_oracle LIBDIR quantize FTYPE IN.gguf OUT.gguf\n");
     return 2;
