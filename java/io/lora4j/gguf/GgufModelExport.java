@@ -16,7 +16,6 @@ import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.EnumMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -84,42 +83,38 @@ public final class GgufModelExport {
         GgufFileType.Rule rule = o.fileType().rule(c.numHiddenLayers(), w.tied(), is70b);
         Map<GgmlType, Integer> counts = new EnumMap<>(GgmlType.class);
         List<String> fallbacks = new ArrayList<>();
-        Map<String, Object[]> plan = new LinkedHashMap<>();
-        plan.put(GgufArchitecture.TOKEN_EMBD + ".weight", new Object[] {w.embedding(), 0});
+        List<Planned> plan = new ArrayList<>();
+        plan.add(new Planned(GgufArchitecture.TOKEN_EMBD + ".weight", w.embedding(), null, 0));
         float[] ropeFactors = GgufArchitecture.ropeFreqFactors(c);
         List<Tensor> made = new ArrayList<>();
         if (ropeFactors != null) {
             Tensor f = Tensor.ofFloats(ropeFactors, ropeFactors.length);
             made.add(f);
-            plan.put(GgufArchitecture.ROPE_FREQS + ".weight", new Object[] {f, 0});
+            plan.add(new Planned(GgufArchitecture.ROPE_FREQS + ".weight", f, null, 0));
         }
         for (int l = 0; l < c.numHiddenLayers(); l++) {
             LayerWeights lw = w.layer(l);
-            plan.put(arch.inputNormName(l), new Object[] {lw.inputLayernorm(), 0});
-            for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.O}) {
-                plan.put(arch.weightName(l, p), new Object[] {lw.projection(p), arch.permuteHeads(p, c)});
-            }
-            plan.put(arch.postNormName(l), new Object[] {lw.postAttentionLayernorm(), 0});
+            plan.add(new Planned(arch.inputNormName(l), lw.inputLayernorm(), null, 0));
+            for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.O})
+                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), arch.permuteHeads(p, c)));
+            plan.add(new Planned(arch.postNormName(l), lw.postAttentionLayernorm(), null, 0));
             for (Projection p : new Projection[] {Projection.GATE, Projection.UP, Projection.DOWN})
-                plan.put(arch.weightName(l, p), new Object[] {lw.projection(p), 0});
+                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), 0));
         }
-        plan.put(GgufArchitecture.OUTPUT_NORM + ".weight", new Object[] {w.norm(), 0});
-        if (!w.tied()) plan.put(GgufArchitecture.OUTPUT + ".weight", new Object[] {w.lmHead(), 0});
+        plan.add(new Planned(GgufArchitecture.OUTPUT_NORM + ".weight", w.norm(), null, 0));
+        if (!w.tied()) plan.add(new Planned(GgufArchitecture.OUTPUT + ".weight", w.lmHead(), null, 0));
 
         try {
-            for (Map.Entry<String, Object[]> e : plan.entrySet()) {
-                String name = e.getKey();
-                Object src = e.getValue()[0];
-                int heads = (Integer) e.getValue()[1];
-                long[] shape = src instanceof Tensor t ? t.shape() : ((ProjectionWeight) src).shape();
+            for (Planned pl : plan) {
+                long[] shape = pl.shape();
                 long[] ne = new long[shape.length];
                 for (int i = 0; i < shape.length; i++) ne[i] = shape[shape.length - 1 - i];
-                GgmlType preferred = rule.preferred(name, shape.length, ne[0]);
+                GgmlType preferred = rule.preferred(pl.name, shape.length, ne[0]);
                 GgmlType type = GgufFileType.fallback(preferred, ne[0]);
-                if (preferred != type) fallbacks.add(name + ": " + preferred.ggmlName() + " -> " + type.ggmlName());
+                if (preferred != type) fallbacks.add(pl.name + ": " + preferred.ggmlName() + " -> " + type.ggmlName());
                 counts.merge(type, 1, Integer::sum);
-                int headDim = heads == 0 ? 0 : (int) (shape[0] / heads);
-                gw.addTensor(name, type, ne, sink -> rows(src, shape, headDim, type, sink));
+                int headDim = pl.heads == 0 ? 0 : (int) (shape[0] / pl.heads);
+                gw.addTensor(pl.name, type, ne, sink -> rows(pl, shape, headDim, type, sink));
             }
             long bytes = gw.write(out);
             return new Summary(bytes, counts, fallbacks);
@@ -128,19 +123,26 @@ public final class GgufModelExport {
         }
     }
 
+    /** One tensor of the file: a plain tensor or a projection, whose rows are permuted per head when heads &gt; 0. */
+    private record Planned(String name, Tensor tensor, ProjectionWeight projection, int heads) {
+        long[] shape() {
+            return tensor != null ? tensor.shape() : projection.shape();
+        }
+    }
+
     /**
      * Streams the rows of a tensor or projection in {@code type}: fp32 rows in chunks (rows permuted
      * per head when {@code headDim} &gt; 0), quantized into the sink.
      */
-    private static void rows(Object src, long[] shape, int headDim, GgmlType type, GgufWriter.ByteSink sink) throws IOException {
+    private static void rows(Planned src, long[] shape, int headDim, GgmlType type, GgufWriter.ByteSink sink) throws IOException {
         Tensor t;
         boolean own = false;
-        if (src instanceof Tensor x) {
-            t = x;
-        } else if (src instanceof ProjectionWeight.Dense d) {
+        if (src.tensor != null) {
+            t = src.tensor;
+        } else if (src.projection instanceof ProjectionWeight.Dense d) {
             t = d.tensor();
         } else {
-            t = Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) src).weight());
+            t = Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) src.projection).weight());
             own = true;
         }
         try {

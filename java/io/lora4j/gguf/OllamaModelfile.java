@@ -70,7 +70,7 @@ public final class OllamaModelfile {
             case ALPACA:
                 return "{{- $sys := \"Below are some instructions that describe some tasks. Write responses that appropriately complete each request.\" }}"
                         + "{{- range .Messages }}{{ if eq .Role \"system\" }}{{ $sys = .Content }}{{ end }}{{ end }}{{ $sys }}\n\n"
-                        + "{{- range .Messages }}{{ if eq .Role \"user\" }}### Instruction:\n{{ .Content }}\n\n"
+                        + "{{ range .Messages }}{{ if eq .Role \"user\" }}### Instruction:\n{{ .Content }}\n\n"
                         + "{{ else if eq .Role \"assistant\" }}### Response:\n{{ .Content }}" + e + "\n\n{{ end }}{{ end }}### Response:\n";
             case LLAMA_2:
                 return "{{- $sys := \"\" }}{{- $first := true }}{{- range .Messages }}{{ if eq .Role \"system\" }}{{ $sys = .Content }}"
