@@ -309,6 +309,30 @@ class LlamaCppExportTest {
     }
 
     @Test
+    void hfDirectoryExportedByTheCli() throws Exception {
+        // the synthetic HF directory (GQA, untied, no tokenizer: placeholder tokens) through `lora4j export`, in f16
+        Path model = Path.of("tests/resources/model/synthetic-gqa-untied"), f = dir.resolve("cli-gqa-f16.gguf");
+        java.io.ByteArrayOutputStream sink = new java.io.ByteArrayOutputStream();
+        java.io.PrintStream ps = new java.io.PrintStream(sink, true, StandardCharsets.UTF_8);
+        assertEquals(0, io.lora4j.cli.Main.run(new String[] {"export", "--model", model.toString(), "--out", f.toString(), "--quant", "f16"}, ps, ps,
+                java.util.Map.of()), sink.toString(StandardCharsets.UTF_8));
+        Random r = new Random(13);
+        List<int[]> rows = new ArrayList<>();
+        for (int k = 0; k < 2; k++) {
+            int[] ids = new int[100];
+            ids[0] = 1;
+            for (int i = 1; i < ids.length; i++) ids[i] = 3 + r.nextInt(297);
+            rows.add(ids);
+        }
+        try (LlamaWeights w = ModelLoader.load(model)) {
+            double llama = mean(run(lossJob(f, null, rows, null, 0)).get(0)), same = lora4jImported(f, w.config(), rows);
+            System.out.printf(Locale.ROOT, "synthetic HF dir via the CLI, f16: llama.cpp %.6f, lora4j same weights %.6f (rel %.2e), fp32 %.6f%n", llama, same,
+                    rel(llama, same), lora4j(w, rows));
+            assertTrue(rel(llama, same) <= SAME_WEIGHTS_RTOL, llama + " vs " + same);
+        }
+    }
+
+    @Test
     void llamaCppTokenizesLikeLora4j() throws Exception {
         Path llama3 = Assets.require("llama3");
         JsonObject[] jobs = new JsonObject[2];
