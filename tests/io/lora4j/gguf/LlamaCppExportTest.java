@@ -107,6 +107,19 @@ class LlamaCppExportTest {
         return j;
     }
 
+    /** Seeded rows of BOS (1) then ids in [3, vocab). */
+    private static List<int[]> randomRows(long seed, int count, int length, int vocab) {
+        Random r = new Random(seed);
+        List<int[]> rows = new ArrayList<>();
+        for (int k = 0; k < count; k++) {
+            int[] ids = new int[length];
+            ids[0] = 1;
+            for (int i = 1; i < length; i++) ids[i] = 3 + r.nextInt(vocab - 3);
+            rows.add(ids);
+        }
+        return rows;
+    }
+
     private static JsonArray ints(int[] v) {
         JsonArray a = new JsonArray();
         for (int x : v) a.add(x);
@@ -288,14 +301,7 @@ class LlamaCppExportTest {
         // 4 heads of 24 over hidden 64 (key_length), 2 KV heads, untied head, Llama 3 RoPE scaling (rope_freqs.weight)
         LlamaConfig c = new LlamaConfig("llama", 64, 96, 2, 4, 2, 24, 1e-5, 500000.0,
                 new LlamaConfig.RopeScaling("llama3", 8.0, 1.0, 4.0, 32), 300, 256, false, 1, List.of(2), "float32");
-        Random r = new Random(9);
-        List<int[]> rows = new ArrayList<>();
-        for (int k = 0; k < 3; k++) {
-            int[] ids = new int[120];
-            ids[0] = 1;
-            for (int i = 1; i < ids.length; i++) ids[i] = 3 + r.nextInt(297);
-            rows.add(ids);
-        }
+        List<int[]> rows = randomRows(9, 3, 120, 300);
         try (LlamaWeights w = TestModels.random(c, 21)) {
             Path f = export(w, GgufFileType.F32, "gqa-rope", null, null);
             try (GgufFile g = GgufFile.open(f)) {
@@ -316,14 +322,7 @@ class LlamaCppExportTest {
         java.io.PrintStream ps = new java.io.PrintStream(sink, true, StandardCharsets.UTF_8);
         assertEquals(0, io.lora4j.cli.Main.run(new String[] {"export", "--model", model.toString(), "--out", f.toString(), "--quant", "f16"}, ps, ps,
                 java.util.Map.of()), sink.toString(StandardCharsets.UTF_8));
-        Random r = new Random(13);
-        List<int[]> rows = new ArrayList<>();
-        for (int k = 0; k < 2; k++) {
-            int[] ids = new int[100];
-            ids[0] = 1;
-            for (int i = 1; i < ids.length; i++) ids[i] = 3 + r.nextInt(297);
-            rows.add(ids);
-        }
+        List<int[]> rows = randomRows(13, 2, 100, 300);
         try (LlamaWeights w = ModelLoader.load(model)) {
             double llama = mean(run(lossJob(f, null, rows, null, 0)).get(0)), same = lora4jImported(f, w.config(), rows);
             System.out.printf(Locale.ROOT, "synthetic HF dir via the CLI, f16: llama.cpp %.6f, lora4j same weights %.6f (rel %.2e), fp32 %.6f%n", llama, same,
