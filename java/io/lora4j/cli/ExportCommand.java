@@ -170,10 +170,15 @@ public final class ExportCommand implements Command {
                 for (Map.Entry<GgmlType, Integer> e : s.types().entrySet())
                     types.append(types.length() == 0 ? "" : ", ").append(e.getValue()).append(' ').append(e.getKey().ggmlName());
                 ctx.out().printf(Locale.ROOT, "wrote %s: %s%s as %s (%s tensors: %s), %s%n", out, model,
-                        cl.hasOption("adapter") ? " + " + cl.getOptionValue("adapter") + (scale != 1f ? " x" + trim(scale) : "") : "", quant, 
+                        cl.hasOption("adapter") ? " + " + cl.getOptionValue("adapter") + (scale != 1f ? " x" + trim(scale) : "") : "", quant,
                         s.types().values().stream().mapToInt(Integer::intValue).sum(), types, size(s.bytes()));
-                if (!s.fallbacks().isEmpty())
-                    ctx.out().println("  rows that the block size does not divide fell back as llama.cpp does: " + String.join("; ", s.fallbacks()));
+                if (!s.fallbacks().isEmpty()) {
+                    Map<String, Integer> byChange = new java.util.TreeMap<>();
+                    for (String f : s.fallbacks()) byChange.merge(f.substring(f.indexOf(": ") + 2), 1, Integer::sum);
+                    StringBuilder sb = new StringBuilder();
+                    byChange.forEach((k, n) -> sb.append(sb.length() == 0 ? "" : ", ").append(n).append(' ').append(k));
+                    ctx.out().println("  " + s.fallbacks().size() + " tensors have rows their block does not divide and fell back as llama.cpp does: " + sb);
+                }
                 if (template == null) ctx.out().println("  no chat template recorded (the tokenizer has none; --chat-template NAME adds a built-in)");
             } finally {
                 if (merged != null) merged.close();
