@@ -21,6 +21,7 @@ public final class CommandRegistry {
                 .register(new TrainCommand())
                 .register(new VerifyCommand())
                 .register(new MergeCommand())
+                .register(new ExportCommand())
                 .register(new ScaleCommand())
                 .register(new DoctorCommand())
                 .register(new PlanCommand());

@@ -398,6 +398,15 @@ public final class SentencePieceBpe implements Tokenizer {
         return scores[id];
     }
 
+    /**
+     * The SentencePiece type of {@code id} (sentencepiece_model.proto: 1 normal, 2 unknown,
+     * 3 control, 4 user-defined, 5 unused, 6 byte), as GGUF's {@code tokenizer.ggml.token_type} stores it.
+     */
+    public int pieceType(int id) {
+        checkId(id);
+        return types[id];
+    }
+
     @Override
     public boolean isSpecial(int id) {
         checkId(id);

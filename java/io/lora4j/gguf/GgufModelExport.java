@@ -1,0 +1,173 @@
+package io.lora4j.gguf;
+
+import io.lora4j.io.FormatException;
+import io.lora4j.model.LayerWeights;
+import io.lora4j.model.LlamaConfig;
+import io.lora4j.model.LlamaWeights;
+import io.lora4j.model.Projection;
+import io.lora4j.model.ProjectionWeight;
+import io.lora4j.ops.Backends;
+import io.lora4j.quant.Nf4;
+import io.lora4j.tensor.Tensor;
+import io.lora4j.tokenizer.Tokenizer;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Writes a model (base or merged) as one GGUF file that llama.cpp loads: the family's architecture
+ * metadata and tensor names ({@link GgufArchitecture}), the tokenizer ({@link GgufTokenizer}), and
+ * every weight in the type {@link GgufFileType} chooses for it. Weights are converted one tensor at
+ * a time from the model as loaded (fp32/bf16/f16 tensors, NF4 projections dequantized), so the peak
+ * is one tensor in fp32 plus its quantized rows.
+ */
+public final class GgufModelExport {
+    private GgufModelExport() {}
+
+    /** ggml's GGML_QNT_VERSION, written as general.quantization_version. */
+    public static final int QUANTIZATION_VERSION = 2;
+    /** Rows converted at a time: bounds the fp32 staging of a large tensor. */
+    static final int CHUNK_ELEMENTS = 1 << 22;
+
+    /**
+     * @param fileType     the quantization of the file
+     * @param name         general.name
+     * @param tokenizer    the model's tokenizer, or null (the file then gets a placeholder vocabulary, {@link GgufTokenizer#placeholder})
+     * @param tokenizerSource the file or directory the tokenizer came from
+     * @param chatTemplate tokenizer.chat_template, or null
+     */
+    public record Options(GgufFileType fileType, String name, Tokenizer tokenizer, Path tokenizerSource, String chatTemplate) {}
+
+    /**
+     * What was written.
+     *
+     * @param bytes     the file size
+     * @param types     tensors written per type
+     * @param fallbacks tensors whose type fell back because their rows do not fit the block (name: type)
+     */
+    public record Summary(long bytes, Map<GgmlType, Integer> types, List<String> fallbacks) {}
+
+    /**
+     * Writes {@code w} to {@code out} (atomically).
+     *
+     * @throws FormatException          for a model family or tokenizer that has no GGUF form here
+     * @throws IllegalArgumentException for a shape/quantization combination lora4j cannot write
+     */
+    public static Summary write(LlamaWeights w, Options o, Path out) throws IOException {
+        LlamaConfig c = w.config();
+        GgufArchitecture arch = GgufArchitecture.of(c.modelType()).orElseThrow(() -> new FormatException(w.source() == null ? out : w.source(),
+                "model_type '" + c.modelType() + "' has no GGUF export yet"));
+        if (o.tokenizer() != null && o.tokenizer().vocabSize() != c.vocabSize())
+            throw new FormatException(o.tokenizerSource(), "the tokenizer has " + o.tokenizer().vocabSize() + " tokens, the model "
+                    + c.vocabSize());
+        GgufWriter gw = new GgufWriter();
+        gw.put("general.architecture", GgufValue.string(arch.name()));
+        gw.put("general.type", GgufValue.string("model"));
+        gw.put("general.name", GgufValue.string(o.name()));
+        arch.metadata(c, gw);
+        gw.put("general.file_type", GgufValue.u32(o.fileType().ftype));
+        gw.put("general.quantization_version", GgufValue.u32(QUANTIZATION_VERSION));
+        if (o.tokenizer() != null) {
+            GgufTokenizer.write(o.tokenizer(), o.tokenizerSource(), o.chatTemplate(), gw);
+        } else {
+            GgufTokenizer.placeholder(c, gw);
+            if (o.chatTemplate() != null) gw.put("tokenizer.chat_template", GgufValue.string(o.chatTemplate()));
+        }
+
+        boolean is70b = arch == GgufArchitecture.LLAMA && c.numHiddenLayers() == 80 && c.numAttentionHeads() != c.numKeyValueHeads();
+        GgufFileType.Rule rule = o.fileType().rule(c.numHiddenLayers(), w.tied(), is70b);
+        Map<GgmlType, Integer> counts = new EnumMap<>(GgmlType.class);
+        List<String> fallbacks = new ArrayList<>();
+        List<Planned> plan = new ArrayList<>();
+        plan.add(new Planned(GgufArchitecture.TOKEN_EMBD + ".weight", w.embedding(), null, 0));
+        float[] ropeFactors = GgufArchitecture.ropeFreqFactors(c);
+        List<Tensor> made = new ArrayList<>();
+        if (ropeFactors != null) {
+            Tensor f = Tensor.ofFloats(ropeFactors, ropeFactors.length);
+            made.add(f);
+            plan.add(new Planned(GgufArchitecture.ROPE_FREQS + ".weight", f, null, 0));
+        }
+        for (int l = 0; l < c.numHiddenLayers(); l++) {
+            LayerWeights lw = w.layer(l);
+            plan.add(new Planned(arch.inputNormName(l), lw.inputLayernorm(), null, 0));
+            for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.O})
+                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), arch.permuteHeads(p, c)));
+            plan.add(new Planned(arch.postNormName(l), lw.postAttentionLayernorm(), null, 0));
+            for (Projection p : new Projection[] {Projection.GATE, Projection.UP, Projection.DOWN})
+                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), 0));
+        }
+        plan.add(new Planned(GgufArchitecture.OUTPUT_NORM + ".weight", w.norm(), null, 0));
+        if (!w.tied()) plan.add(new Planned(GgufArchitecture.OUTPUT + ".weight", w.lmHead(), null, 0));
+
+        try {
+            for (Planned pl : plan) {
+                long[] shape = pl.shape();
+                long[] ne = new long[shape.length];
+                for (int i = 0; i < shape.length; i++) ne[i] = shape[shape.length - 1 - i];
+                GgmlType preferred = rule.preferred(pl.name, shape.length, ne[0]);
+                GgmlType type = GgufFileType.fallback(preferred, ne[0]);
+                if (preferred != type) fallbacks.add(pl.name + ": " + preferred.ggmlName() + " -> " + type.ggmlName());
+                counts.merge(type, 1, Integer::sum);
+                int headDim = pl.heads == 0 ? 0 : (int) (shape[0] / pl.heads);
+                gw.addTensor(pl.name, type, ne, sink -> rows(pl, shape, headDim, type, sink));
+            }
+            long bytes = gw.write(out);
+            return new Summary(bytes, counts, fallbacks);
+        } finally {
+            for (Tensor t : made) t.close();
+        }
+    }
+
+    /** One tensor of the file: a plain tensor or a projection, whose rows are permuted per head when heads &gt; 0. */
+    private record Planned(String name, Tensor tensor, ProjectionWeight projection, int heads) {
+        long[] shape() {
+            return tensor != null ? tensor.shape() : projection.shape();
+        }
+    }
+
+    /**
+     * Streams the rows of a tensor or projection in {@code type}: fp32 rows in chunks (rows permuted
+     * per head when {@code headDim} &gt; 0), quantized into the sink.
+     */
+    private static void rows(Planned src, long[] shape, int headDim, GgmlType type, GgufWriter.ByteSink sink) throws IOException {
+        Tensor t;
+        boolean own = false;
+        if (src.tensor != null) {
+            t = src.tensor;
+        } else if (src.projection instanceof ProjectionWeight.Dense d) {
+            t = d.tensor();
+        } else {
+            t = Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) src.projection).weight());
+            own = true;
+        }
+        try {
+            long cols = shape.length == 1 ? shape[0] : shape[1];
+            long rows = shape.length == 1 ? 1 : shape[0];
+            int chunkRows = (int) Math.max(1, Math.min(rows, CHUNK_ELEMENTS / cols));
+            if (headDim > 0) chunkRows = Math.max(headDim, chunkRows / headDim * headDim); // whole heads
+            for (long r0 = 0; r0 < rows; r0 += chunkRows) {
+                int n = (int) Math.min(chunkRows, rows - r0);
+                float[] x;
+                try (Tensor view = t.slice(r0 * cols, n, cols)) {
+                    x = view.toFloats();
+                }
+                if (headDim > 0) {
+                    float[] p = new float[x.length];
+                    for (int r = 0; r < n; r++)
+                        System.arraycopy(x, (int) (GgufArchitecture.sourceRow(r, headDim) * cols), p, (int) (r * cols), (int) cols);
+                    x = p;
+                }
+                ByteBuffer b = ByteBuffer.allocate((int) (type.rowBytes(cols) * n)).order(ByteOrder.LITTLE_ENDIAN);
+                for (int r = 0; r < n; r++) GgmlQuants.quantizeRow(type, x, (int) (r * cols), (int) cols, b);
+                sink.write(b.flip());
+            }
+        } finally {
+            if (own) t.close();
+        }
+    }
+}
