@@ -35,7 +35,7 @@ attn_fwd_kernel(const float* __restrict__ q, const float* __restrict__ k,
                 const float* __restrict__ v, const int32_t* __restrict__ seg, int64_t S,
                 int64_t Hq, int64_t Hkv, int D, float scale, float* __restrict__ out,
                 float* __restrict__ lse) {
-  extern __shared__ float smem[];
+  LORA4J_DYNAMIC_SHARED(float, smem);
   float* Qs = smem;                          // [TILE][D]   scale * q
   float* Ks = Qs + TILE * D;                 // [TILE][D+1]
   float* Vs = Ks + TILE * (D + 1);           // [TILE][D]
@@ -161,7 +161,7 @@ attn_bwd_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k,
                      const float* __restrict__ dout, const float* __restrict__ lse,
                      const int32_t* __restrict__ seg, int64_t S, int64_t Hq, int64_t Hkv, int D,
                      float scale, float* __restrict__ dk, float* __restrict__ dv) {
-  extern __shared__ float smem[];
+  LORA4J_DYNAMIC_SHARED(float, smem);
   const int ld = D + 1;
   float* Ks = smem;                       // [TILE][D+1]
   float* Vs = Ks + TILE * ld;             // [TILE][D+1]
@@ -237,7 +237,7 @@ attn_bwd_dq_kernel(const float* __restrict__ q, const float* __restrict__ k,
                    const float* __restrict__ dout, const float* __restrict__ lse,
                    const int32_t* __restrict__ seg, int64_t S, int64_t Hq, int64_t Hkv, int D,
                    float scale, float* __restrict__ dq) {
-  extern __shared__ float smem[];
+  LORA4J_DYNAMIC_SHARED(float, smem);
   const int ld = D + 1;
   float* Qs = smem;                       // [TILE][D+1] scale * q
   float* dOs = Qs + TILE * ld;            // [TILE][D+1]
@@ -320,7 +320,7 @@ void fwd_launch(const float* q, const float* k, const float* v, const int32_t* s
   allow_smem(attn_fwd_kernel<TILE>, smem);
   const dim3 grid(static_cast<unsigned>((S + TILE - 1) / TILE), static_cast<unsigned>(Hq),
                   static_cast<unsigned>(B));
-  attn_fwd_kernel<TILE><<<grid, kThreads, smem, st>>>(q, k, v, seg, S, Hq, Hkv, D,
+  LORA4J_LAUNCH(grid, kThreads, smem, st, attn_fwd_kernel<TILE>)(q, k, v, seg, S, Hq, Hkv, D,
                                                       1.0f / sqrtf(static_cast<float>(D)), out, lse);
   LORA4J_CUDA_LAUNCH_CHECK("attention_fwd");
 }
@@ -334,12 +334,10 @@ void bwd_launch(const float* q, const float* k, const float* v, const float* out
   const size_t s1 = dkdv_smem<TILE>(D), s2 = dq_smem<TILE>(D);
   allow_smem(attn_bwd_dkdv_kernel<TILE>, s1);
   allow_smem(attn_bwd_dq_kernel<TILE>, s2);
-  attn_bwd_dkdv_kernel<TILE><<<dim3(tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(B)),
-                               kThreads, s1, st>>>(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
+  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(B)), kThreads, s1, st, attn_bwd_dkdv_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
                                                    scale, dk, dv);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dkdv");
-  attn_bwd_dq_kernel<TILE><<<dim3(tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(B)),
-                             kThreads, s2, st>>>(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
+  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(B)), kThreads, s2, st, attn_bwd_dq_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
                                                  scale, dq);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dq");
 }
