@@ -307,6 +307,14 @@ void allow_smem(Kernel kernel, size_t bytes) {
                                            static_cast<int>(bytes)));
 }
 
+// The device's opt-in maximum of shared memory per block (cudaFuncSetAttribute's ceiling).
+size_t smem_optin() {
+  int dev = 0, v = 0;
+  LORA4J_CUDA_CHECK(cudaGetDevice(&dev));
+  LORA4J_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return static_cast<size_t>(v);
+}
+
 void check_shapes(int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D) {
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "attention: Hq must be a multiple of Hkv");
   LORA4J_CHECK(D > 0 && D <= kMaxD, "cuda attention: head_dim must be in [1, 256], got " + std::to_string(D));
@@ -363,7 +371,9 @@ void lora4j_cuda_attention_bwd(const float* q, const float* k, const float* v, c
                                float* dq, float* dk, float* dv, void* stream) {
   check_shapes(B, S, Hq, Hkv, D);
   if (B == 0 || S == 0) return;
-  if (D <= 128)
+  // dkdv with 32-row tiles needs 105 KiB at D = 128: more than the 99 KiB opt-in of sm_86/sm_89
+  // (RTX 30/40, L4, L40S). Take 16-row tiles where the device can't hold the 32-row ones.
+  if (D <= 128 && dkdv_smem<32>(static_cast<int>(D)) <= smem_optin())
     bwd_launch<32>(q, k, v, out, dout, lse, seg, B, S, Hq, Hkv, static_cast<int>(D), dq, dk, dv,
                    as_stream(stream));
   else

@@ -949,6 +949,22 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int dev) {
   p->maxThreadsPerMultiProcessor = q.threads_per_sm;
   return cudaSuccess;
 }
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int dev) {
+  cudaDeviceProp p;
+  const cudaError_t e = cudaGetDeviceProperties(&p, dev);
+  if (e != cudaSuccess) return e;
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *value = p.maxThreadsPerBlock; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = int(p.sharedMemPerBlock); break;
+    case cudaDevAttrWarpSize: *value = p.warpSize; break;
+    case cudaDevAttrMultiProcessorCount: *value = p.multiProcessorCount; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = p.major; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = p.minor; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = int(p.sharedMemPerBlockOptin); break;
+    default: return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: attribute not emulated");
+  }
+  return cudaSuccess;
+}
 cudaError_t cudaDriverGetVersion(int* v) {
   *v = 13000;
   return cudaSuccess;

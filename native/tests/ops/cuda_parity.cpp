@@ -3,6 +3,7 @@
 // kernel fails to write fails the check (check_close never passes a NaN). Accumulated outputs
 // start from the same random values on both sides. Also the CUDA part of `perf`.
 #ifdef LORA4J_WITH_CUDA
+#include "lora4j/infer.h"
 #include "lora4j/lora.h"
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -413,6 +415,36 @@ void par_adamw(Rng& rng) {
 
 }  // namespace
 
+// KV-cache decode attention (infer.cu) and axpy. L = 12288 is the largest cache the launcher
+// accepts (its scores fill the 48 KiB of shared memory a kernel gets without opt-in).
+void par_decode(Rng& rng) {
+  {
+    const int64_t n = 100003;
+    fvec x = rand_vec(rng, n, 1), y0 = rand_vec(rng, n, 1), y = y0;
+    lora4j_axpy(n, 0.37f, x.data(), y.data());
+    Dev dx(x), dy(y0);
+    lora4j_cuda_axpy(n, 0.37f, dx.f(), dy.f(), nullptr);
+    cmp("axpy n100003", dy, y, kElemAtol, kElemRtol);
+  }
+  struct Shape { int64_t B, L, cache, Hq, Hkv, D; };
+  for (const Shape& c : {Shape{2, 1, 4, 4, 2, 64}, Shape{3, 37, 40, 6, 6, 48}, Shape{1, 300, 333, 8, 2, 128},
+                         Shape{1, 12288, 12288, 2, 1, 8}}) {
+    const std::string tag = "attention_decode B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " Hq" +
+                            std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) + " D" + std::to_string(c.D);
+    fvec q = rand_vec(rng, c.B * c.Hq * c.D, 1), k = rand_vec(rng, c.B * c.cache * c.Hkv * c.D, 1),
+         v = rand_vec(rng, c.B * c.cache * c.Hkv * c.D, 1), out(c.B * c.Hq * c.D);
+    lora4j_attention_decode(q.data(), k.data(), v.data(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, out.data());
+    Dev dq(q), dk(k), dv(v), dout(out.size() * 4);
+    dout.poison();
+    try {
+      lora4j_cuda_attention_decode(dq.f(), dk.f(), dv.f(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, dout.f(), nullptr);
+      cmp(tag, dout, out, kRedAtol, kRedRtol);
+    } catch (const std::exception& e) {
+      check_true(tag, false, e.what());
+    }
+  }
+}
+
 int run_cuda_parity() {
   const int32_t n = lora4j_cuda_device_count();
   if (n <= 0) {
@@ -431,6 +463,7 @@ int run_cuda_parity() {
   par_offload_round_trip(rng);
   par_lora(rng);
   par_adamw(rng);
+  par_decode(rng);
   return 0;
 }
 
