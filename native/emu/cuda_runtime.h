@@ -367,6 +367,21 @@ inline __half __float2half_rn(float f) {
 }
 inline __half __float2half(float f) { return __float2half_rn(f); }
 
+// ---- static shared memory of this module ------------------------------------------------------
+// Every module (the library, a test executable) has its own lora4j_emu_shared section; hidden
+// weak references resolve to this module's bounds, and each translation unit registers them.
+extern "C" char __start_lora4j_emu_shared[] __attribute__((weak, visibility("hidden")));
+extern "C" char __stop_lora4j_emu_shared[] __attribute__((weak, visibility("hidden")));
+namespace lora4j_emu {
+void register_shared_section(char* begin, char* end);
+namespace {
+struct SharedSectionRegistrar {
+  SharedSectionRegistrar() { register_shared_section(__start_lora4j_emu_shared, __stop_lora4j_emu_shared); }
+};
+[[maybe_unused]] SharedSectionRegistrar shared_section_registrar;
+}  // namespace
+}  // namespace lora4j_emu
+
 // ---- launches -----------------------------------------------------------------------------------
 namespace lora4j_emu {
 

@@ -40,9 +40,6 @@ uint3 lora4j_emu_threadIdx;
 uint3 lora4j_emu_blockIdx;
 dim3 lora4j_emu_blockDim;
 dim3 lora4j_emu_gridDim;
-// The linker defines these for a section whose name is a C identifier.
-extern char __start_lora4j_emu_shared[] __attribute__((weak));
-extern char __stop_lora4j_emu_shared[] __attribute__((weak));
 }
 
 namespace lora4j_emu {
@@ -695,9 +692,13 @@ std::string dims(dim3 d) {
   return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
 }
 
+std::vector<std::pair<char*, char*>>& shared_sections() {
+  static std::vector<std::pair<char*, char*>> v;
+  return v;
+}
+
 void fill_shared(Block& b) {
-  if (__start_lora4j_emu_shared && __stop_lora4j_emu_shared)
-    std::memset(__start_lora4j_emu_shared, 0xFF, size_t(__stop_lora4j_emu_shared - __start_lora4j_emu_shared));
+  for (const auto& r : shared_sections()) std::memset(r.first, 0xFF, size_t(r.second - r.first));
   if (b.dyn_bytes) std::memset(b.dyn_smem, 0xFF, b.dyn_bytes);
 }
 
@@ -802,6 +803,14 @@ void run_grid(const char* name, LaunchBody* body, dim3 grid, dim3 block, size_t 
 }
 
 }  // namespace
+
+void register_shared_section(char* begin, char* end) {
+  if (!begin || end <= begin) return;
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  for (const auto& r : shared_sections())
+    if (r.first == begin) return;
+  shared_sections().emplace_back(begin, end);
+}
 
 // ---- device-side entry points -----------------------------------------------------------------
 void syncthreads(int line) {
