@@ -67,6 +67,19 @@ run ops-test 120 "$OH" test || status=1
 run ops-cuda 180 "$OH" cuda || status=1
 run ops-perf 180 "$OH" perf || status=1
 
+# ---- Java GPU tests (hook) ----
+# The GPU machine has no Java. The Java-on-CUDA half of the emulation issue adds here: a jlink'ed
+# runtime carried in the working tree (DESIGN.md §7; e.g. target/device-jre) and the test jars,
+# run against the real library built above ($BUILD/liblora4j.so, loaded first by path so the
+# JNI glue binds to it by soname: native/emu/README.md), plus a few real training steps and the
+# PEFT logits comparison. Set LORA4J_DEVICE_JAVA_TESTS to the command that does it; its log goes
+# to $OUT/java-gpu.log and its status counts.
+if [ -n "${LORA4J_DEVICE_JAVA_TESTS:-}" ]; then
+  run java-gpu 420 bash -c "$LORA4J_DEVICE_JAVA_TESTS" || status=1
+else
+  log "java-gpu: not run (LORA4J_DEVICE_JAVA_TESTS unset)"
+fi
+
 # ---- dense bf16 ceiling from PyTorch (cuBLAS), same shapes, same run ----
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" > /dev/null 2>&1; then
   timeout 120 python3 - > "$OUT/torch-ceiling.log" 2>&1 <<'EOF' || true
@@ -113,6 +126,7 @@ fi
   grep -h "^FAIL " "$OUT/harness-cuda.log" "$OUT/harness-test.log" "$OUT/harness-golden.log" 2>/dev/null | head -n 20
   grep -h -E "^(ok|FAIL) +cuda (matmul_fwd|matmul_bwd_input|bf16_matmul_fwd) T=300 in=1024" "$OUT/harness-cuda.log" 2>/dev/null
   grep -h "^SKIP" "$OUT/harness-cuda.log" 2>/dev/null
+  [ -f "$OUT/java-gpu.log" ] && { echo "-- Java on the GPU --"; tail -n 5 "$OUT/java-gpu.log"; }
   echo "-- performance (ratios to ceilings measured in this run) --"
   grep -h "^\(ok\|FAIL\) *perf" "$OUT/harness-perf-cuda.log" 2>/dev/null | sed 's/^\(ok\|FAIL\) */  /'
   sed 's/^/  /' "$OUT/torch-ceiling.log" 2>/dev/null
