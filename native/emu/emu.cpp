@@ -200,9 +200,11 @@ Stream make_stream(bool blocking) {
   return s;
 }
 Stream g_legacy = make_stream(true);
+// Never destroyed (streams outlive cudaStreamDestroy: events may still name them), so the
+// leak checker sees them reachable at exit.
 std::vector<Stream*>& streams() {
-  static std::vector<Stream*> v{&g_legacy};
-  return v;
+  static auto* v = new std::vector<Stream*>{&g_legacy};
+  return *v;
 }
 
 Stream* to_stream(cudaStream_t s) { return s ? reinterpret_cast<Stream*>(s) : &g_legacy; }
@@ -350,6 +352,7 @@ struct Block {
   size_t sched_size = 0;
   char* dyn_smem = nullptr;
   size_t dyn_bytes = 0;
+  std::vector<int> warp_arrived;  // lanes waiting at a warp operation, per warp
 };
 
 Block* g_block = nullptr;
@@ -404,6 +407,9 @@ void to_scheduler(Fiber* f, bool exiting) {
   (void)exiting;
 }
 
+// Unwinds a thread's stack to fiber_main (destroying the temporaries of the kernel's frames).
+struct AbortThread {};
+
 [[noreturn]] void fiber_main() {
 #if defined(LORA4J_EMU_ASAN)
   __sanitizer_finish_switch_fiber(nullptr, &g_block->sched_bottom, &g_block->sched_size);
@@ -411,6 +417,8 @@ void to_scheduler(Fiber* f, bool exiting) {
   Fiber* f = g_cur;
   try {
     g_block->body->run_thread();
+  } catch (const AbortThread&) {
+    // the error is recorded
   } catch (const std::exception& e) {
     if (g_block->error.empty()) g_block->error = std::string("exception in a thread: ") + e.what();
   } catch (...) {
@@ -427,8 +435,10 @@ void fiber_entry_uc() { fiber_main(); }
 
 void prepare(Fiber& f, bool unpoison) {
 #if defined(LORA4J_EMU_ASAN)
-  // A block abandoned after an error leaves its frames' redzones poisoned on the stacks.
+  // fiber_main never returns, so the redzones of its frame stay poisoned at the top of the
+  // stack; a block abandoned after an error leaves deeper frames poisoned too.
   if (unpoison) __asan_unpoison_memory_region(f.stack_lo, f.stack_size);
+  else __asan_unpoison_memory_region(f.stack_lo + f.stack_size - 4096, 4096);
 #endif
   (void)unpoison;
 #if defined(__x86_64__)
@@ -477,12 +487,11 @@ Fiber* current(const char* what) {
   return g_cur;
 }
 
-// Records a kernel error and parks the fiber: the scheduler abandons the block and throws.
-void kernel_error(Fiber* f, const std::string& msg) {
+// Records a kernel error and ends the thread; the scheduler abandons the block and throws.
+[[noreturn]] void kernel_error(Fiber* f, const std::string& msg) {
+  (void)f;
   if (g_block->error.empty()) g_block->error = msg;
-  f->state = State::Done;
-  to_scheduler(f, false);
-  __builtin_trap();
+  throw AbortThread{};
 }
 
 std::string lane_list(const std::vector<int>& v) {
@@ -539,7 +548,7 @@ void mma_compute(Fiber* lanes[32]) {
   for (int m = 0; m < 16; m++)
     for (int n = 0; n < 8; n++) {
       float acc = C[m][n];
-      for (int k = 0; k < 16; k++) acc = opaque(acc + opaque(A[m][k] * B[k][n]));
+      for (int k = 0; k < 16; k++) acc += A[m][k] * B[k][n];  // exact product: fused or not, same sum
       D[m][n] = acc;
     }
   for (int lane = 0; lane < 32; lane++) {
@@ -551,7 +560,7 @@ void mma_compute(Fiber* lanes[32]) {
 
 // The lanes of `f`'s warp named by its mask, all waiting at a warp operation? Completes it
 // (computes every lane's result) and makes them runnable. Errors for exited or missing lanes.
-void try_complete_warp(Fiber* f) {
+bool try_complete_warp(Fiber* f) {
   Block* b = g_block;
   std::vector<Fiber>& fs = *b->fibers;
   const int base = f->linear & ~31;
@@ -569,7 +578,7 @@ void try_complete_warp(Fiber* f) {
       kernel_error(f, std::string(f->what) + " at line " + std::to_string(f->line) + " (thread " +
                           std::to_string(f->linear) + "): lane " + std::to_string(l) +
                           " of its mask has exited");
-    if (o->state != State::AtWarp) return;  // not there yet
+    if (o->state != State::AtWarp) return false;  // not there yet
     if (o->kind != f->kind || o->mask != f->mask || (f->kind == kMma && o->line != f->line))
       kernel_error(f, std::string("lanes of warp ") + std::to_string(base / 32) +
                           " meet at different warp operations: " + f->what + " (line " +
@@ -617,6 +626,7 @@ void try_complete_warp(Fiber* f) {
       lanes[l]->state = State::Ready;
       b->next.push_back(lanes[l]);
     }
+  return true;
 }
 
 void warp_wait(Fiber* f) {
@@ -625,7 +635,14 @@ void warp_wait(Fiber* f) {
     kernel_error(f, std::string(f->what) + " at line " + std::to_string(f->line) + ": calling lane " +
                         std::to_string(f->linear & 31) + " is not in its own mask");
   f->state = State::AtWarp;
-  try_complete_warp(f);
+  // The full check runs once per operation, when as many lanes have arrived as the mask names,
+  // or at once when the mask names lanes past the end of the block (a partial warp).
+  Block* b = g_block;
+  const int w = f->linear >> 5;
+  const int present = std::min(32, b->n - (w << 5));
+  const bool beyond = present < 32 && (f->mask >> present) != 0;
+  if ((++b->warp_arrived[w] >= __builtin_popcount(f->mask) || beyond) && try_complete_warp(f))
+    b->warp_arrived[w] -= __builtin_popcount(f->mask);
   to_scheduler(f, false);
 }
 
@@ -722,6 +739,7 @@ void run_block(Block& b, uint3 bid, uint64_t block_seed) {
   std::mt19937_64 order(block_seed);
   b.barrier_line = -1;
   b.error.clear();
+  b.warp_arrived.assign(size_t(b.n + 31) / 32, 0);
   auto where = [&] {
     return std::string("kernel ") + b.kernel + " block " + dims(dim3(bid)) + " of grid " +
            dims(lora4j_emu_gridDim) + ", block dim " + dims(bd) + " (LORA4J_EMU_SEED=" +

@@ -1,8 +1,9 @@
-// `cuda` mode of lora4j_ops_harness: every CUDA op against its CPU twin on fresh random inputs.
+// `cuda` cases of lora4j_harness (transformer ops): every CUDA op against its CPU twin on fresh random inputs.
 // Device outputs are poisoned with NaN (all-ones bytes) before each call, so an element the
 // kernel fails to write fails the check (check_close never passes a NaN). Accumulated outputs
 // start from the same random values on both sides. Also the CUDA part of `perf`.
 #ifdef LORA4J_WITH_CUDA
+#include "tests/harness.h"
 #include "lora4j/infer.h"
 #include "lora4j/lora.h"
 #include "lora4j/ops.h"
@@ -17,25 +18,8 @@
 #include <string>
 #include <vector>
 
-// ---- harness_util.cpp -----------------------------------------------------------------------
-namespace ops_harness {
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();
-  float sym(float a);
-  int32_t below(int32_t n);
-};
-std::vector<float> rand_vec(Rng& rng, size_t n, float a);
-bool check_close(const std::string& name, const float* got, const double* ref, size_t n,
-                 double atol, double rtol);
-bool check_true(const std::string& name, bool cond, const std::string& detail);
-double now_s();
-}  // namespace ops_harness
-// ----------------------------------------------------------------------------------------------
 
-using namespace ops_harness;
+using namespace h;
 using fvec = std::vector<float>;
 using ivec = std::vector<int32_t>;
 
@@ -445,33 +429,22 @@ void par_decode(Rng& rng) {
   }
 }
 
-int run_cuda_parity() {
-  const int32_t n = lora4j_cuda_device_count();
-  if (n <= 0) {
-    std::printf("SKIP: no CUDA device (lora4j_cuda_device_count = %d)\n", n);
-    return 77;
-  }
-  std::printf("device 0: %s\n", lora4j_cuda_device_info(0));
-  Rng rng(2024);
-  par_rmsnorm(rng);
-  par_rope(rng);
-  par_attention(rng);
-  par_swiglu(rng);
-  par_embedding(rng);
-  par_ce(rng);
-  par_ce_vocab_chunks(rng);
-  par_offload_round_trip(rng);
-  par_lora(rng);
-  par_adamw(rng);
-  par_decode(rng);
-  return 0;
-}
+// One case per op family, each with its own seeded RNG.
+#define PARITY_CASE(fn, seed) const h::Register reg_##fn("cuda", #fn, [] { Rng rng(seed); fn(rng); })
+PARITY_CASE(par_rmsnorm, 2024);
+PARITY_CASE(par_rope, 2025);
+PARITY_CASE(par_attention, 2026);
+PARITY_CASE(par_swiglu, 2027);
+PARITY_CASE(par_embedding, 2028);
+PARITY_CASE(par_ce, 2029);
+PARITY_CASE(par_ce_vocab_chunks, 2030);
+PARITY_CASE(par_offload_round_trip, 2031);
+PARITY_CASE(par_lora, 2032);
+PARITY_CASE(par_adamw, 2033);
+PARITY_CASE(par_decode, 2034);
+#undef PARITY_CASE
 
-void run_cuda_perf() {
-  if (lora4j_cuda_device_count() <= 0) {
-    std::printf("CUDA perf: skipped, no device\n");
-    return;
-  }
+static void ops_cuda_perf() {
   Rng rng(7);
   auto time_dev = [](int reps, const std::function<void()>& f) {
     f();
@@ -529,4 +502,5 @@ void run_cuda_perf() {
                 "%.3f ms (%+.1f%%)\n", tbb * 1e3, flops / tbb * 1e-12, tfb * 1e3, (tfb / tbb - 1) * 100);
   }
 }
+static const h::Register reg_ops_cuda_perf("perf-cuda", "transformer ops", ops_cuda_perf);
 #endif  // LORA4J_WITH_CUDA
