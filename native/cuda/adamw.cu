@@ -57,8 +57,10 @@ void lora4j_cuda_adamw_step(float* p, const float* grad, float* m, float* v, int
           ? static_cast<float>(1.0 - static_cast<double>(lr) * static_cast<double>(weight_decay))
           : 1.0f;
   const int64_t blocks = (n + 255) / 256;
-  LORA4J_LAUNCH(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0, as_stream(stream), adamw_kernel)(p, grad, m, v, n, decay, step_size, sqrt_bc2, 1.0f - beta1,
-                                      beta2, 1.0f - beta2, eps, grad_scale);
+  LORA4J_LAUNCH(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0,
+                as_stream(stream), adamw_kernel)(
+      p, grad, m, v, n, decay, step_size, sqrt_bc2, 1.0f - beta1, beta2, 1.0f - beta2, eps,
+      grad_scale);
   LORA4J_CUDA_LAUNCH_CHECK("adamw_step");
 }
 

@@ -328,8 +328,8 @@ void fwd_launch(const float* q, const float* k, const float* v, const int32_t* s
   allow_smem(attn_fwd_kernel<TILE>, smem);
   const dim3 grid(static_cast<unsigned>((S + TILE - 1) / TILE), static_cast<unsigned>(Hq),
                   static_cast<unsigned>(B));
-  LORA4J_LAUNCH(grid, kThreads, smem, st, attn_fwd_kernel<TILE>)(q, k, v, seg, S, Hq, Hkv, D,
-                                                      1.0f / sqrtf(static_cast<float>(D)), out, lse);
+  LORA4J_LAUNCH(grid, kThreads, smem, st, attn_fwd_kernel<TILE>)(
+      q, k, v, seg, S, Hq, Hkv, D, 1.0f / sqrtf(static_cast<float>(D)), out, lse);
   LORA4J_CUDA_LAUNCH_CHECK("attention_fwd");
 }
 
@@ -342,11 +342,12 @@ void bwd_launch(const float* q, const float* k, const float* v, const float* out
   const size_t s1 = dkdv_smem<TILE>(D), s2 = dq_smem<TILE>(D);
   allow_smem(attn_bwd_dkdv_kernel<TILE>, s1);
   allow_smem(attn_bwd_dq_kernel<TILE>, s2);
-  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(B)), kThreads, s1, st, attn_bwd_dkdv_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
-                                                   scale, dk, dv);
+  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(B)), kThreads, s1, st,
+                attn_bwd_dkdv_kernel<TILE>)(
+      q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, dk, dv);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dkdv");
-  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(B)), kThreads, s2, st, attn_bwd_dq_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
-                                                 scale, dq);
+  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(B)), kThreads, s2, st,
+                attn_bwd_dq_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, dq);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dq");
 }
 

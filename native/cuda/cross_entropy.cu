@@ -154,8 +154,8 @@ extern "C" {
 void lora4j_cuda_ce_fwd(const float* logits, const int32_t* labels, int64_t T, int64_t V,
                         float* loss, float* loss_sum, void* stream) {
   if (T == 0) return;
-  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), ce_fwd_kernel)(logits, labels, V,
-                                                                            loss);
+  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), ce_fwd_kernel)(
+      logits, labels, V, loss);
   LORA4J_CUDA_LAUNCH_CHECK("ce_fwd");
   if (loss_sum) {
     LORA4J_LAUNCH(1, 1024, 0, as_stream(stream), sum_kernel)(loss, T, loss_sum);
@@ -166,8 +166,8 @@ void lora4j_cuda_ce_fwd(const float* logits, const int32_t* labels, int64_t T, i
 void lora4j_cuda_ce_bwd(const float* logits, const int32_t* labels, int64_t T, int64_t V,
                         float scale, float* dlogits, void* stream) {
   if (T == 0) return;
-  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), ce_bwd_kernel)(logits, labels, V,
-                                                                            scale, dlogits);
+  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), ce_bwd_kernel)(
+      logits, labels, V, scale, dlogits);
   LORA4J_CUDA_LAUNCH_CHECK("ce_bwd");
 }
 
@@ -189,8 +189,8 @@ void lora4j_cuda_ce_chunk_finalize(const int32_t* labels, const float* row_max,
     return;
   }
   const unsigned blocks = static_cast<unsigned>((n + 255) / 256);
-  LORA4J_LAUNCH(blocks, 256, 0, as_stream(stream), ce_chunk_finalize_kernel)(labels, row_max, row_sum,
-                                                                  target_logit, n, lse, loss);
+  LORA4J_LAUNCH(blocks, 256, 0, as_stream(stream), ce_chunk_finalize_kernel)(
+      labels, row_max, row_sum, target_logit, n, lse, loss);
   LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_finalize");
   if (loss_sum) {
     LORA4J_LAUNCH(1, 1024, 0, as_stream(stream), sum_kernel)(loss, n, loss_sum);

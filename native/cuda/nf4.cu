@@ -593,7 +593,8 @@ void launch_quantize(const void* w, int32_t dtype, int64_t n, int32_t blocksize,
   LORA4J_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&bad), sizeof(*bad), st));
   LORA4J_CUDA_CHECK(cudaMemsetAsync(bad, 0xFF, sizeof(*bad), st));  // ULLONG_MAX: none
   const int threads = blocksize >= 1024 ? 256 : 64;
-  LORA4J_LAUNCH(unsigned(nblocks), threads, 0, st, nf4_quantize_kernel)(w, dtype, n, blocksize, packed, absmax, bad);
+  LORA4J_LAUNCH(unsigned(nblocks), threads, 0, st, nf4_quantize_kernel)(
+      w, dtype, n, blocksize, packed, absmax, bad);
   LORA4J_CUDA_LAUNCH_CHECK("nf4_quantize_kernel");
   unsigned long long first = 0;
   LORA4J_CUDA_CHECK(cudaMemcpyAsync(&first, bad, sizeof(first), cudaMemcpyDeviceToHost, st));
@@ -620,7 +621,8 @@ void launch_dequantize(const uint8_t* packed, const float* absmax, int64_t n, in
   }
   const int64_t rest = n - ngroups * 32;
   if (rest > 0) {
-    LORA4J_LAUNCH(grid_for(rest, 256), 256, 0, st, nf4_dequant_scalar_kernel<OutT>)(packed, absmax, ngroups * 32, n, sh, out);
+    LORA4J_LAUNCH(grid_for(rest, 256), 256, 0, st, nf4_dequant_scalar_kernel<OutT>)(
+        packed, absmax, ngroups * 32, n, sh, out);
     LORA4J_CUDA_LAUNCH_CHECK(name);
   }
 }
@@ -657,7 +659,8 @@ void launch_double_quant(const float* absmax, int64_t nblocks, uint8_t* q, float
   LORA4J_LAUNCH(1, 1, 0, st, mean_kernel)(part, nchunks, nblocks, offset);
   LORA4J_CUDA_LAUNCH_CHECK("mean_kernel");
   const int64_t ng = (nblocks + kNestedBlock - 1) / kNestedBlock;
-  LORA4J_LAUNCH(unsigned(ng), kNestedBlock, 0, st, nested_quant_kernel)(absmax, nblocks, offset, map, q, nested);
+  LORA4J_LAUNCH(unsigned(ng), kNestedBlock, 0, st, nested_quant_kernel)(
+      absmax, nblocks, offset, map, q, nested);
   LORA4J_CUDA_LAUNCH_CHECK("nested_quant_kernel");
   LORA4J_CUDA_CHECK(cudaFreeAsync(part, st));
 }
@@ -674,7 +677,8 @@ void launch_gemm(const float* A, int64_t M, int64_t N, int64_t K, const uint8_t*
   const int sh = MODE == 2 ? 0 : log2_pow2(blocksize);
   const int64_t gx = (N + BN - 1) / BN, gy = (M + BM - 1) / BM;
   LORA4J_CHECK(gy <= 65535, "T too large for one launch: " + std::to_string(M));
-  LORA4J_LAUNCH(dim3(unsigned(gx), unsigned(gy)), kThreads, 0, st, gemm_kernel<MODE>)(A, M, N, K, w4, absmax, sh, w16, C);
+  LORA4J_LAUNCH(dim3(unsigned(gx), unsigned(gy)), kThreads, 0, st, gemm_kernel<MODE>)(
+      A, M, N, K, w4, absmax, sh, w16, C);
   LORA4J_CUDA_LAUNCH_CHECK(name);
 }
 

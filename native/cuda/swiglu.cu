@@ -44,7 +44,8 @@ void lora4j_cuda_swiglu_fwd(const float* gate, const float* up, int64_t n, float
 void lora4j_cuda_swiglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
                             float* dgate, float* dup, void* stream) {
   if (n == 0) return;
-  LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), swiglu_bwd_kernel)(dh, gate, up, n, dgate, dup);
+  LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), swiglu_bwd_kernel)(
+      dh, gate, up, n, dgate, dup);
   LORA4J_CUDA_LAUNCH_CHECK("swiglu_bwd");
 }
 
