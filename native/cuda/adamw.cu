@@ -57,14 +57,15 @@ void lora4j_cuda_adamw_step(float* p, const float* grad, float* m, float* v, int
           ? static_cast<float>(1.0 - static_cast<double>(lr) * static_cast<double>(weight_decay))
           : 1.0f;
   const int64_t blocks = (n + 255) / 256;
-  adamw_kernel<<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0,
-                 as_stream(stream)>>>(p, grad, m, v, n, decay, step_size, sqrt_bc2, 1.0f - beta1,
-                                      beta2, 1.0f - beta2, eps, grad_scale);
+  LORA4J_LAUNCH(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0,
+                as_stream(stream), adamw_kernel)(
+      p, grad, m, v, n, decay, step_size, sqrt_bc2, 1.0f - beta1, beta2, 1.0f - beta2, eps,
+      grad_scale);
   LORA4J_CUDA_LAUNCH_CHECK("adamw_step");
 }
 
 void lora4j_cuda_sumsq(const float* x, int64_t n, double* out, void* stream) {
-  sumsq_kernel<<<1, 1024, 0, as_stream(stream)>>>(x, n, out);
+  LORA4J_LAUNCH(1, 1024, 0, as_stream(stream), sumsq_kernel)(x, n, out);
   LORA4J_CUDA_LAUNCH_CHECK("sumsq");
 }
 

@@ -35,7 +35,7 @@ attn_fwd_kernel(const float* __restrict__ q, const float* __restrict__ k,
                 const float* __restrict__ v, const int32_t* __restrict__ seg, int64_t S,
                 int64_t Hq, int64_t Hkv, int D, float scale, float* __restrict__ out,
                 float* __restrict__ lse) {
-  extern __shared__ float smem[];
+  LORA4J_DYNAMIC_SHARED(float, smem);
   float* Qs = smem;                          // [TILE][D]   scale * q
   float* Ks = Qs + TILE * D;                 // [TILE][D+1]
   float* Vs = Ks + TILE * (D + 1);           // [TILE][D]
@@ -161,7 +161,7 @@ attn_bwd_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k,
                      const float* __restrict__ dout, const float* __restrict__ lse,
                      const int32_t* __restrict__ seg, int64_t S, int64_t Hq, int64_t Hkv, int D,
                      float scale, float* __restrict__ dk, float* __restrict__ dv) {
-  extern __shared__ float smem[];
+  LORA4J_DYNAMIC_SHARED(float, smem);
   const int ld = D + 1;
   float* Ks = smem;                       // [TILE][D+1]
   float* Vs = Ks + TILE * ld;             // [TILE][D+1]
@@ -237,7 +237,7 @@ attn_bwd_dq_kernel(const float* __restrict__ q, const float* __restrict__ k,
                    const float* __restrict__ dout, const float* __restrict__ lse,
                    const int32_t* __restrict__ seg, int64_t S, int64_t Hq, int64_t Hkv, int D,
                    float scale, float* __restrict__ dq) {
-  extern __shared__ float smem[];
+  LORA4J_DYNAMIC_SHARED(float, smem);
   const int ld = D + 1;
   float* Qs = smem;                       // [TILE][D+1] scale * q
   float* dOs = Qs + TILE * ld;            // [TILE][D+1]
@@ -307,6 +307,14 @@ void allow_smem(Kernel kernel, size_t bytes) {
                                            static_cast<int>(bytes)));
 }
 
+// The device's opt-in maximum of shared memory per block (cudaFuncSetAttribute's ceiling).
+size_t smem_optin() {
+  int dev = 0, v = 0;
+  LORA4J_CUDA_CHECK(cudaGetDevice(&dev));
+  LORA4J_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return static_cast<size_t>(v);
+}
+
 void check_shapes(int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D) {
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "attention: Hq must be a multiple of Hkv");
   LORA4J_CHECK(D > 0 && D <= kMaxD, "cuda attention: head_dim must be in [1, 256], got " + std::to_string(D));
@@ -320,8 +328,8 @@ void fwd_launch(const float* q, const float* k, const float* v, const int32_t* s
   allow_smem(attn_fwd_kernel<TILE>, smem);
   const dim3 grid(static_cast<unsigned>((S + TILE - 1) / TILE), static_cast<unsigned>(Hq),
                   static_cast<unsigned>(B));
-  attn_fwd_kernel<TILE><<<grid, kThreads, smem, st>>>(q, k, v, seg, S, Hq, Hkv, D,
-                                                      1.0f / sqrtf(static_cast<float>(D)), out, lse);
+  LORA4J_LAUNCH(grid, kThreads, smem, st, attn_fwd_kernel<TILE>)(
+      q, k, v, seg, S, Hq, Hkv, D, 1.0f / sqrtf(static_cast<float>(D)), out, lse);
   LORA4J_CUDA_LAUNCH_CHECK("attention_fwd");
 }
 
@@ -334,13 +342,12 @@ void bwd_launch(const float* q, const float* k, const float* v, const float* out
   const size_t s1 = dkdv_smem<TILE>(D), s2 = dq_smem<TILE>(D);
   allow_smem(attn_bwd_dkdv_kernel<TILE>, s1);
   allow_smem(attn_bwd_dq_kernel<TILE>, s2);
-  attn_bwd_dkdv_kernel<TILE><<<dim3(tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(B)),
-                               kThreads, s1, st>>>(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
-                                                   scale, dk, dv);
+  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(B)), kThreads, s1, st,
+                attn_bwd_dkdv_kernel<TILE>)(
+      q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, dk, dv);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dkdv");
-  attn_bwd_dq_kernel<TILE><<<dim3(tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(B)),
-                             kThreads, s2, st>>>(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D,
-                                                 scale, dq);
+  LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(B)), kThreads, s2, st,
+                attn_bwd_dq_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, dq);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dq");
 }
 
@@ -365,7 +372,9 @@ void lora4j_cuda_attention_bwd(const float* q, const float* k, const float* v, c
                                float* dq, float* dk, float* dv, void* stream) {
   check_shapes(B, S, Hq, Hkv, D);
   if (B == 0 || S == 0) return;
-  if (D <= 128)
+  // dkdv with 32-row tiles needs 105 KiB at D = 128: more than the 99 KiB opt-in of sm_86/sm_89
+  // (RTX 30/40, L4, L40S). Take 16-row tiles where the device can't hold the 32-row ones.
+  if (D <= 128 && dkdv_smem<32>(static_cast<int>(D)) <= smem_optin())
     bwd_launch<32>(q, k, v, out, dout, lse, seg, B, S, Hq, Hkv, static_cast<int>(D), dq, dk, dv,
                    as_stream(stream));
   else

@@ -154,11 +154,11 @@ extern "C" {
 void lora4j_cuda_ce_fwd(const float* logits, const int32_t* labels, int64_t T, int64_t V,
                         float* loss, float* loss_sum, void* stream) {
   if (T == 0) return;
-  ce_fwd_kernel<<<static_cast<unsigned>(T), kThreads, 0, as_stream(stream)>>>(logits, labels, V,
-                                                                            loss);
+  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), ce_fwd_kernel)(
+      logits, labels, V, loss);
   LORA4J_CUDA_LAUNCH_CHECK("ce_fwd");
   if (loss_sum) {
-    sum_kernel<<<1, 1024, 0, as_stream(stream)>>>(loss, T, loss_sum);
+    LORA4J_LAUNCH(1, 1024, 0, as_stream(stream), sum_kernel)(loss, T, loss_sum);
     LORA4J_CUDA_LAUNCH_CHECK("ce_fwd loss_sum");
   }
 }
@@ -166,8 +166,8 @@ void lora4j_cuda_ce_fwd(const float* logits, const int32_t* labels, int64_t T, i
 void lora4j_cuda_ce_bwd(const float* logits, const int32_t* labels, int64_t T, int64_t V,
                         float scale, float* dlogits, void* stream) {
   if (T == 0) return;
-  ce_bwd_kernel<<<static_cast<unsigned>(T), kThreads, 0, as_stream(stream)>>>(logits, labels, V,
-                                                                            scale, dlogits);
+  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), ce_bwd_kernel)(
+      logits, labels, V, scale, dlogits);
   LORA4J_CUDA_LAUNCH_CHECK("ce_bwd");
 }
 
@@ -176,7 +176,7 @@ void lora4j_cuda_ce_chunk_stats(const float* logits, const int32_t* labels, int6
                                 float* target_logit, void* stream) {
   LORA4J_CHECK(vc >= 1 && v0 >= 0, "cuda_ce_chunk_stats: slice must be non-empty, v0 >= 0");
   if (n == 0) return;
-  ce_chunk_stats_kernel<<<static_cast<unsigned>(n), kThreads, 0, as_stream(stream)>>>(
+  LORA4J_LAUNCH(static_cast<unsigned>(n), kThreads, 0, as_stream(stream), ce_chunk_stats_kernel)(
       logits, labels, vc, v0, first, row_max, row_sum, target_logit);
   LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_stats");
 }
@@ -189,11 +189,11 @@ void lora4j_cuda_ce_chunk_finalize(const int32_t* labels, const float* row_max,
     return;
   }
   const unsigned blocks = static_cast<unsigned>((n + 255) / 256);
-  ce_chunk_finalize_kernel<<<blocks, 256, 0, as_stream(stream)>>>(labels, row_max, row_sum,
-                                                                  target_logit, n, lse, loss);
+  LORA4J_LAUNCH(blocks, 256, 0, as_stream(stream), ce_chunk_finalize_kernel)(
+      labels, row_max, row_sum, target_logit, n, lse, loss);
   LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_finalize");
   if (loss_sum) {
-    sum_kernel<<<1, 1024, 0, as_stream(stream)>>>(loss, n, loss_sum);
+    LORA4J_LAUNCH(1, 1024, 0, as_stream(stream), sum_kernel)(loss, n, loss_sum);
     LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_finalize loss_sum");
   }
 }
@@ -202,7 +202,7 @@ void lora4j_cuda_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, 
                                int64_t v0, const float* lse, float scale, void* stream) {
   LORA4J_CHECK(vc >= 1 && v0 >= 0, "cuda_ce_chunk_grad: slice must be non-empty, v0 >= 0");
   if (n == 0) return;
-  ce_chunk_grad_kernel<<<static_cast<unsigned>(n), kThreads, 0, as_stream(stream)>>>(
+  LORA4J_LAUNCH(static_cast<unsigned>(n), kThreads, 0, as_stream(stream), ce_chunk_grad_kernel)(
       logits, labels, vc, v0, lse, scale);
   LORA4J_CUDA_LAUNCH_CHECK("ce_chunk_grad");
 }

@@ -42,16 +42,16 @@ extern "C" {
 void lora4j_cuda_embedding_fwd(const int32_t* ids, const float* table, int64_t T, int64_t dim,
                                int64_t vocab, float* out, void* stream) {
   if (T * dim == 0) return;
-  embedding_fwd_kernel<<<grid_for(T * dim), 256, 0, as_stream(stream)>>>(ids, table, T, dim,
-                                                                          vocab, out);
+  LORA4J_LAUNCH(grid_for(T * dim), 256, 0, as_stream(stream), embedding_fwd_kernel)(
+      ids, table, T, dim, vocab, out);
   LORA4J_CUDA_LAUNCH_CHECK("embedding_fwd");
 }
 
 void lora4j_cuda_embedding_bwd(const int32_t* ids, const float* dout, int64_t T, int64_t dim,
                                int64_t vocab, float* dtable, void* stream) {
   if (T * dim == 0) return;
-  embedding_bwd_kernel<<<grid_for(T * dim), 256, 0, as_stream(stream)>>>(ids, dout, T, dim,
-                                                                          vocab, dtable);
+  LORA4J_LAUNCH(grid_for(T * dim), 256, 0, as_stream(stream), embedding_bwd_kernel)(
+      ids, dout, T, dim, vocab, dtable);
   LORA4J_CUDA_LAUNCH_CHECK("embedding_bwd");
 }
 

@@ -47,7 +47,7 @@ __global__ void decode_attention_kernel(const float* __restrict__ q,
                                         const float* __restrict__ v_cache, int64_t L,
                                         int64_t cache_len, int64_t Hq, int64_t Hkv, int64_t D,
                                         float scale, float* __restrict__ out) {
-  extern __shared__ float s[];  // [L]
+  LORA4J_DYNAMIC_SHARED(float, s);  // [L]
   __shared__ float red[32];
   const int64_t b = blockIdx.x / Hq, h = blockIdx.x % Hq;
   const int64_t kvh = h / (Hq / Hkv);
@@ -86,7 +86,7 @@ void lora4j_cuda_axpy(int64_t n, float alpha, const float* x, float* y, void* st
   if (n == 0) return;
   int64_t blocks = (n + kThreads - 1) / kThreads;
   if (blocks > 65535) blocks = 65535;
-  axpy_kernel<<<(unsigned)blocks, kThreads, 0, as_stream(stream)>>>(n, alpha, x, y);
+  LORA4J_LAUNCH((unsigned)blocks, kThreads, 0, as_stream(stream), axpy_kernel)(n, alpha, x, y);
   LORA4J_CUDA_LAUNCH_CHECK("axpy");
 }
 
@@ -97,7 +97,14 @@ void lora4j_cuda_attention_decode(const float* q, const float* k_cache, const fl
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "query heads must be a multiple of KV heads");
   LORA4J_CHECK(L * sizeof(float) <= 48 * 1024, "decode attention supports at most 12288 cached positions");
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
-  decode_attention_kernel<<<(unsigned)(B * Hq), kThreads, L * sizeof(float), as_stream(stream)>>>(
+  // The kernel's static `red` (32 floats) counts against the same 48 KiB as the scores: above
+  // that sum the launch needs the opt-in (every sm_80+ device allows 99 KiB or more).
+  const size_t smem = static_cast<size_t>(L) * sizeof(float);
+  if (smem + 32 * sizeof(float) > 48 * 1024)
+    LORA4J_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem)));
+  LORA4J_LAUNCH((unsigned)(B * Hq), kThreads, smem, as_stream(stream), decode_attention_kernel)(
       q, k_cache, v_cache, L, cache_len, Hq, Hkv, D, scale, out);
   LORA4J_CUDA_LAUNCH_CHECK("attention_decode");
 }

@@ -103,13 +103,17 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   const dim3 grid(static_cast<unsigned>((N + kBN - 1) / kBN),
                   static_cast<unsigned>((M + kBM - 1) / kBM));
   if (!ta && !tb)
-    gemm_kernel<false, false><<<grid, kThreads, 0, st>>>(M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
+    LORA4J_LAUNCH(grid, kThreads, 0, st, gemm_kernel<false, false>)(
+        M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
   else if (!ta && tb)
-    gemm_kernel<false, true><<<grid, kThreads, 0, st>>>(M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
+    LORA4J_LAUNCH(grid, kThreads, 0, st, gemm_kernel<false, true>)(
+        M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
   else if (ta && !tb)
-    gemm_kernel<true, false><<<grid, kThreads, 0, st>>>(M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
+    LORA4J_LAUNCH(grid, kThreads, 0, st, gemm_kernel<true, false>)(
+        M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
   else
-    gemm_kernel<true, true><<<grid, kThreads, 0, st>>>(M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
+    LORA4J_LAUNCH(grid, kThreads, 0, st, gemm_kernel<true, true>)(
+        M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC);
   LORA4J_CUDA_LAUNCH_CHECK(name);
 }
 
@@ -184,8 +188,8 @@ void lora4j_cuda_dropout_mask(uint64_t seed, int64_t n, float p, float* mask, vo
   if (n == 0) return;
   const float keep = 1.0f / (1.0f - p);
   const int64_t blocks = (n + 255) / 256;
-  dropout_mask_kernel<<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0,
-                        as_stream(stream)>>>(seed, n, p, keep, mask);
+  LORA4J_LAUNCH(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), 256, 0,
+                as_stream(stream), dropout_mask_kernel)(seed, n, p, keep, mask);
   LORA4J_CUDA_LAUNCH_CHECK("dropout_mask");
 }
 

@@ -267,12 +267,19 @@ constexpr int kThreads = 256;
 
 __device__ __forceinline__ uint16_t f2bf(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
 
+// The one tensor-core instruction. In the emulation build its twin gathers the fragments of
+// all 32 lanes by the PTX ISA layout (native/emu/emu.cpp); the only forked body.
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(LORA4J_CUDA_EMULATED)
+  const float acc[4] = {c[0], c[1], c[2], c[3]};
+  lora4j_emu::mma_m16n8k16_bf16(c, a, b, acc);
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
       "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // A operand loader: rows of an fp32 [M, K] row-major matrix. Thread t loads 4 float4-sized
@@ -586,7 +593,8 @@ void launch_quantize(const void* w, int32_t dtype, int64_t n, int32_t blocksize,
   LORA4J_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&bad), sizeof(*bad), st));
   LORA4J_CUDA_CHECK(cudaMemsetAsync(bad, 0xFF, sizeof(*bad), st));  // ULLONG_MAX: none
   const int threads = blocksize >= 1024 ? 256 : 64;
-  nf4_quantize_kernel<<<unsigned(nblocks), threads, 0, st>>>(w, dtype, n, blocksize, packed, absmax, bad);
+  LORA4J_LAUNCH(unsigned(nblocks), threads, 0, st, nf4_quantize_kernel)(
+      w, dtype, n, blocksize, packed, absmax, bad);
   LORA4J_CUDA_LAUNCH_CHECK("nf4_quantize_kernel");
   unsigned long long first = 0;
   LORA4J_CUDA_CHECK(cudaMemcpyAsync(&first, bad, sizeof(first), cudaMemcpyDeviceToHost, st));
@@ -607,13 +615,14 @@ void launch_dequantize(const uint8_t* packed, const float* absmax, int64_t n, in
                        (reinterpret_cast<uintptr_t>(packed) % 16 == 0);
   const int64_t ngroups = aligned ? n / 32 : 0;
   if (ngroups > 0) {
-    nf4_dequant_vec_kernel<OutT><<<grid_for(ngroups, 256), 256, 0, st>>>(
+    LORA4J_LAUNCH(grid_for(ngroups, 256), 256, 0, st, nf4_dequant_vec_kernel<OutT>)(
         reinterpret_cast<const uint4*>(packed), absmax, ngroups, sh, out);
     LORA4J_CUDA_LAUNCH_CHECK(name);
   }
   const int64_t rest = n - ngroups * 32;
   if (rest > 0) {
-    nf4_dequant_scalar_kernel<OutT><<<grid_for(rest, 256), 256, 0, st>>>(packed, absmax, ngroups * 32, n, sh, out);
+    LORA4J_LAUNCH(grid_for(rest, 256), 256, 0, st, nf4_dequant_scalar_kernel<OutT>)(
+        packed, absmax, ngroups * 32, n, sh, out);
     LORA4J_CUDA_LAUNCH_CHECK(name);
   }
 }
@@ -645,12 +654,13 @@ void launch_double_quant(const float* absmax, int64_t nblocks, uint8_t* q, float
   const int64_t nchunks = (nblocks + kMeanChunk - 1) / kMeanChunk;
   double* part = nullptr;
   LORA4J_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&part), size_t(nchunks) * sizeof(double), st));
-  chunk_sum_kernel<<<grid_for(nchunks, 128), 128, 0, st>>>(absmax, nblocks, part);
+  LORA4J_LAUNCH(grid_for(nchunks, 128), 128, 0, st, chunk_sum_kernel)(absmax, nblocks, part);
   LORA4J_CUDA_LAUNCH_CHECK("chunk_sum_kernel");
-  mean_kernel<<<1, 1, 0, st>>>(part, nchunks, nblocks, offset);
+  LORA4J_LAUNCH(1, 1, 0, st, mean_kernel)(part, nchunks, nblocks, offset);
   LORA4J_CUDA_LAUNCH_CHECK("mean_kernel");
   const int64_t ng = (nblocks + kNestedBlock - 1) / kNestedBlock;
-  nested_quant_kernel<<<unsigned(ng), kNestedBlock, 0, st>>>(absmax, nblocks, offset, map, q, nested);
+  LORA4J_LAUNCH(unsigned(ng), kNestedBlock, 0, st, nested_quant_kernel)(
+      absmax, nblocks, offset, map, q, nested);
   LORA4J_CUDA_LAUNCH_CHECK("nested_quant_kernel");
   LORA4J_CUDA_CHECK(cudaFreeAsync(part, st));
 }
@@ -667,7 +677,8 @@ void launch_gemm(const float* A, int64_t M, int64_t N, int64_t K, const uint8_t*
   const int sh = MODE == 2 ? 0 : log2_pow2(blocksize);
   const int64_t gx = (N + BN - 1) / BN, gy = (M + BM - 1) / BM;
   LORA4J_CHECK(gy <= 65535, "T too large for one launch: " + std::to_string(M));
-  gemm_kernel<MODE><<<dim3(unsigned(gx), unsigned(gy)), kThreads, 0, st>>>(A, M, N, K, w4, absmax, sh, w16, C);
+  LORA4J_LAUNCH(dim3(unsigned(gx), unsigned(gy)), kThreads, 0, st, gemm_kernel<MODE>)(
+      A, M, N, K, w4, absmax, sh, w16, C);
   LORA4J_CUDA_LAUNCH_CHECK(name);
 }
 
@@ -699,7 +710,7 @@ void lora4j_cuda_nf4_dequant_absmax(const uint8_t* qabsmax, const float* nested_
                                     float offset, int64_t nblocks, float* absmax, void* stream) {
   if (nblocks <= 0) return;
   const float* map = device_dynamic_map();
-  dequant_absmax_kernel<<<grid_for(nblocks, 256), 256, 0, as_stream(stream)>>>(
+  LORA4J_LAUNCH(grid_for(nblocks, 256), 256, 0, as_stream(stream), dequant_absmax_kernel)(
       qabsmax, nested_absmax, offset, nblocks, map, absmax);
   LORA4J_CUDA_LAUNCH_CHECK("dequant_absmax_kernel");
 }

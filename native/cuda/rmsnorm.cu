@@ -81,8 +81,8 @@ extern "C" {
 void lora4j_cuda_rmsnorm_fwd(const float* x, const float* w, int64_t T, int64_t dim, float eps,
                              float* y, float* rstd, void* stream) {
   if (T == 0) return;
-  rmsnorm_fwd_kernel<<<static_cast<unsigned>(T), kThreads, 0, as_stream(stream)>>>(x, w, dim, eps,
-                                                                                 y, rstd);
+  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), rmsnorm_fwd_kernel)(
+      x, w, dim, eps, y, rstd);
   LORA4J_CUDA_LAUNCH_CHECK("rmsnorm_fwd");
 }
 
@@ -90,12 +90,12 @@ void lora4j_cuda_rmsnorm_bwd(const float* dy, const float* x, const float* w, co
                              int64_t T, int64_t dim, float* dx, float* dw, void* stream) {
   if (T == 0) return;
   if (dw) {  // before dx: dx may alias dy
-    rmsnorm_dw_kernel<<<static_cast<unsigned>((dim + 31) / 32), dim3(32, 8), 0,
-                        as_stream(stream)>>>(dy, x, rstd, T, dim, dw);
+    LORA4J_LAUNCH(static_cast<unsigned>((dim + 31) / 32), dim3(32, 8), 0, as_stream(stream),
+                  rmsnorm_dw_kernel)(dy, x, rstd, T, dim, dw);
     LORA4J_CUDA_LAUNCH_CHECK("rmsnorm_bwd dw");
   }
-  rmsnorm_dx_kernel<<<static_cast<unsigned>(T), kThreads, 0, as_stream(stream)>>>(dy, x, w, rstd,
-                                                                                dim, dx);
+  LORA4J_LAUNCH(static_cast<unsigned>(T), kThreads, 0, as_stream(stream), rmsnorm_dx_kernel)(
+      dy, x, w, rstd, dim, dx);
   LORA4J_CUDA_LAUNCH_CHECK("rmsnorm_bwd dx");
 }
 

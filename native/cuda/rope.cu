@@ -33,8 +33,8 @@ void launch(const float* x, float* y, const int32_t* pos, const float* inv_freq,
   const int64_t n = T * (D / 2);
   if (n == 0) return;
   const int threads = 256;
-  rope_kernel<<<static_cast<unsigned>((n + threads - 1) / threads), threads, 0,
-                as_stream(stream)>>>(x, y, pos, inv_freq, T, H, D, sign);
+  LORA4J_LAUNCH(static_cast<unsigned>((n + threads - 1) / threads), threads, 0, as_stream(stream),
+                rope_kernel)(x, y, pos, inv_freq, T, H, D, sign);
   LORA4J_CUDA_LAUNCH_CHECK(name);
 }
 

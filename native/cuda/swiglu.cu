@@ -37,14 +37,15 @@ extern "C" {
 void lora4j_cuda_swiglu_fwd(const float* gate, const float* up, int64_t n, float* h,
                             void* stream) {
   if (n == 0) return;
-  swiglu_fwd_kernel<<<grid_for(n), 256, 0, as_stream(stream)>>>(gate, up, n, h);
+  LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), swiglu_fwd_kernel)(gate, up, n, h);
   LORA4J_CUDA_LAUNCH_CHECK("swiglu_fwd");
 }
 
 void lora4j_cuda_swiglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
                             float* dgate, float* dup, void* stream) {
   if (n == 0) return;
-  swiglu_bwd_kernel<<<grid_for(n), 256, 0, as_stream(stream)>>>(dh, gate, up, n, dgate, dup);
+  LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), swiglu_bwd_kernel)(
+      dh, gate, up, n, dgate, dup);
   LORA4J_CUDA_LAUNCH_CHECK("swiglu_bwd");
 }
 

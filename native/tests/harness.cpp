@@ -1,15 +1,7 @@
-// lora4j_harness: the native parity harness (one executable, several modes).
-//
-//   lora4j_harness test          every CPU op against the plain scalar reference (harness_util.h)
-//   lora4j_harness golden PATH   byte-exact check against the PyTorch golden vectors written by
-//                                scripts/reference/nf4_reference.py (tests/resources/nf4/...)
-//   lora4j_harness cuda          every lora4j_cuda_* op against its CPU twin (harness_cuda.cpp)
-//   lora4j_harness perf [cpu|cuda]   timings as ratios to ceilings measured in the same run
-//
-// Env: LORA4J_BLAS=/path/libopenblas.so.0 installs OpenBLAS' cblas_sgemm (else the builtin);
-// LORA4J_REQUIRE_CUDA=1 makes `cuda`/`perf cuda` fail (exit 1) instead of skipping when no
-// device is present. Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
-#include "harness_util.h"
+// NF4 cases of lora4j_harness (modes in harness.h, entry in main.cpp): `test` (CPU ops vs the
+// plain scalar reference of harness.h), `golden PATH` (byte-exact vs the PyTorch golden vectors
+// written by scripts/reference/nf4_reference.py, tests/resources/nf4/...), `perf cpu`.
+#include "harness.h"
 #include "lora4j/nf4.h"
 #include "lora4j/runtime.h"
 
@@ -18,9 +10,6 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
-
-int run_cuda_parity();               // harness_cuda.cpp
-int run_cuda_perf();                 // harness_cuda.cpp
 
 using h::fmt;
 using h::record;
@@ -330,16 +319,11 @@ void test_matmul() {
   test_matmul_case(17, 4096, 300, 64, 78);
 }
 
-int mode_test() {
-  std::printf("lora4j_harness test: %s, blas %s, %d threads\n", lora4j_build_info(),
-              lora4j_blas_name(), lora4j_get_num_threads());
-  test_dynamic_map();
-  test_quantize();
-  test_nonfinite();
-  test_double_quant();
-  test_matmul();
-  return h::finish("test (CPU ops vs scalar reference)");
-}
+const h::Register reg_dynamic_map("test", "nf4 dynamic map", test_dynamic_map);
+const h::Register reg_quantize("test", "nf4 quantize/dequantize", test_quantize);
+const h::Register reg_nonfinite("test", "nf4 non-finite input", test_nonfinite);
+const h::Register reg_double_quant("test", "nf4 double quantization", test_double_quant);
+const h::Register reg_matmul("test", "nf4 matmul", test_matmul);
 
 // ---- golden -------------------------------------------------------------------------------
 std::vector<uint8_t> unhex(const std::string& s) {
@@ -408,13 +392,9 @@ void golden_case(const GoldenCase& c) {
              (long long)dn, (long long)ddq, (long long)ou));
 }
 
-int mode_golden(const char* path) {
+void golden(const char* path) {
   std::ifstream in(path);
-  if (!in) {
-    std::fprintf(stderr, "cannot open %s\n", path);
-    return 2;
-  }
-  std::printf("lora4j_harness golden %s\n", path);
+  if (!in) throw std::runtime_error(std::string("cannot open ") + path);
   std::string line;
   GoldenCase cur;
   bool in_case = false;
@@ -457,8 +437,8 @@ int mode_golden(const char* path) {
     }
   }
   if (ncases == 0) record("golden file has cases", false, path);
-  return h::finish("golden (byte-exact vs scripts/reference/nf4_reference.py)");
 }
+const h::Register reg_golden("golden", "nf4 golden vectors", [] { golden(h::golden_path().c_str()); });
 
 // ---- CPU perf ---------------------------------------------------------------------------------
 // The floor for a memory-bound GEMV: one vectorised pass reading the same bytes (packed W +
@@ -546,44 +526,6 @@ int perf_cpu() {
   return 0;
 }
 
-}  // namespace
+const h::Register reg_perf_cpu("perf-cpu", "nf4", [] { perf_cpu(); });
 
-int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: lora4j_harness test | golden PATH | cuda | perf [cpu|cuda]\n");
-    return 2;
-  }
-  if (const char* blas = std::getenv("LORA4J_BLAS")) {
-    if (lora4j_blas_load(blas) != 0) {
-      std::fprintf(stderr, "LORA4J_BLAS: %s\n", lora4j_blas_error());
-      return 2;
-    }
-  }
-  const std::string mode = argv[1];
-  try {
-    if (mode == "test") return mode_test();
-    if (mode == "golden") {
-      if (argc < 3) {
-        std::fprintf(stderr, "usage: lora4j_harness golden PATH\n");
-        return 2;
-      }
-      return mode_golden(argv[2]);
-    }
-    if (mode == "cuda") return run_cuda_parity();
-    if (mode == "perf") {
-      const std::string what = argc > 2 ? argv[2] : "all";
-      int rc = 0;
-      if (what == "all" || what == "cpu") rc |= perf_cpu();
-      if (what == "all" || what == "cuda") rc |= run_cuda_perf();
-      const int fin = h::finish("perf (ratios to ceilings measured in this run)");
-      // Perf goals are reported, not enforced: timings on shared machines are noisy.
-      (void)fin;
-      return rc;
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "lora4j_harness %s: uncaught exception: %s\n", mode.c_str(), e.what());
-    return 1;
-  }
-  std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
-  return 2;
-}
+}  // namespace

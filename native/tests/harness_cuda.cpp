@@ -1,8 +1,9 @@
-// lora4j_harness `cuda` and `perf cuda`: every lora4j_cuda_* NF4 op against its CPU twin on
-// fresh random inputs, outputs poisoned (NaN for floats, 0xAB for bytes) before each call, and
-// the kernel timings as ratios to ceilings measured in the same run. Uses only the public C API
-// (runtime.h), so this file builds and links without CUDA headers; without a device it skips.
-#include "harness_util.h"
+// NF4 `cuda` and `perf cuda` cases of lora4j_harness: every lora4j_cuda_* NF4 op against its CPU
+// twin on fresh random inputs, outputs poisoned (NaN for floats, 0xAB for bytes) before each
+// call, and the kernel timings as ratios to ceilings measured in the same run. Uses only the
+// public C API (runtime.h), so this file builds and links without CUDA headers; main.cpp skips
+// the mode without a device. On the emulated device (native/emu) the large shapes are left out.
+#include "harness.h"
 #include "lora4j/nf4.h"
 #include "lora4j/runtime.h"
 
@@ -34,26 +35,6 @@ struct Dev {
   void down(void* h) const { lora4j_cuda_memcpy(h, p, int64_t(bytes), 2, nullptr); }
   void poison(int v) { lora4j_cuda_memset(p, v, int64_t(bytes), nullptr); }
 };
-
-bool cuda_ready(std::string& why) {
-  if (!lora4j_built_with_cuda()) {
-    why = "liblora4j was built without CUDA";
-    return false;
-  }
-  const int n = lora4j_cuda_device_count();
-  if (n <= 0) {
-    why = n == 0 ? "no CUDA device" : fmt("CUDA runtime error %d", -n);
-    return false;
-  }
-  lora4j_cuda_set_device(0);
-  return true;
-}
-
-int skip(const std::string& why) {
-  const bool req = std::getenv("LORA4J_REQUIRE_CUDA") && std::string(std::getenv("LORA4J_REQUIRE_CUDA")) == "1";
-  std::printf("SKIP cuda: %s%s\n", why.c_str(), req ? " (LORA4J_REQUIRE_CUDA=1: failing)" : "");
-  return req ? 1 : 0;
-}
 
 int64_t diff_bytes(const void* a, const void* b, size_t n) {
   int64_t d = 0;
@@ -259,13 +240,7 @@ void cuda_matmul_case(int64_t T, int64_t in, int64_t out, int bs, uint64_t seed)
          fmt("max_err=%.2e err/tol=%.3f nmse=%.1e nonfinite=%lld", e.max_err, e.max_ratio, e.nmse, (long long)e.nonfinite));
 }
 
-}  // namespace
-
-int run_cuda_parity() {
-  std::string why;
-  if (!cuda_ready(why)) return skip(why);
-  std::printf("lora4j_harness cuda: %s | %s | blas %s\n", lora4j_build_info(), lora4j_cuda_device_info(0),
-              lora4j_blas_name());
+void cuda_quant() {
   for (int d : {LORA4J_DTYPE_F32, LORA4J_DTYPE_BF16, LORA4J_DTYPE_F16}) {
     cuda_quant_case("rows288x4 bs64", h::randn(288 * 4, 21, 0.02f), d, 64);
     cuda_quant_case("odd n=1001", h::randn(1001, 22), d, 64);
@@ -276,25 +251,37 @@ int run_cuda_parity() {
     std::fill(z.begin() + 64, z.begin() + 128, 0.0f);
     std::fill(z.begin() + 320, z.end(), 0.0f);
     cuda_quant_case("zero blocks", z, d, 64);
-    cuda_quant_case("large n=2^22+3", h::randn((1 << 22) + 3, 27), d, 64);
+    if (!h::emulated_device()) cuda_quant_case("large n=2^22+3", h::randn((1 << 22) + 3, 27), d, 64);
   }
-  cuda_nonfinite();
-  for (int64_t nb : {1, 255, 256, 257, 5000, 100000}) cuda_double_quant(nb, 40 + nb);
+}
+
+void cuda_matmul() {
   struct S {
     int64_t in, out;
     int bs;
+    bool large;
   };
-  const S shapes[] = {{288, 96, 64}, {100, 37, 32}, {33, 17, 32}, {513, 40, 4096}, {1024, 1000, 64}, {768, 2048, 64}};
+  const S shapes[] = {{288, 96, 64, false}, {100, 37, 32, false}, {33, 17, 32, false},
+                      {513, 40, 4096, false}, {1024, 1000, 64, true}, {768, 2048, 64, true}};
+  const bool emulated = h::emulated_device();
   uint64_t seed = 5000;
   for (int64_t T : {1, 7, 33, 128, 300})
-    for (const S& s : shapes) cuda_matmul_case(T, s.in, s.out, s.bs, seed += 10);
-  return h::finish("cuda (CUDA ops vs CPU twins)");
+    for (const S& s : shapes) {
+      seed += 10;
+      // Emulated: the large shapes at one T (edge tiles in M there, multi-tile N and K).
+      if (emulated && s.large && T != 33) continue;
+      cuda_matmul_case(T, s.in, s.out, s.bs, seed);
+    }
 }
 
-int run_cuda_perf() {
-  std::string why;
-  if (!cuda_ready(why)) return skip(why);
-  std::printf("CUDA perf: %s\n", lora4j_cuda_device_info(0));
+const h::Register reg_cuda_quant("cuda", "nf4 quantize/dequantize", cuda_quant);
+const h::Register reg_cuda_nonfinite("cuda", "nf4 non-finite input", cuda_nonfinite);
+const h::Register reg_cuda_double_quant("cuda", "nf4 double quantization", [] {
+  for (int64_t nb : {1, 255, 256, 257, 5000, 100000}) cuda_double_quant(nb, 40 + nb);
+});
+const h::Register reg_cuda_matmul("cuda", "nf4 matmul", cuda_matmul);
+
+void nf4_cuda_perf() {
   auto time_dev = [](int reps, const std::function<void()>& f) {
     return h::time_best(reps, [&] {
       f();
@@ -366,5 +353,8 @@ int run_cuda_perf() {
     record(fmt("perf cuda fused bwd_input T=4096 %lld->%lld", (long long)in, (long long)out), true,
            fmt("%.1f TFLOP/s; ratio to dense bf16 fwd of the same size %.2f", flops / tb * 1e-12, tdense / tb));
   }
-  return 0;
 }
+
+const h::Register reg_nf4_cuda_perf("perf-cuda", "nf4", nf4_cuda_perf);
+
+}  // namespace

@@ -1,8 +1,10 @@
-// `cuda` mode of lora4j_ops_harness: every CUDA op against its CPU twin on fresh random inputs.
+// `cuda` cases of lora4j_harness (transformer ops): every CUDA op against its CPU twin on fresh random inputs.
 // Device outputs are poisoned with NaN (all-ones bytes) before each call, so an element the
 // kernel fails to write fails the check (check_close never passes a NaN). Accumulated outputs
 // start from the same random values on both sides. Also the CUDA part of `perf`.
 #ifdef LORA4J_WITH_CUDA
+#include "tests/harness.h"
+#include "lora4j/infer.h"
 #include "lora4j/lora.h"
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
@@ -12,28 +14,12 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
-// ---- harness_util.cpp -----------------------------------------------------------------------
-namespace ops_harness {
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();
-  float sym(float a);
-  int32_t below(int32_t n);
-};
-std::vector<float> rand_vec(Rng& rng, size_t n, float a);
-bool check_close(const std::string& name, const float* got, const double* ref, size_t n,
-                 double atol, double rtol);
-bool check_true(const std::string& name, bool cond, const std::string& detail);
-double now_s();
-}  // namespace ops_harness
-// ----------------------------------------------------------------------------------------------
 
-using namespace ops_harness;
+using namespace h;
 using fvec = std::vector<float>;
 using ivec = std::vector<int32_t>;
 
@@ -427,33 +413,53 @@ void par_adamw(Rng& rng) {
 
 }  // namespace
 
-int run_cuda_parity() {
-  const int32_t n = lora4j_cuda_device_count();
-  if (n <= 0) {
-    std::printf("SKIP: no CUDA device (lora4j_cuda_device_count = %d)\n", n);
-    return 77;
+// KV-cache decode attention (infer.cu) and axpy. L = 12288 is the largest cache the launcher
+// accepts (its scores fill the 48 KiB of shared memory a kernel gets without opt-in).
+void par_decode(Rng& rng) {
+  {
+    const int64_t n = 100003;
+    fvec x = rand_vec(rng, n, 1), y0 = rand_vec(rng, n, 1), y = y0;
+    lora4j_axpy(n, 0.37f, x.data(), y.data());
+    Dev dx(x), dy(y0);
+    lora4j_cuda_axpy(n, 0.37f, dx.f(), dy.f(), nullptr);
+    cmp("axpy n100003", dy, y, kElemAtol, kElemRtol);
   }
-  std::printf("device 0: %s\n", lora4j_cuda_device_info(0));
-  Rng rng(2024);
-  par_rmsnorm(rng);
-  par_rope(rng);
-  par_attention(rng);
-  par_swiglu(rng);
-  par_geglu(rng);
-  par_embedding(rng);
-  par_ce(rng);
-  par_ce_vocab_chunks(rng);
-  par_offload_round_trip(rng);
-  par_lora(rng);
-  par_adamw(rng);
-  return 0;
+  struct Shape { int64_t B, L, cache, Hq, Hkv, D; };
+  for (const Shape& c : {Shape{2, 1, 4, 4, 2, 64}, Shape{3, 37, 40, 6, 6, 48}, Shape{1, 300, 333, 8, 2, 128},
+                         Shape{1, 12288, 12288, 2, 1, 8}}) {
+    const std::string tag = "attention_decode B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " Hq" +
+                            std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) + " D" + std::to_string(c.D);
+    fvec q = rand_vec(rng, c.B * c.Hq * c.D, 1), k = rand_vec(rng, c.B * c.cache * c.Hkv * c.D, 1),
+         v = rand_vec(rng, c.B * c.cache * c.Hkv * c.D, 1), out(c.B * c.Hq * c.D);
+    lora4j_attention_decode(q.data(), k.data(), v.data(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, out.data());
+    Dev dq(q), dk(k), dv(v), dout(out.size() * 4);
+    dout.poison();
+    try {
+      lora4j_cuda_attention_decode(dq.f(), dk.f(), dv.f(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, dout.f(), nullptr);
+      cmp(tag, dout, out, kRedAtol, kRedRtol);
+    } catch (const std::exception& e) {
+      check_true(tag, false, e.what());
+    }
+  }
 }
 
-void run_cuda_perf() {
-  if (lora4j_cuda_device_count() <= 0) {
-    std::printf("CUDA perf: skipped, no device\n");
-    return;
-  }
+// One case per op family, each with its own seeded RNG.
+#define PARITY_CASE(fn, seed) const h::Register reg_##fn("cuda", #fn, [] { Rng rng(seed); fn(rng); })
+PARITY_CASE(par_rmsnorm, 2024);
+PARITY_CASE(par_rope, 2025);
+PARITY_CASE(par_attention, 2026);
+PARITY_CASE(par_swiglu, 2027);
+PARITY_CASE(par_geglu, 2127);
+PARITY_CASE(par_embedding, 2028);
+PARITY_CASE(par_ce, 2029);
+PARITY_CASE(par_ce_vocab_chunks, 2030);
+PARITY_CASE(par_offload_round_trip, 2031);
+PARITY_CASE(par_lora, 2032);
+PARITY_CASE(par_adamw, 2033);
+PARITY_CASE(par_decode, 2034);
+#undef PARITY_CASE
+
+static void ops_cuda_perf() {
   Rng rng(7);
   auto time_dev = [](int reps, const std::function<void()>& f) {
     f();
@@ -511,4 +517,5 @@ void run_cuda_perf() {
                 "%.3f ms (%+.1f%%)\n", tbb * 1e3, flops / tbb * 1e-12, tfb * 1e3, (tfb / tbb - 1) * 100);
   }
 }
+static const h::Register reg_ops_cuda_perf("perf-cuda", "transformer ops", ops_cuda_perf);
 #endif  // LORA4J_WITH_CUDA

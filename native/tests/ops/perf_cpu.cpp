@@ -1,5 +1,6 @@
-// `perf` mode, CPU part: attention fwd+bwd and the fused LoRA linear, as GFLOP/s and as
+// `perf cpu` cases of lora4j_harness: attention fwd+bwd and the fused LoRA linear, as GFLOP/s and as
 // fractions of the sgemm rate measured in the same run (the practical ceiling here).
+#include "tests/harness.h"
 #include "lora4j/lora.h"
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
@@ -8,22 +9,11 @@
 #include <functional>
 #include <vector>
 
-namespace ops_harness {
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();
-  float sym(float a);
-  int32_t below(int32_t n);
-};
-std::vector<float> rand_vec(Rng& rng, size_t n, float a);
-double time_best(int reps, const std::function<void()>& f);
-}  // namespace ops_harness
 
-using namespace ops_harness;
+using namespace h;
 
-void run_cpu_perf() {
+namespace {
+void ops_cpu_perf() {
   Rng rng(99);
   // Ceiling: sgemm 1024^3 in this process.
   {
@@ -128,3 +118,6 @@ void run_cpu_perf() {
     row("bwd unfused (5 sgemm + adds)", t_unfused_b, t_base_b);
   }
 }
+
+const h::Register reg_ops_cpu_perf("perf-cpu", "transformer ops", ops_cpu_perf);
+}  // namespace

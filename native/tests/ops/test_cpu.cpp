@@ -1,6 +1,7 @@
-// `test` mode of lora4j_ops_harness: every CPU op against a plain double-precision scalar
+// `grad` cases of lora4j_harness (also run by `test`): every CPU op against a plain double-precision scalar
 // reference written here, and every backward against central finite differences of that
 // reference (in double) on small random shapes.
+#include "tests/harness.h"
 #include "lora4j/lora.h"
 #include "lora4j/ops.h"
 
@@ -12,30 +13,8 @@
 #include <string>
 #include <vector>
 
-// ---- harness_util.cpp -----------------------------------------------------------------------
-namespace ops_harness {
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();
-  float sym(float a);
-  int32_t below(int32_t n);
-};
-std::vector<float> rand_vec(Rng& rng, size_t n, float a);
-std::vector<double> to_double(const std::vector<float>& v);
-bool check_close(const std::string& name, const float* got, const double* ref, size_t n,
-                 double atol, double rtol);
-bool check_close(const std::string& name, const float* got, const std::vector<double>& ref,
-                 double atol, double rtol);
-bool check_true(const std::string& name, bool cond, const std::string& detail);
-bool fd_check(const std::string& name, std::vector<double>& param,
-              const std::function<double()>& loss, const float* grad, size_t max_points,
-              double atol, double rtol);
-}  // namespace ops_harness
-// ----------------------------------------------------------------------------------------------
 
-using namespace ops_harness;
+using namespace h;
 using dvec = std::vector<double>;
 using fvec = std::vector<float>;
 
@@ -604,15 +583,13 @@ void test_adamw() {
 
 }  // namespace
 
-void run_cpu_tests() {
-  test_rmsnorm();
-  test_rope();
-  test_attention();
-  test_swiglu();
-  test_geglu();
-  test_embedding();
-  test_ce();
-  test_ce_vocab_chunks();
-  test_lora();
-  test_adamw();
-}
+const h::Register reg_rmsnorm("grad", "rmsnorm", test_rmsnorm);
+const h::Register reg_rope("grad", "rope", test_rope);
+const h::Register reg_attention("grad", "attention", test_attention);
+const h::Register reg_swiglu("grad", "swiglu", test_swiglu);
+const h::Register reg_geglu("grad", "geglu", test_geglu);
+const h::Register reg_embedding("grad", "embedding", test_embedding);
+const h::Register reg_ce("grad", "cross-entropy", test_ce);
+const h::Register reg_ce_chunks("grad", "cross-entropy vocabulary chunks", test_ce_vocab_chunks);
+const h::Register reg_lora("grad", "lora", test_lora);
+const h::Register reg_adamw("grad", "adamw", test_adamw);

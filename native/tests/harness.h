@@ -1,6 +1,13 @@
-// Shared helpers of the native harness (native/tests): seeded RNG, bit conversions, the plain
-// scalar NF4 reference, result bookkeeping and timing. Nothing here calls the library's fast
-// paths: the reference is written out plainly so that it can be read against DESIGN.md §4.
+// The native harness (native/tests, one executable: lora4j_harness), after ggml's
+// test-backend-ops: one registry of cases per mode, one RNG, one result format.
+//   test   CPU ops vs plain scalar / double references (NF4; transformer ops: mode grad too)
+//   grad   transformer ops' backward vs central finite differences (tests/ops/test_cpu.cpp)
+//   golden PATH   byte-exact NF4 vs the PyTorch golden vectors
+//   cuda   every lora4j_cuda_* op vs its CPU twin (real GPU or the emulator, native/emu)
+//   perf [cpu|cuda]   timings as ratios to ceilings measured in the same run
+// Shared helpers: seeded RNG, bit conversions, the plain scalar NF4 reference, checks with
+// tolerances, timing. Nothing here calls the library's fast paths: the reference is written out
+// plainly so that it can be read against DESIGN.md §4.
 #pragma once
 #include <algorithm>
 #include <chrono>
@@ -13,7 +20,37 @@
 #include <string>
 #include <vector>
 
+#include "lora4j/runtime.h"
+
 namespace h {
+
+// ---- registry ---------------------------------------------------------------------------------
+// A case is a named function of one mode; files register theirs at static initialisation:
+//   const h::Register reg_x("cuda", "nf4 matmul", [] { ... });
+// main.cpp runs the cases of the requested mode in registration order, each in a try block.
+struct Case {
+  std::string mode, name;
+  std::function<void()> run;
+};
+inline std::vector<Case>& cases() {
+  static std::vector<Case> c;
+  return c;
+}
+struct Register {
+  Register(const char* mode, const char* name, std::function<void()> run) {
+    cases().push_back({mode, name, std::move(run)});
+  }
+};
+inline std::string& golden_path() {  // the PATH of `golden PATH`
+  static std::string p;
+  return p;
+}
+// The emulated device (native/emu) runs the small shapes only: the large ones add time, not
+// coverage (same edge tiles, same code paths).
+inline bool emulated_device() {
+  return lora4j_cuda_device_count() > 0 &&
+         std::string(lora4j_cuda_device_info(0)).find("(emulated)") != std::string::npos;
+}
 
 // ---- results ------------------------------------------------------------------------------
 struct Row {
@@ -61,6 +98,8 @@ struct Rng {
     return z ^ (z >> 31);
   }
   double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
+  float sym(float a) { return float((2.0 * uniform() - 1.0) * a); }  // [-a, a)
+  int32_t below(int32_t n) { return int32_t(uniform() * n); }        // [0, n)
   float normal() {  // Box-Muller
     double u1 = uniform(), u2 = uniform();
     if (u1 < 1e-300) u1 = 1e-300;
@@ -74,6 +113,32 @@ inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
   for (auto& x : v) x = r.normal() * scale;
   return v;
 }
+
+inline std::vector<float> rand_vec(Rng& rng, size_t n, float a) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = rng.sym(a);
+  return v;
+}
+inline std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+// ---- checks (checks.cpp) ------------------------------------------------------------------
+// Pass iff every element is finite and |got - ref| <= atol + rtol * |ref|.
+bool check_close(const std::string& name, const float* got, const double* ref, size_t n,
+                 double atol, double rtol);
+inline bool check_close(const std::string& name, const float* got, const std::vector<double>& ref,
+                        double atol, double rtol) {
+  return check_close(name, got, ref.data(), ref.size(), atol, rtol);
+}
+inline bool check_true(const std::string& name, bool cond, const std::string& detail) {
+  record(name, cond, detail);
+  return cond;
+}
+// Central finite differences of a double-precision loss against a kernel's gradient.
+bool fd_check(const std::string& name, std::vector<double>& param,
+              const std::function<double()>& loss, const float* grad, size_t max_points,
+              double atol, double rtol);
 
 // ---- bit conversions (plain, no intrinsics) -----------------------------------------------
 inline uint32_t f2u(float f) {
