@@ -42,14 +42,14 @@ extern "C" {
 
 void lora4j_cuda_geglu_fwd(const float* gate, const float* up, int64_t n, float* h, void* stream) {
   if (n == 0) return;
-  geglu_fwd_kernel<<<grid_for(n), 256, 0, as_stream(stream)>>>(gate, up, n, h);
+  LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), geglu_fwd_kernel)(gate, up, n, h);
   LORA4J_CUDA_LAUNCH_CHECK("geglu_fwd");
 }
 
 void lora4j_cuda_geglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
                            float* dgate, float* dup, void* stream) {
   if (n == 0) return;
-  geglu_bwd_kernel<<<grid_for(n), 256, 0, as_stream(stream)>>>(dh, gate, up, n, dgate, dup);
+  LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), geglu_bwd_kernel)(dh, gate, up, n, dgate, dup);
   LORA4J_CUDA_LAUNCH_CHECK("geglu_bwd");
 }
 
