@@ -25,6 +25,8 @@ import java.util.Map;
 public final class CudaBackend implements Backend {
     private final Pointer stream;
     private final String deviceInfo;
+    /** The library runs the kernels on the SIMT emulator (native/emu), not on a GPU. */
+    private final boolean emulated;
     /** Side stream of the asynchronous offload copies (created on first use). */
     private Pointer copyStream;
     /** Offloads whose device source may still be read by their device-to-host copy. */
@@ -39,13 +41,20 @@ public final class CudaBackend implements Backend {
         int n = lora4j_cuda_device_count();
         if (n <= 0) throw new IllegalStateException("CUDA requested but unavailable: " + Backends.cudaProbeReason(n));
         lora4j_cuda_set_device(0);
-        deviceInfo = lora4j_cuda_device_info(0).getString();
+        emulated = NativeLibrary.cudaEmulated();
+        // the emulator names its device "lora4j cuda (emulated) <profile>, ...": say it once
+        deviceInfo = lora4j_cuda_device_info(0).getString().replaceFirst("^lora4j cuda \\(emulated\\) ", "");
         stream = lora4j_cuda_stream_create();
     }
 
     @Override public Device device() { return Device.CUDA; }
 
-    @Override public String description() { return "cuda (" + deviceInfo + ")"; }
+    @Override public String description() { return (emulated ? "cuda (emulated) (" : "cuda (") + deviceInfo + ")"; }
+
+    /** True when the kernels run on the SIMT emulator ({@code -Dlora4j.native=emu}), not on a GPU. */
+    public boolean emulated() {
+        return emulated;
+    }
 
     @Override
     public Tensor allocate(DType dtype, MemoryCategory category, long... shape) {
