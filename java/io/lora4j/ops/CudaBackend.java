@@ -34,6 +34,13 @@ public final class CudaBackend implements Backend {
     /** Idle pinned host buffers by size, reused by later offloads (cudaHostAlloc costs ~ms). */
     private final Map<Long, ArrayDeque<Pointer>> pinnedPool = new HashMap<>();
     private long pinnedBytes;
+    /**
+     * Idle events, reused instead of destroyed. CUDA lets one destroy an event whose record is still
+     * queued (its resources go once the record ran), but the emulator (native/emu) frees it at once
+     * and the queued record then writes into freed memory; a pool is correct on both and spares
+     * the creations.
+     */
+    private final ArrayDeque<Pointer> idleEvents = new ArrayDeque<>();
 
     /** Opens device 0; throws {@link IllegalStateException} when no usable device exists. */
     public CudaBackend() {
@@ -309,10 +316,19 @@ public final class CudaBackend implements Backend {
                 fetched.close();
             }
             fetched = null;
-            if (copiedEvent != null) lora4j_cuda_event_destroy(copiedEvent);
-            if (fetchedEvent != null) lora4j_cuda_event_destroy(fetchedEvent);
+            recycle(copiedEvent);
+            recycle(fetchedEvent);
             copiedEvent = fetchedEvent = null;
         }
+    }
+
+    private Pointer event() {
+        Pointer e = idleEvents.poll();
+        return e != null ? e : lora4j_cuda_event_create();
+    }
+
+    private void recycle(Pointer event) {
+        if (event != null) idleEvents.push(event);
     }
 
     private Pointer copyStream() {
@@ -340,15 +356,15 @@ public final class CudaBackend implements Backend {
         draining.clear();
         Pointer side = copyStream();
         CudaOffload o = new CudaOffload(pinned(x.dtype(), x.shape()), x);
-        Pointer produced = lora4j_cuda_event_create();
+        Pointer produced = event();
         try {
             lora4j_cuda_event_record(produced, stream);
-            lora4j_cuda_stream_wait_event(side, produced);
+            lora4j_cuda_stream_wait_event(side, produced); // the wait captures this record
         } finally {
-            lora4j_cuda_event_destroy(produced); // destruction waits for nothing; the wait stays queued
+            recycle(produced);
         }
         lora4j_cuda_memcpy(o.host.pointer(), x.pointer(), x.bytes(), 2, side);
-        o.copiedEvent = lora4j_cuda_event_create();
+        o.copiedEvent = event();
         lora4j_cuda_event_record(o.copiedEvent, side);
         draining.add(o);
         return o;
@@ -364,7 +380,7 @@ public final class CudaBackend implements Backend {
         o.fetched = Tensor.ofDevice(o.host.dtype(), Device.CUDA, MemoryCategory.CHECKPOINTS, p, q -> lora4j_cuda_free(q),
                 o.host.shape());
         lora4j_cuda_memcpy(o.fetched.pointer(), o.host.pointer(), o.host.bytes(), 1, copyStream());
-        o.fetchedEvent = lora4j_cuda_event_create();
+        o.fetchedEvent = event();
         lora4j_cuda_event_record(o.fetchedEvent, copyStream());
     }
 
