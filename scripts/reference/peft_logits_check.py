@@ -130,7 +130,7 @@ def main():
         agree = (z.argmax(-1) == logits.argmax(-1)).float().mean().item()
         good = err <= TOLERANCE
         ok = ok and good
-        rows.append((ours["device"] + " (" + ours["backend"] + ")", "%.2e" % err, "%.0f %%" % (100 * agree),
+        rows.append((ours["device"] + " (" + ours["backend"][:56] + ")", "%.2e" % err, "%.0f %%" % (100 * agree),
                      "ok" if good else "FAIL"))
     if not rows:
         problems.append("no logits-*.json in " + out)
