@@ -40,13 +40,14 @@ import org.junit.jupiter.api.io.TempDir;
  * as a whole: ‖p_cuda − p_cpu‖ / ‖p_cpu − p_0‖ (relative to how far training moved it) within
  * {@link #DENSE_ADAPTER_RTOL} (measured: 4e-6 on the tiny model at lr 1e-2, 0.023 on stories15M at
  * lr 1e-3, where more gradients are near zero). QLoRA's CUDA matmul rounds to bf16 (~4e-3 per product, see
- * {@code Parity.BF16_DOT}), so its bounds are those of a bf16 run: {@link #NF4_LOSS_RTOL} (measured
- * on the emulator: 1e-4..6e-4), {@link #NF4_ADAPTER_RTOL} (measured: 0.07 on the tiny model, where
+ * {@code Parity.BF16_DOT}), so its bounds are those of a bf16 run: the first loss within
+ * {@link #NF4_FIRST_LOSS_RTOL} (measured on the emulator: 1.3e-4..1.4e-4), later ones within
+ * {@link #NF4_LOSS_RTOL} (measured: up to 2.9e-3, stories15M after one step), {@link #NF4_ADAPTER_RTOL} (measured: 0.07 on the tiny model, where
  * AdamW turns the bf16 noise of near-zero gradients into full-size updates; dense LoRA: 4e-6).
  */
 class CudaEndToEndTrainingTest {
     static final double DENSE_FIRST_LOSS_RTOL = 1e-5, DENSE_LOSS_RTOL = 1e-3, DENSE_ADAPTER_RTOL = 0.1;
-    static final double NF4_LOSS_RTOL = 5e-3, NF4_ADAPTER_RTOL = 0.3;
+    static final double NF4_FIRST_LOSS_RTOL = 2e-3, NF4_LOSS_RTOL = 1e-2, NF4_ADAPTER_RTOL = 0.3;
 
     @TempDir
     Path tmp;
@@ -114,7 +115,7 @@ class CudaEndToEndTrainingTest {
 
     @Test
     void tinyModelQlora() throws IOException {
-        compare("tiny QLoRA", TinyRun.write(tmp.resolve("tiny"), TINY + "load_in_4bit: true\n"), Map.of(), NF4_LOSS_RTOL,
+        compare("tiny QLoRA", TinyRun.write(tmp.resolve("tiny"), TINY + "load_in_4bit: true\n"), Map.of(), NF4_FIRST_LOSS_RTOL,
                 NF4_LOSS_RTOL, NF4_ADAPTER_RTOL);
     }
 
@@ -136,6 +137,6 @@ class CudaEndToEndTrainingTest {
 
     @Test
     void stories15mQlora() throws IOException {
-        compare("stories15M QLoRA", stories("load_in_4bit: true\n"), Map.of(), NF4_LOSS_RTOL, NF4_LOSS_RTOL, NF4_ADAPTER_RTOL);
+        compare("stories15M QLoRA", stories("load_in_4bit: true\n"), Map.of(), NF4_FIRST_LOSS_RTOL, NF4_LOSS_RTOL, NF4_ADAPTER_RTOL);
     }
 }
