@@ -22,7 +22,8 @@
 #
 # Environment: OUT (default ./device-out), LORA4J_DEVICE_BUILD (default ./build-device),
 # LORA4J_DEVICE_LIB (default $LORA4J_DEVICE_BUILD/liblora4j.so; the emulated library works too, for
-# trying the script without a GPU), DEVICE_JAVA (default ./target/device-java).
+# trying the script without a GPU), DEVICE_JAVA (default ./target/device-java), JUNIT_SELECT (default
+# "--select-package io.lora4j.emu": JUnit console selectors, e.g. one --select-class for a quick try).
 set -u -o pipefail
 
 ROOT="$(pwd)"
@@ -33,9 +34,8 @@ JUNIT_JAR="junit-platform-console-standalone-$JUNIT_VERSION.jar"
 prepare() {
   set -e
   command -v jlink >/dev/null || { echo "prepare needs a JDK 17 with jlink" >&2; exit 1; }
-  if ! ls "$ROOT"/target/lora4j-*.jar >/dev/null 2>&1 || [ ! -d "$ROOT/target/test-classes/io/lora4j/emu" ]; then
-    (cd "$ROOT" && mvn -B -q -DskipTests -Dlora4j.cuda=OFF package)
-  fi
+  # the jar and the test classes as the sources are now (CPU-only library: the device builds its own)
+  (cd "$ROOT" && mvn -B -q -DskipTests -Dlora4j.cuda=OFF package)
   local m2="${HOME}/.m2/repository/org/junit/platform/junit-platform-console-standalone/$JUNIT_VERSION/$JUNIT_JAR"
   [ -f "$m2" ] || (cd "$ROOT" && mvn -B -q dependency:get -Dartifact="org.junit.platform:junit-platform-console-standalone:$JUNIT_VERSION")
   rm -rf "$DJ"
@@ -71,7 +71,7 @@ run() {
 
   t=$(date +%s)
   timeout 420 "$J" -Xmx8g -Djava.awt.headless=true -jar "$DJ/$JUNIT_JAR" execute --class-path "$CP" \
-    --select-package io.lora4j.emu --disable-banner --details=summary --reports-dir "$OUT/java-junit" \
+    ${JUNIT_SELECT:---select-package io.lora4j.emu} --disable-banner --details=summary --reports-dir "$OUT/java-junit" \
     > "$OUT/java-junit.log" 2>&1 || status=1
   local junit_s=$(( $(date +%s) - t ))
 
