@@ -2,10 +2,11 @@
 # The Java half of the GPU check (DESIGN.md §7): the GPU machine has CUDA, CMake and PyTorch
 # (+ transformers, peft) but no Java and no network, so the Java side travels prepared.
 #
-#   bash scripts/device-check-java.sh prepare   here (JDK 17, Maven): writes target/device-java/
-#                                               (a jlink runtime + the jars + the Java GPU tests, ~25 MiB)
+#   bash scripts/device-check-java.sh prepare   here (JDK 17, Maven): writes target/device-java/ (a jlink
+#                                               runtime + the jars + the Java GPU tests, 55 MiB) and
+#                                               target/device-java.tgz (36 MiB: carry this one)
 #   bash scripts/device-check-java.sh run       on the GPU machine, from the repository root (the last
-#                                               line of scripts/device-check.sh); carry target/device-java
+#                                               line of scripts/device-check.sh); unpacks the .tgz
 #
 # run: (1) the JUnit suites of tests/io/lora4j/emu (every op on CUDA vs the CPU, memory by category,
 # the offload stream, chunked cross-entropy, training steps of a tiny model, LoRA and QLoRA, equal to
@@ -23,7 +24,8 @@
 # Environment: OUT (default ./device-out), LORA4J_DEVICE_BUILD (default ./build-device),
 # LORA4J_DEVICE_LIB (default $LORA4J_DEVICE_BUILD/liblora4j.so; the emulated library works too, for
 # trying the script without a GPU), DEVICE_JAVA (default ./target/device-java), JUNIT_SELECT (default
-# "--select-package io.lora4j.emu": JUnit console selectors, e.g. one --select-class for a quick try).
+# "--select-package io.lora4j.emu": JUnit console selectors, e.g. one --select-class for a quick try),
+# PYTHON (default python3).
 set -u -o pipefail
 
 ROOT="$(pwd)"
@@ -40,9 +42,10 @@ prepare() {
   [ -f "$m2" ] || (cd "$ROOT" && mvn -B -q dependency:get -Dartifact="org.junit.platform:junit-platform-console-standalone:$JUNIT_VERSION")
   rm -rf "$DJ"
   mkdir -p "$DJ/lib" "$DJ/test-classes/io/lora4j/train" "$DJ/test-classes/io/lora4j/model"
-  # java.desktop is left out: loss.png/svg then become a warning (README), jinjava's chat templates
-  # are not used by these checks. java.management: JUnit's console launcher; jdk.zipfs: jar file systems.
-  jlink --add-modules java.base,java.logging,java.management,java.sql,jdk.unsupported,jdk.zipfs \
+  # java.desktop: `lora4j train` does not start without it (NoClassDefFoundError java/awt/Paint, although
+  # the README promises a warning instead of charts). java.management: JUnit's console launcher;
+  # java.sql: gson; jdk.zipfs: jar file systems.
+  jlink --add-modules java.base,java.desktop,java.logging,java.management,java.sql,jdk.unsupported,jdk.zipfs \
     --strip-debug --no-man-pages --no-header-files --compress=2 --output "$DJ/jre"
   cp "$ROOT"/target/lora4j-*.jar "$DJ/lib/"
   for j in "$ROOT"/target/lib/*.jar; do
@@ -53,15 +56,17 @@ prepare() {
   cp "$ROOT"/target/test-classes/io/lora4j/train/TinyRun*.class "$DJ/test-classes/io/lora4j/train/"
   cp "$ROOT"/target/test-classes/io/lora4j/model/TestModels*.class "$DJ/test-classes/io/lora4j/model/"
   cp "$ROOT/target/test-classes/junit-platform.properties" "$DJ/test-classes/"
-  echo "device-java: $(du -sh "$DJ" | cut -f1) in $DJ (jlink runtime $(du -sh "$DJ/jre" | cut -f1)); carry target/device-java"
+  tar czf "$DJ.tgz" -C "$(dirname "$DJ")" "$(basename "$DJ")"
+  echo "device-java: $(du -sh "$DJ" | cut -f1) in $DJ (jlink runtime $(du -sh "$DJ/jre" | cut -f1)), $(du -sh "$DJ.tgz" | cut -f1) packed: carry ${DJ#$ROOT/}.tgz"
 }
 
 run() {
   local OUT="${OUT:-$ROOT/device-out}" BUILD="${LORA4J_DEVICE_BUILD:-$ROOT/build-device}"
   local LIB="${LORA4J_DEVICE_LIB:-$BUILD/liblora4j.so}" J="$DJ/jre/bin/java" status=0
   mkdir -p "$OUT"
+  [ -x "$J" ] || [ ! -f "$DJ.tgz" ] || tar xzf "$DJ.tgz" -C "$(dirname "$DJ")"
   if [ ! -x "$J" ]; then
-    echo "java on the device: skipped (no $DJ: run 'bash scripts/device-check-java.sh prepare' here and carry target/device-java)"
+    echo "java on the device: skipped (no $DJ: run 'bash scripts/device-check-java.sh prepare' here and carry target/device-java.tgz)"
     return 0
   fi
   [ -f "$LIB" ] || cmake --build "$BUILD" --target lora4j -j "$(nproc)" > "$OUT/java-lib-build.log" 2>&1
@@ -93,7 +98,7 @@ run() {
     timeout 120 "$J" -cp "$CP" io.lora4j.emu.DeviceCheckMain adapter-logits \
       "$ROOT/tests/resources/model/synthetic-gqa-untied" "$peft" "$dev" >> "$OUT/java-peft.log" 2>&1 || peft_ok=0
   done
-  timeout 300 python3 "$ROOT/scripts/reference/peft_logits_check.py" "$ROOT/tests/resources/model/synthetic-gqa-untied" "$peft" \
+  timeout 300 "${PYTHON:-python3}" "$ROOT/scripts/reference/peft_logits_check.py" "$ROOT/tests/resources/model/synthetic-gqa-untied" "$peft" \
     >> "$OUT/java-peft.log" 2>&1 || peft_ok=0
   [ $peft_ok = 1 ] || status=1
 
