@@ -125,4 +125,5 @@ fi
   sed 's/^/  /' "$OUT/torch-ceiling.log" 2>/dev/null
   echo "result: $([ $status -eq 0 ] && echo PASS || echo FAIL)  (logs in $OUT)"
 } | tee "$OUT/table.txt"
+bash "$ROOT/scripts/device-check-java.sh" run || status=1  # Java GPU tests, train steps, PEFT logits; carry target/device-java.tgz
 exit $status

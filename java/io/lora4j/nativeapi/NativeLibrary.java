@@ -2,17 +2,33 @@ package io.lora4j.nativeapi;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Map;
 import org.bytedeco.javacpp.Loader;
 
 /**
  * Loads liblora4j (through JavaCPP, from the jar) exactly once, and installs OpenBLAS from the
  * JavaCPP preset as the sgemm of the CPU kernels. Thread-safe; the first caller pays.
+ *
+ * <p>Another build of liblora4j can stand in for the jar's: the system property {@value #PROPERTY}
+ * or the environment variable {@value #ENV} (the property wins) names its file, or says {@code emu}
+ * for the CUDA emulation build ({@code native/emu/README.md}) in {@code native-emu/} of the build
+ * directory that holds these classes or this jar. It is loaded by absolute path before JavaCPP
+ * loads its JNI glue, whose {@code NEEDED liblora4j.so} the dynamic linker then satisfies with the
+ * object already loaded under that soname.
  */
 public final class NativeLibrary {
+    /** System property naming a stand-in liblora4j: a path, or {@code emu}. */
+    public static final String PROPERTY = "lora4j.native";
+    /** Environment variable with the same meaning as {@link #PROPERTY}. */
+    public static final String ENV = "LORA4J_NATIVE";
+
     private static final Logger LOG = System.getLogger("io.lora4j");
     private static volatile boolean loaded;
     private static String blasName = "builtin";
+    private static Path standIn;
 
     private NativeLibrary() {}
 
@@ -21,6 +37,7 @@ public final class NativeLibrary {
         if (loaded) return;
         synchronized (NativeLibrary.class) {
             if (loaded) return;
+            standIn = loadStandIn();
             Lora4jNative.ensureLoaded();
             blasName = installOpenBlas();
             loaded = true;
@@ -28,9 +45,20 @@ public final class NativeLibrary {
         }
     }
 
+    /** The stand-in library loaded instead of the jar's ({@link #PROPERTY}), or null. */
+    public static Path standIn() {
+        load();
+        return standIn;
+    }
+
+    /** True when the loaded library runs its CUDA kernels on the SIMT emulator, not on a GPU. */
+    public static boolean cudaEmulated() {
+        return buildInfo().contains("cuda archs emulated");
+    }
+
     /** Version, compiler, SIMD level and CUDA architectures of the loaded library. */
     public static String buildInfo() {
-        load0();
+        load();
         return Lora4jNative.lora4j_build_info().getString();
     }
 
@@ -52,8 +80,39 @@ public final class NativeLibrary {
         return Lora4jNative.lora4j_get_num_threads();
     }
 
-    private static void load0() {
-        Lora4jNative.ensureLoaded();
+    /**
+     * Loads the library {@link #PROPERTY} / {@link #ENV} asks for, before anything binds the JNI
+     * glue; null when neither is set. Throws {@link UnsatisfiedLinkError} naming the file when it
+     * is missing or does not load.
+     */
+    private static Path loadStandIn() {
+        String asked = System.getProperty(PROPERTY);
+        String origin = "-D" + PROPERTY;
+        if (asked == null || asked.isBlank()) {
+            asked = System.getenv(ENV);
+            origin = ENV;
+        }
+        if (asked == null || asked.isBlank()) return null;
+        Path lib = asked.strip().equals("emu") ? emulatedInBuildDir() : Path.of(asked.strip()).toAbsolutePath();
+        if (!Files.isRegularFile(lib)) {
+            throw new UnsatisfiedLinkError(origin + "=" + asked + ": no library at " + lib
+                    + " (build the emulated one with: cmake -S . -B target/native-emu -DLORA4J_CUDA_EMU=ON"
+                    + " && cmake --build target/native-emu --target lora4j)");
+        }
+        System.load(lib.toString());
+        LOG.log(Level.INFO, "liblora4j: {0} instead of the jar''s ({1})", lib, origin);
+        return lib;
+    }
+
+    /** native-emu/liblora4j.so beside target/classes or the jar these classes came from. */
+    private static Path emulatedInBuildDir() {
+        try {
+            Path here = Path.of(NativeLibrary.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+            return here.toAbsolutePath().getParent().resolve("native-emu").resolve("liblora4j.so");
+        } catch (URISyntaxException | RuntimeException e) {
+            throw new UnsatisfiedLinkError(PROPERTY + "=emu: cannot locate the build directory of these classes ("
+                    + e + "); give the library's path instead");
+        }
     }
 
     private static String installOpenBlas() {

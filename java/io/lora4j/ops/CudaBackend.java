@@ -25,6 +25,8 @@ import java.util.Map;
 public final class CudaBackend implements Backend {
     private final Pointer stream;
     private final String deviceInfo;
+    /** The library runs the kernels on the SIMT emulator (native/emu), not on a GPU. */
+    private final boolean emulated;
     /** Side stream of the asynchronous offload copies (created on first use). */
     private Pointer copyStream;
     /** Offloads whose device source may still be read by their device-to-host copy. */
@@ -32,6 +34,13 @@ public final class CudaBackend implements Backend {
     /** Idle pinned host buffers by size, reused by later offloads (cudaHostAlloc costs ~ms). */
     private final Map<Long, ArrayDeque<Pointer>> pinnedPool = new HashMap<>();
     private long pinnedBytes;
+    /**
+     * Idle events, reused instead of destroyed. CUDA lets one destroy an event whose record is still
+     * queued (its resources go once the record ran), but the emulator (native/emu) frees it at once
+     * and the queued record then writes into freed memory; a pool is correct on both and spares
+     * the creations.
+     */
+    private final ArrayDeque<Pointer> idleEvents = new ArrayDeque<>();
 
     /** Opens device 0; throws {@link IllegalStateException} when no usable device exists. */
     public CudaBackend() {
@@ -39,13 +48,20 @@ public final class CudaBackend implements Backend {
         int n = lora4j_cuda_device_count();
         if (n <= 0) throw new IllegalStateException("CUDA requested but unavailable: " + Backends.cudaProbeReason(n));
         lora4j_cuda_set_device(0);
-        deviceInfo = lora4j_cuda_device_info(0).getString();
+        emulated = NativeLibrary.cudaEmulated();
+        // the emulator names its device "lora4j cuda (emulated) <profile>, ...": say it once
+        deviceInfo = lora4j_cuda_device_info(0).getString().replaceFirst("^lora4j cuda \\(emulated\\) ", "");
         stream = lora4j_cuda_stream_create();
     }
 
     @Override public Device device() { return Device.CUDA; }
 
-    @Override public String description() { return "cuda (" + deviceInfo + ")"; }
+    @Override public String description() { return (emulated ? "cuda (emulated) (" : "cuda (") + deviceInfo + ")"; }
+
+    /** True when the kernels run on the SIMT emulator ({@code -Dlora4j.native=emu}), not on a GPU. */
+    public boolean emulated() {
+        return emulated;
+    }
 
     @Override
     public Tensor allocate(DType dtype, MemoryCategory category, long... shape) {
@@ -310,10 +326,19 @@ public final class CudaBackend implements Backend {
                 fetched.close();
             }
             fetched = null;
-            if (copiedEvent != null) lora4j_cuda_event_destroy(copiedEvent);
-            if (fetchedEvent != null) lora4j_cuda_event_destroy(fetchedEvent);
+            recycle(copiedEvent);
+            recycle(fetchedEvent);
             copiedEvent = fetchedEvent = null;
         }
+    }
+
+    private Pointer event() {
+        Pointer e = idleEvents.poll();
+        return e != null ? e : lora4j_cuda_event_create();
+    }
+
+    private void recycle(Pointer event) {
+        if (event != null) idleEvents.push(event);
     }
 
     private Pointer copyStream() {
@@ -341,15 +366,15 @@ public final class CudaBackend implements Backend {
         draining.clear();
         Pointer side = copyStream();
         CudaOffload o = new CudaOffload(pinned(x.dtype(), x.shape()), x);
-        Pointer produced = lora4j_cuda_event_create();
+        Pointer produced = event();
         try {
             lora4j_cuda_event_record(produced, stream);
-            lora4j_cuda_stream_wait_event(side, produced);
+            lora4j_cuda_stream_wait_event(side, produced); // the wait captures this record
         } finally {
-            lora4j_cuda_event_destroy(produced); // destruction waits for nothing; the wait stays queued
+            recycle(produced);
         }
         lora4j_cuda_memcpy(o.host.pointer(), x.pointer(), x.bytes(), 2, side);
-        o.copiedEvent = lora4j_cuda_event_create();
+        o.copiedEvent = event();
         lora4j_cuda_event_record(o.copiedEvent, side);
         draining.add(o);
         return o;
@@ -365,7 +390,7 @@ public final class CudaBackend implements Backend {
         o.fetched = Tensor.ofDevice(o.host.dtype(), Device.CUDA, MemoryCategory.CHECKPOINTS, p, q -> lora4j_cuda_free(q),
                 o.host.shape());
         lora4j_cuda_memcpy(o.fetched.pointer(), o.host.pointer(), o.host.bytes(), 1, copyStream());
-        o.fetchedEvent = lora4j_cuda_event_create();
+        o.fetchedEvent = event();
         lora4j_cuda_event_record(o.fetchedEvent, copyStream());
     }
 
