@@ -268,7 +268,10 @@ bool idle() {
 struct Event {
   Stream* stream = nullptr;
   uint64_t seq = 0;
-  std::chrono::steady_clock::time_point when{};
+  // The record's time stamp lives in its own cell, held by the queued record too: CUDA allows
+  // destroying an event whose record has not run yet, and that record must not write freed memory.
+  std::shared_ptr<std::chrono::steady_clock::time_point> when =
+      std::make_shared<std::chrono::steady_clock::time_point>();
   bool complete() const { return !stream || stream->done >= seq; }
 };
 
@@ -1189,7 +1192,9 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   Event* ev = reinterpret_cast<Event*>(e);
   Stream* st = to_stream(s);
   ev->stream = st;
-  ev->seq = enqueue(st, [ev] { ev->when = std::chrono::steady_clock::now(); });
+  auto when = std::make_shared<std::chrono::steady_clock::time_point>();
+  ev->when = when;
+  ev->seq = enqueue(st, [when] { *when = std::chrono::steady_clock::now(); });
   return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
@@ -1223,7 +1228,7 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   const Event* b = reinterpret_cast<const Event*>(end);
   if (!a->stream || !b->stream || !a->complete() || !b->complete())
     return fail(cudaErrorNotReady, "cudaEventElapsedTime: an event has not completed");
-  *ms = std::chrono::duration<float, std::milli>(b->when - a->when).count();
+  *ms = std::chrono::duration<float, std::milli>(*b->when - *a->when).count();
   return cudaSuccess;
 }
 

@@ -288,6 +288,15 @@ void run() {
   cudaFreeAsync(tmp, s1);
   cudaStreamSynchronize(s1);
   check("cudaMallocAsync/FreeAsync in stream order", down(out, 1)[0] == 4.0f, "");
+  // An event destroyed while its record is still queued (CUDA allows it): the record must not
+  // write into the freed event (ASan reports it in CI's sanitizer run).
+  cudaEvent_t gone;
+  cudaEventCreate(&gone);
+  LORA4J_LAUNCH(1, 32, 0, s1, write_kernel)(out, 5.0f);
+  cudaEventRecord(gone, s1);
+  cudaEventDestroy(gone);
+  cudaStreamSynchronize(s1);
+  check("an event destroyed before its queued record ran", down(out, 1)[0] == 5.0f, "");
   cudaEventDestroy(ev);
   cudaStreamDestroy(s1);
   cudaStreamDestroy(s2);
