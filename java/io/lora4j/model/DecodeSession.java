@@ -45,12 +45,21 @@ public final class DecodeSession implements AutoCloseable {
     private final FloatBuffer logitsView; // host view of logits (CPU), else null
 
     DecodeSession(DeviceWeights weights, DecoderBlock block, int capacity) {
+        this(weights, block, capacity, fusedStepCovers(weights.config().architecture().family()));
+    }
+
+    /** The families whose layer {@link #layer} spells out; the others decode through the block. */
+    static boolean fusedStepCovers(ModelFamily f) {
+        return f == ModelFamily.LLAMA || f == ModelFamily.MISTRAL || f == ModelFamily.QWEN2 || f == ModelFamily.QWEN3;
+    }
+
+    /** {@code fused} false: every step through {@link DecoderBlock} (the tests' reference). */
+    DecodeSession(DeviceWeights weights, DecoderBlock block, int capacity, boolean fused) {
         this.backend = weights.backend();
         this.config = weights.config();
         this.weights = weights;
         this.block = block;
-        ModelFamily f = config.architecture().family();
-        this.fused = f == ModelFamily.LLAMA || f == ModelFamily.MISTRAL || f == ModelFamily.QWEN2 || f == ModelFamily.QWEN3;
+        this.fused = fused;
         this.hq = config.numAttentionHeads();
         this.hkv = config.numKeyValueHeads();
         this.hd = config.headDim();

@@ -147,6 +147,11 @@ public final class LlamaModel implements AutoCloseable {
         return new KvCache(capacity);
     }
 
+    /** A session of {@code capacity} positions that takes the fused step or, {@code fused} false, the block path. */
+    DecodeSession newSession(int capacity, boolean fused) {
+        return new DecodeSession(weights, block, capacity, fused);
+    }
+
     /**
      * Feeds {@code token} at the cache's next position and returns the logits [vocab] (a copy)
      * for the token after it.
