@@ -231,13 +231,13 @@ function convert(modelPath, tokPath, outPath, ftype) {
 
 /** A seeded llama2.c v0 checkpoint: N(0, 0.02²) weights, unit norms, tied embeddings. */
 function synth(outPath, dim, hidden, layers, heads, vocab, seqLen, seed) {
-  let s = BigInt(seed) & 0xffffffffffffffffn;
-  const next = () => { // splitmix64
-    s = (s + 0x9e3779b97f4a7c15n) & 0xffffffffffffffffn;
-    let z = s;
-    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffffffffffffffffn;
-    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & 0xffffffffffffffffn;
-    return Number((z ^ (z >> 31n)) >> 11n) / 2 ** 53;
+  let a = Number(seed) >>> 0;
+  const next = () => { // mulberry32: uniform in [0, 1)
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const hd = dim / heads;
   const counts = [vocab * dim, layers * dim, layers * dim * dim, layers * dim * dim, layers * dim * dim, layers * dim * dim,

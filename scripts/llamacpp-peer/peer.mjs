@@ -2,7 +2,7 @@
 // the same things): node-llama-cpp 3.21.1's prebuilt CPU binary, one thread, llama.cpp's default
 // (F16) KV cache, its fastest setting here (F32 measured ~0.7x as fast); lora4j keeps an F32 cache.
 //
-//   node peer.mjs MODEL.gguf PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS
+//   node peer.mjs MODEL.gguf PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS [THREADS (1)]
 //
 // PROMPT_IDS: comma-separated token ids (BOS first) fed as they are, so both sides see the same
 // tokens. Per rep, prints one JSON line:
@@ -12,19 +12,20 @@
 //   ids             the generated ids (first rep only), to compare greedy outputs
 import { getLlama } from "node-llama-cpp";
 
-const [modelPath, promptArg, newArg, prefillArg, repsArg] = process.argv.slice(2);
+const [modelPath, promptArg, newArg, prefillArg, repsArg, threadsArg] = process.argv.slice(2);
 if (!repsArg) {
-  console.error("usage: node peer.mjs MODEL.gguf PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS");
+  console.error("usage: node peer.mjs MODEL.gguf PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS [THREADS]");
   process.exit(2);
 }
 const prompt = promptArg.split(",").map(Number);
 const newTokens = Number(newArg), prefillTokens = Number(prefillArg), reps = Number(repsArg);
+const threads = Number(threadsArg || 1);
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
 const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
 const contextSize = Math.max(prompt.length + newTokens, prefillTokens);
 const context = await model.createContext({
-  contextSize, batchSize: contextSize, threads: 1, sequences: 1,
+  contextSize, batchSize: contextSize, threads, sequences: 1,
 });
 
 /** The prefill prompt: BOS then a fixed spread of ids (content does not change the cost); DecodeBench uses the same. */

@@ -25,7 +25,8 @@ import java.util.Locale;
  * token to the last (greedy, no stop at EOS: NEW_TOKENS - 1 single-token steps, argmax included);
  * {@code prefill_tok_s} = PREFILL_TOKENS / time of {@link DecodeSession#prefill} of BOS and a fixed
  * spread of ids (the peer's), the last token's logits included. The first rep also prints the
- * generated ids, so greedy outputs can be compared with the peer's.
+ * generated ids, so greedy outputs can be compared with the peer's. {@code sample_top_p_us}: what
+ * temperature 0.8 + top_p 0.9 sampling costs per token on the model's logits (not in the peer).
  */
 public final class DecodeBench {
     private DecodeBench() {}
@@ -67,6 +68,16 @@ public final class DecodeBench {
                     tLast = System.nanoTime();
                 }
                 double decode = (newTokens - 1) / ((tLast - tFirst) / 1e9);
+                // What temperature + top-p sampling would add per token (T 0.8, top_p 0.9) on real logits.
+                Sampler sampler = new Sampler(0.8f, 0.9f, r);
+                double sampleUs;
+                try (LlamaModel.KvCache c = m.newCache(prompt.length)) {
+                    FloatBuffer logits = c.session().prefill(prompt);
+                    for (int i = 0; i < 50; i++) sampler.sample(logits);
+                    long t0 = System.nanoTime();
+                    for (int i = 0; i < 200; i++) sampler.sample(logits);
+                    sampleUs = (System.nanoTime() - t0) / 1e3 / 200;
+                }
                 double prefill;
                 try (LlamaModel.KvCache c = m.newCache(prefillTokens)) { // allocated before the clock, as the peer's context
                     long t0 = System.nanoTime();
@@ -75,8 +86,8 @@ public final class DecodeBench {
                 }
                 StringBuilder line = new StringBuilder(String.format(Locale.ROOT,
                         "{\"peer\":\"lora4j\",\"model\":\"%s\",\"weights\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
-                                + "\"decode_tok_s\":%.3f,\"prefill_tok_s\":%.3f",
-                        model, args[1], threads, CpuBackend.decodeIsa(), decode, prefill));
+                                + "\"decode_tok_s\":%.3f,\"prefill_tok_s\":%.3f,\"sample_top_p_us\":%.1f",
+                        model, args[1], threads, CpuBackend.decodeIsa(), decode, prefill, sampleUs));
                 if (r == 0) line.append(",\"ids\":").append(Arrays.toString(ids).replace(" ", ""));
                 System.out.println(line.append('}'));
             }
