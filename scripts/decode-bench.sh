@@ -2,13 +2,15 @@
 # Generation speed of lora4j against llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU binary) on the
 # same weights, in turns, in one run: stories15M fp32 vs llama.cpp F32, NF4 vs llama.cpp Q4_0,
 # decode of NEW tokens after BOS + "Once upon a time" and prefill of a 256-token prompt; then a
-# synthetic 8-layer d=1024 model (weights far beyond L2/L3). One thread unless THREADS says more.
+# synthetic 8-layer d=1024 model (weights far beyond L2/L3). lora4j on THREADS (1 and 2) threads,
+# llama.cpp on PEER_THREADS (1); ratios compare equal thread counts.
 #   scripts/decode-bench.sh                 # writes bench/results/decode-<date>.md
-#   ROUNDS=3 REPS=3 THREADS="1 2" scripts/decode-bench.sh
+#   ROUNDS=3 REPS=5 PEER_THREADS="1 2" scripts/decode-bench.sh
 # Needs: the assets (scripts/fetch-assets.sh), node + npm (installs scripts/llamacpp-peer once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS="${ROUNDS:-2}" REPS="${REPS:-3}" THREADS="${THREADS:-1}" NEW="${NEW:-200}" SYNTH_NEW="${SYNTH_NEW:-64}"
+ROUNDS="${ROUNDS:-2}" REPS="${REPS:-3}" THREADS="${THREADS:-1 2}" PEER_THREADS="${PEER_THREADS:-1}"
+NEW="${NEW:-200}" SYNTH_NEW="${SYNTH_NEW:-64}"
 cache="${LORA4J_CACHE:-$HOME/.cache/lora4j}"
 work=target/decode-bench
 mkdir -p "$work"
@@ -41,7 +43,10 @@ for round in $(seq "$ROUNDS"); do
       for t in $THREADS; do
         OMP_NUM_THREADS=$t java -Xmx4g -cp "$cp" io.lora4j.bench.DecodeBench "$bin" "$w" "$prompt" "$new" 256 "$REPS" "$t" \
           | sed "s/^{/{\"set\":\"$name\",\"round\":$round,/" >> "$out"
-        # llama.cpp: same ids, tokens, prompt; its own thread count (the binary ignores OMP_NUM_THREADS)
+      done
+      # llama.cpp: same ids, tokens and prompt, PEER_THREADS threads (its spinning barriers make a
+      # 2-thread run on a shared 2-core machine take minutes, so by default only 1)
+      for t in $PEER_THREADS; do
         node "$peer/peer.mjs" "$work/$name-$g.gguf" "$prompt" "$new" 256 "$REPS" "$t" \
           | sed "s/^{/{\"set\":\"$name\",\"round\":$round,\"weights\":\"$g\",\"threads\":$t,/" >> "$out"
       done

@@ -58,41 +58,32 @@ __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) float dot_f32_avx2(const void* w, const float* x, int64_t n) {
-  const float* a = static_cast<const float*>(w);
-  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    c0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i), c0);
-    c1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(x + i + 8), c1);
-    c2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(x + i + 16), c2);
-    c3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(x + i + 24), c3);
-  }
-  for (; i + 8 <= n; i += 8) c0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i), c0);
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
-  for (; i < n; i++) s += a[i] * x[i];
-  return s;
+// 8 weights -> 8 fp32 lanes: fp32 as they are; bf16 widened to 32 bits and shifted into the high
+// half (bf16 is fp32's top 16 bits).
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) {
+  return _mm256_loadu_ps(p);
 }
-
-// 8 bf16 -> 8 fp32: widen to 32 bits and shift into the high half (bf16 is fp32's top 16 bits).
-__attribute__((target("avx2,fma"))) inline __m256 load_bf16x8(const uint16_t* p) {
+__attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+inline float widen(float v) { return v; }
+inline float widen(uint16_t v) { return bf16_to_f32(v); }
 
-__attribute__((target("avx2,fma"))) float dot_bf16_avx2(const void* w, const float* x, int64_t n) {
-  const uint16_t* a = static_cast<const uint16_t*>(w);
+template <typename W>
+__attribute__((target("avx2,fma"))) float dot_avx2(const void* w, const float* x, int64_t n) {
+  const W* a = static_cast<const W*>(w);
   __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    c0 = _mm256_fmadd_ps(load_bf16x8(a + i), _mm256_loadu_ps(x + i), c0);
-    c1 = _mm256_fmadd_ps(load_bf16x8(a + i + 8), _mm256_loadu_ps(x + i + 8), c1);
-    c2 = _mm256_fmadd_ps(load_bf16x8(a + i + 16), _mm256_loadu_ps(x + i + 16), c2);
-    c3 = _mm256_fmadd_ps(load_bf16x8(a + i + 24), _mm256_loadu_ps(x + i + 24), c3);
+    c0 = _mm256_fmadd_ps(load8(a + i), _mm256_loadu_ps(x + i), c0);
+    c1 = _mm256_fmadd_ps(load8(a + i + 8), _mm256_loadu_ps(x + i + 8), c1);
+    c2 = _mm256_fmadd_ps(load8(a + i + 16), _mm256_loadu_ps(x + i + 16), c2);
+    c3 = _mm256_fmadd_ps(load8(a + i + 24), _mm256_loadu_ps(x + i + 24), c3);
   }
-  for (; i + 8 <= n; i += 8) c0 = _mm256_fmadd_ps(load_bf16x8(a + i), _mm256_loadu_ps(x + i), c0);
+  for (; i + 8 <= n; i += 8) c0 = _mm256_fmadd_ps(load8(a + i), _mm256_loadu_ps(x + i), c0);
   float s = hsum256(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
-  for (; i < n; i++) s += bf16_to_f32(a[i]) * x[i];
+  for (; i < n; i++) s += widen(a[i]) * x[i];
   return s;
 }
 
@@ -104,7 +95,7 @@ struct Isa {
 };
 
 constexpr Isa kScalar = {"scalar", {dot_f32_scalar, dot_bf16_scalar}};
-constexpr Isa kAvx2 = {"avx2", {dot_f32_avx2, dot_bf16_avx2}};
+constexpr Isa kAvx2 = {"avx2", {dot_avx2<float>, dot_avx2<uint16_t>}};
 
 // Chosen once (C++ guarantees thread-safe initialisation of the function-local static).
 const Isa& isa() {

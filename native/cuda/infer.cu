@@ -49,6 +49,18 @@ __device__ float block_reduce(float v, bool is_max, float* red) {
   return r;
 }
 
+// Softmax weights of one head's scores s[0..len) in shared memory, in place: each thread passes the
+// max m of the scores it wrote; returns 1 / sum_j exp(s_j - max) (a block-wide call).
+__device__ float softmax_in_place(float* s, int64_t len, float m, float* red) {
+  m = block_reduce(m, true, red);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+    s[j] = __expf(s[j] - m);
+    sum += s[j];
+  }
+  return 1.0f / block_reduce(sum, false, red);
+}
+
 __global__ void decode_attention_kernel(const float* __restrict__ q,
                                         const float* __restrict__ k_cache,
                                         const float* __restrict__ v_cache, int64_t L,
@@ -70,14 +82,7 @@ __global__ void decode_attention_kernel(const float* __restrict__ q,
     s[j] = acc * scale;
     m = fmaxf(m, s[j]);
   }
-  m = block_reduce(m, true, red);
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < L; j += blockDim.x) {
-    s[j] = __expf(s[j] - m);
-    sum += s[j];
-  }
-  sum = block_reduce(sum, false, red);
-  const float inv = 1.0f / sum;
+  const float inv = softmax_in_place(s, L, m, red);
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.0f;
     for (int64_t j = 0; j < L; j++) acc += s[j] * vb[j * kv_row + d];
@@ -174,14 +179,7 @@ __global__ void decode_step_attention_kernel(float* __restrict__ q, const float*
     sc[j] = acc * scale;
     m = fmaxf(m, sc[j]);
   }
-  m = block_reduce(m, true, red);
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
-    sc[j] = expf(sc[j] - m);
-    sum += sc[j];
-  }
-  sum = block_reduce(sum, false, red);
-  const float inv = 1.0f / sum;
+  const float inv = softmax_in_place(sc, len, m, red);
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.0f;
     for (int64_t j = 0; j < len; j++) {

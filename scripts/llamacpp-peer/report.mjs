@@ -32,11 +32,16 @@ for (const k of keys) {
   const [set, w, t] = k.split("|");
   const ours = runs.filter((r) => r.peer === "lora4j" && r.set === set && r.weights === w && String(r.threads) === t);
   const theirs = runs.filter((r) => r.peer === "llama.cpp" && r.set === set && r.weights === peerOf[w] && String(r.threads) === t);
-  if (!theirs.length) continue;
-  const od = ours.map((r) => r.decode_tok_s), td = theirs.map((r) => r.decode_tok_s);
-  const op = ours.map((r) => r.prefill_tok_s), tp = theirs.map((r) => r.prefill_tok_s);
+  const od = ours.map((r) => r.decode_tok_s), op = ours.map((r) => r.prefill_tok_s);
   const n = (ours.find((r) => r.ids) || {}).ids?.length ?? "?";
   const ourBpw = w === "fp32" ? 4 : 0.5625; // NF4 codes 0.5 + fp32 absmax per 64 = 0.0625 as the GEMV reads them
+  if (!theirs.length) { // no peer at this thread count: lora4j's speed-up over its own 1-thread run
+    const one = runs.filter((r) => r.peer === "lora4j" && r.set === set && r.weights === w && r.threads === 1);
+    const su = (a, b) => one.length ? `${(median(a) / median(b)).toFixed(2)}x of 1 thread` : "—";
+    lines.push(`| ${set} | ${w} (${ourBpw}) | ${t} | ${n} | ${fmt(od)} | — | ${su(od, one.map((r) => r.decode_tok_s))} | ${fmt(op)} | — | ${su(op, one.map((r) => r.prefill_tok_s))} |`);
+    continue;
+  }
+  const td = theirs.map((r) => r.decode_tok_s), tp = theirs.map((r) => r.prefill_tok_s);
   lines.push(`| ${set} | ${w} (${ourBpw}) vs ${peerOf[w]} (${bpw(set, peerOf[w])}) | ${t} | ${n} | ${fmt(od)} | ${fmt(td)} | **${(median(od) / median(td)).toFixed(2)}x** | ${fmt(op)} | ${fmt(tp)} | **${(median(op) / median(tp)).toFixed(2)}x** |`);
   const oi = (ours.find((r) => r.ids) || {}).ids, ti = (theirs.find((r) => r.ids) || {}).ids;
   if (oi && ti) {

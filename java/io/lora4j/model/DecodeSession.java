@@ -42,7 +42,8 @@ public final class DecodeSession implements AutoCloseable {
     private final Tensor x, h, q, k, v, att, s, tmp, logits, rstd, qNormed, kNormed;
     private final Tensor qHeads, kHeads, qNormedHeads, kNormedHeads; // views [heads, hd]
     private final Tensor tmpHidden, tmpInter;                        // views of tmp [1, d], [1, inter]
-    private final FloatBuffer logitsView; // host view of logits (CPU), else null
+    private final Tensor hostLogits;      // logits itself on the CPU, else a host copy [1, vocab]
+    private final FloatBuffer logitsView; // a view of hostLogits
 
     DecodeSession(DeviceWeights weights, DecoderBlock block, int capacity) {
         this(weights, block, capacity, fusedStepCovers(weights.config().architecture().family()));
@@ -86,7 +87,8 @@ public final class DecodeSession implements AutoCloseable {
         kHeads = k.reshape(hkv, hd);
         qNormedHeads = qNormed.reshape(hq, hd);
         kNormedHeads = kNormed.reshape(hkv, hd);
-        logitsView = backend.device() == Device.CPU ? logits.buffer().asFloatBuffer() : null;
+        hostLogits = backend.device() == Device.CPU ? logits : Tensor.allocate(DType.F32, MemoryCategory.LOGITS, 1, config.vocabSize());
+        logitsView = hostLogits.buffer().asFloatBuffer();
         allocateCache(capacity);
     }
 
@@ -150,8 +152,8 @@ public final class DecodeSession implements AutoCloseable {
 
     /**
      * Feeds {@code token} at the next position and returns the logits [vocab] for the token after
-     * it: on the CPU a view of the session's buffer, valid until the next call (nothing is copied);
-     * on a GPU a host copy.
+     * it: a view of the session's host buffer, valid until the next call (on a GPU the logits are
+     * copied into it; on the CPU it is the kernels' output itself).
      *
      * @throws IllegalStateException    when the cache is full
      * @throws IllegalArgumentException when the id is outside the vocabulary
@@ -175,13 +177,10 @@ public final class DecodeSession implements AutoCloseable {
         return logitsView();
     }
 
-    /** The last step's logits as a FloatBuffer positioned at 0. */
+    /** The last step's logits as a FloatBuffer positioned at 0 (copied to the host first on a GPU). */
     private FloatBuffer logitsView() {
-        if (logitsView != null) return logitsView.clear();
-        Tensor host = backend.download(logits);
-        FloatBuffer out = FloatBuffer.wrap(host.toFloats());
-        if (host != logits) host.close();
-        return out;
+        if (hostLogits != logits) backend.downloadInto(logits, hostLogits);
+        return logitsView.clear();
     }
 
     /** One layer at position p on the residual x (HF LlamaDecoderLayer at T = 1, see DecoderBlock). */
@@ -305,6 +304,6 @@ public final class DecodeSession implements AutoCloseable {
     @Override
     public void close() {
         closeCache();
-        for (Tensor t : new Tensor[] {x, h, q, k, v, att, s, tmp, logits, rstd, qNormed, kNormed}) t.close();
+        for (Tensor t : new Tensor[] {x, h, q, k, v, att, s, tmp, logits, hostLogits, rstd, qNormed, kNormed}) t.close();
     }
 }

@@ -16,6 +16,7 @@ public final class Sampler {
     private final SplittableRandom random;
     private double[] p;  // unnormalised probabilities [vocab], reused
     private long[] keys; // nucleus sort keys, reused
+    private float[] l;   // the logits, copied once per call
 
     /**
      * @param temperature 0 for greedy, else > 0
@@ -65,12 +66,14 @@ public final class Sampler {
         if (p == null || p.length < n) {
             p = new double[n];
             keys = new long[n];
+            l = new float[n];
         }
+        logits.get(base, l, 0, n); // one bulk copy: the loops below then run over a plain array
         double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < n; i++) max = Math.max(max, logits.get(base + i));
+        for (int i = 0; i < n; i++) max = Math.max(max, l[i]);
         double z = 0;
         for (int i = 0; i < n; i++) {
-            p[i] = Math.exp((logits.get(base + i) - max) / temperature);
+            p[i] = Math.exp((l[i] - max) / temperature);
             z += p[i];
         }
         double u = random.nextDouble();

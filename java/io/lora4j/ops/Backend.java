@@ -26,6 +26,12 @@ public interface Backend {
     /** A host copy of a tensor of this device. */
     Tensor download(Tensor t);
 
+    /**
+     * Copies tensor {@code t} of this device into the host tensor {@code host} (same dtype, at least
+     * as many elements), after the work queued before it: a download without allocating.
+     */
+    void downloadInto(Tensor t, Tensor host);
+
     /** Waits until all queued work is done. */
     void synchronize();
 

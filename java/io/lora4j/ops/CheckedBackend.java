@@ -73,6 +73,15 @@ public final class CheckedBackend implements Backend {
         return delegate.download(t);
     }
 
+    @Override
+    public void downloadInto(Tensor t, Tensor host) {
+        mine(t, "t");
+        live(host, "host");
+        if (host.device() != Device.CPU) throw new IllegalArgumentException("downloadInto needs a host tensor, got " + host);
+        typed(host, t.dtype(), t.numel(), "host");
+        delegate.downloadInto(t, host);
+    }
+
     @Override public void synchronize() { delegate.synchronize(); }
 
     // ---- NF4 ----

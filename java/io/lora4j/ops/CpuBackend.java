@@ -46,6 +46,11 @@ public final class CpuBackend implements Backend {
         return t;
     }
 
+    @Override
+    public void downloadInto(Tensor t, Tensor host) {
+        if (t.pointer().address() != host.pointer().address()) Pointer.memcpy(host.pointer(), t.pointer(), t.bytes());
+    }
+
     @Override public void synchronize() {}
 
     @Override

@@ -75,6 +75,12 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public void downloadInto(Tensor t, Tensor host) {
+        lora4j_cuda_stream_synchronize(stream);
+        lora4j_cuda_memcpy(host.pointer(), t.pointer(), t.bytes(), 2, null);
+    }
+
+    @Override
     public void synchronize() {
         lora4j_cuda_stream_synchronize(stream);
     }
