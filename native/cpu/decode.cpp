@@ -7,9 +7,9 @@
 // core) and split output rows across OpenMP threads in one parallel region per op, entered only
 // when the op moves enough bytes to pay for waking the team (kParallelMinWeights).
 //
-// ISA dispatch (chosen once, logged by lora4j_decode_isa): AVX2+FMA when the CPU has it, else
-// portable scalar loops. LORA4J_DECODE_ISA=scalar|avx2 forces a path (tests compare them); a
-// forced path the CPU lacks is an error, never a silent fallback.
+// ISA dispatch (chosen once, reported by lora4j_decode_isa): AVX-512F when the CPU has it, else
+// AVX2+FMA, else portable scalar loops. LORA4J_DECODE_ISA=scalar|avx2|avx512 forces a path (tests
+// compare them); a forced path the CPU lacks is an error, never a silent fallback.
 #include "lora4j/infer.h"
 #include "common.h"
 
@@ -87,6 +87,39 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const void* w, const float* x
   return s;
 }
 
+// AVX-512F: the same with 16 lanes (4 chains of 16, 64 weights per iteration). GCC 12's
+// avx512fintrin.h builds its "undefined" pass-through operands by self-initialisation, which
+// -Wuninitialized reports at every inlined use: silenced for these functions only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) inline __m512 load16(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+__attribute__((target("avx512f"))) inline __m512 load16(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+template <typename W>
+__attribute__((target("avx512f"))) float dot_avx512(const void* w, const float* x, int64_t n) {
+  const W* a = static_cast<const W*>(w);
+  __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    c0 = _mm512_fmadd_ps(load16(a + i), _mm512_loadu_ps(x + i), c0);
+    c1 = _mm512_fmadd_ps(load16(a + i + 16), _mm512_loadu_ps(x + i + 16), c1);
+    c2 = _mm512_fmadd_ps(load16(a + i + 32), _mm512_loadu_ps(x + i + 32), c2);
+    c3 = _mm512_fmadd_ps(load16(a + i + 48), _mm512_loadu_ps(x + i + 48), c3);
+  }
+  for (; i + 16 <= n; i += 16) c0 = _mm512_fmadd_ps(load16(a + i), _mm512_loadu_ps(x + i), c0);
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)));
+  for (; i < n; i++) s += widen(a[i]) * x[i];
+  return s;
+}
+
+#pragma GCC diagnostic pop
+
 using DotFn = float (*)(const void* w, const float* x, int64_t n);
 
 struct Isa {
@@ -96,11 +129,13 @@ struct Isa {
 
 constexpr Isa kScalar = {"scalar", {dot_f32_scalar, dot_bf16_scalar}};
 constexpr Isa kAvx2 = {"avx2", {dot_avx2<float>, dot_avx2<uint16_t>}};
+constexpr Isa kAvx512 = {"avx512", {dot_avx512<float>, dot_avx512<uint16_t>}};
 
 // Chosen once (C++ guarantees thread-safe initialisation of the function-local static).
 const Isa& isa() {
   static const Isa chosen = [] {
     const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool has_avx512 = __builtin_cpu_supports("avx512f");
     const char* forced = std::getenv("LORA4J_DECODE_ISA");
     if (forced != nullptr && *forced != '\0') {
       const std::string f(forced);
@@ -109,10 +144,14 @@ const Isa& isa() {
         LORA4J_CHECK(has_avx2, "LORA4J_DECODE_ISA=avx2 but this CPU lacks AVX2/FMA");
         return kAvx2;
       }
-      LORA4J_CHECK(false, "LORA4J_DECODE_ISA must be scalar or avx2, got '" + f + "'");
+      if (f == "avx512") {
+        LORA4J_CHECK(has_avx512, "LORA4J_DECODE_ISA=avx512 but this CPU lacks AVX-512F");
+        return kAvx512;
+      }
+      LORA4J_CHECK(false, "LORA4J_DECODE_ISA must be scalar, avx2 or avx512, got '" + f + "'");
     }
     // (unreachable when forced: the check above throws)
-    return has_avx2 ? kAvx2 : kScalar;
+    return has_avx512 ? kAvx512 : has_avx2 ? kAvx2 : kScalar;
   }();
   return chosen;
 }

@@ -37,7 +37,8 @@ void lora4j_cuda_attention_decode(const float* q, const float* k_cache, const fl
 #define LORA4J_DECODE_F32 0
 #define LORA4J_DECODE_BF16 1
 
-// Which SIMD path the CPU decode kernels took ("avx2" or "scalar"); LORA4J_DECODE_ISA forces it.
+// Which SIMD path the CPU decode kernels took ("avx512", "avx2" or "scalar"); LORA4J_DECODE_ISA
+// forces one.
 const char* lora4j_decode_isa(void);
 
 // y[r] (= or += when accumulate) sum_i w[r, i] * x[i]  -- a T = 1 projection, optionally

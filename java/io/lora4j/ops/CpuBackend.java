@@ -150,7 +150,7 @@ public final class CpuBackend implements Backend {
                 headDim, out.pointer());
     }
 
-    /** The SIMD path of the decode kernels ("avx2" or "scalar"; LORA4J_DECODE_ISA forces one). */
+    /** The SIMD path of the decode kernels ("avx512", "avx2" or "scalar"; LORA4J_DECODE_ISA forces one). */
     public static String decodeIsa() {
         NativeLibrary.load();
         return lora4j_decode_isa().getString();
