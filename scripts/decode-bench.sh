@@ -6,11 +6,13 @@
 # llama.cpp on PEER_THREADS (1); ratios compare equal thread counts.
 #   scripts/decode-bench.sh                 # writes bench/results/decode-<date>.md
 #   ROUNDS=3 REPS=5 PEER_THREADS="1 2" scripts/decode-bench.sh
+#   SETS=stories THREADS=1 RESULT=bench/results/x.md scripts/decode-bench.sh   # stories15M only
 # Needs: the assets (scripts/fetch-assets.sh), node + npm (installs scripts/llamacpp-peer once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-2}" REPS="${REPS:-3}" THREADS="${THREADS:-1 2}" PEER_THREADS="${PEER_THREADS:-1}"
-NEW="${NEW:-200}" SYNTH_NEW="${SYNTH_NEW:-64}"
+NEW="${NEW:-200}" SYNTH_NEW="${SYNTH_NEW:-64}" SETS="${SETS:-stories synth}"
+result="${RESULT:-bench/results/decode-$(date +%Y-%m-%d).md}"
 cache="${LORA4J_CACHE:-$HOME/.cache/lora4j}"
 work=target/decode-bench
 mkdir -p "$work"
@@ -38,6 +40,7 @@ out="$work/runs.jsonl"
 for round in $(seq "$ROUNDS"); do
   for m in stories:"$stories":"$NEW" synth:"$synth":"$SYNTH_NEW"; do
     IFS=: read -r name bin new <<< "$m"
+    [[ " $SETS " == *" $name "* ]] || continue
     for pair in fp32:f32 nf4:q4_0; do
       w="${pair%%:*}" g="${pair#*:}"
       for t in $THREADS; do
@@ -53,5 +56,5 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
-node "$peer/report.mjs" "$out" "$work" > "bench/results/decode-$(date +%Y-%m-%d).md"
-cat "bench/results/decode-$(date +%Y-%m-%d).md"
+node "$peer/report.mjs" "$out" "$work" > "$result"
+cat "$result"
