@@ -64,4 +64,20 @@ void lora4j_cuda_attention_decode(const float*, const float*, const float*, int6
                                   int64_t, int64_t, int64_t, int64_t, float*, void*) {
   NO_CUDA("cuda_attention_decode");
 }
+void lora4j_cuda_decode_matvec(const float*, int64_t, const void*, int32_t, int64_t, int32_t,
+                               float*, void*) {
+  NO_CUDA("cuda_decode_matvec");
+}
+void lora4j_cuda_decode_gate_up(const float*, int64_t, const void*, const void*, int32_t, int64_t,
+                                float*, void*) {
+  NO_CUDA("cuda_decode_gate_up");
+}
+void lora4j_cuda_decode_attention(float*, const float*, const float*, int32_t, const float*, float*,
+                                  float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*,
+                                  void*) {
+  NO_CUDA("cuda_decode_attention");
+}
+void lora4j_cuda_decode_embedding(const float*, int64_t, int64_t, int32_t, float*, void*) {
+  NO_CUDA("cuda_decode_embedding");
+}
 }  // extern "C"

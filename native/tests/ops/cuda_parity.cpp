@@ -207,6 +207,63 @@ void par_embedding(Rng& rng) {
   cmp("embedding bwd (+=, atomics)", ddt, dt, kElemAtol * 10, kElemRtol);
 }
 
+// The single-token decode kernels (infer.h lora4j_decode_*) against their CPU twins.
+void par_decode_step(Rng& rng) {
+  struct Mv { int64_t in, out; };
+  for (const Mv& c : {Mv{288, 768}, Mv{768, 288}, Mv{77, 19}, Mv{4096, 1024}}) {
+    const std::string tag = "decode matvec " + std::to_string(c.out) + "x" + std::to_string(c.in);
+    fvec x = rand_vec(rng, c.in, 1), w = rand_vec(rng, c.in * c.out, 1), y0 = rand_vec(rng, c.out, 1);
+    std::vector<uint16_t> wb(w.size());
+    for (size_t i = 0; i < w.size(); i++) {
+      uint32_t u;
+      std::memcpy(&u, &w[i], 4);
+      wb[i] = static_cast<uint16_t>(u >> 16);
+    }
+    fvec y(c.out), ya = y0, yb(c.out), s(c.out);
+    fvec wu = rand_vec(rng, c.in * c.out, 1);
+    lora4j_decode_matvec(x.data(), c.in, w.data(), LORA4J_DECODE_F32, c.out, 0, y.data());
+    lora4j_decode_matvec(x.data(), c.in, w.data(), LORA4J_DECODE_F32, c.out, 1, ya.data());
+    lora4j_decode_matvec(x.data(), c.in, wb.data(), LORA4J_DECODE_BF16, c.out, 0, yb.data());
+    lora4j_decode_gate_up(x.data(), c.in, w.data(), wu.data(), LORA4J_DECODE_F32, c.out, s.data());
+    Dev dx(x), dw(w), dwb(wb), dwu(wu), dya(y0), dy(c.out * 4), dyb(c.out * 4), ds(c.out * 4);
+    dy.poison(); dyb.poison(); ds.poison();
+    lora4j_cuda_decode_matvec(dx.f(), c.in, dw.p, LORA4J_DECODE_F32, c.out, 0, dy.f(), nullptr);
+    lora4j_cuda_decode_matvec(dx.f(), c.in, dw.p, LORA4J_DECODE_F32, c.out, 1, dya.f(), nullptr);
+    lora4j_cuda_decode_matvec(dx.f(), c.in, dwb.p, LORA4J_DECODE_BF16, c.out, 0, dyb.f(), nullptr);
+    lora4j_cuda_decode_gate_up(dx.f(), c.in, dw.p, dwu.p, LORA4J_DECODE_F32, c.out, ds.f(), nullptr);
+    cmp(tag + " f32 =", dy, y, dot_atol(c.in), kRedRtol);
+    cmp(tag + " f32 +=", dya, ya, dot_atol(c.in), kRedRtol);
+    cmp(tag + " bf16", dyb, yb, dot_atol(c.in), kRedRtol);
+    cmp(tag + " gate_up", ds, s, dot_atol(c.in) * 4, kRedRtol);
+  }
+  struct At { int64_t Hq, Hkv, D, pos, start; };
+  for (const At& c : {At{6, 6, 48, 0, 0}, At{8, 2, 64, 200, 0}, At{4, 1, 128, 90, 40}, At{32, 8, 128, 1000, 0}}) {
+    const std::string tag = "decode attention Hq" + std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) +
+                            " D" + std::to_string(c.D) + " pos" + std::to_string(c.pos) + " start" +
+                            std::to_string(c.start);
+    const int64_t cap = c.pos + 5, kv = c.Hkv * c.D;
+    fvec q = rand_vec(rng, c.Hq * c.D, 1), k = rand_vec(rng, kv, 1), v = rand_vec(rng, kv, 1),
+         kc = rand_vec(rng, cap * kv, 1), vc = rand_vec(rng, cap * kv, 1), inv(c.D / 2), out(c.Hq * c.D);
+    for (int64_t i = 0; i < c.D / 2; i++) inv[i] = std::pow(10000.0f, -2.0f * i / c.D);
+    Dev dq(q), dk(k), dv(v), dkc(kc), dvc(vc), dinv(inv), dout(c.Hq * c.D * 4);
+    dout.poison();
+    lora4j_decode_attention(q.data(), k.data(), v.data(), (int32_t)c.pos, inv.data(), kc.data(), vc.data(),
+                            cap, c.start, c.Hq, c.Hkv, c.D, out.data());
+    lora4j_cuda_decode_attention(dq.f(), dk.f(), dv.f(), (int32_t)c.pos, dinv.f(), dkc.f(), dvc.f(), cap,
+                                 c.start, c.Hq, c.Hkv, c.D, dout.f(), nullptr);
+    cmp(tag + " out", dout, out, kRedAtol, kRedRtol);
+    cmp(tag + " q roped", dq, q, kElemAtol, kElemRtol);
+    cmp(tag + " k cache", dkc, kc, kElemAtol, kElemRtol);
+    cmp(tag + " v cache (exact)", dvc, vc, 0, 0);
+  }
+  fvec table = rand_vec(rng, 1000 * 288, 1), row(288);
+  lora4j_decode_embedding(table.data(), 1000, 288, 417, row.data());
+  Dev dt(table), dr(288 * 4);
+  dr.poison();
+  lora4j_cuda_decode_embedding(dt.f(), 1000, 288, 417, dr.f(), nullptr);
+  cmp("decode embedding (exact)", dr, row, 0, 0);
+}
+
 void par_ce(Rng& rng) {
   const int64_t T = 64, V = 32000;
   ivec labels(T);
@@ -457,6 +514,7 @@ PARITY_CASE(par_offload_round_trip, 2031);
 PARITY_CASE(par_lora, 2032);
 PARITY_CASE(par_adamw, 2033);
 PARITY_CASE(par_decode, 2034);
+PARITY_CASE(par_decode_step, 2035);
 #undef PARITY_CASE
 
 static void ops_cuda_perf() {

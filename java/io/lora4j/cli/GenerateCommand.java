@@ -5,6 +5,7 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import io.lora4j.model.LlamaModel;
 import io.lora4j.model.Sampler;
+import java.nio.FloatBuffer;
 import java.util.Arrays;
 import java.util.Locale;
 import org.apache.commons.cli.CommandLine;
@@ -65,8 +66,7 @@ public final class GenerateCommand implements Command {
             if (!json) ctx.out().print(prompt);
             long t0 = System.nanoTime(), tFirst = 0;
             try (LlamaModel.KvCache cache = m.model.newCache(Math.max(1, capacity))) {
-                float[] logits = null;
-                for (int id : promptIds) logits = m.model.decode(cache, id);
+                FloatBuffer logits = cache.session().prefill(promptIds);
                 tFirst = System.nanoTime();
                 while (n < capacity) {
                     int next = sampler.sample(logits);
@@ -77,7 +77,7 @@ public final class GenerateCommand implements Command {
                         ctx.out().flush();
                     }
                     n++;
-                    if (n < capacity) logits = m.model.decode(cache, next);
+                    if (n < capacity) logits = cache.session().step(next);
                 }
             }
             long t1 = System.nanoTime();

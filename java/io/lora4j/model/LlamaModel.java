@@ -4,6 +4,7 @@ import io.lora4j.ops.Backend;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
+import java.nio.FloatBuffer;
 
 /**
  * A Llama decoder ready to run on one {@link Backend}: the forward pass over whole sequences
@@ -111,34 +112,30 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
-    /** Keys and values of every layer for up to {@code capacity} positions of one sequence. */
+    /**
+     * Keys and values of every layer for up to {@code capacity} positions of one sequence, with
+     * the decode scratch: a {@link DecodeSession}.
+     */
     public final class KvCache implements AutoCloseable {
-        final int capacity;
-        final Tensor[] k, v; // per layer [capacity, kvDim]
-        int length;
+        private final DecodeSession session;
 
         KvCache(int capacity) {
-            this.capacity = capacity;
-            int n = config.numHiddenLayers();
-            k = new Tensor[n];
-            v = new Tensor[n];
-            for (int i = 0; i < n; i++) {
-                k[i] = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, capacity, config.kvDim());
-                v[i] = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, capacity, config.kvDim());
-            }
+            this.session = new DecodeSession(weights, block, capacity);
         }
 
         /** Positions filled so far. */
         public int length() {
-            return length;
+            return session.length();
+        }
+
+        /** The session: {@link DecodeSession#step} without the copy {@link #decode} makes. */
+        public DecodeSession session() {
+            return session;
         }
 
         @Override
         public void close() {
-            for (int i = 0; i < k.length; i++) {
-                k[i].close();
-                v[i].close();
-            }
+            session.close();
         }
     }
 
@@ -149,25 +146,21 @@ public final class LlamaModel implements AutoCloseable {
         return new KvCache(capacity);
     }
 
+    /** A session of {@code capacity} positions that takes the fused step or, {@code fused} false, the block path. */
+    DecodeSession newSession(int capacity, boolean fused) {
+        return new DecodeSession(weights, block, capacity, fused);
+    }
+
     /**
-     * Feeds {@code token} at the cache's next position and returns the logits [vocab] (host copy)
+     * Feeds {@code token} at the cache's next position and returns the logits [vocab] (a copy)
      * for the token after it.
      */
     public float[] decode(KvCache cache, int token) {
-        if (cache.length >= cache.capacity)
-            throw new IllegalStateException("KV cache full at " + cache.capacity + " positions");
         checkIds(new int[] {token});
-        int p = cache.length;
-        try (Tensor idT = DeviceWeights.ints(backend, new int[] {token}); Tensor posT = DeviceWeights.ints(backend, new int[] {p})) {
-            Tensor x = block.embed(idT);
-            try (Tensor h = layers(x, posT, block.new KvCacheAttention(cache.k, cache.v, p)); Tensor logits = logits(h)) {
-                cache.length = p + 1;
-                Tensor hostLogits = backend.download(logits);
-                float[] out = hostLogits.toFloats();
-                if (hostLogits != logits) hostLogits.close();
-                return out;
-            }
-        }
+        FloatBuffer logits = cache.session.step(token);
+        float[] out = new float[logits.remaining()];
+        logits.get(out);
+        return out;
     }
 
     @Override

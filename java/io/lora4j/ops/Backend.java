@@ -26,6 +26,12 @@ public interface Backend {
     /** A host copy of a tensor of this device. */
     Tensor download(Tensor t);
 
+    /**
+     * Copies tensor {@code t} of this device into the host tensor {@code host} (same dtype, at least
+     * as many elements), after the work queued before it: a download without allocating.
+     */
+    void downloadInto(Tensor t, Tensor host);
+
     /** Waits until all queued work is done. */
     void synchronize();
 
@@ -80,6 +86,28 @@ public interface Backend {
     /** One query token per sequence against L cached positions (KV-cache decoding). */
     void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen, long hq,
             long hkv, long headDim, Tensor out);
+
+    // ---- single-token decode (infer.h lora4j_decode_*: T = 1, nothing allocated) ----
+
+    /**
+     * y [out] (= or += when {@code accumulate}) w [out, in] · x [in] for a dense F32 or BF16 weight
+     * (out and in are w's dims): a T = 1 projection, optionally straight into the residual.
+     */
+    void decodeMatvec(Tensor x, Tensor w, boolean accumulate, Tensor y);
+
+    /** s [inter] = silu(wGate · x)·(wUp · x) for dense F32 or BF16 weights [inter, in] of one type. */
+    void decodeGateUp(Tensor x, Tensor wGate, Tensor wUp, Tensor s);
+
+    /**
+     * One layer's attention for one new token at {@code position}: q [hq·hd] is roped in place, the
+     * roped k [hkv·hd] and v go to row {@code position} of kCache/vCache [capacity, hkv·hd], and
+     * out [hq·hd] attends to rows start..position.
+     */
+    void decodeAttention(Tensor q, Tensor k, Tensor v, int position, Tensor invFreq, Tensor kCache, Tensor vCache,
+            long start, long hq, long hkv, long headDim, Tensor out);
+
+    /** out [dim] = row {@code token} of table [vocab, dim]. */
+    void decodeEmbedding(Tensor table, int token, Tensor out);
 
     /** h = silu(gate)·up, elementwise. */
     void swigluFwd(Tensor gate, Tensor up, Tensor h);

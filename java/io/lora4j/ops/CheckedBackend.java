@@ -73,6 +73,15 @@ public final class CheckedBackend implements Backend {
         return delegate.download(t);
     }
 
+    @Override
+    public void downloadInto(Tensor t, Tensor host) {
+        mine(t, "t");
+        live(host, "host");
+        if (host.device() != Device.CPU) throw new IllegalArgumentException("downloadInto needs a host tensor, got " + host);
+        typed(host, t.dtype(), t.numel(), "host");
+        delegate.downloadInto(t, host);
+    }
+
     @Override public void synchronize() { delegate.synchronize(); }
 
     // ---- NF4 ----
@@ -283,6 +292,71 @@ public final class CheckedBackend implements Backend {
         f32(vCache, cn, "vCache");
         f32(out, qn, "out");
         delegate.attentionDecode(q, kCache, vCache, batch, len, cacheLen, hq, hkv, headDim, out);
+    }
+
+    // ---- single-token decode ----
+
+    /** A dense decode weight: rank 2, F32 or BF16, on this device. */
+    private void decodeWeight(Tensor w, String what) {
+        mine(w, what);
+        if (w.rank() != 2) throw new IllegalArgumentException(what + " must be 2-D [out, in], got " + w);
+        if (w.dtype() != DType.F32 && w.dtype() != DType.BF16)
+            throw new IllegalArgumentException(what + " must be F32 or BF16 for the decode kernels, got " + w);
+    }
+
+    @Override
+    public void decodeMatvec(Tensor x, Tensor w, boolean accumulate, Tensor y) {
+        decodeWeight(w, "w");
+        f32(x, w.dim(1), "x");
+        f32(y, w.dim(0), "y");
+        delegate.decodeMatvec(x, w, accumulate, y);
+    }
+
+    @Override
+    public void decodeGateUp(Tensor x, Tensor wGate, Tensor wUp, Tensor s) {
+        decodeWeight(wGate, "wGate");
+        decodeWeight(wUp, "wUp");
+        if (wGate.dtype() != wUp.dtype() || wGate.dim(0) != wUp.dim(0) || wGate.dim(1) != wUp.dim(1))
+            throw new IllegalArgumentException("gate and up weights must have one shape and type, got " + wGate + " and " + wUp);
+        f32(x, wGate.dim(1), "x");
+        f32(s, wGate.dim(0), "s");
+        delegate.decodeGateUp(x, wGate, wUp, s);
+    }
+
+    @Override
+    public void decodeAttention(Tensor q, Tensor k, Tensor v, int position, Tensor invFreq, Tensor kCache, Tensor vCache,
+            long start, long hq, long hkv, long headDim, Tensor out) {
+        positive(hq, "hq");
+        positive(hkv, "hkv");
+        positive(headDim, "headDim");
+        if (hq % hkv != 0)
+            throw new IllegalArgumentException("GQA needs hq a multiple of hkv, got hq " + hq + ", hkv " + hkv);
+        if (headDim % 2 != 0 || headDim > 1024)
+            throw new IllegalArgumentException("decode attention needs an even head_dim <= 1024, got " + headDim);
+        long qn = mul(hq, headDim, "Hq*D"), kvn = mul(hkv, headDim, "Hkv*D");
+        matrix(kCache, "kCache");
+        matrix(vCache, "vCache");
+        if (kCache.dim(1) != kvn || vCache.dim(1) != kvn || vCache.dim(0) != kCache.dim(0))
+            throw new IllegalArgumentException("KV caches must be [capacity, " + kvn + "], got " + kCache + " and " + vCache);
+        if (position < 0 || position >= kCache.dim(0))
+            throw new IllegalArgumentException("position " + position + " outside a cache of " + kCache.dim(0));
+        if (start < 0 || start > position)
+            throw new IllegalArgumentException("window start " + start + " must be in [0, " + position + "]");
+        f32(q, qn, "q");
+        f32(k, kvn, "k");
+        f32(v, kvn, "v");
+        f32(invFreq, headDim / 2, "invFreq");
+        f32(out, qn, "out");
+        delegate.decodeAttention(q, k, v, position, invFreq, kCache, vCache, start, hq, hkv, headDim, out);
+    }
+
+    @Override
+    public void decodeEmbedding(Tensor table, int token, Tensor out) {
+        matrix(table, "table");
+        if (token < 0 || token >= table.dim(0))
+            throw new IllegalArgumentException("token id " + token + " outside the vocabulary of " + table.dim(0));
+        f32(out, table.dim(1), "out");
+        delegate.decodeEmbedding(table, token, out);
     }
 
     @Override

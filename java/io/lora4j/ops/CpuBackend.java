@@ -46,6 +46,11 @@ public final class CpuBackend implements Backend {
         return t;
     }
 
+    @Override
+    public void downloadInto(Tensor t, Tensor host) {
+        if (t.pointer().address() != host.pointer().address()) Pointer.memcpy(host.pointer(), t.pointer(), t.bytes());
+    }
+
     @Override public void synchronize() {}
 
     @Override
@@ -143,6 +148,41 @@ public final class CpuBackend implements Backend {
             long hq, long hkv, long headDim, Tensor out) {
         lora4j_attention_decode(q.pointer(), kCache.pointer(), vCache.pointer(), batch, len, cacheLen, hq, hkv,
                 headDim, out.pointer());
+    }
+
+    /** The SIMD path of the decode kernels ("avx512", "avx2" or "scalar"; LORA4J_DECODE_ISA forces one). */
+    public static String decodeIsa() {
+        NativeLibrary.load();
+        return lora4j_decode_isa().getString();
+    }
+
+    /** The decode kernels' weight type code (infer.h LORA4J_DECODE_*). */
+    static int decodeWeightType(DType t) {
+        return t == DType.BF16 ? 1 : 0;
+    }
+
+    @Override
+    public void decodeMatvec(Tensor x, Tensor w, boolean accumulate, Tensor y) {
+        lora4j_decode_matvec(x.pointer(), w.dim(1), w.pointer(), decodeWeightType(w.dtype()), w.dim(0), accumulate ? 1 : 0,
+                y.pointer());
+    }
+
+    @Override
+    public void decodeGateUp(Tensor x, Tensor wGate, Tensor wUp, Tensor s) {
+        lora4j_decode_gate_up(x.pointer(), wGate.dim(1), wGate.pointer(), wUp.pointer(), decodeWeightType(wGate.dtype()),
+                wGate.dim(0), s.pointer());
+    }
+
+    @Override
+    public void decodeAttention(Tensor q, Tensor k, Tensor v, int position, Tensor invFreq, Tensor kCache, Tensor vCache,
+            long start, long hq, long hkv, long headDim, Tensor out) {
+        lora4j_decode_attention(q.pointer(), k.pointer(), v.pointer(), position, invFreq.pointer(), kCache.pointer(),
+                vCache.pointer(), kCache.dim(0), start, hq, hkv, headDim, out.pointer());
+    }
+
+    @Override
+    public void decodeEmbedding(Tensor table, int token, Tensor out) {
+        lora4j_decode_embedding(table.pointer(), table.dim(0), table.dim(1), token, out.pointer());
     }
 
     @Override

@@ -91,6 +91,12 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public void downloadInto(Tensor t, Tensor host) {
+        lora4j_cuda_stream_synchronize(stream);
+        lora4j_cuda_memcpy(host.pointer(), t.pointer(), t.bytes(), 2, null);
+    }
+
+    @Override
     public void synchronize() {
         lora4j_cuda_stream_synchronize(stream);
     }
@@ -192,6 +198,30 @@ public final class CudaBackend implements Backend {
             long hq, long hkv, long headDim, Tensor out) {
         lora4j_cuda_attention_decode(q.pointer(), kCache.pointer(), vCache.pointer(), batch, len, cacheLen, hq, hkv,
                 headDim, out.pointer(), stream);
+    }
+
+    @Override
+    public void decodeMatvec(Tensor x, Tensor w, boolean accumulate, Tensor y) {
+        lora4j_cuda_decode_matvec(x.pointer(), w.dim(1), w.pointer(), CpuBackend.decodeWeightType(w.dtype()), w.dim(0),
+                accumulate ? 1 : 0, y.pointer(), stream);
+    }
+
+    @Override
+    public void decodeGateUp(Tensor x, Tensor wGate, Tensor wUp, Tensor s) {
+        lora4j_cuda_decode_gate_up(x.pointer(), wGate.dim(1), wGate.pointer(), wUp.pointer(),
+                CpuBackend.decodeWeightType(wGate.dtype()), wGate.dim(0), s.pointer(), stream);
+    }
+
+    @Override
+    public void decodeAttention(Tensor q, Tensor k, Tensor v, int position, Tensor invFreq, Tensor kCache, Tensor vCache,
+            long start, long hq, long hkv, long headDim, Tensor out) {
+        lora4j_cuda_decode_attention(q.pointer(), k.pointer(), v.pointer(), position, invFreq.pointer(), kCache.pointer(),
+                vCache.pointer(), kCache.dim(0), start, hq, hkv, headDim, out.pointer(), stream);
+    }
+
+    @Override
+    public void decodeEmbedding(Tensor table, int token, Tensor out) {
+        lora4j_cuda_decode_embedding(table.pointer(), table.dim(0), table.dim(1), token, out.pointer(), stream);
     }
 
     @Override

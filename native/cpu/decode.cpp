@@ -1,0 +1,271 @@
+// Single-token (T = 1) decode kernels, CPU: the fallback and the oracle of the lora4j_cuda_decode_*
+// twins in native/cuda/infer.cu. See native/include/lora4j/infer.h for the math and layouts.
+//
+// At T = 1 every projection is a GEMV: each weight is read once and used for one multiply-add,
+// so the speed limit is the weight read (fp32 4 B/weight, bf16 2 B/weight). The kernels below
+// stream each weight row once with 4 independent FMA chains (enough to hide FMA latency on one
+// core) and split output rows across OpenMP threads in one parallel region per op, entered only
+// when the op moves enough bytes to pay for waking the team (kParallelMinWeights).
+//
+// ISA dispatch (chosen once, reported by lora4j_decode_isa): AVX-512F when the CPU has it, else
+// AVX2+FMA, else portable scalar loops. LORA4J_DECODE_ISA=scalar|avx2|avx512 forces a path (tests
+// compare them); a forced path the CPU lacks is an error, never a silent fallback.
+#include "lora4j/infer.h"
+#include "common.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+// Below this many weights per op a second thread costs more (team wake-up, a few µs) than the
+// row slice it would take over.
+constexpr int64_t kParallelMinWeights = int64_t{1} << 16;
+// Largest head_dim the attention kernel keeps on the stack (cos/sin and the output accumulator).
+constexpr int64_t kMaxHeadDim = 1024;
+
+// ---- row dot products: sum_i w[r, i] * x[i] -------------------------------------------------
+
+float dot_f32_scalar(const void* w, const float* x, int64_t n) {
+  const float* a = static_cast<const float*>(w);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; i++) s += a[i] * x[i];
+  return s;
+}
+
+inline float bf16_to_f32(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+float dot_bf16_scalar(const void* w, const float* x, int64_t n) {
+  const uint16_t* a = static_cast<const uint16_t*>(w);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; i++) s += bf16_to_f32(a[i]) * x[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 8 weights -> 8 fp32 lanes: fp32 as they are; bf16 widened to 32 bits and shifted into the high
+// half (bf16 is fp32's top 16 bits).
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+__attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline float widen(float v) { return v; }
+inline float widen(uint16_t v) { return bf16_to_f32(v); }
+
+template <typename W>
+__attribute__((target("avx2,fma"))) float dot_avx2(const void* w, const float* x, int64_t n) {
+  const W* a = static_cast<const W*>(w);
+  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    c0 = _mm256_fmadd_ps(load8(a + i), _mm256_loadu_ps(x + i), c0);
+    c1 = _mm256_fmadd_ps(load8(a + i + 8), _mm256_loadu_ps(x + i + 8), c1);
+    c2 = _mm256_fmadd_ps(load8(a + i + 16), _mm256_loadu_ps(x + i + 16), c2);
+    c3 = _mm256_fmadd_ps(load8(a + i + 24), _mm256_loadu_ps(x + i + 24), c3);
+  }
+  for (; i + 8 <= n; i += 8) c0 = _mm256_fmadd_ps(load8(a + i), _mm256_loadu_ps(x + i), c0);
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
+  for (; i < n; i++) s += widen(a[i]) * x[i];
+  return s;
+}
+
+// AVX-512F: the same with 16 lanes (4 chains of 16, 64 weights per iteration). GCC 12's
+// avx512fintrin.h builds its "undefined" pass-through operands by self-initialisation, which
+// -Wuninitialized reports at every inlined use: silenced for these functions only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) inline __m512 load16(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+__attribute__((target("avx512f"))) inline __m512 load16(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+template <typename W>
+__attribute__((target("avx512f"))) float dot_avx512(const void* w, const float* x, int64_t n) {
+  const W* a = static_cast<const W*>(w);
+  __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    c0 = _mm512_fmadd_ps(load16(a + i), _mm512_loadu_ps(x + i), c0);
+    c1 = _mm512_fmadd_ps(load16(a + i + 16), _mm512_loadu_ps(x + i + 16), c1);
+    c2 = _mm512_fmadd_ps(load16(a + i + 32), _mm512_loadu_ps(x + i + 32), c2);
+    c3 = _mm512_fmadd_ps(load16(a + i + 48), _mm512_loadu_ps(x + i + 48), c3);
+  }
+  for (; i + 16 <= n; i += 16) c0 = _mm512_fmadd_ps(load16(a + i), _mm512_loadu_ps(x + i), c0);
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)));
+  for (; i < n; i++) s += widen(a[i]) * x[i];
+  return s;
+}
+
+#pragma GCC diagnostic pop
+
+using DotFn = float (*)(const void* w, const float* x, int64_t n);
+
+struct Isa {
+  const char* name;
+  DotFn dot[2];  // indexed by wtype: LORA4J_DECODE_F32, LORA4J_DECODE_BF16
+};
+
+constexpr Isa kScalar = {"scalar", {dot_f32_scalar, dot_bf16_scalar}};
+constexpr Isa kAvx2 = {"avx2", {dot_avx2<float>, dot_avx2<uint16_t>}};
+constexpr Isa kAvx512 = {"avx512", {dot_avx512<float>, dot_avx512<uint16_t>}};
+
+// Chosen once (C++ guarantees thread-safe initialisation of the function-local static).
+const Isa& isa() {
+  static const Isa chosen = [] {
+    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool has_avx512 = __builtin_cpu_supports("avx512f");
+    const char* forced = std::getenv("LORA4J_DECODE_ISA");
+    if (forced != nullptr && *forced != '\0') {
+      const std::string f(forced);
+      if (f == "scalar") return kScalar;
+      if (f == "avx2") {
+        LORA4J_CHECK(has_avx2, "LORA4J_DECODE_ISA=avx2 but this CPU lacks AVX2/FMA");
+        return kAvx2;
+      }
+      if (f == "avx512") {
+        LORA4J_CHECK(has_avx512, "LORA4J_DECODE_ISA=avx512 but this CPU lacks AVX-512F");
+        return kAvx512;
+      }
+      LORA4J_CHECK(false, "LORA4J_DECODE_ISA must be scalar, avx2 or avx512, got '" + f + "'");
+    }
+    // (unreachable when forced: the check above throws)
+    return has_avx512 ? kAvx512 : has_avx2 ? kAvx2 : kScalar;
+  }();
+  return chosen;
+}
+
+size_t elem_bytes(int32_t wtype) {
+  return wtype == LORA4J_DECODE_BF16 ? 2 : 4;
+}
+
+void check_wtype(int32_t wtype) {
+  LORA4J_CHECK(wtype == LORA4J_DECODE_F32 || wtype == LORA4J_DECODE_BF16,
+               "decode: weight type must be 0 (f32) or 1 (bf16), got " + std::to_string(wtype));
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* lora4j_decode_isa(void) {
+  return isa().name;
+}
+
+void lora4j_decode_matvec(const float* x, int64_t in, const void* w, int32_t wtype, int64_t out,
+                          int32_t accumulate, float* y) {
+  check_wtype(wtype);
+  const DotFn dot = isa().dot[wtype];
+  const char* base = static_cast<const char*>(w);
+  const size_t row_bytes = elem_bytes(wtype) * static_cast<size_t>(in);
+#pragma omp parallel for schedule(static) if (out * in >= kParallelMinWeights)
+  for (int64_t r = 0; r < out; r++) {
+    const float v = dot(base + r * row_bytes, x, in);
+    y[r] = accumulate ? y[r] + v : v;
+  }
+}
+
+void lora4j_decode_gate_up(const float* x, int64_t in, const void* w_gate, const void* w_up,
+                           int32_t wtype, int64_t inter, float* s) {
+  check_wtype(wtype);
+  const DotFn dot = isa().dot[wtype];
+  const char* g_base = static_cast<const char*>(w_gate);
+  const char* u_base = static_cast<const char*>(w_up);
+  const size_t row_bytes = elem_bytes(wtype) * static_cast<size_t>(in);
+#pragma omp parallel for schedule(static) if (2 * inter * in >= kParallelMinWeights)
+  for (int64_t r = 0; r < inter; r++) {
+    const float g = dot(g_base + r * row_bytes, x, in);
+    const float u = dot(u_base + r * row_bytes, x, in);
+    s[r] = g / (1.0f + std::exp(-g)) * u;  // silu(g)·u as lora4j_swiglu_fwd
+  }
+}
+
+void lora4j_decode_attention(float* q, const float* k, const float* v, int32_t pos,
+                             const float* inv_freq, float* k_cache, float* v_cache,
+                             int64_t cache_len, int64_t start, int64_t Hq, int64_t Hkv, int64_t D,
+                             float* out) {
+  LORA4J_CHECK(pos >= 0 && pos < cache_len, "decode attention: position " + std::to_string(pos) +
+                                                " outside a cache of " + std::to_string(cache_len));
+  LORA4J_CHECK(start >= 0 && start <= pos, "decode attention: window start after the position");
+  LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "query heads must be a multiple of KV heads");
+  LORA4J_CHECK(D % 2 == 0 && D <= kMaxHeadDim, "decode attention: head_dim must be even and <= 1024");
+  const int64_t half = D / 2, kv_row = Hkv * D, group = Hq / Hkv;
+  // RoPE exactly as lora4j_rope_fwd: fp32 angle, cos/sin in double, rounded to fp32.
+  float c[kMaxHeadDim / 2], sn[kMaxHeadDim / 2];
+  const float p = static_cast<float>(pos);
+  for (int64_t i = 0; i < half; i++) {
+    const double th = static_cast<double>(p * inv_freq[i]);
+    c[i] = static_cast<float>(std::cos(th));
+    sn[i] = static_cast<float>(std::sin(th));
+  }
+  auto rotate = [&](const float* xr, float* yr) {
+    for (int64_t i = 0; i < half; i++) {
+      const float x1 = xr[i], x2 = xr[i + half];
+      yr[i] = x1 * c[i] - x2 * sn[i];
+      yr[i + half] = x2 * c[i] + x1 * sn[i];
+    }
+  };
+  for (int64_t h = 0; h < Hq; h++) rotate(q + h * D, q + h * D);
+  for (int64_t h = 0; h < Hkv; h++) rotate(k + h * D, k_cache + pos * kv_row + h * D);
+  std::memcpy(v_cache + pos * kv_row, v, sizeof(float) * kv_row);
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const int64_t len = pos + 1 - start;
+  const DotFn dot = isa().dot[LORA4J_DECODE_F32];
+  // One pass per head with an online softmax (running max m, running sum l, output rescaled
+  // when m grows), so no score row needs storing.
+#pragma omp parallel for schedule(static) if (Hq * len * D >= kParallelMinWeights)
+  for (int64_t h = 0; h < Hq; h++) {
+    const float* qh = q + h * D;
+    const int64_t kvh = h / group;
+    float acc[kMaxHeadDim];
+    for (int64_t d = 0; d < D; d++) acc[d] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    for (int64_t j = start; j <= pos; j++) {
+      const float sc = scale * dot(k_cache + j * kv_row + kvh * D, qh, D);
+      const float* vj = v_cache + j * kv_row + kvh * D;
+      if (sc > m) {
+        const float corr = std::exp(m - sc);  // 0 on the first row (m = -inf)
+        l *= corr;
+        for (int64_t d = 0; d < D; d++) acc[d] *= corr;
+        m = sc;
+      }
+      const float e = std::exp(sc - m);
+      l += e;
+      for (int64_t d = 0; d < D; d++) acc[d] += e * vj[d];
+    }
+    const float inv = 1.0f / l;
+    float* o = out + h * D;
+    for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
+  }
+}
+
+void lora4j_decode_embedding(const float* table, int64_t vocab, int64_t dim, int32_t token,
+                             float* out) {
+  LORA4J_CHECK(token >= 0 && token < vocab, "embedding: id " + std::to_string(token) +
+                                                " outside [0, " + std::to_string(vocab) + ")");
+  std::memcpy(out, table + static_cast<int64_t>(token) * dim, sizeof(float) * dim);
+}
+
+}  // extern "C"
