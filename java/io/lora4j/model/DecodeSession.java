@@ -233,9 +233,8 @@ public final class DecodeSession implements AutoCloseable {
 
     /** The general path: every layer through {@link DecoderBlock#forward} with the KV-cache strategy. */
     private FloatBuffer layersThroughBlock(int token, int p) {
-        try (Tensor posT = DeviceWeights.ints(backend, new int[] {p})) {
-            Tensor cur = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, 1, config.hiddenSize());
-            backend.decodeEmbedding(weights.embedding(), token, cur);
+        try (Tensor posT = DeviceWeights.ints(backend, new int[] {p}); Tensor idT = DeviceWeights.ints(backend, new int[] {token})) {
+            Tensor cur = block.embed(idT); // the block's embedding: the family's scale included (Gemma)
             try {
                 DecoderBlock.KvCacheAttention attention = block.new KvCacheAttention(kCache, vCache, p);
                 for (int l = 0; l < config.numHiddenLayers(); l++) {
