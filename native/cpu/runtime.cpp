@@ -127,8 +127,8 @@ void lora4j_sgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t 
   cblas_sgemm_fn fn = g_sgemm.load();
   const bool blas = fn && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX &&
                     lda <= INT32_MAX && ldb <= INT32_MAX && ldc <= INT32_MAX;
-  // One block of C: rows [m0, m0+m) x columns [n0, n0+n). OpenBLAS blocks K by the shape it is
-  // given, so a split may round differently in the last bit (as OpenBLAS's own threads do).
+  // One block of C: rows [m0, m0+m) x columns [n0, n0+n). OpenBLAS computes the last, short
+  // block of M or N with other micro-kernels, so a split may round differently in the last bit.
   auto block = [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
     const float* a = A + (transA ? m0 : m0 * lda);
     const float* b = B + (transB ? n0 * ldb : n0);
@@ -140,11 +140,14 @@ void lora4j_sgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t 
     else
       builtin_sgemm(transA != 0, transB != 0, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
   };
-  // Split the longer side of C into panels of whole 16-row/column groups (the micro-kernels'
-  // widths), at least ~kMinWorkPerThread multiply-adds... times 64 per thread: a GEMM thread
-  // must amortise packing its panels as well as the wake-up.
+  // Split the longer side of C into panels of whole 48-row/column groups: a multiple of every
+  // sgemm micro-kernel width of OpenBLAS (4, 8, 12, 16, 24), so that each thread's panel starts a
+  // full block and a row's bits do not depend on the thread count (train/ChunkedCrossEntropy
+  // relies on it). A GEMM thread must amortise packing its panels as well as the wake-up: 64x
+  // the elementwise threshold in multiply-adds.
+  constexpr int64_t kGroup = 48;
   const bool by_rows = M >= N;
-  const int64_t len = by_rows ? M : N, groups = (len + 15) / 16;
+  const int64_t len = by_rows ? M : N, groups = (len + kGroup - 1) / kGroup;
   const int nth = lora4j::cpu::threads_for(static_cast<double>(M) * N * (K + 1) / 64.0, groups);
   if (nth <= 1) {
     block(0, M, 0, N);
@@ -152,7 +155,7 @@ void lora4j_sgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t 
   }
   lora4j::cpu::run_parallel(nth, [&](int tid, int nt) {
     const int64_t g0 = groups * tid / nt, g1 = groups * (tid + 1) / nt;
-    const int64_t s0 = g0 * 16, s1 = std::min(len, g1 * 16);
+    const int64_t s0 = g0 * kGroup, s1 = std::min(len, g1 * kGroup);
     if (s0 >= s1) return;
     if (by_rows) block(s0, s1 - s0, 0, N);
     else block(0, M, s0, s1 - s0);
