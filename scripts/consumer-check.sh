@@ -7,12 +7,14 @@
 #     settings in the same invocation. The jar must train at >= 1/1.5 of the CLI's speed: the
 #     median tokens_per_second of their metrics.jsonl rows (first step left out, it warms up).
 # Usage: scripts/consumer-check.sh [STEPS]   (default 8; needs scripts/fetch-assets.sh's assets)
+#   LORA4J_MVN_ARGS  extra Maven arguments for the install, e.g. -Dlora4j.cuda=OFF
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 steps="${1:-8}"
 max_ratio=1.5
-mvn -B -q -DskipTests install
+# shellcheck disable=SC2086
+mvn -B -q -DskipTests ${LORA4J_MVN_ARGS:-} install
 bash scripts/fetch-assets.sh >/dev/null
 cache="${LORA4J_CACHE:-$HOME/.cache/lora4j}"
 model="$cache/stories15M.bin" tok="$cache/tokenizer.bin"

@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -84,7 +85,7 @@ public final class SentencePieceBpe implements Tokenizer {
             if (Float.isNaN(scores[i])) throw new TokenizerException(source, "piece " + i + " has a NaN score");
             Integer prev = allPieces.putIfAbsent(p, i);
             if (prev != null)
-                throw new TokenizerException(source, "piece " + i + " '" + p + "' duplicates piece " + prev);
+                throw new TokenizerException(source, "piece " + i + " " + Quoted.of(p) + " duplicates piece " + prev);
             switch (types[i]) {
                 case NORMAL, UNUSED -> mergeable.put(p, i);
                 case USER_DEFINED -> {
@@ -94,7 +95,7 @@ public final class SentencePieceBpe implements Tokenizer {
                 }
                 case BYTE -> {
                     int b = parseBytePiece(p);
-                    if (b < 0) throw new TokenizerException(source, "byte piece " + i + " is '" + p + "', not <0xNN>");
+                    if (b < 0) throw new TokenizerException(source, "byte piece " + i + " is " + Quoted.of(p) + ", not <0xNN>");
                     if (byteIds[b] >= 0)
                         throw new TokenizerException(source, "byte piece " + i + " duplicates piece " + byteIds[b]);
                     byteIds[b] = i;
