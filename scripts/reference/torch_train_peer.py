@@ -11,9 +11,9 @@ llama code), frozen weights with requires_grad=False so autograd computes only w
 zero_grad(set_to_none=True). Like HF's LlamaForCausalLM it computes lm_head on every position and
 lets cross_entropy ignore the -100 targets.
 
-Batches: --data FILE (JSON {"input_ids": [[...]], "labels": [[...]]}, B rows of S, as written by
-TrainBench's --data mode: labels are the shifted targets, -100 where nothing is trained), else
-random tokens with every next token trained.
+Batches: --data FILE (JSON {"input_ids": [[...]], "labels": [[...]]}, B rows of S, as
+scripts/bench-train.sh writes them: labels aligned with input_ids as in HF, -100 where nothing is
+trained; the targets are labels shifted by one), else random tokens with every next token trained.
 
 Run it as scripts/bench.sh does: one thread (OPENBLAS_NUM_THREADS=1 and torch.set_num_threads(1)),
 on OpenBLAS's AVX2 kernels (libopenblas0-pthread's libblas.so.3, OPENBLAS_CORETYPE=Haswell).
@@ -75,7 +75,9 @@ def main():
         with open(args.data) as f:
             rows = json.load(f)
         ids = torch.tensor(rows["input_ids"], dtype=torch.long)
-        targets = torch.tensor(rows["labels"], dtype=torch.long)
+        labels = torch.tensor(rows["labels"], dtype=torch.long)  # aligned with input_ids (HF): shift
+        targets = torch.full_like(labels, -100)
+        targets[:, :-1] = labels[:, 1:]
     else:
         ids = torch.randint(3, V, (args.batch, args.seq))
         ids[:, 0] = 1
