@@ -6,9 +6,10 @@
 //   p -= (lr / bc1) * (m / (sqrt(v) / sqrt(bc2) + eps)),   bc1 = 1 - b1^t, bc2 = 1 - b2^t
 // bc1, bc2 in double (Python floats in torch), then the per-element update in fp32 in the
 // operation order of torch's single-tensor AdamW (lerp_, mul_/addcmul_, sqrt/div/add, addcdiv_).
-// All vectors [n]; OpenMP over elements.
+// All vectors [n]; the pool over elements.
 #include "lora4j/ops.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <cmath>
 #include <vector>
@@ -28,16 +29,18 @@ void lora4j_adamw_step(float* p, const float* grad, float* m, float* v, int64_t 
           ? static_cast<float>(1.0 - static_cast<double>(lr) * static_cast<double>(weight_decay))
           : 1.0f;
   const float omb1 = 1.0f - beta1, omb2 = 1.0f - beta2;
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    const float g = grad[i] * grad_scale;
-    const float mi = m[i] + omb1 * (g - m[i]);  // torch: exp_avg.lerp_(grad, 1 - beta1)
-    const float vi = beta2 * v[i] + omb2 * (g * g);
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = std::sqrt(vi) / sqrt_bc2 + eps;
-    p[i] = p[i] * decay - step_size * (mi / denom);
-  }
+  lora4j::cpu::parallel_for(n, 4.0, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      const float g = grad[i] * grad_scale;
+      const float mi = m[i] + omb1 * (g - m[i]);  // torch: exp_avg.lerp_(grad, 1 - beta1)
+      const float vi = beta2 * v[i] + omb2 * (g * g);
+      m[i] = mi;
+      v[i] = vi;
+      const float denom = std::sqrt(vi) / sqrt_bc2 + eps;
+      p[i] = p[i] * decay - step_size * (mi / denom);
+    }
+  });
 }
 
 void lora4j_sumsq(const float* x, int64_t n, double* out) {
@@ -46,14 +49,15 @@ void lora4j_sumsq(const float* x, int64_t n, double* out) {
   constexpr int64_t kBlock = 4096;
   const int64_t nblk = (n + kBlock - 1) / kBlock;
   std::vector<double> part(static_cast<size_t>(nblk));
-#pragma omp parallel for schedule(static) if (nblk > 16)
-  for (int64_t b = 0; b < nblk; b++) {
-    const int64_t i0 = b * kBlock, i1 = i0 + kBlock < n ? i0 + kBlock : n;
-    double acc = 0.0;
+  lora4j::cpu::parallel_for(nblk, kBlock, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t i0 = b * kBlock, i1 = i0 + kBlock < n ? i0 + kBlock : n;
+      double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
-    for (int64_t i = i0; i < i1; i++) acc += static_cast<double>(x[i]) * x[i];
-    part[b] = acc;
-  }
+      for (int64_t i = i0; i < i1; i++) acc += static_cast<double>(x[i]) * x[i];
+      part[b] = acc;
+    }
+  });
   double s = 0.0;
   for (int64_t b = 0; b < nblk; b++) s += part[b];
   out[0] += s;

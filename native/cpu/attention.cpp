@@ -19,10 +19,12 @@
 // (Q·Kᵀ, P·V, dO·Vᵀ, Pᵀ·dO, dSᵀ·Q, dS·K) is one call of the register-blocked tile_gemm.
 #include "lora4j/ops.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -158,65 +160,63 @@ void lora4j_attention_fwd(const float* q, const float* k, const float* v, const 
   const int64_t group = Hq / Hkv;
   const int64_t ldq = Hq * D, ldk = Hkv * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-#pragma omp parallel
-  {
+  std::atomic<int64_t> next{0};  // dynamic schedule: uneven causal work
+  lora4j::cpu::run_parallel(lora4j::cpu::threads_for(B * Hq * (2.0 * S * S * D), B * Hq), [&](int, int) {
     std::vector<float> kt(static_cast<size_t>(D * kBK)), sc(static_cast<size_t>(kBQ * kBK)),
         qs(static_cast<size_t>(kBQ * D)), o(static_cast<size_t>(kBQ * D)), m(kBQ), l(kBQ);
-#pragma omp for collapse(2) schedule(dynamic, 1)
-    for (int64_t b = 0; b < B; b++) {
-      for (int64_t hq = 0; hq < Hq; hq++) {
-        const int64_t hk = hq / group;
-        const float* qb = q + b * S * ldq + hq * D;
-        const float* kb = k + b * S * ldk + hk * D;
-        const float* vb = v + b * S * ldk + hk * D;
-        float* ob = out + b * S * ldq + hq * D;
-        float* lb = lse + (b * Hq + hq) * S;
-        const int32_t* sg = seg ? seg + b * S : nullptr;
-        for (int64_t i0 = 0; i0 < S; i0 += kBQ) {
-          const int64_t nq = std::min(kBQ, S - i0);
-          std::fill(m.begin(), m.end(), kNegInf);
-          std::fill(l.begin(), l.end(), 0.0f);
-          std::fill(o.begin(), o.end(), 0.0f);
-          load_scaled(qb, ldq, i0, nq, D, scale, qs.data());
-          for (int64_t j0 = 0; j0 < i0 + nq; j0 += kBK) {
-            const int64_t nk = std::min(kBK, i0 + nq - j0);
-            transpose_tile(kb, ldk, j0, nk, D, kt.data());
-            if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, sc.data())) continue;
-            for (int64_t ii = 0; ii < nq; ii++) {
-              float* srow = sc.data() + ii * kBK;
-              float mx = kNegInf;
-              for (int64_t jj = 0; jj < nk; jj++) mx = std::max(mx, srow[jj]);
-              if (mx == kNegInf) {  // no key of this tile is visible: P row = 0
-                for (int64_t jj = 0; jj < nk; jj++) srow[jj] = 0.0f;
-                continue;
-              }
-              const float mnew = std::max(m[ii], mx);
-              const float alpha = m[ii] == kNegInf ? 0.0f : std::exp(m[ii] - mnew);
-              const float psum = lora4j::cpu::exp_sub_sum(srow, mnew, srow, nk);
-              l[ii] = l[ii] * alpha + psum;
-              m[ii] = mnew;
-              if (alpha != 1.0f) {
-                float* orow = o.data() + ii * D;
-#pragma omp simd
-                for (int64_t d = 0; d < D; d++) orow[d] *= alpha;
-              }
-            }
-            // o += P · V_tile
-            tile_gemm(nq, D, nk, sc.data(), kBK, 1, vb + j0 * ldk, ldk, o.data(), D, 1.0f, true);
-          }
+    for (int64_t bhq = next.fetch_add(1); bhq < B * Hq; bhq = next.fetch_add(1)) {
+      const int64_t b = bhq / Hq, hq = bhq % Hq;
+      const int64_t hk = hq / group;
+      const float* qb = q + b * S * ldq + hq * D;
+      const float* kb = k + b * S * ldk + hk * D;
+      const float* vb = v + b * S * ldk + hk * D;
+      float* ob = out + b * S * ldq + hq * D;
+      float* lb = lse + (b * Hq + hq) * S;
+      const int32_t* sg = seg ? seg + b * S : nullptr;
+      for (int64_t i0 = 0; i0 < S; i0 += kBQ) {
+        const int64_t nq = std::min(kBQ, S - i0);
+        std::fill(m.begin(), m.end(), kNegInf);
+        std::fill(l.begin(), l.end(), 0.0f);
+        std::fill(o.begin(), o.end(), 0.0f);
+        load_scaled(qb, ldq, i0, nq, D, scale, qs.data());
+        for (int64_t j0 = 0; j0 < i0 + nq; j0 += kBK) {
+          const int64_t nk = std::min(kBK, i0 + nq - j0);
+          transpose_tile(kb, ldk, j0, nk, D, kt.data());
+          if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, sc.data())) continue;
           for (int64_t ii = 0; ii < nq; ii++) {
-            // Every row attends at least to itself, so l > 0.
-            const float inv = 1.0f / l[ii];
-            float* orow = ob + (i0 + ii) * ldq;
-            const float* src = o.data() + ii * D;
+            float* srow = sc.data() + ii * kBK;
+            float mx = kNegInf;
+            for (int64_t jj = 0; jj < nk; jj++) mx = std::max(mx, srow[jj]);
+            if (mx == kNegInf) {  // no key of this tile is visible: P row = 0
+              for (int64_t jj = 0; jj < nk; jj++) srow[jj] = 0.0f;
+              continue;
+            }
+            const float mnew = std::max(m[ii], mx);
+            const float alpha = m[ii] == kNegInf ? 0.0f : std::exp(m[ii] - mnew);
+            const float psum = lora4j::cpu::exp_sub_sum(srow, mnew, srow, nk);
+            l[ii] = l[ii] * alpha + psum;
+            m[ii] = mnew;
+            if (alpha != 1.0f) {
+              float* orow = o.data() + ii * D;
 #pragma omp simd
-            for (int64_t d = 0; d < D; d++) orow[d] = src[d] * inv;
-            lb[i0 + ii] = m[ii] + std::log(l[ii]);
+              for (int64_t d = 0; d < D; d++) orow[d] *= alpha;
+            }
           }
+          // o += P · V_tile
+          tile_gemm(nq, D, nk, sc.data(), kBK, 1, vb + j0 * ldk, ldk, o.data(), D, 1.0f, true);
+        }
+        for (int64_t ii = 0; ii < nq; ii++) {
+          // Every row attends at least to itself, so l > 0.
+          const float inv = 1.0f / l[ii];
+          float* orow = ob + (i0 + ii) * ldq;
+          const float* src = o.data() + ii * D;
+#pragma omp simd
+          for (int64_t d = 0; d < D; d++) orow[d] = src[d] * inv;
+          lb[i0 + ii] = m[ii] + std::log(l[ii]);
         }
       }
     }
-  }
+  });
 }
 
 void lora4j_attention_bwd(const float* q, const float* k, const float* v, const float* out,
@@ -227,71 +227,69 @@ void lora4j_attention_bwd(const float* q, const float* k, const float* v, const 
   const int64_t group = Hq / Hkv;
   const int64_t ldq = Hq * D, ldk = Hkv * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-#pragma omp parallel
-  {
+  std::atomic<int64_t> next{0};  // dynamic schedule: uneven causal work
+  lora4j::cpu::run_parallel(lora4j::cpu::threads_for(B * Hkv * (5.0 * S * S * D), B * Hkv), [&](int, int) {
     std::vector<float> kt(static_cast<size_t>(D * kBK)), vt(static_cast<size_t>(D * kBK)),
         qs(static_cast<size_t>(kBQ * D)), p(static_cast<size_t>(kBQ * kBK)),
         ds(static_cast<size_t>(kBQ * kBK)), dl(static_cast<size_t>(S));
-#pragma omp for collapse(2) schedule(dynamic, 1)
-    for (int64_t b = 0; b < B; b++) {
-      for (int64_t hk = 0; hk < Hkv; hk++) {
-        const float* kb = k + b * S * ldk + hk * D;
-        const float* vb = v + b * S * ldk + hk * D;
-        float* dkb = dk + b * S * ldk + hk * D;
-        float* dvb = dv + b * S * ldk + hk * D;
-        const int32_t* sg = seg ? seg + b * S : nullptr;
-        for (int64_t s = 0; s < S; s++) {
-          std::memset(dkb + s * ldk, 0, sizeof(float) * D);
-          std::memset(dvb + s * ldk, 0, sizeof(float) * D);
-        }
-        for (int64_t hq = hk * group; hq < (hk + 1) * group; hq++) {
-          const float* qb = q + b * S * ldq + hq * D;
-          const float* ob = out + b * S * ldq + hq * D;
-          const float* dob = dout + b * S * ldq + hq * D;
-          float* dqb = dq + b * S * ldq + hq * D;
-          const float* lb = lse + (b * Hq + hq) * S;
-          for (int64_t i = 0; i < S; i++) {
-            const float* o_i = ob + i * ldq;
-            const float* do_i = dob + i * ldq;
-            float acc = 0.0f;
+    for (int64_t bhk = next.fetch_add(1); bhk < B * Hkv; bhk = next.fetch_add(1)) {
+      const int64_t b = bhk / Hkv, hk = bhk % Hkv;
+      const float* kb = k + b * S * ldk + hk * D;
+      const float* vb = v + b * S * ldk + hk * D;
+      float* dkb = dk + b * S * ldk + hk * D;
+      float* dvb = dv + b * S * ldk + hk * D;
+      const int32_t* sg = seg ? seg + b * S : nullptr;
+      for (int64_t s = 0; s < S; s++) {
+        std::memset(dkb + s * ldk, 0, sizeof(float) * D);
+        std::memset(dvb + s * ldk, 0, sizeof(float) * D);
+      }
+      for (int64_t hq = hk * group; hq < (hk + 1) * group; hq++) {
+        const float* qb = q + b * S * ldq + hq * D;
+        const float* ob = out + b * S * ldq + hq * D;
+        const float* dob = dout + b * S * ldq + hq * D;
+        float* dqb = dq + b * S * ldq + hq * D;
+        const float* lb = lse + (b * Hq + hq) * S;
+        for (int64_t i = 0; i < S; i++) {
+          const float* o_i = ob + i * ldq;
+          const float* do_i = dob + i * ldq;
+          float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-            for (int64_t d = 0; d < D; d++) acc += o_i[d] * do_i[d];
-            dl[i] = acc;
-            std::memset(dqb + i * ldq, 0, sizeof(float) * D);
-          }
-          for (int64_t j0 = 0; j0 < S; j0 += kBK) {
-            const int64_t nk = std::min(kBK, S - j0);
-            transpose_tile(kb, ldk, j0, nk, D, kt.data());
-            transpose_tile(vb, ldk, j0, nk, D, vt.data());
-            for (int64_t i0 = (j0 / kBQ) * kBQ; i0 < S; i0 += kBQ) {
-              const int64_t nq = std::min(kBQ, S - i0);
-              load_scaled(qb, ldq, i0, nq, D, scale, qs.data());
-              if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, p.data())) continue;
-              // dP = dO_tile · V_tileᵀ
-              tile_gemm(nq, kBK, D, dob + i0 * ldq, ldq, 1, vt.data(), kBK, ds.data(), kBK, 1.0f,
-                        false);
-              for (int64_t ii = 0; ii < nq; ii++) {
-                float* prow = p.data() + ii * kBK;
-                float* dsrow = ds.data() + ii * kBK;
-                lora4j::cpu::exp_sub_sum(prow, lb[i0 + ii], prow, nk);  // masked -inf -> 0
-                for (int64_t jj = nk; jj < kBK; jj++) prow[jj] = 0.0f;
-                const float dli = dl[i0 + ii];
+          for (int64_t d = 0; d < D; d++) acc += o_i[d] * do_i[d];
+          dl[i] = acc;
+          std::memset(dqb + i * ldq, 0, sizeof(float) * D);
+        }
+        for (int64_t j0 = 0; j0 < S; j0 += kBK) {
+          const int64_t nk = std::min(kBK, S - j0);
+          transpose_tile(kb, ldk, j0, nk, D, kt.data());
+          transpose_tile(vb, ldk, j0, nk, D, vt.data());
+          for (int64_t i0 = (j0 / kBQ) * kBQ; i0 < S; i0 += kBQ) {
+            const int64_t nq = std::min(kBQ, S - i0);
+            load_scaled(qb, ldq, i0, nq, D, scale, qs.data());
+            if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, p.data())) continue;
+            // dP = dO_tile · V_tileᵀ
+            tile_gemm(nq, kBK, D, dob + i0 * ldq, ldq, 1, vt.data(), kBK, ds.data(), kBK, 1.0f,
+                      false);
+            for (int64_t ii = 0; ii < nq; ii++) {
+              float* prow = p.data() + ii * kBK;
+              float* dsrow = ds.data() + ii * kBK;
+              lora4j::cpu::exp_sub_sum(prow, lb[i0 + ii], prow, nk);  // masked -inf -> 0
+              for (int64_t jj = nk; jj < kBK; jj++) prow[jj] = 0.0f;
+              const float dli = dl[i0 + ii];
 #pragma omp simd
-                for (int64_t jj = 0; jj < kBK; jj++) dsrow[jj] = prow[jj] * (dsrow[jj] - dli);
-              }
-              // dV_tile += Pᵀ · dO_tile;  dK_tile += dSᵀ · (scale Q_tile);  dQ_tile += scale dS · K_tile
-              tile_gemm(nk, D, nq, p.data(), 1, kBK, dob + i0 * ldq, ldq, dvb + j0 * ldk, ldk,
-                        1.0f, true);
-              tile_gemm(nk, D, nq, ds.data(), 1, kBK, qs.data(), D, dkb + j0 * ldk, ldk, 1.0f,
-                        true);
-              tile_gemm(nq, D, nk, ds.data(), kBK, 1, kb + j0 * ldk, ldk, dqb + i0 * ldq, ldq,
-                        scale, true);
+              for (int64_t jj = 0; jj < kBK; jj++) dsrow[jj] = prow[jj] * (dsrow[jj] - dli);
             }
+            // dV_tile += Pᵀ · dO_tile;  dK_tile += dSᵀ · (scale Q_tile);  dQ_tile += scale dS · K_tile
+            tile_gemm(nk, D, nq, p.data(), 1, kBK, dob + i0 * ldq, ldq, dvb + j0 * ldk, ldk,
+                      1.0f, true);
+            tile_gemm(nk, D, nq, ds.data(), 1, kBK, qs.data(), D, dkb + j0 * ldk, ldk, 1.0f,
+                      true);
+            tile_gemm(nq, D, nk, ds.data(), kBK, 1, kb + j0 * ldk, ldk, dqb + i0 * ldq, ldq,
+                      scale, true);
           }
         }
       }
     }
-  }
+  });
 }
 
 }  // extern "C"

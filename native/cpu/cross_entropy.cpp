@@ -17,6 +17,7 @@
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <cmath>
 #include <cstring>
@@ -69,16 +70,17 @@ extern "C" {
 void lora4j_ce_fwd(const float* logits, const int32_t* labels, int64_t T, int64_t V, float* loss,
                    float* loss_sum) {
   for (int64_t t = 0; t < T; t++) check_label(labels[t], V, t);
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; t++) {
-    const int32_t y = labels[t];
-    if (y == LORA4J_IGNORE_INDEX) {
-      loss[t] = 0.0f;
-      continue;
+  lora4j::cpu::parallel_for(T, 3.0 * V, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int32_t y = labels[t];
+      if (y == LORA4J_IGNORE_INDEX) {
+        loss[t] = 0.0f;
+        continue;
+      }
+      const float* z = logits + t * V;
+      loss[t] = row_lse(z, V) - z[y];
     }
-    const float* z = logits + t * V;
-    loss[t] = row_lse(z, V) - z[y];
-  }
+  });
   if (loss_sum) {
     double s = 0.0;
     for (int64_t t = 0; t < T; t++) s += loss[t];
@@ -89,21 +91,22 @@ void lora4j_ce_fwd(const float* logits, const int32_t* labels, int64_t T, int64_
 void lora4j_ce_bwd(const float* logits, const int32_t* labels, int64_t T, int64_t V, float scale,
                    float* dlogits) {
   for (int64_t t = 0; t < T; t++) check_label(labels[t], V, t);
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; t++) {
-    const int32_t y = labels[t];
-    float* dz = dlogits + t * V;
-    if (y == LORA4J_IGNORE_INDEX) {
-      std::memset(dz, 0, sizeof(float) * V);
-      continue;
-    }
-    const float* z = logits + t * V;
-    const float lse = row_lse(z, V);
-    lora4j::cpu::exp_sub_sum(z, lse, dz, V);
+  lora4j::cpu::parallel_for(T, 3.0 * V, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int32_t y = labels[t];
+      float* dz = dlogits + t * V;
+      if (y == LORA4J_IGNORE_INDEX) {
+        std::memset(dz, 0, sizeof(float) * V);
+        continue;
+      }
+      const float* z = logits + t * V;
+      const float lse = row_lse(z, V);
+      lora4j::cpu::exp_sub_sum(z, lse, dz, V);
 #pragma omp simd
-    for (int64_t v = 0; v < V; v++) dz[v] *= scale;
-    dz[y] -= scale;
-  }
+      for (int64_t v = 0; v < V; v++) dz[v] *= scale;
+      dz[y] -= scale;
+    }
+  });
 }
 
 int64_t lora4j_ce_chunked_workspace_floats(int64_t chunk_tokens, int64_t dim, int64_t V) {
@@ -128,24 +131,26 @@ void lora4j_ce_chunked_fwd_bwd(const float* hidden, const float* lm_head, const 
   const int64_t nrows = static_cast<int64_t>(rows.size());
   for (int64_t r0 = 0; r0 < nrows; r0 += chunk_tokens) {
     const int64_t c = r0 + chunk_tokens < nrows ? chunk_tokens : nrows - r0;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < c; i++)
-      std::memcpy(hc + i * dim, hidden + rows[r0 + i] * dim, sizeof(float) * dim);
+    lora4j::cpu::parallel_for(c, dim, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; i++) std::memcpy(hc + i * dim, hidden + rows[r0 + i] * dim, sizeof(float) * dim);
+    });
     lora4j_sgemm(0, 1, c, V, dim, 1.0f, hc, dim, lm_head, dim, 0.0f, z, V);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < c; i++) {
-      const int64_t t = rows[r0 + i];
-      loss[t] = row_loss_grad(z + i * V, V, labels[t], scale);
-    }
+    lora4j::cpu::parallel_for(c, 3.0 * V, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; i++) {
+        const int64_t t = rows[r0 + i];
+        loss[t] = row_loss_grad(z + i * V, V, labels[t], scale);
+      }
+    });
     if (dhidden) {
       lora4j_sgemm(0, 0, c, dim, V, 1.0f, z, V, lm_head, dim, 0.0f, dhc, dim);
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < c; i++) {
-        float* dst = dhidden + rows[r0 + i] * dim;
-        const float* src = dhc + i * dim;
+      lora4j::cpu::parallel_for(c, dim, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; i++) {
+          float* dst = dhidden + rows[r0 + i] * dim;
+          const float* src = dhc + i * dim;
 #pragma omp simd
-        for (int64_t d = 0; d < dim; d++) dst[d] += src[d];
-      }
+          for (int64_t d = 0; d < dim; d++) dst[d] += src[d];
+        }
+      });
     }
   }
   if (loss_sum) {
@@ -159,22 +164,23 @@ void lora4j_ce_chunk_stats(const float* logits, const int32_t* labels, int64_t n
                            int64_t v0, int32_t first, float* run_max, float* run_sum,
                            float* target_logit) {
   LORA4J_CHECK(vc >= 1 && v0 >= 0, "ce_chunk_stats: slice must be non-empty and start at >= 0");
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) {
-    const int32_t y = labels[t];
-    if (y == LORA4J_IGNORE_INDEX) {
-      if (first) run_max[t] = run_sum[t] = target_logit[t] = 0.0f;
-      continue;
+  lora4j::cpu::parallel_for(n, 2.0 * vc, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int32_t y = labels[t];
+      if (y == LORA4J_IGNORE_INDEX) {
+        if (first) run_max[t] = run_sum[t] = target_logit[t] = 0.0f;
+        continue;
+      }
+      const float* z = logits + t * vc;
+      const float ms = row_max(z, vc);
+      const float m = first ? ms : (run_max[t] > ms ? run_max[t] : ms);
+      const float prev = first ? 0.0f : run_sum[t] * std::exp(run_max[t] - m);
+      run_max[t] = m;
+      run_sum[t] = prev + lora4j::cpu::exp_sub_sum(z, m, nullptr, vc);
+      if (y >= v0 && y < v0 + vc) target_logit[t] = z[y - v0];
+      else if (first) target_logit[t] = 0.0f;
     }
-    const float* z = logits + t * vc;
-    const float ms = row_max(z, vc);
-    const float m = first ? ms : (run_max[t] > ms ? run_max[t] : ms);
-    const float prev = first ? 0.0f : run_sum[t] * std::exp(run_max[t] - m);
-    run_max[t] = m;
-    run_sum[t] = prev + lora4j::cpu::exp_sub_sum(z, m, nullptr, vc);
-    if (y >= v0 && y < v0 + vc) target_logit[t] = z[y - v0];
-    else if (first) target_logit[t] = 0.0f;
-  }
+  });
 }
 
 void lora4j_ce_chunk_finalize(const int32_t* labels, const float* row_max, const float* row_sum,
@@ -196,19 +202,20 @@ void lora4j_ce_chunk_finalize(const int32_t* labels, const float* row_max, const
 void lora4j_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, int64_t vc, int64_t v0,
                           const float* lse, float scale) {
   LORA4J_CHECK(vc >= 1 && v0 >= 0, "ce_chunk_grad: slice must be non-empty and start at >= 0");
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) {
-    const int32_t y = labels[t];
-    float* z = logits + t * vc;
-    if (y == LORA4J_IGNORE_INDEX) {
-      std::memset(z, 0, sizeof(float) * vc);
-      continue;
-    }
-    lora4j::cpu::exp_sub_sum(z, lse[t], z, vc);
+  lora4j::cpu::parallel_for(n, 2.0 * vc, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int32_t y = labels[t];
+      float* z = logits + t * vc;
+      if (y == LORA4J_IGNORE_INDEX) {
+        std::memset(z, 0, sizeof(float) * vc);
+        continue;
+      }
+      lora4j::cpu::exp_sub_sum(z, lse[t], z, vc);
 #pragma omp simd
-    for (int64_t v = 0; v < vc; v++) z[v] *= scale;
-    if (y >= v0 && y < v0 + vc) z[y - v0] -= scale;
-  }
+      for (int64_t v = 0; v < vc; v++) z[v] *= scale;
+      if (y >= v0 && y < v0 + vc) z[y - v0] -= scale;
+    }
+  });
 }
 
 }  // extern "C"

@@ -4,14 +4,15 @@
 // At T = 1 every projection is a GEMV: each weight is read once and used for one multiply-add,
 // so the speed limit is the weight read (fp32 4 B/weight, bf16 2 B/weight). The kernels below
 // stream each weight row once with 4 independent FMA chains (enough to hide FMA latency on one
-// core) and split output rows across OpenMP threads in one parallel region per op, entered only
-// when the op moves enough bytes to pay for waking the team (kParallelMinWeights).
+// core) and split output rows across lora4j's thread pool (parallel.h) in one region per op, which
+// stays on the calling thread unless the op moves enough weights to pay for waking a worker.
 //
 // ISA dispatch (chosen once, reported by lora4j_decode_isa): AVX-512F when the CPU has it, else
 // AVX2+FMA, else portable scalar loops. LORA4J_DECODE_ISA=scalar|avx2|avx512 forces a path (tests
 // compare them); a forced path the CPU lacks is an error, never a silent fallback.
 #include "lora4j/infer.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <immintrin.h>
 
@@ -24,7 +25,6 @@ namespace {
 
 // Below this many weights per op a second thread costs more (team wake-up, a few µs) than the
 // row slice it would take over.
-constexpr int64_t kParallelMinWeights = int64_t{1} << 16;
 // Largest head_dim the attention kernel keeps on the stack (cos/sin and the output accumulator).
 constexpr int64_t kMaxHeadDim = 1024;
 
@@ -179,11 +179,12 @@ void lora4j_decode_matvec(const float* x, int64_t in, const void* w, int32_t wty
   const DotFn dot = isa().dot[wtype];
   const char* base = static_cast<const char*>(w);
   const size_t row_bytes = elem_bytes(wtype) * static_cast<size_t>(in);
-#pragma omp parallel for schedule(static) if (out * in >= kParallelMinWeights)
-  for (int64_t r = 0; r < out; r++) {
-    const float v = dot(base + r * row_bytes, x, in);
-    y[r] = accumulate ? y[r] + v : v;
-  }
+  lora4j::cpu::parallel_for(out, static_cast<double>(in), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float v = dot(base + r * row_bytes, x, in);
+      y[r] = accumulate ? y[r] + v : v;
+    }
+  });
 }
 
 void lora4j_decode_gate_up(const float* x, int64_t in, const void* w_gate, const void* w_up,
@@ -193,12 +194,13 @@ void lora4j_decode_gate_up(const float* x, int64_t in, const void* w_gate, const
   const char* g_base = static_cast<const char*>(w_gate);
   const char* u_base = static_cast<const char*>(w_up);
   const size_t row_bytes = elem_bytes(wtype) * static_cast<size_t>(in);
-#pragma omp parallel for schedule(static) if (2 * inter * in >= kParallelMinWeights)
-  for (int64_t r = 0; r < inter; r++) {
-    const float g = dot(g_base + r * row_bytes, x, in);
-    const float u = dot(u_base + r * row_bytes, x, in);
-    s[r] = g / (1.0f + std::exp(-g)) * u;  // silu(g)·u as lora4j_swiglu_fwd
-  }
+  lora4j::cpu::parallel_for(inter, 2.0 * static_cast<double>(in), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float g = dot(g_base + r * row_bytes, x, in);
+      const float u = dot(u_base + r * row_bytes, x, in);
+      s[r] = g / (1.0f + std::exp(-g)) * u;  // silu(g)·u as lora4j_swiglu_fwd
+    }
+  });
 }
 
 void lora4j_decode_attention(float* q, const float* k, const float* v, int32_t pos,
@@ -235,8 +237,8 @@ void lora4j_decode_attention(float* q, const float* k, const float* v, int32_t p
   const DotFn dot = isa().dot[LORA4J_DECODE_F32];
   // One pass per head with an online softmax (running max m, running sum l, output rescaled
   // when m grows), so no score row needs storing.
-#pragma omp parallel for schedule(static) if (Hq * len * D >= kParallelMinWeights)
-  for (int64_t h = 0; h < Hq; h++) {
+  lora4j::cpu::parallel_for(Hq, static_cast<double>(len * D), [&](int64_t h0, int64_t h1) {
+  for (int64_t h = h0; h < h1; h++) {
     const float* qh = q + h * D;
     const int64_t kvh = h / group;
     float acc[kMaxHeadDim];
@@ -259,6 +261,7 @@ void lora4j_decode_attention(float* q, const float* k, const float* v, int32_t p
     float* o = out + h * D;
     for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
   }
+  });
 }
 
 void lora4j_decode_embedding(const float* table, int64_t vocab, int64_t dim, int32_t token,

@@ -8,6 +8,7 @@
 // All tensors [n] (n = T * intermediate), elementwise; OpenMP over chunks of kChunk.
 #include "lora4j/ops.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <cmath>
 
@@ -21,8 +22,8 @@ extern "C" {
 
 void lora4j_geglu_fwd(const float* gate, const float* up, int64_t n, float* h) {
   const int64_t nchunk = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < nchunk; c++) {
+  lora4j::cpu::parallel_for(nchunk, 20.0 * kChunk, [&](int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; c++) {
     const int64_t i0 = c * kChunk, len = i0 + kChunk < n ? kChunk : n - i0;
     for (int64_t i = i0; i < i0 + len; i++) {
       const float g = gate[i];
@@ -30,13 +31,14 @@ void lora4j_geglu_fwd(const float* gate, const float* up, int64_t n, float* h) {
       h[i] = 0.5f * g * (1.0f + t) * up[i];
     }
   }
+  });
 }
 
 void lora4j_geglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
                       float* dgate, float* dup) {
   const int64_t nchunk = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < nchunk; c++) {
+  lora4j::cpu::parallel_for(nchunk, 30.0 * kChunk, [&](int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; c++) {
     const int64_t i0 = c * kChunk, len = i0 + kChunk < n ? kChunk : n - i0;
     for (int64_t i = i0; i < i0 + len; i++) {
       const float g = gate[i], u = up[i], d = dh[i];
@@ -47,6 +49,7 @@ void lora4j_geglu_bwd(const float* dh, const float* gate, const float* up, int64
       dgate[i] = d * u * dgelu;
     }
   }
+  });
 }
 
 }  // extern "C"

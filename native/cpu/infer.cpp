@@ -3,6 +3,7 @@
 // one (sequence, head) per OpenMP task with a two-pass softmax over a stack/heap score row.
 #include "lora4j/infer.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <immintrin.h>
 
@@ -27,8 +28,9 @@ inline float dot(const float* a, const float* b, int64_t n) {
 extern "C" {
 
 void lora4j_axpy(int64_t n, float alpha, const float* x, float* y) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
+  lora4j::cpu::parallel_for(n, 2.0, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] += alpha * x[i];
+  });
 }
 
 void lora4j_attention_decode(const float* q, const float* k_cache, const float* v_cache,
@@ -39,37 +41,34 @@ void lora4j_attention_decode(const float* q, const float* k_cache, const float* 
   const int64_t group = Hq / Hkv;
   const int64_t kv_row = Hkv * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-#pragma omp parallel
-  {
+  lora4j::cpu::parallel_for(B * Hq, 4.0 * L * D, [&](int64_t bh0, int64_t bh1) {
     std::vector<float> s(static_cast<size_t>(L));
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++) {
-      for (int64_t h = 0; h < Hq; h++) {
-        const float* qh = q + b * Hq * D + h * D;
-        const int64_t kvh = h / group;
-        const float* kb = k_cache + b * cache_len * kv_row + kvh * D;
-        const float* vb = v_cache + b * cache_len * kv_row + kvh * D;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < L; j++) {
-          s[j] = scale * dot(qh, kb + j * kv_row, D);
-          m = std::max(m, s[j]);
-        }
-        float denom = 0.0f;
-        for (int64_t j = 0; j < L; j++) {
-          s[j] = std::exp(s[j] - m);
-          denom += s[j];
-        }
-        const float inv = 1.0f / denom;
-        float* o = out + b * Hq * D + h * D;
-        for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
-        for (int64_t j = 0; j < L; j++) {
-          const float p = s[j] * inv;
-          const float* vj = vb + j * kv_row;
-          for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
-        }
+    for (int64_t bh = bh0; bh < bh1; bh++) {
+      const int64_t b = bh / Hq, h = bh % Hq;
+      const float* qh = q + b * Hq * D + h * D;
+      const int64_t kvh = h / group;
+      const float* kb = k_cache + b * cache_len * kv_row + kvh * D;
+      const float* vb = v_cache + b * cache_len * kv_row + kvh * D;
+      float m = -INFINITY;
+      for (int64_t j = 0; j < L; j++) {
+        s[j] = scale * dot(qh, kb + j * kv_row, D);
+        m = std::max(m, s[j]);
+      }
+      float denom = 0.0f;
+      for (int64_t j = 0; j < L; j++) {
+        s[j] = std::exp(s[j] - m);
+        denom += s[j];
+      }
+      const float inv = 1.0f / denom;
+      float* o = out + b * Hq * D + h * D;
+      for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
+      for (int64_t j = 0; j < L; j++) {
+        const float p = s[j] * inv;
+        const float* vj = vb + j * kv_row;
+        for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
       }
     }
-  }
+  });
 }
 
 }  // extern "C"

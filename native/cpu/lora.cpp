@@ -17,6 +17,7 @@
 #include "lora4j/lora.h"
 #include "lora4j/runtime.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <algorithm>
 #include <vector>
@@ -26,11 +27,9 @@ namespace {
 // xa[t, k] = sum_i x[t, i] m[t, i] a[k, i]
 void masked_xa(const float* x, const float* m, const float* a, int64_t T, int64_t in, int64_t r,
                float* xa) {
-#pragma omp parallel
-  {
+  lora4j::cpu::parallel_for(T, 2.0 * in * (r + 1), [&](int64_t t0, int64_t t1) {
     std::vector<float> xm(static_cast<size_t>(in));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = t0; t < t1; t++) {
       const float* xr = x + t * in;
       const float* mr = m + t * in;
 #pragma omp simd
@@ -43,7 +42,7 @@ void masked_xa(const float* x, const float* m, const float* a, int64_t T, int64_
         xa[t * r + k] = acc;
       }
     }
-  }
+    });
 }
 
 // da[k, i] += s * sum_t g[t, k] x[t, i] m[t, i]; threads own slabs of kCols columns.
@@ -51,11 +50,9 @@ void masked_da(const float* g, const float* x, const float* m, int64_t T, int64_
                float s, float* da) {
   constexpr int64_t kCols = 64;
   const int64_t nblk = (in + kCols - 1) / kCols;
-#pragma omp parallel
-  {
+  lora4j::cpu::parallel_for(nblk, 2.0 * T * 64 * r, [&](int64_t blk0, int64_t blk1) {
     std::vector<float> acc(static_cast<size_t>(r * kCols));
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < nblk; blk++) {
+    for (int64_t blk = blk0; blk < blk1; blk++) {
       const int64_t i0 = blk * kCols, n = std::min(kCols, in - i0);
       std::fill(acc.begin(), acc.end(), 0.0f);
       float xm[kCols];
@@ -79,17 +76,15 @@ void masked_da(const float* g, const float* x, const float* m, int64_t T, int64_
         for (int64_t i = 0; i < n; i++) dst[i] += s * src[i];
       }
     }
-  }
+    });
 }
 
 // dx[t, i] (= | +=) s * m[t, i] * sum_k g[t, k] a[k, i]
 void masked_dx(const float* g, const float* a, const float* m, int64_t T, int64_t in, int64_t r,
                float s, bool accumulate, float* dx) {
-#pragma omp parallel
-  {
+  lora4j::cpu::parallel_for(T, 2.0 * in * (r + 1), [&](int64_t t0, int64_t t1) {
     std::vector<float> tmp(static_cast<size_t>(in));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = t0; t < t1; t++) {
       std::fill(tmp.begin(), tmp.end(), 0.0f);
       const float* gr = g + t * r;
       for (int64_t k = 0; k < r; k++) {
@@ -108,7 +103,7 @@ void masked_dx(const float* g, const float* a, const float* m, int64_t T, int64_
         for (int64_t i = 0; i < in; i++) dr[i] = s * tmp[i] * mr[i];
       }
     }
-  }
+    });
 }
 
 inline uint64_t splitmix64(uint64_t z) {
@@ -167,12 +162,13 @@ void lora4j_lora_bwd(const float* dy, const float* x, const float* w, const floa
 
 void lora4j_dropout_mask(uint64_t seed, int64_t n, float p, float* mask) {
   const float keep = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    const uint64_t h = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(i)));
-    const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);  // 24 bits -> [0, 1)
-    mask[i] = u >= p ? keep : 0.0f;
-  }
+  lora4j::cpu::parallel_for(n, 16.0, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const uint64_t h = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(i)));
+      const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);  // 24 bits -> [0, 1)
+      mask[i] = u >= p ? keep : 0.0f;
+    }
+  });
 }
 
 }  // extern "C"

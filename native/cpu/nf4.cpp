@@ -35,15 +35,16 @@
 #include "lora4j/nf4.h"
 #include "lora4j/runtime.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <mutex>
 #include <vector>
 
 namespace {
@@ -549,8 +550,9 @@ void gemv_fwd(const float* x, int64_t T, int64_t in, int64_t out, const uint8_t*
     const Planes l = nf4_planes();
     const bool by64 = in % 64 == 0 && blocksize >= 64;
     if (T == 1) {
-#pragma omp parallel for schedule(static) if (out * in >= (int64_t(1) << 16))
-      for (int64_t o = 0; o < out; o++) gemvp_row1(xp, in, w, absmax, sh, o, y, l, by64);
+      lora4j::cpu::parallel_for(out, 2.0 * in, [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; o++) gemvp_row1(xp, in, w, absmax, sh, o, y, l, by64);
+      });
       return;
     }
     // Tokens in passes of at most 8, split evenly (T = 9..15: two passes of 5..8). Each pass
@@ -559,46 +561,48 @@ void gemv_fwd(const float* x, int64_t T, int64_t in, int64_t out, const uint8_t*
     const int64_t passes = (T + 7) / 8;
     constexpr int64_t kRows = 16;
     const int64_t nrb = (out + kRows - 1) / kRows;
-#pragma omp parallel for schedule(static) if (out * in >= (int64_t(1) << 16))
-    for (int64_t rb = 0; rb < nrb; rb++) {
-      const int64_t o0 = rb * kRows, o1 = std::min(out, o0 + kRows);
-      for (int64_t p = 0, t0 = 0; p < passes; p++) {
-        const int64_t nt = (T - t0) / (passes - p);
-        const int64_t C = std::max<int64_t>(64, (int64_t(6144) / nt) / 64 * 64);
-        const float* xt = xp + t0 * in;
-        float* yt = y + t0 * out;
-        for (int64_t i0 = 0; i0 < in; i0 += C) {
-          const int64_t i1 = std::min(in, i0 + C);
-          for (int64_t o = o0; o < o1; o++) {
-            switch (nt) {
-              case 8: gemvp_rows<8>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
-              case 7: gemvp_rows<7>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
-              case 6: gemvp_rows<6>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
-              case 5: gemvp_rows<5>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
-              case 4: gemvp_rows<4>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
-              case 3: gemvp_rows<3>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
-              default: gemvp_rows<2>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+    lora4j::cpu::parallel_for(nrb, 2.0 * kRows * in * T, [&](int64_t rb0, int64_t rb1) {
+      for (int64_t rb = rb0; rb < rb1; rb++) {
+        const int64_t o0 = rb * kRows, o1 = std::min(out, o0 + kRows);
+        for (int64_t p = 0, t0 = 0; p < passes; p++) {
+          const int64_t nt = (T - t0) / (passes - p);
+          const int64_t C = std::max<int64_t>(64, (int64_t(6144) / nt) / 64 * 64);
+          const float* xt = xp + t0 * in;
+          float* yt = y + t0 * out;
+          for (int64_t i0 = 0; i0 < in; i0 += C) {
+            const int64_t i1 = std::min(in, i0 + C);
+            for (int64_t o = o0; o < o1; o++) {
+              switch (nt) {
+                case 8: gemvp_rows<8>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+                case 7: gemvp_rows<7>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+                case 6: gemvp_rows<6>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+                case 5: gemvp_rows<5>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+                case 4: gemvp_rows<4>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+                case 3: gemvp_rows<3>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+                default: gemvp_rows<2>(xt, in, w, absmax, sh, o, yt, out, l, i0, i1, i0 == 0); break;
+              }
             }
           }
+          t0 += nt;
         }
-        t0 += nt;
       }
-    }
+    });
     return;
   }
-#pragma omp parallel for schedule(static) if (out * in >= (int64_t(1) << 16))
-  for (int64_t o = 0; o < out; o++) {
-    for (int64_t t0 = 0; t0 < T; t0 += 4) {
-      const float* xt = x + t0 * in;
-      float* yt = y + t0 * out;
-      switch (std::min<int64_t>(4, T - t0)) {
-        case 4: gemv_rows<4>(xt, in, w, absmax, blocksize, o, yt, out); break;
-        case 3: gemv_rows<3>(xt, in, w, absmax, blocksize, o, yt, out); break;
-        case 2: gemv_rows<2>(xt, in, w, absmax, blocksize, o, yt, out); break;
-        default: gemv_rows<1>(xt, in, w, absmax, blocksize, o, yt, out); break;
+  lora4j::cpu::parallel_for(out, 2.0 * in * T, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++) {
+      for (int64_t t0 = 0; t0 < T; t0 += 4) {
+        const float* xt = x + t0 * in;
+        float* yt = y + t0 * out;
+        switch (std::min<int64_t>(4, T - t0)) {
+          case 4: gemv_rows<4>(xt, in, w, absmax, blocksize, o, yt, out); break;
+          case 3: gemv_rows<3>(xt, in, w, absmax, blocksize, o, yt, out); break;
+          case 2: gemv_rows<2>(xt, in, w, absmax, blocksize, o, yt, out); break;
+          default: gemv_rows<1>(xt, in, w, absmax, blocksize, o, yt, out); break;
+        }
       }
     }
-  }
+  });
 }
 
 // dx[t, c0:c1] += Σ_o dy[t, o] · deq(W)[o, c0:c1] for all T rows; each thread owns a column
@@ -639,32 +643,34 @@ void gemv_bwd(const float* dy, int64_t T, int64_t in, int64_t out, const uint8_t
               const float* absmax, int32_t blocksize, float* dx) {
   if (in % 32 == 0 && blocksize >= 32) {
     const int sh = log2_blocksize(blocksize);
-    const int nth = (out * in >= (int64_t(1) << 16)) ? omp_get_max_threads() : 1;
+    const int nth = lora4j::cpu::threads_for(2.0 * out * in * T, in / 32);
     // Column chunks: multiples of 32, the T rows of the dx chunk (<= 16 KiB) stay in L1.
     const int64_t per = ((in + nth - 1) / nth + 31) / 32 * 32;
     const int64_t chunk = std::min<int64_t>(std::max<int64_t>(32, 4096 / T / 32 * 32), per);
     const int64_t nchunks = (in + chunk - 1) / chunk;
     const Planes l = nf4_planes();
-#pragma omp parallel for schedule(static) num_threads(nth)
-    for (int64_t c = 0; c < nchunks; c++) {
-      const int64_t c0 = c * chunk, c1 = std::min(in, (c + 1) * chunk);
-      if (T == 1)
-        gemvp_bwd1_cols(dy, in, out, w, absmax, sh, dx, c0, c1, l);
-      else
-        gemvp_bwdT_cols(dy, T, in, out, w, absmax, sh, dx, c0, c1, l);
-    }
+    lora4j::cpu::parallel_for(nchunks, 2.0 * out * in * T / nchunks, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; c++) {
+        const int64_t c0 = c * chunk, c1 = std::min(in, (c + 1) * chunk);
+        if (T == 1)
+          gemvp_bwd1_cols(dy, in, out, w, absmax, sh, dx, c0, c1, l);
+        else
+          gemvp_bwdT_cols(dy, T, in, out, w, absmax, sh, dx, c0, c1, l);
+      }
+    });
     return;
   }
-  const int nth = (out * in >= (int64_t(1) << 16)) ? omp_get_max_threads() : 1;
+  const int nth = lora4j::cpu::threads_for(2.0 * out * in * T, (in + 255) / 256);
   // Column chunks of >= 256 (a multiple of 16 keeps the vector loop aligned to bytes when in
   // is even); one chunk per thread at most.
   const int64_t chunk = std::max<int64_t>(256, ((in + nth - 1) / nth + 15) / 16 * 16);
   const int64_t nchunks = (in + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) num_threads(nth)
-  for (int64_t c = 0; c < nchunks; c++) {
-    gemv_bwd_cols(dy, T, in, out, w, absmax, blocksize, dx, c * chunk,
-                  std::min(in, (c + 1) * chunk));
-  }
+  lora4j::cpu::parallel_for(nchunks, 2.0 * out * in * T / nchunks, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      gemv_bwd_cols(dy, T, in, out, w, absmax, blocksize, dx, c * chunk,
+                    std::min(in, (c + 1) * chunk));
+    }
+  });
 }
 
 // Thread-local fp32 panel for dequantized W tiles (grows, never shrinks).
@@ -674,12 +680,13 @@ float* panel_buffer(int64_t elems) {
   return buf.data();
 }
 
-// Dequantize W rows [r0, r1) (all `in` columns) into panel [r1-r0, in], OpenMP over rows.
+// Dequantize W rows [r0, r1) (all `in` columns) into panel [r1-r0, in], the pool over rows.
 void dequant_rows(const uint8_t* w, const float* absmax, int32_t blocksize, int64_t in,
                   int64_t r0, int64_t r1, float* panel) {
-#pragma omp parallel for schedule(static)
-  for (int64_t r = r0; r < r1; r++)
-    dequant_range(w, absmax, blocksize, r * in, (r + 1) * in, panel + (r - r0) * in);
+  lora4j::cpu::parallel_for(r1 - r0, 2.0 * in, [&](int64_t i0, int64_t i1) {
+    for (int64_t r = r0 + i0; r < r0 + i1; r++)
+      dequant_range(w, absmax, blocksize, r * in, (r + 1) * in, panel + (r - r0) * in);
+  });
 }
 
 int64_t panel_rows(int64_t in, int64_t total) {
@@ -793,43 +800,46 @@ void lora4j_nf4_quantize(const void* w, int32_t dtype, int64_t n, int32_t blocks
   LORA4J_CHECK(n >= 0, "n must be >= 0");
   const int64_t nblocks = (n + blocksize - 1) / blocksize;
   int64_t first_bad = std::numeric_limits<int64_t>::max();
-#pragma omp parallel for schedule(static) reduction(min : first_bad) if (n >= (int64_t(1) << 16))
-  for (int64_t b = 0; b < nblocks; b++) {
-    const int64_t e0 = b * blocksize, e1 = std::min(n, e0 + blocksize);
-    // max |w| and a finiteness check in one pass: |w| as bits > 0x7f800000 is NaN, == is Inf.
-    __m256 vmax = _mm256_setzero_ps();
-    __m256 bad = _mm256_setzero_ps();
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256i infbits = _mm256_set1_epi32(0x7f800000);
-    int64_t e = e0;
-    for (; e + 8 <= e1; e += 8) {
-      __m256 a = _mm256_and_ps(load8(w, dtype, e), absmask);
-      bad = _mm256_or_ps(bad, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-                                  _mm256_castps_si256(a), _mm256_sub_epi32(infbits, _mm256_set1_epi32(1)))));
-      vmax = _mm256_max_ps(vmax, a);
-    }
-    alignas(32) float m8[8];
-    _mm256_store_ps(m8, vmax);
-    float amax = 0.0f;
-    for (float v : m8) amax = std::max(amax, v);
-    bool block_bad = _mm256_movemask_ps(bad) != 0;
-    for (; e < e1; e++) {
-      const float a = std::fabs(load1(w, dtype, e));
-      if (!std::isfinite(a)) block_bad = true;
-      amax = std::max(amax, a);
-    }
-    if (block_bad) {
-      for (int64_t i = e0; i < e1; i++) {
-        if (!std::isfinite(load1(w, dtype, i))) {
-          first_bad = std::min(first_bad, i);
-          break;
-        }
+  std::mutex bad_mu;
+  lora4j::cpu::parallel_for(nblocks, 4.0 * blocksize, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t e0 = b * blocksize, e1 = std::min(n, e0 + blocksize);
+      // max |w| and a finiteness check in one pass: |w| as bits > 0x7f800000 is NaN, == is Inf.
+      __m256 vmax = _mm256_setzero_ps();
+      __m256 bad = _mm256_setzero_ps();
+      const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+      const __m256i infbits = _mm256_set1_epi32(0x7f800000);
+      int64_t e = e0;
+      for (; e + 8 <= e1; e += 8) {
+        __m256 a = _mm256_and_ps(load8(w, dtype, e), absmask);
+        bad = _mm256_or_ps(bad, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                                    _mm256_castps_si256(a), _mm256_sub_epi32(infbits, _mm256_set1_epi32(1)))));
+        vmax = _mm256_max_ps(vmax, a);
       }
-      continue;
+      alignas(32) float m8[8];
+      _mm256_store_ps(m8, vmax);
+      float amax = 0.0f;
+      for (float v : m8) amax = std::max(amax, v);
+      bool block_bad = _mm256_movemask_ps(bad) != 0;
+      for (; e < e1; e++) {
+        const float a = std::fabs(load1(w, dtype, e));
+        if (!std::isfinite(a)) block_bad = true;
+        amax = std::max(amax, a);
+      }
+      if (block_bad) {
+        for (int64_t i = e0; i < e1; i++) {
+          if (!std::isfinite(load1(w, dtype, i))) {
+            std::lock_guard<std::mutex> lock(bad_mu);
+            first_bad = std::min(first_bad, i);
+            break;
+          }
+        }
+        continue;
+      }
+      absmax[b] = amax;
+      quantize_block(w, dtype, e0, e1, amax, packed);
     }
-    absmax[b] = amax;
-    quantize_block(w, dtype, e0, e1, amax, packed);
-  }
+  });
   if (first_bad != std::numeric_limits<int64_t>::max()) {
     throw std::runtime_error("lora4j: nf4_quantize: non-finite input value " +
                              std::to_string(load1(w, dtype, first_bad)) + " at element " +
@@ -839,13 +849,14 @@ void lora4j_nf4_quantize(const void* w, int32_t dtype, int64_t n, int32_t blocks
 
 void lora4j_nf4_dequantize(const uint8_t* packed, const float* absmax, int64_t n,
                            int32_t blocksize, float* out) {
-  constexpr int64_t kChunk = 1 << 16;  // elements per OpenMP work item (multiple of 16)
+  constexpr int64_t kChunk = 1 << 16;  // elements per work item (multiple of 16)
   const int64_t nchunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-  for (int64_t c = 0; c < nchunks; c++) {
-    const int64_t s = c * kChunk;
-    dequant_range(packed, absmax, blocksize, s, std::min(n, s + kChunk), out + s);
-  }
+  lora4j::cpu::parallel_for(nchunks, kChunk, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t s = c * kChunk;
+      dequant_range(packed, absmax, blocksize, s, std::min(n, s + kChunk), out + s);
+    }
+  });
 }
 
 // Quantize a (centered) absmax vector with the dynamic map in blocks of 256: bitsandbytes

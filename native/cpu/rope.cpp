@@ -9,6 +9,7 @@
 // rotation by -theta). cos/sin are computed once per token and shared by all heads.
 #include "lora4j/ops.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <cmath>
 #include <vector>
@@ -19,11 +20,9 @@ void rope_apply(const float* x, float* y, const int32_t* pos, const float* inv_f
                 int64_t H, int64_t D, float sign) {
   LORA4J_CHECK(D % 2 == 0, "rope: head_dim must be even, got " + std::to_string(D));
   const int64_t half = D / 2;
-#pragma omp parallel
-  {
+  lora4j::cpu::parallel_for(T, 3.0 * H * D, [&](int64_t t0, int64_t t1) {
     std::vector<float> cs(static_cast<size_t>(D));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = t0; t < t1; t++) {
       const float p = static_cast<float>(pos[t]);
       for (int64_t i = 0; i < half; i++) {
         const double th = static_cast<double>(p * inv_freq[i]);
@@ -43,7 +42,7 @@ void rope_apply(const float* x, float* y, const int32_t* pos, const float* inv_f
         }
       }
     }
-  }
+    });
 }
 
 }  // namespace

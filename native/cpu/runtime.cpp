@@ -3,11 +3,12 @@
 #include "lora4j/runtime.h"
 #include "lora4j/nf4.h"
 #include "common.h"
+#include "parallel.h"
 
 #include <dlfcn.h>
 #include <immintrin.h>
-#include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -26,18 +27,16 @@ using cblas_sgemm_fn = void (*)(int order, int transA, int transB, int M, int N,
 using set_threads_fn = void (*)(int);
 
 std::atomic<cblas_sgemm_fn> g_sgemm{nullptr};
-std::atomic<set_threads_fn> g_blas_threads{nullptr};
 std::mutex g_blas_mu;
 std::string g_blas_name = "builtin";
 std::string g_blas_error;
 
-// Portable fallback: C = alpha*op(A)op(B) + beta*C, blocked for cache, OpenMP over rows.
-// Correct for every shape; used only when no BLAS was installed.
+// Portable fallback: C = alpha*op(A)op(B) + beta*C, blocked for cache, one thread (the caller
+// splits C). Correct for every shape; used only when no BLAS was installed.
 void builtin_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                    float* C, int64_t ldc) {
   constexpr int64_t KB = 256;
-#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < M; i++) {
     float* c = C + i * ldc;
     if (beta == 0.0f) {
@@ -89,13 +88,11 @@ const char* lora4j_build_info(void) {
   return info.c_str();
 }
 
-void lora4j_set_num_threads(int32_t n) {
-  if (n <= 0) return;
-  omp_set_num_threads(n);
-  if (set_threads_fn f = g_blas_threads.load()) f(n);
-}
+void lora4j_set_num_threads(int32_t n) { lora4j::cpu::set_max_threads(n); }
 
-int32_t lora4j_get_num_threads(void) { return omp_get_max_threads(); }
+int32_t lora4j_get_num_threads(void) { return lora4j::cpu::max_threads(); }
+
+int32_t lora4j_physical_cores(void) { return lora4j::cpu::physical_cores(); }
 
 int32_t lora4j_blas_load(const char* path) {
   std::lock_guard<std::mutex> lock(g_blas_mu);
@@ -110,8 +107,11 @@ int32_t lora4j_blas_load(const char* path) {
     g_blas_error = std::string(path) + " has no cblas_sgemm";
     return -1;
   }
+  // OpenBLAS runs on the calling thread only: lora4j_sgemm splits C over lora4j's pool, so one
+  // set of threads serves every kernel and none of OpenBLAS's workers spins beside them.
+  if (auto set_threads = reinterpret_cast<set_threads_fn>(dlsym(h, "openblas_set_num_threads")))
+    set_threads(1);
   g_sgemm.store(fn);
-  g_blas_threads.store(reinterpret_cast<set_threads_fn>(dlsym(h, "openblas_set_num_threads")));
   g_blas_name = std::string("openblas:") + path;
   g_blas_error.clear();
   return 0;
@@ -125,14 +125,41 @@ void lora4j_sgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t 
                   int64_t ldc) {
   if (M == 0 || N == 0) return;
   cblas_sgemm_fn fn = g_sgemm.load();
-  if (fn && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && lda <= INT32_MAX &&
-      ldb <= INT32_MAX && ldc <= INT32_MAX) {
-    fn(kCblasRowMajor, transA ? kCblasTrans : kCblasNoTrans,
-       transB ? kCblasTrans : kCblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda, B,
-       (int)ldb, beta, C, (int)ldc);
+  const bool blas = fn && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX &&
+                    lda <= INT32_MAX && ldb <= INT32_MAX && ldc <= INT32_MAX;
+  // One block of C: rows [m0, m0+m) x columns [n0, n0+n). OpenBLAS computes the last, short
+  // block of M or N with other micro-kernels, so a split may round differently in the last bit.
+  auto block = [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
+    const float* a = A + (transA ? m0 : m0 * lda);
+    const float* b = B + (transB ? n0 * ldb : n0);
+    float* c = C + m0 * ldc + n0;
+    if (blas)
+      fn(kCblasRowMajor, transA ? kCblasTrans : kCblasNoTrans,
+         transB ? kCblasTrans : kCblasNoTrans, (int)m, (int)n, (int)K, alpha, a, (int)lda, b,
+         (int)ldb, beta, c, (int)ldc);
+    else
+      builtin_sgemm(transA != 0, transB != 0, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+  };
+  // Split the longer side of C into panels of whole 48-row/column groups: a multiple of every
+  // sgemm micro-kernel width of OpenBLAS (4, 8, 12, 16, 24), so that each thread's panel starts a
+  // full block and a row's bits do not depend on the thread count (train/ChunkedCrossEntropy
+  // relies on it). A GEMM thread must amortise packing its panels as well as the wake-up: 64x
+  // the elementwise threshold in multiply-adds.
+  constexpr int64_t kGroup = 48;
+  const bool by_rows = M >= N;
+  const int64_t len = by_rows ? M : N, groups = (len + kGroup - 1) / kGroup;
+  const int nth = lora4j::cpu::threads_for(static_cast<double>(M) * N * (K + 1) / 64.0, groups);
+  if (nth <= 1) {
+    block(0, M, 0, N);
     return;
   }
-  builtin_sgemm(transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  lora4j::cpu::run_parallel(nth, [&](int tid, int nt) {
+    const int64_t g0 = groups * tid / nt, g1 = groups * (tid + 1) / nt;
+    const int64_t s0 = g0 * kGroup, s1 = std::min(len, g1 * kGroup);
+    if (s0 >= s1) return;
+    if (by_rows) block(s0, s1 - s0, 0, N);
+    else block(0, M, s0, s1 - s0);
+  });
 }
 
 uint64_t lora4j_bench_read(const void* p, int64_t bytes) {

@@ -7,6 +7,7 @@
 // All tensors [n] (n = T * intermediate), elementwise; OpenMP over chunks of kChunk.
 #include "lora4j/ops.h"
 #include "common.h"
+#include "parallel.h"
 
 namespace lora4j {
 namespace cpu {
@@ -23,36 +24,38 @@ extern "C" {
 
 void lora4j_swiglu_fwd(const float* gate, const float* up, int64_t n, float* h) {
   const int64_t nchunk = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < nchunk; c++) {
-    const int64_t i0 = c * kChunk, len = i0 + kChunk < n ? kChunk : n - i0;
-    float e[kChunk];
-    lora4j::cpu::exp_scaled(gate + i0, -1.0f, e, len);
+  lora4j::cpu::parallel_for(nchunk, 4.0 * kChunk, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t i0 = c * kChunk, len = i0 + kChunk < n ? kChunk : n - i0;
+      float e[kChunk];
+      lora4j::cpu::exp_scaled(gate + i0, -1.0f, e, len);
 #pragma omp simd
-    for (int64_t i = 0; i < len; i++) {
-      const float g = gate[i0 + i];
-      h[i0 + i] = g / (1.0f + e[i]) * up[i0 + i];
+      for (int64_t i = 0; i < len; i++) {
+        const float g = gate[i0 + i];
+        h[i0 + i] = g / (1.0f + e[i]) * up[i0 + i];
+      }
     }
-  }
+  });
 }
 
 void lora4j_swiglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
                        float* dgate, float* dup) {
   const int64_t nchunk = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < nchunk; c++) {
-    const int64_t i0 = c * kChunk, len = i0 + kChunk < n ? kChunk : n - i0;
-    float e[kChunk];
-    lora4j::cpu::exp_scaled(gate + i0, -1.0f, e, len);
+  lora4j::cpu::parallel_for(nchunk, 6.0 * kChunk, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t i0 = c * kChunk, len = i0 + kChunk < n ? kChunk : n - i0;
+      float e[kChunk];
+      lora4j::cpu::exp_scaled(gate + i0, -1.0f, e, len);
 #pragma omp simd
-    for (int64_t i = 0; i < len; i++) {
-      const float g = gate[i0 + i], u = up[i0 + i], d = dh[i0 + i];
-      const float sg = 1.0f / (1.0f + e[i]);
-      const float silu = g * sg;
-      dup[i0 + i] = d * silu;
-      dgate[i0 + i] = d * u * sg * (1.0f + g * (1.0f - sg));
+      for (int64_t i = 0; i < len; i++) {
+        const float g = gate[i0 + i], u = up[i0 + i], d = dh[i0 + i];
+        const float sg = 1.0f / (1.0f + e[i]);
+        const float silu = g * sg;
+        dup[i0 + i] = d * silu;
+        dgate[i0 + i] = d * u * sg * (1.0f + g * (1.0f - sg));
+      }
     }
-  }
+  });
 }
 
 }  // extern "C"

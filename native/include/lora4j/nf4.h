@@ -78,7 +78,8 @@ void lora4j_nf4_matmul_bwd_input(const float* dy, int64_t T, int64_t in, int64_t
                                  const uint8_t* w, const float* absmax, int32_t blocksize,
                                  float* dx);
 
-// Number of OpenMP threads the CPU kernels use (<= 0: leave OpenMP's default).
+// Threads of lora4j's CPU pool, the calling thread included (<= 0: leave it as it is). The
+// default is LORA4J_NUM_THREADS, else OMP_NUM_THREADS, else the physical cores (runtime.h).
 void lora4j_set_num_threads(int32_t n);
 int32_t lora4j_get_num_threads(void);
 

@@ -35,6 +35,10 @@ void lora4j_sgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t 
                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                   int64_t ldc);
 
+// Physical cores (distinct core ids) among the CPUs this process may run on: the default
+// thread count of the CPU kernels.
+int32_t lora4j_physical_cores(void);
+
 // Reads `bytes` bytes at p with 32-byte vector loads and returns a checksum: the read-only
 // memory floor that the NF4 GEMV benchmark compares against (same bytes, same run).
 uint64_t lora4j_bench_read(const void* p, int64_t bytes);

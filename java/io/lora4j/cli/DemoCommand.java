@@ -69,7 +69,7 @@ public final class DemoCommand implements Command {
                 .addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("output directory (default ./lora4j-demo)").get())
                 .addOption(Option.builder().longOpt("epochs").hasArg().argName("N").desc("epochs (default 3, the guide's upper end)").get())
                 .addOption(Option.builder().longOpt("learning-rate").hasArg().argName("LR").desc("learning rate (default 2e-4)").get())
-                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get())
+                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: the physical cores)").get())
                 .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda").desc("compute device (default: automatic)").get());
     }
 

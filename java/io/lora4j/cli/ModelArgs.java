@@ -47,7 +47,7 @@ final class ModelArgs implements AutoCloseable {
                 .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda")
                         .desc("compute device (default: cuda when a device is present, else cpu)").get())
                 .addOption(Option.builder().longOpt("load-in-4bit").desc("quantize the projections to NF4 on load (QLoRA's base)").get())
-                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get())
+                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: the physical cores)").get())
                 .addOption(Option.builder().longOpt("adapter").hasArg().argName("DIR").desc("apply a PEFT LoRA adapter (ours or PEFT's)").get())
                 .addOption(Option.builder().longOpt("scale").hasArg().argName("S").desc("multiply the adapter's scaling by S (post-training alpha scaling; default 1)").get());
     }

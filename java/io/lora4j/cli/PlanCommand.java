@@ -17,8 +17,10 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.EnumMap;
 import java.util.EnumSet;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -261,13 +263,13 @@ public final class PlanCommand implements Command {
             JsonObject o = new JsonObject();
             o.addProperty("peak_total_bytes", est.peakTotal());
             o.addProperty("host_peak_bytes", est.hostPeak());
-            JsonObject p = new JsonObject(), a = new JsonObject();
+            Map<MemoryCategory, Long> p = new EnumMap<>(MemoryCategory.class), a = new EnumMap<>(MemoryCategory.class);
             for (MemoryCategory m : MemoryCategory.values()) {
-                p.addProperty(m.name().toLowerCase(Locale.ROOT), est.peak(m));
-                a.addProperty(m.name().toLowerCase(Locale.ROOT), est.atPeak().get(m));
+                p.put(m, est.peak(m));
+                a.put(m, est.atPeak().get(m));
             }
-            o.add("peak_bytes", p);
-            o.add("at_peak_bytes", a);
+            o.add("peak_bytes", MemoryCategory.toJson(p));
+            o.add("at_peak_bytes", MemoryCategory.toJson(a));
             o.addProperty("max_batch", maxBatch);
             o.addProperty("advised_batch", advisedBatch);
             o.addProperty("gradient_accumulation_steps", ga);

@@ -53,7 +53,7 @@ public final class TrainCommand implements Command {
                 .addOption(Option.builder().longOpt("config").hasArg().argName("YAML").desc("the run's YAML config").get())
                 .addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("output directory (overrides output_dir)").get())
                 .addOption(Option.builder().longOpt("overwrite").desc("replace a non-empty output directory").get())
-                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: all cores)").get())
+                .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: the physical cores)").get())
                 .addOption(Option.builder().longOpt("resume").hasArg().argName("DIR")
                         .desc("continue the run in DIR from its newest valid checkpoint, or from DIR = a checkpoint-N directory").get())
                 .addOption(Option.builder().longOpt("max-bad-steps").hasArg().argName("N")

@@ -6,17 +6,14 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
 import io.lora4j.io.FormatException;
-import io.lora4j.nativeapi.Lora4jNative;
-import io.lora4j.nativeapi.NativeLibrary;
+import io.lora4j.io.PythonRepr;
+import io.lora4j.io.TorchDtypes;
+import io.lora4j.quant.Nf4;
 import io.lora4j.quant.Nf4Weight;
 import io.lora4j.tensor.DType;
-import java.math.BigDecimal;
-import java.math.MathContext;
-import java.math.RoundingMode;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.Arrays;
-import org.bytedeco.javacpp.FloatPointer;
 
 /**
  * The bitsandbytes 4-bit serialization (transformers' {@code Linear4bit._save_to_state_dict} +
@@ -45,8 +42,6 @@ public final class Bnb4bit {
     /** The companion suffixes of a quantized weight, in bitsandbytes' as_dict order. */
     public static final String[] COMPANIONS = {ABSMAX, QUANT_MAP, NESTED_ABSMAX, NESTED_QUANT_MAP, QUANT_STATE_SUFFIX};
 
-    private static float[] code;
-    private static float[] dynamicMap;
 
     private Bnb4bit() {}
 
@@ -68,65 +63,27 @@ public final class Bnb4bit {
     }
 
     /** The 16 NF4 values (the quant_map bitsandbytes stores). */
-    public static synchronized float[] nf4Code() {
-        if (code == null) {
-            NativeLibrary.load();
-            try (FloatPointer p = new FloatPointer(16)) {
-                Lora4jNative.lora4j_nf4_code(p);
-                code = new float[16];
-                p.get(code);
-            }
-        }
-        return code.clone();
+    public static float[] nf4Code() {
+        return Nf4.code();
     }
 
     /** bitsandbytes' signed 8-bit dynamic map, 256 ascending fp32 values (the nested_quant_map). */
-    public static synchronized float[] dynamicMap() {
-        if (dynamicMap == null) {
-            NativeLibrary.load();
-            try (FloatPointer p = new FloatPointer(256)) {
-                Lora4jNative.lora4j_dynamic_map(p);
-                dynamicMap = new float[256];
-                p.get(dynamicMap);
-            }
-        }
-        return dynamicMap.clone();
-    }
-
-    /** The torch dtype name bitsandbytes writes ({@code str(torch.float32).strip("torch.")}). */
-    public static String torchName(DType d) {
-        switch (d) {
-            case F32: return "float32";
-            case BF16: return "bfloat16";
-            case F16: return "float16";
-            default: throw new IllegalArgumentException("no torch float dtype for " + d);
-        }
-    }
-
-    /** The dtype of a torch name ("float32", "bfloat16", "float16", with or without "torch."); null if other. */
-    public static DType ofTorchName(String s) {
-        if (s == null) return null;
-        String n = s.startsWith("torch.") ? s.substring(6) : s;
-        switch (n) {
-            case "float32": case "float": return DType.F32;
-            case "bfloat16": return DType.BF16;
-            case "float16": case "half": return DType.F16;
-            default: return null;
-        }
+    public static float[] dynamicMap() {
+        return Nf4.dynamicMap();
     }
 
     /** The quant_state JSON bytes of {@code w}, exactly as bitsandbytes/json.dumps write them. */
     public static byte[] quantStateJson(Nf4Weight w) {
         StringBuilder sb = new StringBuilder();
         sb.append("{\"quant_type\": \"nf4\", \"blocksize\": ").append(w.blocksize())
-                .append(", \"dtype\": \"").append(torchName(w.sourceDtype())).append("\", \"shape\": [");
+                .append(", \"dtype\": \"").append(TorchDtypes.name(w.sourceDtype())).append("\", \"shape\": [");
         long[] shape = w.shape();
         for (int i = 0; i < shape.length; i++) sb.append(i == 0 ? "" : ", ").append(shape[i]);
         sb.append(']');
         if (w.doubleQuant() != null) {
             sb.append(", \"nested_blocksize\": ").append(Nf4Weight.NESTED_BLOCKSIZE)
                     .append(", \"nested_dtype\": \"float32\", \"nested_offset\": ")
-                    .append(pythonRepr(w.doubleQuant().offset()));
+                    .append(PythonRepr.of(w.doubleQuant().offset()));
         }
         sb.append('}');
         return sb.toString().getBytes(StandardCharsets.UTF_8);
@@ -157,44 +114,6 @@ public final class Bnb4bit {
             throw new FormatException(file, where + "quant_state lacks or mistypes a field (quant_type, blocksize, dtype, shape, nested_*): "
                     + new String(bytes, StandardCharsets.UTF_8));
         }
-    }
-
-    /** Python's {@code repr(float(f))}: the shortest round-tripping digits of the double value of f. */
-    public static String pythonRepr(float f) {
-        return pythonRepr((double) f);
-    }
-
-    /** Python's {@code repr(d)} for a finite double (NaN and infinities as json.dumps writes them). */
-    public static String pythonRepr(double d) {
-        if (Double.isNaN(d)) return "NaN";
-        if (Double.isInfinite(d)) return d > 0 ? "Infinity" : "-Infinity";
-        if (d == 0) return (Double.doubleToRawLongBits(d) < 0) ? "-0.0" : "0.0";
-        BigDecimal exact = new BigDecimal(d);
-        BigDecimal shortest = exact;
-        for (int p = 1; p <= 17; p++) {
-            BigDecimal r = exact.round(new MathContext(p, RoundingMode.HALF_EVEN));
-            if (r.doubleValue() == d) {
-                shortest = r;
-                break;
-            }
-        }
-        shortest = shortest.stripTrailingZeros();
-        String digits = shortest.unscaledValue().abs().toString();
-        int decpt = digits.length() - shortest.scale(); // position of the point relative to the digits
-        StringBuilder sb = new StringBuilder(d < 0 ? "-" : "");
-        if (decpt > -4 && decpt <= 16) {
-            if (decpt <= 0) sb.append("0.").append("0".repeat(-decpt)).append(digits);
-            else if (decpt < digits.length()) sb.append(digits, 0, decpt).append('.').append(digits.substring(decpt));
-            else sb.append(digits).append("0".repeat(decpt - digits.length())).append(".0");
-        } else {
-            sb.append(digits.charAt(0));
-            if (digits.length() > 1) sb.append('.').append(digits.substring(1));
-            int exp = decpt - 1;
-            sb.append('e').append(exp < 0 ? '-' : '+');
-            String e = Integer.toString(Math.abs(exp));
-            sb.append(e.length() < 2 ? "0" + e : e);
-        }
-        return sb.toString();
     }
 
     /** True when {@code a} and {@code b} hold the same fp32 bit patterns. */

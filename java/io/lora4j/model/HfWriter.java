@@ -4,6 +4,7 @@ import com.google.gson.JsonObject;
 import io.lora4j.io.AtomicFiles;
 import io.lora4j.io.SafeTensorsDir;
 import io.lora4j.io.SafeTensorsWriter;
+import io.lora4j.io.TorchDtypes;
 import io.lora4j.ops.Backends;
 import io.lora4j.quant.Nf4;
 import io.lora4j.tensor.DType;
@@ -69,7 +70,7 @@ public final class HfWriter {
             if (!w.tied()) st.add(LlamaWeights.LM_HEAD, convert(w.lmHead(), o.dtype(), made));
             JsonObject config = w.configJson() != null ? w.configJson() : w.config().toJson();
             config.remove("quantization_config");
-            config.addProperty("torch_dtype", Bnb4bit.torchName(o.dtype()));
+            config.addProperty("torch_dtype", TorchDtypes.name(o.dtype()));
             long[] size = new long[1];
             AtomicFiles.writeDirectory(out, o.overwrite(), tmp -> {
                 size[0] = st.write(tmp.resolve(SafeTensorsDir.SINGLE));

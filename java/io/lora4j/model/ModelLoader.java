@@ -1,6 +1,5 @@
 package io.lora4j.model;
 
-import io.lora4j.io.TextFiles;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
@@ -8,6 +7,8 @@ import com.google.gson.JsonParser;
 import io.lora4j.io.FormatException;
 import io.lora4j.io.SafeTensors;
 import io.lora4j.io.SafeTensorsDir;
+import io.lora4j.io.TextFiles;
+import io.lora4j.io.TorchDtypes;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.quant.Nf4;
@@ -315,7 +316,7 @@ public final class ModelLoader {
             }
             if (!Arrays.equals(qs.shape(), shape))
                 throw new FormatException(file, where + "quant_state shape " + Arrays.toString(qs.shape()) + ", config.json implies " + Arrays.toString(shape));
-            DType src = Bnb4bit.ofTorchName(qs.dtype());
+            DType src = TorchDtypes.of(qs.dtype());
             if (src == null) throw new FormatException(file, where + "quant_state dtype '" + qs.dtype() + "' is not float32, bfloat16 or float16");
             long n = Tensor.numel(shape);
             long nblocks = Nf4.blocks(n, qs.blocksize());

@@ -108,6 +108,8 @@ public final class Lora4jNative {
 
     public static native int lora4j_get_num_threads();
 
+    public static native int lora4j_physical_cores();
+
     public static native int lora4j_cuda_device_count();
 
     public static native @Cast("const char*") BytePointer lora4j_cuda_device_info(int dev);

@@ -68,13 +68,21 @@ public final class NativeLibrary {
         return blasName;
     }
 
-    /** Sets the thread count of the CPU kernels and of OpenBLAS; {@code n <= 0} leaves the defaults. */
+    /**
+     * Sets the thread count of the CPU kernels, the calling thread included; {@code n <= 0} leaves it
+     * as it is. liblora4j runs every CPU kernel, OpenBLAS's sgemm included (single-threaded inside
+     * each worker), on its own pool, whose idle workers sleep after a few microseconds: a JVM
+     * application needs no environment variable (such as OMP_WAIT_POLICY) to train at full speed.
+     */
     public static void setNumThreads(int n) {
         load();
         Lora4jNative.lora4j_set_num_threads(n);
     }
 
-    /** Threads the CPU kernels use (OpenMP's count). */
+    /**
+     * Threads the CPU kernels use. Default: the environment variable LORA4J_NUM_THREADS, else
+     * OMP_NUM_THREADS, else {@link #physicalCores()}.
+     */
     public static int numThreads() {
         load();
         return Lora4jNative.lora4j_get_num_threads();
@@ -113,6 +121,16 @@ public final class NativeLibrary {
             throw new UnsatisfiedLinkError(PROPERTY + "=emu: cannot locate the build directory of these classes ("
                     + e + "); give the library's path instead");
         }
+    }
+
+    /** Physical cores among the CPUs this process may run on (hyper-threads count once). */
+    public static int physicalCores() {
+        load();
+        return Lora4jNative.lora4j_physical_cores();
+    }
+
+    private static void load0() {
+        Lora4jNative.ensureLoaded();
     }
 
     private static String installOpenBlas() {

@@ -12,7 +12,7 @@ import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;
 
-/** The CPU backend: AVX2/FMA + OpenMP kernels of liblora4j, sgemm from OpenBLAS. */
+/** The CPU backend: AVX2/FMA kernels of liblora4j on its own thread pool, sgemm from OpenBLAS. */
 public final class CpuBackend implements Backend {
     public CpuBackend() {
         NativeLibrary.load();

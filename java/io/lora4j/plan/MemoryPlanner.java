@@ -7,6 +7,7 @@ import io.lora4j.quant.Nf4Weight;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.train.CheckpointMode;
+import io.lora4j.train.ChunkedCrossEntropy;
 import io.lora4j.train.LoraTrainingModel;
 import java.util.EnumMap;
 import java.util.Map;
@@ -330,6 +331,15 @@ public final class MemoryPlanner {
             return sim.dev(MemoryCategory.ACTIVATIONS, floats * F32);
         }
 
+        /** ChunkedCrossEntropy's row-number tensors: n ints, uploaded (the CPU uses the host array). */
+        Buf rowIds(long n) {
+            if (!sim.cuda) return sim.dev(MemoryCategory.ACTIVATIONS, n * I32);
+            Buf h = sim.host(MemoryCategory.ACTIVATIONS, n * I32);
+            Buf dv = sim.dev(MemoryCategory.ACTIVATIONS, n * I32);
+            sim.free(h);
+            return dv;
+        }
+
         /** A token-index tensor: a host array uploaded to the device (the CPU uses the host array). */
         Buf ints() {
             if (!sim.cuda) return sim.dev(MemoryCategory.WORKSPACE, t * I32);
@@ -449,13 +459,19 @@ public final class MemoryPlanner {
 
         void head() {
             Buf h = act(t * d), rstd = act(t);
-            long chunk = Math.min(t, LoraTrainingModel.CE_CHUNK_TOKENS);
+            // ChunkedCrossEntropy with every target labelled (the most the head can hold): aligned chunks
+            long chunk = ChunkedCrossEntropy.bufferRows(t, LoraTrainingModel.CE_CHUNK_TOKENS);
+            long step = ChunkedCrossEntropy.chunkRows(LoraTrainingModel.CE_CHUNK_TOKENS);
+            long padded = (t / step) * step + ChunkedCrossEntropy.aligned(t % step);
             Buf logits = sim.dev(MemoryCategory.LOGITS, chunk * Math.min((long) c.vocabSize(), LOGITS_VOCAB_CHUNK) * F32);
+            Buf hc = act(chunk * d), dhg = act((padded + 1) * d);
             // the online log-sum-exp state of ChunkedCrossEntropy (row max, row sum, target logit, lse)
             Buf rowMax = act(chunk), rowSum = act(chunk), target = act(chunk), lse = act(chunk);
             Buf loss = act(chunk), sum = act(1);
-            if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, F32)); // the loss sum read back (the CPU reads it in place)
-            for (Buf b : new Buf[] {sum, loss, lse, target, rowSum, rowMax, logits, rstd, h}) sim.free(b);
+            for (Buf b : new Buf[] {rowIds(chunk), rowIds(chunk)}) sim.free(b); // a chunk's row numbers and targets
+            if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, chunk * F32)); // the loss rows read back (the CPU reads them in place)
+            sim.free(rowIds(t)); // the scatter map of dL/dh
+            for (Buf b : new Buf[] {sum, loss, lse, target, rowSum, rowMax, dhg, hc, logits, rstd, h}) sim.free(b);
         }
 
         void forwardBackward() {

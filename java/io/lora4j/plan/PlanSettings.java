@@ -46,9 +46,9 @@ public record PlanSettings(int r, Set<Projection> targets, int seqLen, int batch
         targets = Set.copyOf(targets);
     }
 
-    /** The guide's defaults: r 16, all seven projections, seq 2048, batch 2, no checkpointing, fp32 base, CUDA. */
+    /** The guide's defaults: r 16, all seven projections, seq 2048, batch 2, unsloth checkpointing (as train and plan), fp32 base, CUDA. */
     public static PlanSettings defaults() {
-        return new PlanSettings(16, EnumSet.allOf(Projection.class), 2048, 2, CheckpointMode.NONE, 0, false, 64, true, 0, Device.CUDA);
+        return new PlanSettings(16, EnumSet.allOf(Projection.class), 2048, 2, CheckpointMode.UNSLOTH, 0, false, 64, true, 0, Device.CUDA);
     }
 
     public PlanSettings withBatch(int b) {

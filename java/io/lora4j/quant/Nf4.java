@@ -1,10 +1,13 @@
 package io.lora4j.quant;
 
+import io.lora4j.nativeapi.Lora4jNative;
+import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.ops.Backend;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import java.util.Arrays;
+import org.bytedeco.javacpp.FloatPointer;
 
 /**
  * NF4 4-bit quantization, byte-compatible with bitsandbytes (DESIGN.md §4), and the 4-bit matmul.
@@ -19,6 +22,34 @@ public final class Nf4 {
     public static final int MAX_BLOCKSIZE = 4096;
 
     private Nf4() {}
+
+    private static float[] code, dynamicMap;
+
+    /** The 16 NF4 code values of the native kernels (DESIGN §4; bitsandbytes' quant_map). */
+    public static synchronized float[] code() {
+        if (code == null) {
+            NativeLibrary.load();
+            try (FloatPointer p = new FloatPointer(16)) {
+                Lora4jNative.lora4j_nf4_code(p);
+                code = new float[16];
+                p.get(code);
+            }
+        }
+        return code.clone();
+    }
+
+    /** bitsandbytes' signed 8-bit dynamic map of the native kernels: 256 ascending fp32 values. */
+    public static synchronized float[] dynamicMap() {
+        if (dynamicMap == null) {
+            NativeLibrary.load();
+            try (FloatPointer p = new FloatPointer(256)) {
+                Lora4jNative.lora4j_dynamic_map(p);
+                dynamicMap = new float[256];
+                p.get(dynamicMap);
+            }
+        }
+        return dynamicMap.clone();
+    }
 
     /** Throws unless {@code blocksize} is a power of two in [32, 4096]. */
     public static void checkBlocksize(int blocksize) {

@@ -130,30 +130,19 @@ public final class ByteLevelBpe implements Tokenizer {
 
     @Override
     public int[] encode(String text, boolean addBos, boolean addEos) {
-        IntList out = new IntList(text.length() / 3 + 4);
-        String rest = text;
-        if (addBos && bosId >= 0) {
-            out.add(bosId);
-            if (text.startsWith(tokens[bosId])) rest = text.substring(tokens[bosId].length());
-        }
-        encodeWith(plainMatcher, rest, out);
-        if (addEos && eosId >= 0 && (out.size() == 0 || out.last() != eosId)) out.add(eosId);
-        return out.toArray();
+        return Tokenizer.withBosEos(text, addBos, addEos, bosId, eosId, bosId >= 0 ? tokens[bosId] : null, false,
+                t -> encodeWith(plainMatcher, t));
     }
 
     @Override
     public int[] encodeWithSpecials(String text, boolean addBos, boolean addEos) {
+        return Tokenizer.withBosEos(text, addBos, addEos, bosId, eosId, null, true, t -> encodeWith(allMatcher, t));
+    }
+
+    private int[] encodeWith(SpecialTokenMatcher matcher, String text) {
         IntList out = new IntList(text.length() / 3 + 4);
-        encodeWith(allMatcher, text, out);
-        int[] ids = out.toArray();
-        boolean bos = addBos && bosId >= 0 && (ids.length == 0 || ids[0] != bosId);
-        boolean eos = addEos && eosId >= 0 && (ids.length == 0 || ids[ids.length - 1] != eosId);
-        if (!bos && !eos) return ids;
-        int[] r = new int[ids.length + (bos ? 1 : 0) + (eos ? 1 : 0)];
-        if (bos) r[0] = bosId;
-        System.arraycopy(ids, 0, r, bos ? 1 : 0, ids.length);
-        if (eos) r[r.length - 1] = eosId;
-        return r;
+        encodeWith(matcher, text, out);
+        return out.toArray();
     }
 
     private void encodeWith(SpecialTokenMatcher matcher, String text, IntList out) {

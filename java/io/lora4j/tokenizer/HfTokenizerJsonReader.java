@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
@@ -54,7 +55,7 @@ final class HfTokenizerJsonReader {
         Map<String, Integer> tokenToId = new HashMap<>(vocab.size() * 2);
         int size = 0;
         for (Map.Entry<String, JsonElement> e : vocab.entrySet()) {
-            int id = Json.id(file, e.getValue(), "model.vocab['" + e.getKey() + "']");
+            int id = Json.id(file, e.getValue(), "model.vocab[" + Quoted.of(e.getKey()) + "]");
             tokenToId.put(e.getKey(), id);
             size = Math.max(size, id + 1);
         }
@@ -82,11 +83,11 @@ final class HfTokenizerJsonReader {
         for (Map.Entry<String, Integer> e : tokenToId.entrySet()) {
             int id = e.getValue();
             if (tokens[id] != null)
-                throw new TokenizerException(file, "model.vocab gives id " + id + " to both '" + tokens[id] + "' and '" + e.getKey() + "'");
+                throw new TokenizerException(file, "model.vocab gives id " + id + " to both " + Quoted.of(tokens[id]) + " and " + Quoted.of(e.getKey()));
             tokens[id] = e.getKey();
             for (int i = 0; i < e.getKey().length(); i++)
                 if (!ByteLevelBpe.isByteChar(e.getKey().charAt(i)))
-                    throw new TokenizerException(file, "vocab token '" + e.getKey() + "' (id " + id
+                    throw new TokenizerException(file, "vocab token " + Quoted.of(e.getKey()) + " (id " + id
                             + ") has a char outside the byte-level alphabet");
         }
         for (int i = 0; i < addedTokens.size(); i++) {
@@ -95,8 +96,8 @@ final class HfTokenizerJsonReader {
                 tokens[t.id()] = t.content();
                 isAdded[t.id()] = true;
             } else if (!tokens[t.id()].equals(t.content())) {
-                throw new TokenizerException(file, "added token '" + t.content() + "' has id " + t.id()
-                        + ", which the vocabulary gives to '" + tokens[t.id()] + "'");
+                throw new TokenizerException(file, "added token " + Quoted.of(t.content()) + " has id " + t.id()
+                        + ", which the vocabulary gives to " + Quoted.of(tokens[t.id()]));
             }
             special[t.id()] = addedSpecial.get(i);
             tokenToId.put(t.content(), t.id());
@@ -123,7 +124,7 @@ final class HfTokenizerJsonReader {
                 String s = Json.string(file, m, "model.merges[" + rank + "]");
                 int sp = s.indexOf(' ');
                 if (sp <= 0 || sp == s.length() - 1 || s.indexOf(' ', sp + 1) >= 0)
-                    throw new TokenizerException(file, "model.merges[" + rank + "] '" + s + "' is not two tokens");
+                    throw new TokenizerException(file, "model.merges[" + rank + "] " + Quoted.of(s) + " is not two tokens");
                 a = s.substring(0, sp);
                 b = s.substring(sp + 1);
             }
@@ -154,7 +155,7 @@ final class HfTokenizerJsonReader {
         Integer id = ids.get(token);
         if (id == null)
             throw new TokenizerException(config.file() != null ? config.file() : file,
-                    key + " '" + token + "' is not in the vocabulary of " + file.getFileName());
+                    key + " " + Quoted.of(token) + " is not in the vocabulary of " + file.getFileName());
         return id;
     }
 

@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
@@ -29,21 +30,21 @@ final class Json {
 
     static JsonObject object(Path file, JsonObject o, String key) throws TokenizerException {
         JsonElement e = o.get(key);
-        if (e == null || !e.isJsonObject()) throw new TokenizerException(file, "'" + key + "' is missing or not an object");
+        if (e == null || !e.isJsonObject()) throw new TokenizerException(file, Quoted.of(key) + " is missing or not an object");
         return e.getAsJsonObject();
     }
 
     static JsonObject optObject(Path file, JsonObject o, String key) throws TokenizerException {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return null;
-        if (!e.isJsonObject()) throw new TokenizerException(file, "'" + key + "' is not an object");
+        if (!e.isJsonObject()) throw new TokenizerException(file, Quoted.of(key) + " is not an object");
         return e.getAsJsonObject();
     }
 
     static JsonArray optArray(Path file, JsonObject o, String key) throws TokenizerException {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return null;
-        if (!e.isJsonArray()) throw new TokenizerException(file, "'" + key + "' is not an array");
+        if (!e.isJsonArray()) throw new TokenizerException(file, Quoted.of(key) + " is not an array");
         return e.getAsJsonArray();
     }
 
@@ -56,14 +57,14 @@ final class Json {
     static String optString(Path file, JsonObject o, String key) throws TokenizerException {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return null;
-        return string(file, e, "'" + key + "'");
+        return string(file, e, Quoted.of(key));
     }
 
     static boolean optBoolean(Path file, JsonObject o, String key, boolean dflt) throws TokenizerException {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return dflt;
         if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean())
-            throw new TokenizerException(file, "'" + key + "' is not a boolean");
+            throw new TokenizerException(file, Quoted.of(key) + " is not a boolean");
         return e.getAsBoolean();
     }
 
@@ -82,7 +83,7 @@ final class Json {
     static String tokenString(Path file, JsonObject o, String key) throws TokenizerException {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return null;
-        if (e.isJsonObject()) return string(file, e.getAsJsonObject().get("content"), "'" + key + ".content'");
-        return string(file, e, "'" + key + "'");
+        if (e.isJsonObject()) return string(file, e.getAsJsonObject().get("content"), Quoted.of(key + ".content"));
+        return string(file, e, Quoted.of(key));
     }
 }

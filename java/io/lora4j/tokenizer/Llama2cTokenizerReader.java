@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.CharacterCodingException;
@@ -71,7 +72,7 @@ final class Llama2cTokenizerReader {
             String hex = String.format("<0x%02X>", byteValue);
             if (!stored.equals(hex) && !stored.equals(String.valueOf((char) byteValue)))
                 throw new TokenizerException(file, "token " + i + " should be the byte piece " + hex + " but holds '"
-                        + escape(stored) + "' (not a llama2.c SentencePiece export, or corrupt)");
+                        + Quoted.of(stored) + " (not a llama2.c SentencePiece export, or corrupt)");
             p[i] = hex;
             t[i] = SentencePieceBpe.BYTE;
         }
@@ -81,14 +82,5 @@ final class Llama2cTokenizerReader {
         }
         for (int i = 0; i < n; i++) s[i] = scores.get(i);
         return new SentencePieceBpe.Vocab(p, s, t, 0, 1, 2, -1, true, false);
-    }
-
-    private static String escape(String s) {
-        StringBuilder sb = new StringBuilder();
-        for (char c : s.toCharArray()) {
-            if (c < 0x20 || c == 0x7f) sb.append(String.format("\\x%02x", (int) c));
-            else sb.append(c);
-        }
-        return sb.toString();
     }
 }

@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -84,7 +85,7 @@ public final class SentencePieceBpe implements Tokenizer {
             if (Float.isNaN(scores[i])) throw new TokenizerException(source, "piece " + i + " has a NaN score");
             Integer prev = allPieces.putIfAbsent(p, i);
             if (prev != null)
-                throw new TokenizerException(source, "piece " + i + " '" + p + "' duplicates piece " + prev);
+                throw new TokenizerException(source, "piece " + i + " " + Quoted.of(p) + " duplicates piece " + prev);
             switch (types[i]) {
                 case NORMAL, UNUSED -> mergeable.put(p, i);
                 case USER_DEFINED -> {
@@ -94,7 +95,7 @@ public final class SentencePieceBpe implements Tokenizer {
                 }
                 case BYTE -> {
                     int b = parseBytePiece(p);
-                    if (b < 0) throw new TokenizerException(source, "byte piece " + i + " is '" + p + "', not <0xNN>");
+                    if (b < 0) throw new TokenizerException(source, "byte piece " + i + " is " + Quoted.of(p) + ", not <0xNN>");
                     if (byteIds[b] >= 0)
                         throw new TokenizerException(source, "byte piece " + i + " duplicates piece " + byteIds[b]);
                     byteIds[b] = i;
@@ -145,46 +146,32 @@ public final class SentencePieceBpe implements Tokenizer {
 
     @Override
     public int[] encode(String text, boolean addBos, boolean addEos) {
-        IntList out = new IntList(text.length() / 3 + 4);
-        String rest = text;
-        if (addBos && bosId >= 0) {
-            out.add(bosId);
-            if (text.startsWith(pieces[bosId])) rest = text.substring(pieces[bosId].length());
-        }
-        encodeSegment(rest, out);
-        if (addEos && eosId >= 0 && (out.size() == 0 || out.last() != eosId)) out.add(eosId);
-        return out.toArray();
+        return Tokenizer.withBosEos(text, addBos, addEos, bosId, eosId, bosId >= 0 ? pieces[bosId] : null, false, t -> {
+            IntList out = new IntList(t.length() / 3 + 4);
+            encodeSegment(t, out);
+            return out.toArray();
+        });
     }
 
     @Override
     public int[] encodeWithSpecials(String text, boolean addBos, boolean addEos) {
-        IntList out = new IntList(text.length() / 3 + 4);
-        // Each text segment between specials is encoded on its own, dummy prefix included: the
-        // behaviour of HF's (legacy) LlamaTokenizer, so "<s>[INST]" gives <s> ▁[ INST ].
-        specialMatcher.split(text, new SpecialTokenMatcher.Sink() {
-            @Override
-            public void text(String s) {
-                encodeSegment(s, out);
-            }
+        return Tokenizer.withBosEos(text, addBos, addEos, bosId, eosId, null, true, t -> {
+            IntList out = new IntList(t.length() / 3 + 4);
+            // Each text segment between specials is encoded on its own, dummy prefix included: the
+            // behaviour of HF's (legacy) LlamaTokenizer, so "<s>[INST]" gives <s> ▁[ INST ].
+            specialMatcher.split(t, new SpecialTokenMatcher.Sink() {
+                @Override
+                public void text(String s) {
+                    encodeSegment(s, out);
+                }
 
-            @Override
-            public void token(int id) {
-                out.add(id);
-            }
+                @Override
+                public void token(int id) {
+                    out.add(id);
+                }
+            });
+            return out.toArray();
         });
-        return addSpecials(out, addBos, addEos);
-    }
-
-    private int[] addSpecials(IntList out, boolean addBos, boolean addEos) {
-        int[] ids = out.toArray();
-        boolean bos = addBos && bosId >= 0 && (ids.length == 0 || ids[0] != bosId);
-        boolean eos = addEos && eosId >= 0 && (ids.length == 0 || ids[ids.length - 1] != eosId);
-        if (!bos && !eos) return ids;
-        int[] r = new int[ids.length + (bos ? 1 : 0) + (eos ? 1 : 0)];
-        if (bos) r[0] = bosId;
-        System.arraycopy(ids, 0, r, bos ? 1 : 0, ids.length);
-        if (eos) r[r.length - 1] = eosId;
-        return r;
     }
 
     /** SentencePiece's identity normaliser with whitespace escaping. */

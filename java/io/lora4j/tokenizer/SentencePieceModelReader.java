@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -98,8 +99,8 @@ final class SentencePieceModelReader {
         // A precompiled charsmap is a compiled NFKC-style normaliser; applying none would silently
         // tokenize differently, so refuse. Llama 2 (and Mistral, Gemma) use "identity".
         if (charsmapLength > 0)
-            throw new TokenizerException(file, "normalizer '" + normalizerName
-                    + "' (a precompiled charsmap) is not supported; only identity normalisation is");
+            throw new TokenizerException(file, "normalizer " + Quoted.of(normalizerName)
+                    + " (a precompiled charsmap) is not supported; only identity normalisation is");
         if (!escapeWhitespaces)
             throw new TokenizerException(file, "normalizer_spec.escape_whitespaces=false is not supported");
         int n = pieces.size();

@@ -40,6 +40,33 @@ public interface Tokenizer {
      */
     int[] encodeWithSpecials(String text, boolean addBos, boolean addEos);
 
+    /**
+     * The BOS/EOS rules of every tokenizer, in one place. {@link #encode}: BOS first (a BOS piece
+     * at the start of the text is taken as that BOS, not encoded again), EOS last unless the ids
+     * already end with it. {@link #encodeWithSpecials}: BOS and EOS only where the ids do not
+     * already start / end with them (a rendered chat template brings its own).
+     *
+     * @param text        the text to encode
+     * @param bosId       the BOS id, or < 0 when there is none (likewise eosId)
+     * @param bosPiece    the BOS id's piece (null when there is none)
+     * @param withSpecials the {@link #encodeWithSpecials} rule instead of {@link #encode}'s
+     * @param body        encodes the text after the flags are applied (without BOS/EOS)
+     */
+    static int[] withBosEos(String text, boolean addBos, boolean addEos, int bosId, int eosId, String bosPiece,
+            boolean withSpecials, java.util.function.Function<String, int[]> body) {
+        boolean stripBos = !withSpecials && addBos && bosId >= 0 && bosPiece != null && text.startsWith(bosPiece);
+        int[] ids = body.apply(stripBos ? text.substring(bosPiece.length()) : text);
+        boolean bos = addBos && bosId >= 0 && (!withSpecials || ids.length == 0 || ids[0] != bosId);
+        int last = ids.length > 0 ? ids[ids.length - 1] : !withSpecials && bos ? bosId : -1;
+        boolean eos = addEos && eosId >= 0 && last != eosId;
+        if (!bos && !eos) return ids;
+        int[] r = new int[ids.length + (bos ? 1 : 0) + (eos ? 1 : 0)];
+        if (bos) r[0] = bosId;
+        System.arraycopy(ids, 0, r, bos ? 1 : 0, ids.length);
+        if (eos) r[r.length - 1] = eosId;
+        return r;
+    }
+
     /** {@link #encodeWithSpecials(String, boolean, boolean)} adding neither BOS nor EOS. */
     default int[] encodeWithSpecials(String text) {
         return encodeWithSpecials(text, false, false);

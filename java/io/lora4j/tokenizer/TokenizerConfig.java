@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import java.nio.file.Path;
@@ -27,7 +28,7 @@ record TokenizerConfig(Path file, String bosToken, String eosToken, String padTo
                 try {
                     id = Integer.parseInt(e.getKey());
                 } catch (NumberFormatException ex) {
-                    throw new TokenizerException(file, "added_tokens_decoder key '" + e.getKey() + "' is not an id");
+                    throw new TokenizerException(file, "added_tokens_decoder key " + Quoted.of(e.getKey()) + " is not an id");
                 }
                 if (id < 0 || id > Tokenizers.MAX_VOCAB)
                     throw new TokenizerException(file, "added_tokens_decoder id " + id + " is out of range");

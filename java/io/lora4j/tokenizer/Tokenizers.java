@@ -1,5 +1,6 @@
 package io.lora4j.tokenizer;
 
+import io.lora4j.io.Quoted;
 import com.google.gson.JsonObject;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -99,8 +100,8 @@ public final class Tokenizers {
         for (TokenizerConfig.AddedToken t : c.addedTokens()) {
             if (t.id() < n) {
                 if (!pieces[t.id()].equals(t.content()))
-                    throw new TokenizerException(c.file(), "added token " + t.id() + " '" + t.content()
-                            + "' differs from piece '" + pieces[t.id()] + "' of " + file.getFileName());
+                    throw new TokenizerException(c.file(), "added token " + t.id() + " " + Quoted.of(t.content())
+                            + " differs from piece " + Quoted.of(pieces[t.id()]) + " of " + file.getFileName());
                 continue;
             }
             pieces[t.id()] = t.content();
@@ -121,7 +122,7 @@ public final class Tokenizers {
             throws TokenizerException {
         if (token == null) return dflt;
         for (int i = 0; i < pieces.length; i++) if (pieces[i].equals(token)) return i;
-        throw new TokenizerException(c.file(), key + " '" + token + "' is not in the vocabulary");
+        throw new TokenizerException(c.file(), key + " " + Quoted.of(token) + " is not in the vocabulary");
     }
 
     private static TokenizerConfig config(Path tokenizerFile) throws IOException {

@@ -5,6 +5,8 @@ import io.lora4j.ops.Backend;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
+import java.util.Arrays;
+import org.bytedeco.javacpp.FloatPointer;
 
 /**
  * lm_head + cross-entropy (forward and backward) that never materialises the [T, V] logits:
@@ -27,92 +29,199 @@ import io.lora4j.tensor.Tensor;
  * matmul (the price of never holding [n, V]). Rows of a chunk without any target are skipped and
  * their dh rows left as they are (the caller passes zeroed dh). The logits buffer is one tensor of
  * category {@link MemoryCategory#LOGITS}: [min(T, tokenChunk), min(V, vocabSlice)] fp32.
+ *
+ * <p>Head work only where something is trained: with response-only masking, padding or packing
+ * many targets are −100, and their rows contribute neither loss nor gradient. {@link #lossAndGradient}
+ * runs the head on the n labelled rows alone; {@link #lossAndGradientAllRows} (the reference) on
+ * every row. Both gather their rows, {@value #ROW_ALIGN}·k at a time, into hc [m, d] (an
+ * embedding lookup by row number; a short last chunk is padded with ignored rows up to a multiple
+ * of {@value #ROW_ALIGN}), and write dhc into dhg [n_pad + 1, d], which is scattered back as
+ * dh = dhg[map] (map[t] = the rank of row t, or the never-written zero row for a row not run).
+ * Why the alignment: OpenBLAS computes a short last block of M with other micro-kernels than the
+ * full ones, so with M a multiple of {@value #ROW_ALIGN} (a multiple of the M-unrolls 4-24 of its
+ * sgemm kernels) and lora4j_sgemm splitting threads at multiples of 48, a row's result depends
+ * only on its position within a 48-row group. Rows that keep that position (ignored rows in whole
+ * 48-row spans) get the full head's loss and dL/dh bit for bit. A row that moves within a
+ * micro-kernel block may come out an ulp apart: the kernel computes the rows of a block with
+ * different instruction sequences (Zen 3: rows 0-5 and 6-11 of each 12-row block).
+ * The buffers: logits [min(T', tokenChunk'), min(V, vocabSlice)] fp32 of category
+ * {@link MemoryCategory#LOGITS}, with T' = T rounded up and tokenChunk' = tokenChunk rounded down
+ * to a multiple of {@value #ROW_ALIGN}; hc, dhg and the per-row statistics are ACTIVATIONS.
  */
 public final class ChunkedCrossEntropy {
+    /** Row alignment of every head GEMM (a multiple of OpenBLAS's sgemm M-unrolls 4, 8, 12, 16, 24). */
+    public static final int ROW_ALIGN = 48;
+
     private ChunkedCrossEntropy() {}
 
+    /** Rows per token chunk: tokenChunk rounded down to a multiple of {@link #ROW_ALIGN} (at least one). */
+    public static long chunkRows(long tokenChunk) {
+        return Math.max(ROW_ALIGN, tokenChunk / ROW_ALIGN * ROW_ALIGN);
+    }
+
+    /** n rounded up to a multiple of {@link #ROW_ALIGN}. */
+    public static long aligned(long n) {
+        return (n + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
+    }
+
+    /** Rows of the logits buffer for T rows to run: min(aligned(T), chunkRows(tokenChunk)). */
+    public static long bufferRows(long t, long tokenChunk) {
+        return Math.min(aligned(t), chunkRows(tokenChunk));
+    }
+
     /**
+     * lm_head + cross-entropy on the rows whose target is not −100 only.
+     *
      * @param h          [T, d] F32 final-norm output, on the backend's device
      * @param lmHead     [V, d] F32, frozen
      * @param labels     [T] I32 targets on the device (−100 = ignored), already shifted
-     * @param hostLabels the same targets on the host (to skip chunks without any)
-     * @param tokenChunk rows per chunk, >= 1
+     * @param hostLabels the same targets on the host (to pick the rows)
+     * @param tokenChunk rows per chunk, >= 1 (rounded down to a multiple of {@link #ROW_ALIGN}, at least one)
      * @param vocabSlice vocabulary columns per slice, >= 1 (>= V: token chunks only)
      * @param lossScale  multiplies the gradient (1/N of the accumulation window)
-     * @param dh         [T, d] F32, zeroed by the caller, receives dL/dh; null = loss only
+     * @param dh         [T, d] F32, receives dL/dh (rows of ignored targets 0); null = loss only
      * @return Σ CE (nats) over the non-ignored targets
      */
     public static double lossAndGradient(Backend backend, Tensor h, Tensor lmHead, Tensor labels, int[] hostLabels,
             long tokenChunk, long vocabSlice, float lossScale, Tensor dh) {
-        if (tokenChunk < 1 || vocabSlice < 1)
-            throw new IllegalArgumentException("token chunk " + tokenChunk + " and vocab slice " + vocabSlice + " must be >= 1");
-        long t = h.dim(0), d = h.dim(1), vocab = lmHead.dim(0);
-        if (lmHead.dim(1) != d || labels.numel() != t || hostLabels.length != t || (dh != null && dh.numel() != t * d))
-            throw new IllegalArgumentException("shapes disagree: h " + h + ", lm_head " + lmHead + ", labels " + labels
-                    + ", host labels " + hostLabels.length + ", dh " + dh);
-        long chunk = Math.min(t, tokenChunk), vc = Math.min(vocab, vocabSlice);
+        check(h, lmHead, labels, hostLabels, tokenChunk, vocabSlice, dh);
+        int n = 0;
+        int[] rows = new int[hostLabels.length];
+        for (int i = 0; i < hostLabels.length; i++) if (hostLabels[i] != Example.IGNORE_INDEX) rows[n++] = i;
+        return run(backend, h, lmHead, hostLabels, Arrays.copyOf(rows, n), tokenChunk, vocabSlice, lossScale, dh);
+    }
+
+    /**
+     * The same as {@link #lossAndGradient} with lm_head run on every row, ignored ones included
+     * (token chunks without any target are skipped): the reference the gathered head is tested
+     * against bit for bit.
+     */
+    public static double lossAndGradientAllRows(Backend backend, Tensor h, Tensor lmHead, Tensor labels, int[] hostLabels,
+            long tokenChunk, long vocabSlice, float lossScale, Tensor dh) {
+        check(h, lmHead, labels, hostLabels, tokenChunk, vocabSlice, dh);
+        int[] rows = new int[hostLabels.length];
+        for (int i = 0; i < rows.length; i++) rows[i] = i;
+        return run(backend, h, lmHead, hostLabels, rows, tokenChunk, vocabSlice, lossScale, dh);
+    }
+
+    /** The head on h's rows {@code rows} (ascending), in aligned chunks; see the class comment. */
+    private static double run(Backend backend, Tensor h, Tensor lmHead, int[] hostLabels, int[] rows, long tokenChunk,
+            long vocabSlice, float lossScale, Tensor dh) {
+        int n = rows.length, t = hostLabels.length;
+        if (n == 0) return 0; // dh stays as the caller passed it: zeros
+        long d = h.dim(1), vocab = lmHead.dim(0);
+        long step = chunkRows(tokenChunk), chunk = bufferRows(n, tokenChunk), vc = Math.min(vocab, vocabSlice);
+        long padded = (n / step) * step + aligned(n % step); // rows of dhg the chunks write
         double total = 0;
+        int[] ids = new int[(int) chunk], lab = new int[(int) chunk];
         try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vc);
+             Tensor hc = act(backend, chunk, d);
+             Tensor dhg = dh == null ? null : act(backend, padded + 1, d);
              Tensor rowMax = act(backend, chunk); Tensor rowSum = act(backend, chunk); Tensor zy = act(backend, chunk);
              Tensor lse = act(backend, chunk); Tensor loss = act(backend, chunk); Tensor sum = act(backend, 1)) {
-            for (long t0 = 0; t0 < t; t0 += chunk) {
-                long n = Math.min(chunk, t - t0);
-                if (!anyTarget(hostLabels, t0, n)) continue; // dh rows stay 0: no loss there
-                try (Tensor hc = h.slice(t0 * d, n, d); Tensor lab = labels.slice(t0, n);
-                     Tensor lo = loss.slice(0, n); Tensor dhc = dh == null ? null : dh.slice(t0 * d, n, d)) {
-                    if (vc == vocab) {
-                        try (Tensor lg = logits.slice(0, n, vocab)) {
-                            backend.sgemm(false, true, n, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
-                            backend.crossEntropyFwd(lg, lab, lo, sum);
-                            total += hostFloat(backend, sum);
-                            if (dhc == null) continue;
-                            backend.crossEntropyBwd(lg, lab, lossScale, lg);
-                            backend.sgemm(false, false, n, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dhc, d);
-                        }
-                        continue;
-                    }
-                    try (Tensor rm = rowMax.slice(0, n); Tensor rs = rowSum.slice(0, n); Tensor ty = zy.slice(0, n);
-                         Tensor ls = lse.slice(0, n)) {
-                        for (long v0 = 0; v0 < vocab; v0 += vc) {
-                            long w = Math.min(vc, vocab - v0);
-                            try (Tensor lg = logits.slice(0, n, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
-                                backend.sgemm(false, true, n, w, d, 1f, hc, d, wv, d, 0f, lg, w);
-                                backend.crossEntropyChunkStats(lg, lab, v0, v0 == 0, rm, rs, ty);
-                            }
-                        }
-                        backend.crossEntropyChunkFinalize(lab, rm, rs, ty, ls, lo, sum);
-                        total += hostFloat(backend, sum);
-                        if (dhc == null) continue;
-                        for (long v0 = 0; v0 < vocab; v0 += vc) {
-                            long w = Math.min(vc, vocab - v0);
-                            try (Tensor lg = logits.slice(0, n, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
-                                backend.sgemm(false, true, n, w, d, 1f, hc, d, wv, d, 0f, lg, w);
-                                backend.crossEntropyChunkGrad(lg, lab, v0, ls, lossScale);
-                                backend.sgemm(false, false, n, d, w, 1f, lg, w, wv, d, v0 == 0 ? 0f : 1f, dhc, d);
-                            }
-                        }
-                    }
+            for (int c0 = 0; c0 < n; c0 += (int) step) {
+                int k = (int) Math.min(step, n - c0);
+                int m = (int) aligned(k);
+                boolean any = false;
+                for (int i = 0; i < m; i++) {
+                    ids[i] = i < k ? rows[c0 + i] : rows[c0]; // padding rows: any valid row, target ignored
+                    lab[i] = i < k ? hostLabels[rows[c0 + i]] : Example.IGNORE_INDEX;
+                    any |= lab[i] != Example.IGNORE_INDEX;
+                }
+                if (!any) continue; // dhg rows stay 0: no loss there
+                try (Tensor idc = ints(backend, ids, m); Tensor lb = ints(backend, lab, m); Tensor hcm = hc.slice(0, m, d);
+                     Tensor lo = loss.slice(0, m); Tensor dhc = dhg == null ? null : dhg.slice((long) c0 * d, m, d)) {
+                    backend.embeddingFwd(idc, h, hcm);
+                    head(backend, hcm, lmHead, lb, lo, m, d, vocab, vc, lossScale, dhc, logits, rowMax, rowSum, zy, lse, sum);
+                    total = addRows(backend, lo, k, total);
+                }
+            }
+            if (dh != null) {
+                int[] map = new int[t];
+                Arrays.fill(map, (int) padded); // the zero row
+                for (int i = 0; i < n; i++) map[rows[i]] = i;
+                try (Tensor mapT = ints(backend, map, t); Tensor out = dh.slice(0, t, d)) {
+                    backend.embeddingFwd(mapT, dhg, out);
                 }
             }
         }
         return total;
     }
 
-    private static Tensor act(Backend backend, long n) {
-        return backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, n);
+    /** One chunk of m rows: the per-row loss into lo, dL/dhc into dhc. */
+    private static void head(Backend backend, Tensor hc, Tensor lmHead, Tensor lab, Tensor lo, long m, long d, long vocab,
+            long vc, float lossScale, Tensor dhc, Tensor logits, Tensor rowMax, Tensor rowSum, Tensor zy, Tensor lse,
+            Tensor sum) {
+        if (vc == vocab) {
+            try (Tensor lg = logits.slice(0, m, vocab)) {
+                backend.sgemm(false, true, m, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
+                backend.crossEntropyFwd(lg, lab, lo, sum);
+                if (dhc != null) {
+                    backend.crossEntropyBwd(lg, lab, lossScale, lg);
+                    backend.sgemm(false, false, m, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dhc, d);
+                }
+            }
+            return;
+        }
+        try (Tensor rm = rowMax.slice(0, m); Tensor rs = rowSum.slice(0, m); Tensor ty = zy.slice(0, m);
+             Tensor ls = lse.slice(0, m)) {
+            for (long v0 = 0; v0 < vocab; v0 += vc) {
+                long w = Math.min(vc, vocab - v0);
+                try (Tensor lg = logits.slice(0, m, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
+                    backend.sgemm(false, true, m, w, d, 1f, hc, d, wv, d, 0f, lg, w);
+                    backend.crossEntropyChunkStats(lg, lab, v0, v0 == 0, rm, rs, ty);
+                }
+            }
+            backend.crossEntropyChunkFinalize(lab, rm, rs, ty, ls, lo, sum);
+            if (dhc != null) {
+                for (long v0 = 0; v0 < vocab; v0 += vc) {
+                    long w = Math.min(vc, vocab - v0);
+                    try (Tensor lg = logits.slice(0, m, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
+                        backend.sgemm(false, true, m, w, d, 1f, hc, d, wv, d, 0f, lg, w);
+                        backend.crossEntropyChunkGrad(lg, lab, v0, ls, lossScale);
+                        backend.sgemm(false, false, m, d, w, 1f, lg, w, wv, d, v0 == 0 ? 0f : 1f, dhc, d);
+                    }
+                }
+            }
+        }
     }
 
-    private static boolean anyTarget(int[] labels, long t0, long n) {
-        for (long i = t0; i < t0 + n; i++) if (labels[(int) i] != Example.IGNORE_INDEX) return true;
-        return false;
+    private static void check(Tensor h, Tensor lmHead, Tensor labels, int[] hostLabels, long tokenChunk, long vocabSlice, Tensor dh) {
+        if (tokenChunk < 1 || vocabSlice < 1)
+            throw new IllegalArgumentException("token chunk " + tokenChunk + " and vocab slice " + vocabSlice + " must be >= 1");
+        long t = h.dim(0), d = h.dim(1);
+        if (lmHead.dim(1) != d || labels.numel() != t || hostLabels.length != t || (dh != null && dh.numel() != t * d))
+            throw new IllegalArgumentException("shapes disagree: h " + h + ", lm_head " + lmHead + ", labels " + labels
+                    + ", host labels " + hostLabels.length + ", dh " + dh);
     }
 
-    private static float hostFloat(Backend backend, Tensor t) {
-        Tensor h = backend.download(t);
+    private static Tensor act(Backend backend, long... shape) {
+        return backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, shape);
+    }
+
+    /** values[0, n) as an I32 [n] tensor on the backend's device (on the CPU: the host tensor itself). */
+    private static Tensor ints(Backend backend, int[] values, int n) {
+        Tensor host = Tensor.allocate(DType.I32, MemoryCategory.ACTIVATIONS, n);
+        host.buffer().asIntBuffer().put(values, 0, n);
+        Tensor dev = backend.upload(host, MemoryCategory.ACTIVATIONS);
+        if (dev != host) host.close();
+        return dev;
+    }
+
+    /**
+     * total + the first k per-row losses, one at a time in row order, in double: the same sum
+     * whichever rows the chunks hold (ignored rows add exact zeros), so the gathered head's total is
+     * bit-identical to the full one.
+     */
+    private static double addRows(Backend backend, Tensor loss, int k, double total) {
+        Tensor h = backend.download(loss);
         try {
-            return h.floatPointer().get(0);
+            FloatPointer p = h.floatPointer();
+            double s = total;
+            for (int i = 0; i < k; i++) s += p.get(i);
+            return s;
         } finally {
-            if (h != t) h.close();
+            if (h != loss) h.close();
         }
     }
 }

@@ -28,15 +28,18 @@ import org.bytedeco.javacpp.Pointer;
  * <p>The layers are {@link DecoderBlock}s (the same as {@link io.lora4j.model.LlamaModel}'s) with
  * causal attention and a LoRA projector: {@code lin(x) = x Wᵀ + sc·(drop(x) Aᵀ) Bᵀ} on targeted
  * projections, the frozen weight alone on the others.
- * The loss head is chunked: at most {@value #CE_CHUNK_TOKENS} rows of [T, vocab] logits exist at a
+ * The loss head runs on the labelled positions only, chunked: at most {@value #CE_CHUNK_TOKENS} rows of [T, vocab] logits exist at a
  * time (and at most {@value #CE_CHUNK_VOCAB} vocabulary columns of them for wider vocabularies), and
  * the CE backward writes {@code scale·(softmax − onehot)} in place of the logits.
  *
  * <p>Not thread-safe.
  */
 public final class LoraTrainingModel implements AutoCloseable {
-    /** Rows of logits materialised at once by the chunked cross-entropy. */
-    public static final int CE_CHUNK_TOKENS = 256;
+    /**
+     * Rows of logits materialised at once by the chunked cross-entropy: a multiple of
+     * {@link ChunkedCrossEntropy#ROW_ALIGN}, so that every chunk but the last is a whole one.
+     */
+    public static final int CE_CHUNK_TOKENS = 240;
     /**
      * Vocabulary columns of logits materialised at once when the vocabulary is wider (Llama 3's
      * 128256 would otherwise make a 131 MB [256, V] buffer): [256, 32768] fp32 = 32 MiB.

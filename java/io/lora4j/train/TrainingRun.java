@@ -507,18 +507,11 @@ public final class TrainingRun {
             fin.addProperty("steps", state.step);
             fin.addProperty("train_loss", state.meanLoss());
             if (!Double.isNaN(state.lastEval)) fin.addProperty("eval_loss", state.lastEval);
-            JsonObject peak = new JsonObject();
             Device dev = backend.device();
-            for (Map.Entry<MemoryCategory, Long> e : MemoryTracker.GLOBAL.peaks(dev).entrySet())
-                peak.addProperty(e.getKey().name().toLowerCase(Locale.ROOT), e.getValue());
+            JsonObject peak = MemoryCategory.toJson(MemoryTracker.GLOBAL.peaks(dev));
             peak.addProperty("total", MemoryTracker.GLOBAL.peakTotal(dev));
             fin.add("peak_memory_bytes", peak);
-            if (dev != Device.CPU) {
-                JsonObject host = new JsonObject();
-                for (Map.Entry<MemoryCategory, Long> e : MemoryTracker.GLOBAL.peaks(Device.CPU).entrySet())
-                    host.addProperty(e.getKey().name().toLowerCase(Locale.ROOT), e.getValue());
-                fin.add("peak_host_memory_bytes", host);
-            }
+            if (dev != Device.CPU) fin.add("peak_host_memory_bytes", MemoryCategory.toJson(MemoryTracker.GLOBAL.peaks(Device.CPU)));
             return fin;
         }
 

@@ -1,19 +1,11 @@
 package io.lora4j.model;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
-import static org.junit.jupiter.api.Assertions.assertNull;
-import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import io.lora4j.io.FormatException;
-import io.lora4j.io.SafeTensors;
+import io.lora4j.io.PythonRepr;
 import io.lora4j.io.SafeTensors.StDType;
+import io.lora4j.io.SafeTensors;
 import io.lora4j.io.SafeTensorsDir;
 import io.lora4j.io.SafeTensorsWriter;
 import io.lora4j.ops.Backends;
@@ -30,6 +22,14 @@ import java.util.Set;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 class Bnb4bitTest {
     @TempDir
@@ -37,18 +37,18 @@ class Bnb4bitTest {
 
     @Test
     void pythonReprOfFloats() {
-        assertEquals("0.1", Bnb4bit.pythonRepr(0.1));
-        assertEquals("0.10000000149011612", Bnb4bit.pythonRepr(0.1f));
-        assertEquals("1e-05", Bnb4bit.pythonRepr(1e-5));
-        assertEquals("0.0001", Bnb4bit.pythonRepr(1e-4));
-        assertEquals("123.0", Bnb4bit.pythonRepr(123.0));
-        assertEquals("1e+16", Bnb4bit.pythonRepr(1e16));
-        assertEquals("1234567890123456.0", Bnb4bit.pythonRepr(1234567890123456.0));
-        assertEquals("-2.5e-07", Bnb4bit.pythonRepr(-2.5e-7));
-        assertEquals("0.0", Bnb4bit.pythonRepr(0.0));
-        assertEquals("0.012345678", Bnb4bit.pythonRepr(0.012345678));
-        assertEquals("5e-324", Bnb4bit.pythonRepr(Double.MIN_VALUE));
-        assertEquals("1.7976931348623157e+308", Bnb4bit.pythonRepr(Double.MAX_VALUE));
+        assertEquals("0.1", PythonRepr.of(0.1));
+        assertEquals("0.10000000149011612", PythonRepr.of(0.1f));
+        assertEquals("1e-05", PythonRepr.of(1e-5));
+        assertEquals("0.0001", PythonRepr.of(1e-4));
+        assertEquals("123.0", PythonRepr.of(123.0));
+        assertEquals("1e+16", PythonRepr.of(1e16));
+        assertEquals("1234567890123456.0", PythonRepr.of(1234567890123456.0));
+        assertEquals("-2.5e-07", PythonRepr.of(-2.5e-7));
+        assertEquals("0.0", PythonRepr.of(0.0));
+        assertEquals("0.012345678", PythonRepr.of(0.012345678));
+        assertEquals("5e-324", PythonRepr.of(Double.MIN_VALUE));
+        assertEquals("1.7976931348623157e+308", PythonRepr.of(Double.MAX_VALUE));
     }
 
     /** Every stored part of {@code name} equals the in-memory quantization {@code q}. */
@@ -75,7 +75,7 @@ class Bnb4bitTest {
             assertArrayEquals(new long[] {256}, st.entry(name + ".nested_quant_map").shape());
             assertArrayEquals(Bnb4bit.dynamicMap(), st.tensor(name + ".nested_quant_map").toFloats());
             expected += ", \"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": "
-                    + Bnb4bit.pythonRepr(q.doubleQuant().offset()) + "}";
+                    + PythonRepr.of(q.doubleQuant().offset()) + "}";
         } else {
             assertEquals(StDType.F32, absmax.dtype());
             assertArrayEquals(q.absmax().toBytes(), st.bytes(name + ".absmax"));

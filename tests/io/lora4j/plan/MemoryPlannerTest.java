@@ -27,7 +27,7 @@ class MemoryPlannerTest {
     @Test
     void storedActivationsMatchTheClosedFormPerLayer() throws Exception {
         LlamaConfig c = LlamaConfig.read(L8B);
-        PlanSettings s = PlanSettings.defaults().withDevice(Device.CPU).withBatch(1).withSeqLen(512);
+        PlanSettings s = PlanSettings.defaults().withDevice(Device.CPU).withBatch(1).withSeqLen(512).withCheckpointing(CheckpointMode.NONE, 0);
         long t = s.tokens(), d = c.hiddenSize(), q = c.qDim(), kv = c.kvDim(), inter = c.intermediateSize(), h = c.numAttentionHeads();
         long perLayer = t * (4 * d + 2 * q + 2 * kv + 3 * inter + h + 2) + t * s.r() * 7;
         long none = MemoryPlanner.estimate(c, s).peak(MemoryCategory.ACTIVATIONS);
@@ -40,11 +40,16 @@ class MemoryPlannerTest {
     }
 
     @Test
+    void defaultsCheckpointLikeTrainAndPlan() {
+        assertEquals(CheckpointMode.UNSLOTH, PlanSettings.defaults().checkpointing(), "train and plan default to unsloth");
+    }
+
+    @Test
     void checkpointingOrdersThePeaksAsDesigned() throws Exception {
         for (Path p : new Path[] {L8B, L70B}) {
             LlamaConfig c = LlamaConfig.read(p);
             PlanSettings s = PlanSettings.defaults().withLoadIn4bit(true).withBatch(1);
-            long none = MemoryPlanner.estimate(c, s).peakTotal();
+            long none = MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.NONE, 0)).peakTotal();
             long tru = MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.TRUE, 0)).peakTotal();
             long uns = MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.UNSLOTH, 0)).peakTotal();
             long chunked = MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.CHUNKED, 0)).peakTotal();

@@ -101,7 +101,7 @@ class MemoryPlannerValidationTest {
     /**
      * A vocabulary wider than {@link MemoryPlanner#LOGITS_VOCAB_CHUNK}: the head works in
      * vocabulary slices (two here, the last one short), so the logits buffer is 32768 columns wide,
-     * not V; more than 256 tokens also take two token chunks.
+     * not V; more than CE_CHUNK_TOKENS tokens also take two token chunks.
      */
     @Test
     void wideVocabularyIsPlannedAsVocabularySlices() {
@@ -112,7 +112,7 @@ class MemoryPlannerValidationTest {
                     check(w, settings(c, false).withBatch(bs[0]).withSeqLen(bs[1]).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
                             LoraConfig.defaults().withRank(8), "vocab 40000");
             MemoryEstimate e = MemoryPlanner.estimate(c, settings(c, false).withBatch(2).withSeqLen(150));
-            assertEquals(256L * MemoryPlanner.LOGITS_VOCAB_CHUNK * 4, e.peak(MemoryCategory.LOGITS), "one [256, 32768] fp32 logits slice");
+            assertEquals((long) io.lora4j.train.LoraTrainingModel.CE_CHUNK_TOKENS * MemoryPlanner.LOGITS_VOCAB_CHUNK * 4, e.peak(MemoryCategory.LOGITS), "one [CE_CHUNK_TOKENS, 32768] fp32 logits slice");
         }
         System.out.printf("planner vs tracker (vocab 40000): %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
     }

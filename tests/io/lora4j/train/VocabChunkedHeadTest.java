@@ -51,17 +51,17 @@ class VocabChunkedHeadTest {
         try (LlamaWeights w = TestModels.random(config(), 31);
              LoraAdapter ad = TrainFixtures.randomAdapter(CPU, w.config(), lc, 9, 0.3);
              LoraTrainingModel m = new LoraTrainingModel(CPU, w, ad)) {
-            // 30 rows of <= 14 tokens: T = 30·14 > 256, so two token chunks, with masked prompts
+            // 30 rows of <= 14 tokens: T = 30·14 > CE_CHUNK_TOKENS, so two token chunks, with masked prompts
             Batch b = Batch.of(TrainFixtures.rows(30, VOCAB, 41), 0);
             assertTrue(b.rows() * b.seqLen() > LoraTrainingModel.CE_CHUNK_TOKENS);
             Run ref = run(m, b, Integer.MAX_VALUE);
-            assertEquals(256L * VOCAB * 4, ref.peakLogits, "unchunked: one [256, V] logits buffer");
+            assertEquals((long) LoraTrainingModel.CE_CHUNK_TOKENS * VOCAB * 4, ref.peakLogits, "unchunked: one [CE_CHUNK_TOKENS, V] logits buffer");
             double gmax = 0;
             for (float g : ref.grads) gmax = Math.max(gmax, Math.abs(g));
             assertTrue(gmax > 1e-3, "gradients too small to compare: " + gmax);
             for (int slice : new int[] {LoraTrainingModel.CE_CHUNK_VOCAB, 6_000}) {
                 Run r = run(m, b, slice);
-                assertEquals(256L * slice * 4, r.peakLogits, "slice " + slice + ": logits buffer [256, slice]");
+                assertEquals((long) LoraTrainingModel.CE_CHUNK_TOKENS * slice * 4, r.peakLogits, "slice " + slice + ": logits buffer [CE_CHUNK_TOKENS, slice]");
                 assertEquals(ref.loss, r.loss, LOSS_RTOL * ref.loss, "training loss, slice " + slice);
                 assertEquals(ref.evalLoss, r.evalLoss, LOSS_RTOL * ref.evalLoss, "evaluation loss, slice " + slice);
                 double worst = 0;
