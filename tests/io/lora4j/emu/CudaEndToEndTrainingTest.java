@@ -126,7 +126,7 @@ class CudaEndToEndTrainingTest {
         Files.writeString(yaml, "model: " + model + "\ndataset: " + Path.of("examples/data/simple-instructions.jsonl").toAbsolutePath()
                 + "\nchat_template: alpaca\nmax_seq_length: 16\nr: 8\nlora_alpha: 16\n"
                 + "per_device_train_batch_size: 1\ngradient_accumulation_steps: 1\nmax_steps: 2\nlearning_rate: 1e-3\n"
-                + "seed: 3\n" + extra);
+                + "seed: 3\ntrain_on_responses_only: false\neval_split: 0\n" + extra); // 16 tokens end before any response
         return yaml;
     }
 
