@@ -11,7 +11,7 @@ import io.lora4j.model.LlamaModel;
 import io.lora4j.model.LlamaWeights;
 import io.lora4j.model.ModelLoader;
 import io.lora4j.model.Sampler;
-import io.lora4j.nativeapi.NativeLibrary;
+import io.lora4j.ops.CpuThreads;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.report.LossChart;
@@ -89,7 +89,7 @@ public final class DemoCommand implements Command {
         if (cl.hasOption("threads")) {
             int n = Cli.parseInt(cl, "threads", 0);
             if (n < 1) throw new UsageException("--threads must be >= 1, got " + n);
-            NativeLibrary.setNumThreads(n);
+            CpuThreads.set(n);
         }
         String device = cl.getOptionValue("device");
         if (device != null && !device.equals("cpu") && !device.equals("cuda"))

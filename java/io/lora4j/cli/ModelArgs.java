@@ -64,7 +64,7 @@ final class ModelArgs implements AutoCloseable {
         if (cl.hasOption("threads")) {
             int n = Cli.parseInt(cl, "threads", 0);
             if (n < 1) throw new UsageException("--threads must be >= 1, got " + n);
-            io.lora4j.nativeapi.NativeLibrary.setNumThreads(n);
+            io.lora4j.ops.CpuThreads.set(n);
         }
         Backend backend;
         try {

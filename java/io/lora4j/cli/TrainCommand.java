@@ -69,7 +69,7 @@ public final class TrainCommand implements Command {
         if (cl.hasOption("threads")) {
             int n = Cli.parseInt(cl, "threads", 0);
             if (n < 1) throw new UsageException("--threads must be >= 1, got " + n);
-            io.lora4j.nativeapi.NativeLibrary.setNumThreads(n);
+            io.lora4j.ops.CpuThreads.set(n);
         }
         int maxBad = cl.hasOption("max-bad-steps") ? Cli.parseInt(cl, "max-bad-steps", 0) : TrainingRun.DEFAULT_MAX_BAD_STEPS;
         if (maxBad < 1) throw new UsageException("--max-bad-steps must be >= 1, got " + maxBad);
