@@ -43,10 +43,11 @@ import sys
 import numpy as np
 import torch
 
+from lora_train_reference import BATCH, CLIP, GA, STEPS, WARMUP, WD, train_steps  # GoldenTrainTest's recipe
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "resources", "model", "families")
-STEPS, BATCH, GA = 6, 2, 2
-LR, WD, CLIP, WARMUP = 1e-2, 0.01, 0.5, 2
+LR = 1e-2
 R, ALPHA = 4, 8
 PROJ = [("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"), ("self_attn", "o_proj"),
         ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj")]
@@ -250,44 +251,7 @@ def train(cfg, W, AD, rows):
             params += [a, b]
     m = Model(cfg, W, lora, ALPHA / R)
 
-    def micro_batch(rs):
-        S = max(len(x["input_ids"]) for x in rs)
-        ids = torch.zeros(len(rs), S, dtype=torch.long)
-        tg = torch.full((len(rs), S), -100, dtype=torch.long)
-        for i, x in enumerate(rs):
-            n = len(x["input_ids"])
-            ids[i, :n] = torch.tensor(x["input_ids"])
-            tg[i, : n - 1] = torch.tensor(x["labels"][1:])
-        return ids, tg
-
-    windows = [[micro_batch(rows[j:j + BATCH]) for j in range(i, i + BATCH * GA, BATCH)]
-               for i in range(0, len(rows), BATCH * GA)]
-    opt = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WD)
-
-    def lam(cur):
-        if cur < WARMUP:
-            return cur / max(1, WARMUP)
-        return max(0.0, (STEPS - cur) / max(1, STEPS - WARMUP))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
-    losses, norms = [], []
-    for step in range(STEPS):
-        win = windows[step % len(windows)]
-        n = sum(int((tg != -100).sum()) for _, tg in win)
-        opt.zero_grad()
-        total = 0.0
-        for ids, tg in win:
-            logits = m.forward(ids)
-            ce = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tg.reshape(-1), ignore_index=-100,
-                                                   reduction="sum")
-            (ce * (1.0 / n)).backward()
-            total += float(ce)
-        norm = float(torch.nn.utils.clip_grad_norm_(params, CLIP))
-        opt.step()
-        sched.step()
-        losses.append(total / n)
-        norms.append(norm)
-    return losses, norms, torch.cat([p.detach().reshape(-1) for p in params]).tolist()
+    return train_steps(m.forward, params, rows, LR)
 
 
 def adapter_config(target_modules):

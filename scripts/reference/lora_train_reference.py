@@ -70,6 +70,54 @@ def stories15m_weights():
     return cfg, W
 
 
+def train_steps(forward, params, rows, lr, log=False):
+    """GoldenTrainTest's recipe: STEPS AdamW steps over windows of GA micro-batches of BATCH rows
+    (right-padded with 0, targets = labels shifted left, -100 elsewhere), each micro-batch's CE sum
+    divided by the window's target count, clip_grad_norm_(CLIP), HF's linear schedule with WARMUP
+    steps. Returns (losses, pre-clip grad norms, final parameters flattened in order)."""
+    def micro_batch(rs):
+        S = max(len(x["input_ids"]) for x in rs)
+        ids = torch.zeros(len(rs), S, dtype=torch.long)
+        tg = torch.full((len(rs), S), -100, dtype=torch.long)
+        for i, x in enumerate(rs):
+            n = len(x["input_ids"])
+            ids[i, :n] = torch.tensor(x["input_ids"])
+            lab = x.get("labels", x["input_ids"])
+            tg[i, : n - 1] = torch.tensor(lab[1:])
+        return ids, tg
+
+    windows = [[micro_batch(rows[j:j + BATCH]) for j in range(i, i + BATCH * GA, BATCH)]
+               for i in range(0, len(rows), BATCH * GA)]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=WD)
+
+    def lam(cur):
+        if cur < WARMUP:
+            return cur / max(1, WARMUP)
+        return max(0.0, (STEPS - cur) / max(1, STEPS - WARMUP))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+    losses, norms = [], []
+    for step in range(STEPS):
+        win = windows[step % len(windows)]
+        n = sum(int((tg != -100).sum()) for _, tg in win)
+        opt.zero_grad()
+        total = 0.0
+        for ids, tg in win:
+            logits = forward(ids)
+            ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tg.reshape(-1), ignore_index=-100,
+                                                   reduction="sum")
+            (ce * (1.0 / n)).backward()
+            total += float(ce)
+        norm = float(torch.nn.utils.clip_grad_norm_(params, CLIP))
+        opt.step()
+        sched.step()
+        losses.append(total / n)
+        norms.append(norm)
+        if log:
+            print("step %d loss %.7f grad_norm %.6f" % (step + 1, total / n, norm))
+    return losses, norms, torch.cat([p.detach().reshape(-1) for p in params]).tolist()
+
+
 def main():
     global DIR, LR
     torch.set_num_threads(1)
@@ -148,47 +196,7 @@ def main():
 
     rows = [json.loads(line) for line in open(os.path.join(DIR, "data.jsonl")) if line.strip()]
 
-    def micro_batch(rs):  # right-pad with 0; targets = labels shifted left, -100 elsewhere
-        S = max(len(x["input_ids"]) for x in rs)
-        ids = torch.zeros(len(rs), S, dtype=torch.long)
-        tg = torch.full((len(rs), S), -100, dtype=torch.long)
-        for i, x in enumerate(rs):
-            n = len(x["input_ids"])
-            ids[i, :n] = torch.tensor(x["input_ids"])
-            lab = x.get("labels", x["input_ids"])
-            tg[i, : n - 1] = torch.tensor(lab[1:])
-        return ids, tg
-
-    windows = []
-    for i in range(0, len(rows), BATCH * GA):
-        windows.append([micro_batch(rows[j:j + BATCH]) for j in range(i, i + BATCH * GA, BATCH)])
-
-    opt = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WD)
-
-    def lam(cur):
-        if cur < WARMUP:
-            return cur / max(1, WARMUP)
-        return max(0.0, (STEPS - cur) / max(1, STEPS - WARMUP))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
-    losses, norms = [], []
-    for step in range(STEPS):
-        win = windows[step % len(windows)]
-        n = sum(int((tg != -100).sum()) for _, tg in win)
-        opt.zero_grad()
-        total = 0.0
-        for ids, tg in win:
-            logits = forward(ids)
-            ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tg.reshape(-1), ignore_index=-100, reduction="sum")
-            (ce * (1.0 / n)).backward()
-            total += float(ce)
-        norm = float(torch.nn.utils.clip_grad_norm_(params, CLIP))
-        opt.step()
-        sched.step()
-        losses.append(total / n)
-        norms.append(norm)
-        print("step %d loss %.7f grad_norm %.6f" % (step + 1, total / n, norm))
-    final = torch.cat([p.detach().reshape(-1) for p in params]).tolist()
+    losses, norms, final = train_steps(forward, params, rows, LR, log=True)
     with open(os.path.join(DIR, "expected.json"), "w") as f:
         json.dump({"generator": "scripts/reference/lora_train_reference.py (torch %s)" % torch.__version__,
                    "steps": STEPS, "losses": losses, "grad_norms": norms, "final_params": final}, f)
