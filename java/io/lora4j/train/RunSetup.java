@@ -147,10 +147,7 @@ final class RunSetup implements AutoCloseable {
             TrainConfig tc = cfg.train();
             int maxLen = Math.min(tc.maxSeqLength(), loaded.config().maxPositionEmbeddings());
             DataConfig dc = cfg.data();
-            if (dc.maxSeqLength() != maxLen)
-                dc = new DataConfig(dc.dataset(), dc.evalDataset(), dc.evalSplit(), dc.datasetFormat(), dc.chatTemplate(),
-                        dc.trainOnResponsesOnly(), dc.instructionPart(), dc.responsePart(), dc.lastResponseOnly(), dc.packing(), maxLen,
-                        dc.groupByLength(), dc.maxBadRowFraction(), dc.seed());
+            if (dc.maxSeqLength() != maxLen) dc = dc.withMaxSeqLength(maxLen);
             DataPipeline data = DataPipeline.build(dc, tok, tokPath);
             log.println("data: " + data.stats().summary());
             long sequences = o.parallel().shard().sequences(data);
