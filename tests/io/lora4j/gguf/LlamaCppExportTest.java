@@ -245,10 +245,12 @@ class LlamaCppExportTest {
     @Test
     void quantizedFilesEqualLlamaQuantizeOutput() throws Exception {
         // stories15M (6 layers, rows of 288: q4_K/q6_K fall back to q5_0/q8_0) and a 16-layer GQA model with rows of
-        // 256 (q4_K and q6_K themselves; use_more_bits picks layers 0, 1, 4, 7, 10, 13, 14, 15)
+        // 256 (q4_K and q6_K themselves; use_more_bits picks layers 0, 1, 4, 7, 10, 13, 14, 15), once as llama and once as
+        // a tied qwen2 (its 1-D q/k/v biases stay f32, its tied embedding takes the output's type)
         LlamaConfig c16 = new LlamaConfig("llama", 256, 512, 16, 4, 2, 64, 1e-5, 10000.0, null, 300, 256, false, 1, List.of(2), "float32");
-        try (LlamaWeights w16 = TestModels.random(c16, 11)) {
-            for (Object[] m : new Object[][] {{stories, "stories15M", tok, tokPath}, {w16, "gqa16", null, null}}) {
+        LlamaConfig q16 = new LlamaConfig("qwen2", 256, 512, 16, 4, 2, 64, 1e-6, 1e6, null, 300, 256, true, 1, List.of(2), "float32");
+        try (LlamaWeights w16 = TestModels.random(c16, 11); LlamaWeights qw16 = TestModels.random(q16, 12)) {
+            for (Object[] m : new Object[][] {{stories, "stories15M", tok, tokPath}, {w16, "gqa16", null, null}, {qw16, "qwen2-16", null, null}}) {
                 LlamaWeights w = (LlamaWeights) m[0];
                 Path f32 = export(w, GgufFileType.F32, (String) m[1], (Tokenizer) m[2], (Path) m[3]);
                 for (GgufFileType t : new GgufFileType[] {GgufFileType.Q8_0, GgufFileType.Q4_0, GgufFileType.Q4_K_M}) {
@@ -273,7 +275,7 @@ class LlamaCppExportTest {
     static final LoraConfig RSLORA = new LoraConfig(8, 16, 0, LoraConfig.Bias.NONE, EnumSet.allOf(Projection.class), true, LoraConfig.Init.KAIMING, 1,
             LoraConfig.DEFAULT_SEED);
 
-    static LoraAdapter randomAdapter(LlamaConfig c, long seed, double bStd) {
+    static LoraAdapter randomAdapter(Backend b, LlamaConfig c, long seed, double bStd) {
         List<LoraAdapter.Slot> slots = LoraAdapter.layout(c, RSLORA);
         LoraAdapter.Slot last = slots.get(slots.size() - 1);
         float[] v = new float[(int) (last.offsetB() + last.out() * RSLORA.r())];
@@ -282,7 +284,7 @@ class LlamaCppExportTest {
             for (int i = 0; i < RSLORA.r() * s.in(); i++) v[(int) s.offsetA() + i] = (float) ((r.nextDouble() * 2 - 1) / Math.sqrt(s.in()));
             for (int i = 0; i < s.out() * RSLORA.r(); i++) v[(int) s.offsetB() + i] = (float) (r.nextGaussian() * bStd);
         }
-        return LoraAdapter.of(cpu, c, RSLORA, v);
+        return LoraAdapter.of(b, c, RSLORA, v);
     }
 
     @Test
@@ -292,7 +294,7 @@ class LlamaCppExportTest {
         int[] prompt = {1, 9038, 2501, 263, 931};
         int[] lora4jGreedy;
         Path merged;
-        try (LoraAdapter a = randomAdapter(stories.config(), 5, 0.002); AdaptedModel am = AdaptedModel.merge(cpu, stories, a, 1.0)) {
+        try (LoraAdapter a = randomAdapter(cpu, stories.config(), 5, 0.002); AdaptedModel am = AdaptedModel.merge(cpu, stories, a, 1.0)) {
             GgufAdapterExport.write(a, stories.config(), 1.0, "adapter", gguf);
             adapted = lora4j(am.weights(), heldOut);
             lora4jGreedy = greedy(am.weights(), prompt, 16);
@@ -364,7 +366,7 @@ class LlamaCppExportTest {
             Path adapter = dir.resolve(family + "-adapter.gguf"), merged = dir.resolve(family + "-merged-f16.gguf");
             double adapted;
             int[] lora4jGreedy;
-            try (LoraAdapter a = randomAdapter(c, 7, 0.3); AdaptedModel am = AdaptedModel.merge(cpu, w, a, 1.0)) {
+            try (LoraAdapter a = randomAdapter(cpu, c, 7, 0.3); AdaptedModel am = AdaptedModel.merge(cpu, w, a, 1.0)) {
                 GgufAdapterExport.write(a, c, 1.0, family + "-adapter", adapter);
                 adapted = lora4j(am.weights(), rows);
                 lora4jGreedy = greedy(am.weights(), prompt, 12);
