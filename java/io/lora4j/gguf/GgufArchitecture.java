@@ -134,6 +134,18 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
     }
 
     /**
+     * What llama.cpp will compute differently from lora4j for a model of config {@code c} that this
+     * row still writes (as convert_hf_to_gguf does), for a warning; null when nothing.
+     */
+    public String caveat(LlamaConfig c) {
+        int window = c.architecture().slidingWindow();
+        if (this == LLAMA && window > 0)
+            return "llama.cpp's llama architecture has no sliding window (convert_hf_to_gguf writes Mistral the same way): beyond "
+                    + window + " tokens its attention reaches further back than lora4j's";
+        return null;
+    }
+
+    /**
      * How the values of GGUF tensor {@code ggufName} are stored relative to lora4j's:
      * {@code stored = (value + offset) · scale} in fp32.
      * <ul>

@@ -108,6 +108,11 @@ class ExportCommandTest {
         assertEquals(1, r.err().strip().lines().filter(l -> !l.contains("note:")).count(), r.err());
         assertTrue(r.err().contains("qwen2 needs num_attention_heads x head_dim = hidden_size"), r.err());
         assertEquals(List.of("a", "narrow"), listing(dir), "no file and no temporary file");
+        // Mistral's sliding window has no place in llama.cpp's llama architecture: written, with a warning
+        r = CliRun.run("export", "--model", "tests/resources/model/families/mistral/model", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("WARNING: llama.cpp's llama architecture has no sliding window"), r.err());
+        Files.delete(out);
         // usage errors
         assertEquals(2, CliRun.run("export", "--model", GQA, "--out", out.toString(), "--quant", "q3_K").code());
         assertEquals(2, CliRun.run("export", "--base", GQA, "--out", out.toString()).code());
