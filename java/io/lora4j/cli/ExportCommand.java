@@ -48,8 +48,9 @@ public final class ExportCommand implements Command {
     }
 
     @Override public String description() {
-        return "With --model: the model as llama.cpp's converter writes it (llama tensor names, q/k rows in llama.cpp's interleaved\n"
-                + "order, architecture and tokenizer metadata, the chat template), the adapter merged in fp32 first (an NF4 base is\n"
+        return "With --model: the model as llama.cpp's converter writes it (its architecture for the family: llama for Llama and\n"
+                + "Mistral, with q/k rows in its interleaved order; qwen2, qwen3, gemma3; its tensor names, architecture and tokenizer\n"
+                + "metadata, the chat template), the adapter merged in fp32 first (an NF4 base is\n"
                 + "dequantized, with a warning, as merge does). --quant (default f16): norms stay f32; q8_0, q4_0 and q4_K_M use ggml's\n"
                 + "reference quantizers and llama-quantize's choice of type per tensor (q4_K_M: q6_K for output, half of attn_v and\n"
                 + "ffn_down; rows that 256 does not divide fall back to q5_0/q8_0 as llama.cpp does).\n"
