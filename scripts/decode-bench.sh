@@ -7,7 +7,7 @@
 #   scripts/decode-bench.sh                 # writes bench/results/decode-<date>.md
 #   ROUNDS=3 REPS=5 PEER_THREADS="1 2" scripts/decode-bench.sh
 #   SETS=stories THREADS=1 RESULT=bench/results/x.md scripts/decode-bench.sh   # stories15M only
-# Needs: the assets (scripts/fetch-assets.sh), node + npm (installs scripts/llamacpp-peer once).
+# Needs: the assets (scripts/fetch-assets.sh), node + npm (installs scripts/llamacpp once, as .ci/run does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-2}" REPS="${REPS:-3}" THREADS="${THREADS:-1 2}" PEER_THREADS="${PEER_THREADS:-1}"
@@ -17,8 +17,8 @@ cache="${LORA4J_CACHE:-$HOME/.cache/lora4j}"
 work=target/decode-bench
 mkdir -p "$work"
 export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-peer=scripts/llamacpp-peer
-[ -d "$peer/node_modules/node-llama-cpp" ] || (cd "$peer" && npm ci --no-audit --no-fund)
+peer=scripts/llamacpp
+[ -d "$peer/node_modules/node-llama-cpp" ] || (cd "$peer" && npm ci --ignore-scripts --no-audit --no-fund)
 
 mvn -B -q -DskipTests -Dlora4j.cuda=OFF test-compile
 mvn -B -q dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$work/classpath" >/dev/null

@@ -15,7 +15,7 @@ import java.util.Locale;
 
 /**
  * Generation speed of {@link DecodeSession} measured exactly as its llama.cpp peer
- * (scripts/llamacpp-peer/peer.mjs) measures llama.cpp; scripts/decode-bench.sh runs both, in
+ * (scripts/llamacpp/peer.mjs) measures llama.cpp; scripts/decode-bench.sh runs both, in
  * turns, on the same weights and ids and writes the comparison to bench/results/.
  *
  * <pre>

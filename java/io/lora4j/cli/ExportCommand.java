@@ -3,6 +3,7 @@ package io.lora4j.cli;
 import io.lora4j.data.ChatTemplate;
 import io.lora4j.gguf.GgmlType;
 import io.lora4j.gguf.GgufAdapterExport;
+import io.lora4j.gguf.GgufArchitecture;
 import io.lora4j.gguf.GgufFileType;
 import io.lora4j.gguf.GgufModelExport;
 import io.lora4j.gguf.OllamaModelfile;
@@ -47,8 +48,9 @@ public final class ExportCommand implements Command {
     }
 
     @Override public String description() {
-        return "With --model: the model as llama.cpp's converter writes it (llama tensor names, q/k rows in llama.cpp's interleaved\n"
-                + "order, architecture and tokenizer metadata, the chat template), the adapter merged in fp32 first (an NF4 base is\n"
+        return "With --model: the model as llama.cpp's converter writes it (its architecture for the family: llama for Llama and\n"
+                + "Mistral, with q/k rows in its interleaved order; qwen2, qwen3, gemma3; its tensor names, architecture and tokenizer\n"
+                + "metadata, the chat template), the adapter merged in fp32 first (an NF4 base is\n"
                 + "dequantized, with a warning, as merge does). --quant (default f16): norms stay f32; q8_0, q4_0 and q4_K_M use ggml's\n"
                 + "reference quantizers and llama-quantize's choice of type per tensor (q4_K_M: q6_K for output, half of attn_v and\n"
                 + "ffn_down; rows that 256 does not divide fall back to q5_0/q8_0 as llama.cpp does).\n"
@@ -113,6 +115,7 @@ public final class ExportCommand implements Command {
         if (adapterOnly) {
             Path base = Path.of(cl.getOptionValue("base")), adapterDir = Path.of(cl.getOptionValue("adapter"));
             try (LlamaWeights w = ModelLoader.load(base); LoraAdapter a = LoraAdapter.load(adapterDir, cpu, w.config())) {
+                warnCaveat(w.config(), ctx);
                 long bytes = GgufAdapterExport.write(a, w.config(), scale, name, out);
                 ctx.out().printf(Locale.ROOT, "wrote %s: GGUF LoRA adapter of %s for %s (r %d, %d tensors, alpha for llama.cpp %s), %s%n", out, adapterDir,
                         base, a.config().r(), 2 * a.slots().size(), trim(a.config().scaling() * scale * a.config().r()), size(bytes));
@@ -165,6 +168,7 @@ public final class ExportCommand implements Command {
                     ctx.err().println("lora4j export: WARNING: " + model + " holds NF4 weights: they are dequantized, and the export carries their rounding");
                 }
                 LlamaWeights src = merged != null ? merged.weights() : w;
+                warnCaveat(w.config(), ctx);
                 GgufModelExport.Summary s = GgufModelExport.write(src, new GgufModelExport.Options(quant, name, tok, tokPath, template), out);
                 StringBuilder types = new StringBuilder();
                 for (Map.Entry<GgmlType, Integer> e : s.types().entrySet())
@@ -191,6 +195,10 @@ public final class ExportCommand implements Command {
                     + "; then: ollama create " + name + " -f " + modelfile);
         }
         return OK;
+    }
+
+    private static void warnCaveat(io.lora4j.model.LlamaConfig c, CliContext ctx) {
+        GgufArchitecture.of(c.modelType()).map(a -> a.caveat(c)).ifPresent(w -> ctx.err().println("lora4j export: WARNING: " + w));
     }
 
     private static void writeModelfile(Path file, String text) throws java.io.IOException {

@@ -32,6 +32,8 @@ public final class GgufAdapterExport {
     public static long write(LoraAdapter adapter, LlamaConfig base, double scaleMultiplier, String name, Path out) throws IOException {
         GgufArchitecture arch = GgufArchitecture.of(base.modelType())
                 .orElseThrow(() -> new FormatException(out, "model_type '" + base.modelType() + "' has no GGUF export yet"));
+        String why = arch.unsupported(base);
+        if (why != null) throw new FormatException(out, "the base cannot be exported as GGUF: " + why);
         int r = adapter.config().r();
         GgufWriter w = new GgufWriter();
         w.put("general.architecture", GgufValue.string(arch.name()));

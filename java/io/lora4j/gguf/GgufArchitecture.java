@@ -1,40 +1,79 @@
 package io.lora4j.gguf;
 
+import io.lora4j.model.Architecture;
 import io.lora4j.model.LlamaConfig;
 import io.lora4j.model.Projection;
+import java.util.Collections;
 import java.util.EnumMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
 /**
- * How one model family maps onto llama.cpp's GGUF conventions (gguf-py constants.py and
- * convert_hf_to_gguf.py): the architecture name, the tensor names, the architecture metadata, and
- * whether q/k rows must go from HF's rotate-half order back to the interleaved order llama.cpp's
- * {@code llama} graph expects. Families are rows of {@link #TABLE}, keyed by HF {@code model_type}:
- * a new family is a new row (plus its metadata in {@link #metadata}).
+ * How one model family maps onto llama.cpp's GGUF conventions (gguf-py constants.py,
+ * convert_hf_to_gguf.py and llama.cpp's src/models/&lt;arch&gt;.cpp): the architecture name, the tensor
+ * names, the architecture metadata, and how values are stored. Families are rows of {@link #TABLE},
+ * keyed by HF {@code model_type}: a new family is a new row (plus its metadata in {@link #metadata}
+ * and what it cannot express in {@link #unsupported}).
  *
  * @param modelTypes     the HF model_type values this row serves
  * @param name           general.architecture, the prefix of the architecture keys
  * @param permuteQk      q_proj/k_proj rows are permuted per head: GGUF row 2r+c of a head = HF row c·d/2 + r
+ *                       (only the {@code llama} graph ropes interleaved pairs; qwen2, qwen3 and gemma3 rope
+ *                       NEOX-style, HF's rotate-half order)
  * @param projections    GGUF tensor name (inside {@code blk.N.}) of each projection
  * @param inputNorm      the pre-attention RMSNorm
- * @param postNorm       the pre-MLP RMSNorm
+ * @param postNorm       where {@link io.lora4j.model.LayerWeights#postAttentionLayernorm} goes: the pre-MLP
+ *                       RMSNorm ({@code ffn_norm}), or with Gemma's four norms the attention output's
+ *                       ({@code post_attention_norm})
+ * @param extras         the family's further per-layer tensors: HF suffix ({@link Architecture#layerTensors})
+ *                       to GGUF name inside {@code blk.N.}, with its .weight/.bias
+ * @param normPlusOne    RMSNorm weights are stored as 1 + w (Gemma: lora4j keeps HF's w, llama.cpp multiplies
+ *                       by the stored value; convert_hf_to_gguf's Gemma3Model.norm_shift)
  */
 public record GgufArchitecture(List<String> modelTypes, String name, boolean permuteQk, Map<Projection, String> projections,
-        String inputNorm, String postNorm) {
+        String inputNorm, String postNorm, Map<String, String> extras, boolean normPlusOne) {
 
     public static final String TOKEN_EMBD = "token_embd";
     public static final String OUTPUT_NORM = "output_norm";
     public static final String OUTPUT = "output";
     public static final String ROPE_FREQS = "rope_freqs";
 
-    /** Llama (and Mistral without a sliding window, which convert_hf_to_gguf also writes as llama). */
-    public static final GgufArchitecture LLAMA = new GgufArchitecture(List.of("llama", "mistral"), "llama", true, names(
-            "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"), "attn_norm", "ffn_norm");
+    private static final Map<Projection, String> LLAMA_NAMES = names("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down");
+
+    /** Llama (and Mistral, which convert_hf_to_gguf also writes as llama; a sliding window is not kept). */
+    public static final GgufArchitecture LLAMA = new GgufArchitecture(List.of("llama", "mistral"), "llama", true, LLAMA_NAMES, "attn_norm",
+            "ffn_norm", Map.of(), false);
+
+    /** Qwen2: q/k/v biases; q·k·v heads must span hidden_size (llama.cpp's qwen2 shapes). */
+    public static final GgufArchitecture QWEN2 = new GgufArchitecture(List.of("qwen2"), "qwen2", false, LLAMA_NAMES, "attn_norm", "ffn_norm",
+            ordered(Architecture.biasSuffix(Projection.Q), "attn_q.bias", Architecture.biasSuffix(Projection.K), "attn_k.bias",
+                    Architecture.biasSuffix(Projection.V), "attn_v.bias"), false);
+
+    /** Qwen3: per-head q/k RMSNorms before RoPE, no biases. */
+    public static final GgufArchitecture QWEN3 = new GgufArchitecture(List.of("qwen3"), "qwen3", false, LLAMA_NAMES, "attn_norm", "ffn_norm",
+            ordered(Architecture.Q_NORM, "attn_q_norm.weight", Architecture.K_NORM, "attn_k_norm.weight"), false);
+
+    /**
+     * Gemma 3 text: (1 + w) norms, four norms per layer, q/k norms, GeGLU and the √hidden embedding scale
+     * (the last two implied by the architecture), sliding layers with their own RoPE base.
+     */
+    public static final GgufArchitecture GEMMA3 = new GgufArchitecture(List.of("gemma3_text"), "gemma3", false, LLAMA_NAMES, "attn_norm",
+            "post_attention_norm", ordered(Architecture.Q_NORM, "attn_q_norm.weight", Architecture.K_NORM, "attn_k_norm.weight",
+                    Architecture.PRE_FFN_NORM, "ffn_norm.weight", Architecture.POST_FFN_NORM, "post_ffw_norm.weight"), true);
 
     /** Every family lora4j exports. */
-    public static final List<GgufArchitecture> TABLE = List.of(LLAMA);
+    public static final List<GgufArchitecture> TABLE = List.of(LLAMA, QWEN2, QWEN3, GEMMA3);
+
+    /** llama.cpp's LLM_TYPE_27B for gemma3 (62 blocks): the one Gemma 3 whose attention scale it takes from hidden/heads. */
+    static final int GEMMA3_27B_LAYERS = 62;
+
+    private static Map<String, String> ordered(String... kv) {
+        Map<String, String> m = new LinkedHashMap<>();
+        for (int i = 0; i < kv.length; i += 2) m.put(kv[i], kv[i + 1]);
+        return Collections.unmodifiableMap(m);
+    }
 
     private static Map<Projection, String> names(String q, String k, String v, String o, String gate, String up, String down) {
         EnumMap<Projection, String> m = new EnumMap<>(Projection.class);
@@ -67,6 +106,86 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         return "blk." + layer + "." + postNorm + ".weight";
     }
 
+    /** The GGUF name of the family's extra tensor with HF suffix {@code hfSuffix} in layer {@code layer}, e.g. {@code blk.0.attn_q.bias}. */
+    public String extraName(int layer, String hfSuffix) {
+        return "blk." + layer + "." + extras.get(hfSuffix);
+    }
+
+    /**
+     * Why a model of config {@code c} cannot be written for this architecture so that llama.cpp computes
+     * what lora4j does, or null when it can.
+     */
+    public String unsupported(LlamaConfig c) {
+        Architecture a = c.architecture();
+        for (Architecture.LayerTensor t : a.layerTensors(c))
+            if (!extras.containsKey(t.suffix())) return "its " + t.suffix() + " has no tensor in llama.cpp's " + name + " architecture";
+        if (a.normOffset() != normPlusOne) return "its norms " + (a.normOffset() ? "are" : "are not") + " stored as w - 1, llama.cpp's " + name + " expects otherwise";
+        LlamaConfig.RopeScaling s = c.ropeScaling();
+        if (s != null && !"linear".equals(s.ropeType()) && this != LLAMA)
+            return "rope_scaling '" + s.ropeType() + "' exists in llama.cpp's llama architecture only";
+        if (this == QWEN2 && c.qDim() != c.hiddenSize())
+            return "llama.cpp's qwen2 needs num_attention_heads x head_dim = hidden_size, got " + c.numAttentionHeads() + " x " + c.headDim()
+                    + " != " + c.hiddenSize();
+        if (this == GEMMA3 && a.slidingWindow() > 0 && a.localRopeTheta() == 0 && s != null)
+            return "its sliding layers use the scaled RoPE of the others; llama.cpp's gemma3 does not scale theirs";
+        if (this == LLAMA && (a.embeddingScale() || a.sandwichNorms() || a.qkNorm() || a.qkvBias() || a.activation() != Architecture.Activation.SILU))
+            return "its layer is not a Llama layer";
+        return null;
+    }
+
+    /**
+     * What llama.cpp will compute differently from lora4j for a model of config {@code c} that this
+     * row still writes (as convert_hf_to_gguf does), for a warning; null when nothing.
+     */
+    public String caveat(LlamaConfig c) {
+        int window = c.architecture().slidingWindow();
+        if (this == LLAMA && window > 0)
+            return "llama.cpp's llama architecture has no sliding window (convert_hf_to_gguf writes Mistral the same way): beyond "
+                    + window + " tokens its attention reaches further back than lora4j's";
+        return null;
+    }
+
+    /**
+     * How the values of GGUF tensor {@code ggufName} are stored relative to lora4j's:
+     * {@code stored = (value + offset) · scale} in fp32.
+     * <ul>
+     * <li>Gemma's RMSNorm weights: offset 1 (the norm multiplies by 1 + w);</li>
+     * <li>Gemma 3's {@code attn_q_norm}: also scaled by √(d/query_pre_attn_scalar), d what llama.cpp's gemma3
+     *     divides by (head_dim; hidden/heads for its 27B): llama.cpp scales q by 1/√d, HF by
+     *     1/√query_pre_attn_scalar, and q is linear in the norm's weight (RoPE is a rotation). 1 for the
+     *     released models, where the two agree.</li>
+     * </ul>
+     */
+    public Stored stored(String ggufName, LlamaConfig c) {
+        boolean norm = ggufName.endsWith("norm.weight");
+        if (!normPlusOne || !norm) return Stored.IDENTITY;
+        float scale = 1f;
+        if (this == GEMMA3 && ggufName.endsWith(".attn_q_norm.weight") && c.architecture().queryPreAttnScalar() > 0) {
+            double d = c.numHiddenLayers() == GEMMA3_27B_LAYERS ? c.hiddenSize() / c.numAttentionHeads() : c.headDim();
+            scale = (float) Math.sqrt(d / c.architecture().queryPreAttnScalar());
+        }
+        return new Stored(1f, scale);
+    }
+
+    /** stored = (value + offset) · scale, in fp32 ({@link #stored}). */
+    public record Stored(float offset, float scale) {
+        public static final Stored IDENTITY = new Stored(0f, 1f);
+
+        public boolean identity() {
+            return offset == 0f && scale == 1f;
+        }
+
+        /** lora4j's values to the file's, in place. */
+        public void apply(float[] x) {
+            for (int i = 0; i < x.length; i++) x[i] = (x[i] + offset) * scale;
+        }
+
+        /** The file's values back to lora4j's, in place. */
+        public void invert(float[] x) {
+            for (int i = 0; i < x.length; i++) x[i] = x[i] / scale - offset;
+        }
+    }
+
     /** Whether the rows of projection p must be permuted, and by how many heads (0: no permutation). */
     public int permuteHeads(Projection p, LlamaConfig c) {
         if (!permuteQk) return 0;
@@ -87,7 +206,8 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
 
     /**
      * The architecture metadata ({@code <arch>.context_length}, ...) of {@code c}, as
-     * convert_hf_to_gguf writes it for this family.
+     * convert_hf_to_gguf writes it for this family; for Gemma 3 also what llama.cpp would otherwise
+     * default (the sliding layers' pattern and RoPE base).
      */
     public void metadata(LlamaConfig c, GgufWriter w) {
         String a = name + ".";
@@ -99,7 +219,7 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         w.put(a + "attention.head_count_kv", GgufValue.u32(c.numKeyValueHeads()));
         w.put(a + "rope.freq_base", GgufValue.f32(c.ropeTheta()));
         w.put(a + "attention.layer_norm_rms_epsilon", GgufValue.f32(c.rmsNormEps()));
-        if (c.headDim() * c.numAttentionHeads() != c.hiddenSize()) {
+        if (c.headDim() * c.numAttentionHeads() != c.hiddenSize() || this == GEMMA3) {
             w.put(a + "attention.key_length", GgufValue.u32(c.headDim()));
             w.put(a + "attention.value_length", GgufValue.u32(c.headDim()));
         }
@@ -107,8 +227,16 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         w.put(a + "rope.dimension_count", GgufValue.u32(c.headDim()));
         LlamaConfig.RopeScaling s = c.ropeScaling();
         if (s != null && "linear".equals(s.ropeType())) {
+            // llama.cpp applies it to the full-attention layers only (its freq_scale_swa stays 1), as HF Gemma 3 does
             w.put(a + "rope.scaling.type", GgufValue.string("linear"));
             w.put(a + "rope.scaling.factor", GgufValue.f32(s.factor()));
+        }
+        Architecture arch = c.architecture();
+        if (this == GEMMA3 && arch.slidingWindow() > 0) {
+            // layer i slides when (i + 1) % pattern != 0, llama.cpp's set_swa_pattern (0: every layer)
+            w.put(a + "attention.sliding_window", GgufValue.u32(arch.slidingWindow()));
+            w.put(a + "attention.sliding_window_pattern", GgufValue.u32(arch.slidingPattern()));
+            w.put(a + "rope.freq_base_swa", GgufValue.f32(arch.localRopeTheta() > 0 ? arch.localRopeTheta() : c.ropeTheta()));
         }
     }
 

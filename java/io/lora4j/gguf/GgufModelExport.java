@@ -60,10 +60,13 @@ public final class GgufModelExport {
      */
     public static Summary write(LlamaWeights w, Options o, Path out) throws IOException {
         LlamaConfig c = w.config();
-        GgufArchitecture arch = GgufArchitecture.of(c.modelType()).orElseThrow(() -> new FormatException(w.source() == null ? out : w.source(),
+        Path source = w.source() == null ? out : w.source();
+        GgufArchitecture arch = GgufArchitecture.of(c.modelType()).orElseThrow(() -> new FormatException(source,
                 "model_type '" + c.modelType() + "' has no GGUF export yet"));
-        if (o.tokenizer() != null && o.tokenizer().vocabSize() != c.vocabSize())
-            throw new FormatException(o.tokenizerSource(), "the tokenizer has " + o.tokenizer().vocabSize() + " tokens, the model "
+        String why = arch.unsupported(c);
+        if (why != null) throw new FormatException(source, "cannot be exported as GGUF: " + why);
+        if (o.tokenizer() != null && o.tokenizer().vocabSize() > c.vocabSize())
+            throw new FormatException(o.tokenizerSource(), "the tokenizer has " + o.tokenizer().vocabSize() + " tokens, more than the model's "
                     + c.vocabSize());
         GgufWriter gw = new GgufWriter();
         gw.put("general.architecture", GgufValue.string(arch.name()));
@@ -73,7 +76,7 @@ public final class GgufModelExport {
         gw.put("general.file_type", GgufValue.u32(o.fileType().ftype));
         gw.put("general.quantization_version", GgufValue.u32(QUANTIZATION_VERSION));
         if (o.tokenizer() != null) {
-            GgufTokenizer.write(o.tokenizer(), o.tokenizerSource(), o.chatTemplate(), gw);
+            GgufTokenizer.write(o.tokenizer(), o.tokenizerSource(), c.vocabSize(), o.chatTemplate(), gw);
         } else {
             GgufTokenizer.placeholder(c, gw);
             if (o.chatTemplate() != null) gw.put("tokenizer.chat_template", GgufValue.string(o.chatTemplate()));
@@ -84,25 +87,26 @@ public final class GgufModelExport {
         Map<GgmlType, Integer> counts = new EnumMap<>(GgmlType.class);
         List<String> fallbacks = new ArrayList<>();
         List<Planned> plan = new ArrayList<>();
-        plan.add(new Planned(GgufArchitecture.TOKEN_EMBD + ".weight", w.embedding(), null, 0));
+        plan.add(new Planned(GgufArchitecture.TOKEN_EMBD + ".weight", w.embedding(), null, 0, GgufArchitecture.Stored.IDENTITY));
         float[] ropeFactors = GgufArchitecture.ropeFreqFactors(c);
         List<Tensor> made = new ArrayList<>();
         if (ropeFactors != null) {
             Tensor f = Tensor.ofFloats(ropeFactors, ropeFactors.length);
             made.add(f);
-            plan.add(new Planned(GgufArchitecture.ROPE_FREQS + ".weight", f, null, 0));
+            plan.add(new Planned(GgufArchitecture.ROPE_FREQS + ".weight", f, null, 0, GgufArchitecture.Stored.IDENTITY));
         }
         for (int l = 0; l < c.numHiddenLayers(); l++) {
             LayerWeights lw = w.layer(l);
-            plan.add(new Planned(arch.inputNormName(l), lw.inputLayernorm(), null, 0));
+            plan.add(plain(arch, c, arch.inputNormName(l), lw.inputLayernorm()));
             for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.O})
-                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), arch.permuteHeads(p, c)));
-            plan.add(new Planned(arch.postNormName(l), lw.postAttentionLayernorm(), null, 0));
+                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), arch.permuteHeads(p, c), GgufArchitecture.Stored.IDENTITY));
+            for (String suffix : arch.extras().keySet()) plan.add(plain(arch, c, arch.extraName(l, suffix), lw.extra(suffix)));
+            plan.add(plain(arch, c, arch.postNormName(l), lw.postAttentionLayernorm()));
             for (Projection p : new Projection[] {Projection.GATE, Projection.UP, Projection.DOWN})
-                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), 0));
+                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), 0, GgufArchitecture.Stored.IDENTITY));
         }
-        plan.add(new Planned(GgufArchitecture.OUTPUT_NORM + ".weight", w.norm(), null, 0));
-        if (!w.tied()) plan.add(new Planned(GgufArchitecture.OUTPUT + ".weight", w.lmHead(), null, 0));
+        plan.add(plain(arch, c, GgufArchitecture.OUTPUT_NORM + ".weight", w.norm()));
+        if (!w.tied()) plan.add(new Planned(GgufArchitecture.OUTPUT + ".weight", w.lmHead(), null, 0, GgufArchitecture.Stored.IDENTITY));
 
         try {
             for (Planned pl : plan) {
@@ -123,8 +127,16 @@ public final class GgufModelExport {
         }
     }
 
-    /** One tensor of the file: a plain tensor or a projection, whose rows are permuted per head when heads &gt; 0. */
-    private record Planned(String name, Tensor tensor, ProjectionWeight projection, int heads) {
+    private static Planned plain(GgufArchitecture arch, LlamaConfig c, String name, Tensor t) {
+        if (t == null) throw new IllegalArgumentException("the model has no tensor for " + name);
+        return new Planned(name, t, null, 0, arch.stored(name, c));
+    }
+
+    /**
+     * One tensor of the file: a plain tensor or a projection, whose rows are permuted per head when
+     * heads &gt; 0, its values stored as {@code stored} says.
+     */
+    private record Planned(String name, Tensor tensor, ProjectionWeight projection, int heads, GgufArchitecture.Stored stored) {
         long[] shape() {
             return tensor != null ? tensor.shape() : projection.shape();
         }
@@ -156,6 +168,7 @@ public final class GgufModelExport {
                 try (Tensor view = t.slice(r0 * cols, n, cols)) {
                     x = view.toFloats();
                 }
+                if (!src.stored.identity()) src.stored.apply(x);
                 if (headDim > 0) {
                     float[] p = new float[x.length];
                     for (int r = 0; r < n; r++)

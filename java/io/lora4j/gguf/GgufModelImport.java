@@ -1,6 +1,7 @@
 package io.lora4j.gguf;
 
 import io.lora4j.io.FormatException;
+import io.lora4j.model.Architecture;
 import io.lora4j.model.LayerWeights;
 import io.lora4j.model.LlamaConfig;
 import io.lora4j.model.LlamaWeights;
@@ -12,6 +13,7 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.EnumMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -38,23 +40,28 @@ public final class GgufModelImport {
         expect(f, arch.name() + ".attention.head_count_kv", c.numKeyValueHeads());
         List<Tensor> made = new ArrayList<>();
         try {
-            Tensor embed = read(f, GgufArchitecture.TOKEN_EMBD + ".weight", 0, made, c.vocabSize(), c.hiddenSize());
+            Tensor embed = read(f, GgufArchitecture.TOKEN_EMBD + ".weight", 0, GgufArchitecture.Stored.IDENTITY, made, c.vocabSize(), c.hiddenSize());
             List<LayerWeights> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
                 Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
                 for (Projection p : Projection.values()) {
                     int heads = arch.permuteHeads(p, c);
                     long[] s = p.shape(c);
-                    m.put(p, new ProjectionWeight.Dense(read(f, arch.weightName(l, p), heads == 0 ? 0 : (int) (s[0] / heads), made, s)));
+                    m.put(p, new ProjectionWeight.Dense(read(f, arch.weightName(l, p), heads == 0 ? 0 : (int) (s[0] / heads),
+                            GgufArchitecture.Stored.IDENTITY, made, s)));
                 }
-                layers.add(new LayerWeights(read(f, arch.inputNormName(l), 0, made, c.hiddenSize()), m,
-                        read(f, arch.postNormName(l), 0, made, c.hiddenSize())));
+                Map<String, Tensor> extras = new LinkedHashMap<>();
+                for (Architecture.LayerTensor t : c.architecture().layerTensors(c))
+                    extras.put(t.suffix(), norm(f, arch, c, arch.extraName(l, t.suffix()), made, t.shape()));
+                layers.add(new LayerWeights(norm(f, arch, c, arch.inputNormName(l), made, c.hiddenSize()), m,
+                        norm(f, arch, c, arch.postNormName(l), made, c.hiddenSize()), extras));
             }
-            Tensor norm = read(f, GgufArchitecture.OUTPUT_NORM + ".weight", 0, made, c.hiddenSize());
+            Tensor norm = norm(f, arch, c, GgufArchitecture.OUTPUT_NORM + ".weight", made, c.hiddenSize());
             boolean hasOutput = f.tensors().containsKey(GgufArchitecture.OUTPUT + ".weight");
             if (hasOutput == c.tieWordEmbeddings())
                 throw new FormatException(f.file(), c.tieWordEmbeddings() ? "has output.weight but the model ties it to the embedding" : "has no output.weight");
-            Tensor head = hasOutput ? read(f, GgufArchitecture.OUTPUT + ".weight", 0, made, c.vocabSize(), c.hiddenSize()) : null;
+            Tensor head = hasOutput ? read(f, GgufArchitecture.OUTPUT + ".weight", 0, GgufArchitecture.Stored.IDENTITY, made, c.vocabSize(),
+                    c.hiddenSize()) : null;
             return new LlamaWeights(c, embed, layers, norm, head, ModelFormat.HF, f.file(), null);
         } catch (IOException | RuntimeException e) {
             for (Tensor t : made) t.close();
@@ -67,12 +74,22 @@ public final class GgufModelImport {
         if (v == null || v.asLong() != want) throw new FormatException(f.file(), key + " is " + v + ", expected " + want);
     }
 
-    /** Tensor {@code name} as fp32 of row-major {@code shape}, q/k rows un-permuted when headDim &gt; 0. */
-    private static Tensor read(GgufFile f, String name, int headDim, List<Tensor> made, long... shape) throws IOException {
+    /** A tensor that is not a projection, its values stored as the architecture says ({@link GgufArchitecture#stored}). */
+    private static Tensor norm(GgufFile f, GgufArchitecture arch, LlamaConfig c, String name, List<Tensor> made, long... shape) throws IOException {
+        return read(f, name, 0, arch.stored(name, c), made, shape);
+    }
+
+    /**
+     * Tensor {@code name} as fp32 of row-major {@code shape}, q/k rows un-permuted when headDim &gt; 0,
+     * values taken back from their stored form.
+     */
+    private static Tensor read(GgufFile f, String name, int headDim, GgufArchitecture.Stored stored, List<Tensor> made, long... shape)
+            throws IOException {
         GgufFile.TensorInfo t = f.tensor(name);
         if (!Arrays.equals(t.shape(), shape))
             throw new FormatException(f.file(), name + " has shape " + Arrays.toString(t.shape()) + ", the model needs " + Arrays.toString(shape));
         float[] x = f.floats(t);
+        if (!stored.identity()) stored.invert(x);
         if (headDim > 0) {
             int cols = (int) shape[1];
             float[] hf = new float[x.length];

@@ -33,29 +33,40 @@ import java.util.Map;
 public final class GgufTokenizer {
     private GgufTokenizer() {}
 
-    /** LLAMA_TOKEN_TYPE_* (llama.h): normal, control, user-defined. */
-    static final int NORMAL = 1, CONTROL = 3, USER_DEFINED = 4;
+    /** LLAMA_TOKEN_TYPE_* (llama.h): normal, control, user-defined, unused. */
+    static final int NORMAL = 1, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5;
 
-    /** llama.cpp pre-tokenizer names by the Split regex of tokenizer.json (convert_hf_to_gguf_update.py's table, the Llama rows). */
+    /**
+     * llama.cpp pre-tokenizer names by the Split regex of tokenizer.json (convert_hf_to_gguf_update.py's
+     * table; llama-vocab.cpp quotes each regex): Llama 3's, and Qwen2/Qwen3's, which splits digits one by one.
+     */
     static final Map<String, String> PRE_BY_REGEX = Map.of(
             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-            "llama-bpe");
+            "llama-bpe",
+            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+            "qwen2");
 
     /**
      * Adds the tokenizer metadata of {@code tok}.
      *
      * @param source       the file or directory {@code tok} was loaded from (a byte-level BPE's
      *                     tokenizer.json is read again for its merges and added tokens)
+     * @param modelVocab   the model's vocab_size: ids from the tokenizer's size up to it (the padded rows of
+     *                     Qwen's embeddings, 151 669 tokens in 151 936 rows) become {@code [PAD<id>]} tokens of
+     *                     type unused, as convert_hf_to_gguf pads them
      * @param chatTemplate the Jinja chat template, or null
      * @throws FormatException when the tokenizer cannot be described to llama.cpp (an unknown pre-tokenizer)
      */
-    public static void write(Tokenizer tok, Path source, String chatTemplate, GgufWriter w) throws IOException {
+    public static void write(Tokenizer tok, Path source, int modelVocab, String chatTemplate, GgufWriter w) throws IOException {
         int n = tok.vocabSize();
-        List<String> tokens = new ArrayList<>(n);
+        if (modelVocab < n) throw new IllegalArgumentException("the model's vocabulary " + modelVocab + " is smaller than the tokenizer's " + n);
+        List<String> tokens = new ArrayList<>(modelVocab);
         for (int i = 0; i < n; i++) tokens.add(tok.piece(i));
-        int[] types = new int[n];
+        for (int i = n; i < modelVocab; i++) tokens.add("[PAD" + i + "]");
+        int[] types = new int[modelVocab];
+        java.util.Arrays.fill(types, n, modelVocab, UNUSED);
         if (tok instanceof SentencePieceBpe sp) {
-            float[] scores = new float[n];
+            float[] scores = new float[modelVocab];
             for (int i = 0; i < n; i++) {
                 scores[i] = sp.score(i);
                 types[i] = sp.pieceType(i);
@@ -185,7 +196,7 @@ public final class GgufTokenizer {
             String regex = pat != null && pat.isJsonObject() ? str(pat.getAsJsonObject(), "Regex") : null;
             String name = regex == null ? null : PRE_BY_REGEX.get(regex);
             if (name == null)
-                throw new FormatException(json, "its pre-tokenizer regex is not one llama.cpp knows by name (known: Llama 3's 'llama-bpe')");
+                throw new FormatException(json, "its pre-tokenizer regex is not one llama.cpp knows by name (known: Llama 3's 'llama-bpe', Qwen2/3's 'qwen2')");
             return name;
         }
         for (JsonObject s : steps)

@@ -97,6 +97,22 @@ class ExportCommandTest {
         assertEquals(1, r.code(), r.err());
         assertFalse(Files.exists(out));
         assertEquals(List.of("a"), listing(dir), "no file and no temporary file");
+        // a family whose shapes llama.cpp's architecture cannot hold (qwen2 with 4 heads of 24 over hidden 64)
+        Path narrow = dir.resolve("narrow");
+        try (io.lora4j.model.LlamaWeights w = io.lora4j.model.TestModels.random(new LlamaConfig("qwen2", 64, 96, 1, 4, 2, 24, 1e-6, 1e6, null, 300, 128,
+                true, 1, List.of(2), "float32"), 1)) {
+            io.lora4j.model.HfWriter.write(w, narrow, io.lora4j.model.HfWriter.Options.of(io.lora4j.tensor.DType.F32));
+        }
+        r = CliRun.run("export", "--model", narrow.toString(), "--out", out.toString());
+        assertEquals(1, r.code(), r.err());
+        assertEquals(1, r.err().strip().lines().filter(l -> !l.contains("note:")).count(), r.err());
+        assertTrue(r.err().contains("qwen2 needs num_attention_heads x head_dim = hidden_size"), r.err());
+        assertEquals(List.of("a", "narrow"), listing(dir), "no file and no temporary file");
+        // Mistral's sliding window has no place in llama.cpp's llama architecture: written, with a warning
+        r = CliRun.run("export", "--model", "tests/resources/model/families/mistral/model", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("WARNING: llama.cpp's llama architecture has no sliding window"), r.err());
+        Files.delete(out);
         // usage errors
         assertEquals(2, CliRun.run("export", "--model", GQA, "--out", out.toString(), "--quant", "q3_K").code());
         assertEquals(2, CliRun.run("export", "--base", GQA, "--out", out.toString()).code());

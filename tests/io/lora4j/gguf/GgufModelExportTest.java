@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.lora4j.io.FormatException;
 import io.lora4j.model.LayerWeights;
 import io.lora4j.model.LlamaConfig;
 import io.lora4j.model.LlamaWeights;
@@ -96,5 +97,68 @@ class GgufModelExportTest {
         assertThrows(IllegalArgumentException.class, () -> {
             for (int l = 0; l < 80; l++) big.typeOf("blk." + l + ".attn_v.weight", 2, 8192);
         });
+    }
+    @Test
+    void gemma3NormsAreStoredAsOnePlusWAndTheQueryScaleInAttnQNorm(@TempDir Path dir) throws Exception {
+        // the families' Gemma 3 config: head_dim 16, query_pre_attn_scalar 24, sliding window 5 on layers 0 and 1 of 3
+        Path cfg = Path.of("tests/resources/model/families/gemma3_text/model/config.json");
+        LlamaConfig c = LlamaConfig.read(cfg);
+        Path f = dir.resolve("g.gguf");
+        try (LlamaWeights w = TestModels.random(c, 4)) {
+            GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F32, "g", null, null, null), f);
+            try (GgufFile g = GgufFile.open(f); LlamaWeights back = GgufModelImport.load(g, c)) {
+                assertEquals("gemma3", g.get("general.architecture").asString());
+                assertEquals(5, g.get("gemma3.attention.sliding_window").asLong());
+                assertEquals(3, g.get("gemma3.attention.sliding_window_pattern").asLong());
+                assertEquals(10000.0, g.get("gemma3.rope.freq_base_swa").asDouble());
+                assertEquals("linear", g.get("gemma3.rope.scaling.type").asString());
+                assertEquals(16, g.get("gemma3.attention.key_length").asLong());
+                float[] norm = w.layer(1).inputLayernorm().toFloats(), stored = g.floats(g.tensor("blk.1.attn_norm.weight"));
+                for (int i = 0; i < norm.length; i++) assertEquals(1f + norm[i], stored[i]);
+                float[] post = w.layer(1).extra(io.lora4j.model.Architecture.POST_FFN_NORM).toFloats();
+                float[] storedPost = g.floats(g.tensor("blk.1.post_ffw_norm.weight"));
+                for (int i = 0; i < post.length; i++) assertEquals(1f + post[i], storedPost[i]);
+                float[] q = w.layer(0).extra(io.lora4j.model.Architecture.Q_NORM).toFloats(), storedQ = g.floats(g.tensor("blk.0.attn_q_norm.weight"));
+                float s = (float) Math.sqrt(16.0 / 24.0);
+                for (int i = 0; i < q.length; i++) assertEquals((1f + q[i]) * s, storedQ[i]);
+                // read back: what the norm multiplies by (1 + w in fp32, as lora4j computes it) exactly, the folded q norm to rounding
+                float[] backNorm = back.layer(1).inputLayernorm().toFloats();
+                for (int i = 0; i < norm.length; i++) assertEquals(1f + norm[i], 1f + backNorm[i]);
+                assertArrayEquals(q, back.layer(0).extra(io.lora4j.model.Architecture.Q_NORM).toFloats(), 1e-6f);
+            }
+        }
+    }
+
+    private static List<String> listing(Path dir) throws Exception {
+        try (java.util.stream.Stream<Path> s = java.nio.file.Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    @Test
+    void whatLlamaCppCannotComputeIsOneLineAndNoFile(@TempDir Path dir) throws Exception {
+        Path out = dir.resolve("m.gguf");
+        // qwen2 heads that do not span hidden_size (llama.cpp's qwen2 sizes q by n_embd); Llama 3 RoPE scaling outside llama
+        LlamaConfig narrow = new LlamaConfig("qwen2", 64, 96, 1, 4, 2, 24, 1e-6, 1e6, null, 300, 128, true, 1, List.of(2), "float32");
+        LlamaConfig scaled = new LlamaConfig("qwen3", 64, 96, 1, 4, 2, 16, 1e-6, 1e6, new LlamaConfig.RopeScaling("llama3", 8, 1, 4, 32), 300, 128,
+                true, 1, List.of(2), "float32");
+        for (LlamaConfig c : List.of(narrow, scaled)) {
+            try (LlamaWeights w = TestModels.random(c, 1)) {
+                FormatException e = assertThrows(FormatException.class,
+                        () -> GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F16, "m", null, null, null), out));
+                assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+                assertTrue(e.getMessage().contains(c == narrow ? "hidden_size" : "llama3"), e.getMessage());
+                try (io.lora4j.lora.LoraAdapter a = LlamaCppExportTest.randomAdapter(Backends.cpu(), c, 1, 0.01)) {
+                    assertThrows(FormatException.class, () -> GgufAdapterExport.write(a, c, 1.0, "a", out));
+                }
+            }
+        }
+        // a quantization rule that needs a type lora4j does not write fails mid-file: nothing is left either
+        LlamaConfig big = new LlamaConfig("llama", 32, 64, 80, 4, 2, 8, 1e-5, 1e4, null, 300, 64, true, 1, List.of(2), "float32");
+        try (LlamaWeights w = TestModels.random(big, 2)) {
+            assertThrows(IllegalArgumentException.class,
+                    () -> GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.Q4_K_M, "m", null, null, null), out));
+        }
+        assertEquals(List.of(), listing(dir), "no file and no temporary file");
     }
 }

@@ -38,6 +38,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * lora4j's GGUF exports read by the real consumer, llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU
@@ -109,11 +111,16 @@ class LlamaCppExportTest {
 
     /** Seeded rows of BOS (1) then ids in [3, vocab). */
     private static List<int[]> randomRows(long seed, int count, int length, int vocab) {
+        return randomRows(seed, count, length, vocab, 1);
+    }
+
+    /** Seeded rows of {@code bos} then ids in [3, vocab). */
+    private static List<int[]> randomRows(long seed, int count, int length, int vocab, int bos) {
         Random r = new Random(seed);
         List<int[]> rows = new ArrayList<>();
         for (int k = 0; k < count; k++) {
             int[] ids = new int[length];
-            ids[0] = 1;
+            ids[0] = bos;
             for (int i = 1; i < length; i++) ids[i] = 3 + r.nextInt(vocab - 3);
             rows.add(ids);
         }
@@ -185,13 +192,22 @@ class LlamaCppExportTest {
         return java.util.Arrays.copyOfRange(ids, prompt.length, ids.length);
     }
 
-    /** Compares greedy ids up to the first step whose margin in llama.cpp is not clear; returns how many were compared. */
+    /**
+     * Compares greedy ids where llama.cpp's margin is clear, up to the first step where it is not and
+     * the two chose differently (after that the contexts differ); returns how many clear steps were compared.
+     */
     private static int compareGreedy(int[] want, JsonObject greedy) {
         JsonArray ids = greedy.getAsJsonArray("ids"), margins = greedy.getAsJsonArray("logitMargins");
-        int k = 0;
-        for (; k < want.length && margins.get(k).getAsDouble() > CLEAR_MARGIN; k++)
-            assertEquals(want[k], ids.get(k).getAsInt(), "greedy token " + k);
-        return k;
+        int compared = 0;
+        for (int k = 0; k < want.length; k++) {
+            if (margins.get(k).getAsDouble() > CLEAR_MARGIN) {
+                assertEquals(want[k], ids.get(k).getAsInt(), "greedy token " + k);
+                compared++;
+            } else if (want[k] != ids.get(k).getAsInt()) {
+                break;
+            }
+        }
+        return compared;
     }
 
     @Test
@@ -229,10 +245,12 @@ class LlamaCppExportTest {
     @Test
     void quantizedFilesEqualLlamaQuantizeOutput() throws Exception {
         // stories15M (6 layers, rows of 288: q4_K/q6_K fall back to q5_0/q8_0) and a 16-layer GQA model with rows of
-        // 256 (q4_K and q6_K themselves; use_more_bits picks layers 0, 1, 4, 7, 10, 13, 14, 15)
+        // 256 (q4_K and q6_K themselves; use_more_bits picks layers 0, 1, 4, 7, 10, 13, 14, 15), once as llama and once as
+        // a tied qwen2 (its 1-D q/k/v biases stay f32, its tied embedding takes the output's type)
         LlamaConfig c16 = new LlamaConfig("llama", 256, 512, 16, 4, 2, 64, 1e-5, 10000.0, null, 300, 256, false, 1, List.of(2), "float32");
-        try (LlamaWeights w16 = TestModels.random(c16, 11)) {
-            for (Object[] m : new Object[][] {{stories, "stories15M", tok, tokPath}, {w16, "gqa16", null, null}}) {
+        LlamaConfig q16 = new LlamaConfig("qwen2", 256, 512, 16, 4, 2, 64, 1e-6, 1e6, null, 300, 256, true, 1, List.of(2), "float32");
+        try (LlamaWeights w16 = TestModels.random(c16, 11); LlamaWeights qw16 = TestModels.random(q16, 12)) {
+            for (Object[] m : new Object[][] {{stories, "stories15M", tok, tokPath}, {w16, "gqa16", null, null}, {qw16, "qwen2-16", null, null}}) {
                 LlamaWeights w = (LlamaWeights) m[0];
                 Path f32 = export(w, GgufFileType.F32, (String) m[1], (Tokenizer) m[2], (Path) m[3]);
                 for (GgufFileType t : new GgufFileType[] {GgufFileType.Q8_0, GgufFileType.Q4_0, GgufFileType.Q4_K_M}) {
@@ -253,25 +271,30 @@ class LlamaCppExportTest {
         }
     }
 
+    /** An rsLoRA adapter (r 8, alpha 16: s = 16/sqrt(8)) on all seven projections with seeded nonzero A and B (B of std {@code bStd}). */
+    static final LoraConfig RSLORA = new LoraConfig(8, 16, 0, LoraConfig.Bias.NONE, EnumSet.allOf(Projection.class), true, LoraConfig.Init.KAIMING, 1,
+            LoraConfig.DEFAULT_SEED);
+
+    static LoraAdapter randomAdapter(Backend b, LlamaConfig c, long seed, double bStd) {
+        List<LoraAdapter.Slot> slots = LoraAdapter.layout(c, RSLORA);
+        LoraAdapter.Slot last = slots.get(slots.size() - 1);
+        float[] v = new float[(int) (last.offsetB() + last.out() * RSLORA.r())];
+        Random r = new Random(seed);
+        for (LoraAdapter.Slot s : slots) {
+            for (int i = 0; i < RSLORA.r() * s.in(); i++) v[(int) s.offsetA() + i] = (float) ((r.nextDouble() * 2 - 1) / Math.sqrt(s.in()));
+            for (int i = 0; i < s.out() * RSLORA.r(); i++) v[(int) s.offsetB() + i] = (float) (r.nextGaussian() * bStd);
+        }
+        return LoraAdapter.of(b, c, RSLORA, v);
+    }
+
     @Test
     void adapterAndMergedExportsMatchLora4jEvalAdapter() throws Exception {
-        // an rsLoRA adapter (r 8, alpha 16: s = 16/sqrt(8)) on all seven projections with seeded nonzero A and B
-        LoraConfig lc = new LoraConfig(8, 16, 0, LoraConfig.Bias.NONE, EnumSet.allOf(Projection.class), true, LoraConfig.Init.KAIMING, 1,
-                LoraConfig.DEFAULT_SEED);
-        List<LoraAdapter.Slot> slots = LoraAdapter.layout(stories.config(), lc);
-        LoraAdapter.Slot last = slots.get(slots.size() - 1);
-        float[] v = new float[(int) (last.offsetB() + last.out() * lc.r())];
-        Random r = new Random(5);
-        for (LoraAdapter.Slot s : slots) {
-            for (int i = 0; i < lc.r() * s.in(); i++) v[(int) s.offsetA() + i] = (float) ((r.nextDouble() * 2 - 1) / Math.sqrt(s.in()));
-            for (int i = 0; i < s.out() * lc.r(); i++) v[(int) s.offsetB() + i] = (float) (r.nextGaussian() * 0.002);
-        }
         Path gguf = dir.resolve("adapter.gguf");
         double adapted;
         int[] prompt = {1, 9038, 2501, 263, 931};
         int[] lora4jGreedy;
         Path merged;
-        try (LoraAdapter a = LoraAdapter.of(cpu, stories.config(), lc, v); AdaptedModel am = AdaptedModel.merge(cpu, stories, a, 1.0)) {
+        try (LoraAdapter a = randomAdapter(cpu, stories.config(), 5, 0.002); AdaptedModel am = AdaptedModel.merge(cpu, stories, a, 1.0)) {
             GgufAdapterExport.write(a, stories.config(), 1.0, "adapter", gguf);
             adapted = lora4j(am.weights(), heldOut);
             lora4jGreedy = greedy(am.weights(), prompt, 16);
@@ -314,6 +337,80 @@ class LlamaCppExportTest {
         }
     }
 
+    /**
+     * Each further family in llama.cpp's own architecture for it, on the config of its tiny HF-layout
+     * model (tests/resources/model/families, whose lora4j forward FamilyReferenceTest checks against
+     * transformers: Qwen2's biases, Qwen3's q/k norms, Gemma 3's (1 + w) and four norms, GeGLU,
+     * embedding scale, query_pre_attn_scalar 24 != head_dim 16, linear RoPE scaling on the global
+     * layer, sliding window 5 with the local RoPE base on 2 of 3 layers) with 300 ids instead of 64
+     * (the placeholder vocabulary then holds all 256 byte tokens, which llama.cpp's tokenizer needs at
+     * load) and seeded random weights: base exports in every type, a GGUF adapter on the f32 base, the
+     * merged export. Random ids, 3 rows x 96 tokens.
+     */
+    /** Weights of this std make attention and next-token distributions peaked (losses well below ln 300 = 5.70), so each tensor matters. */
+    static final float WEIGHT_STD = 0.15f;
+
+    @ParameterizedTest
+    @ValueSource(strings = {"qwen2", "qwen3", "gemma3_text"})
+    void familyExportsMatchLora4j(String family) throws Exception {
+        GgufFileType[] types = {GgufFileType.F32, GgufFileType.F16, GgufFileType.BF16, GgufFileType.Q8_0, GgufFileType.Q4_K_M};
+        Path cfg = Path.of("tests/resources/model/families", family, "model", LlamaConfig.FILE);
+        JsonObject json = JsonParser.parseString(Files.readString(cfg)).getAsJsonObject();
+        json.addProperty("vocab_size", 300);
+        try (LlamaWeights w = TestModels.random(LlamaConfig.fromJson(json, cfg), 23, WEIGHT_STD)) {
+            LlamaConfig c = w.config();
+            List<int[]> rows = randomRows(17, 3, 96, c.vocabSize(), c.bosTokenId());
+            int[] prompt = java.util.Arrays.copyOf(rows.get(0), 6);
+            List<JsonObject> jobs = new ArrayList<>();
+            for (GgufFileType t : types) jobs.add(lossJob(export(w, t, family, null, null), null, rows, null, 0));
+            Path adapter = dir.resolve(family + "-adapter.gguf"), merged = dir.resolve(family + "-merged-f16.gguf");
+            double adapted;
+            int[] lora4jGreedy;
+            try (LoraAdapter a = randomAdapter(cpu, c, 7, 0.3); AdaptedModel am = AdaptedModel.merge(cpu, w, a, 1.0)) {
+                GgufAdapterExport.write(a, c, 1.0, family + "-adapter", adapter);
+                adapted = lora4j(am.weights(), rows);
+                lora4jGreedy = greedy(am.weights(), prompt, 12);
+                GgufModelExport.write(am.weights(), new GgufModelExport.Options(GgufFileType.F16, "merged", null, null, null), merged);
+            }
+            jobs.add(lossJob(export(w, GgufFileType.F32, family, null, null), adapter, rows, prompt, 12));
+            jobs.add(lossJob(merged, null, rows, null, 0));
+            JsonArray res = run(jobs.toArray(new JsonObject[0]));
+
+            double fp32 = lora4j(w, rows);
+            StringBuilder table = new StringBuilder(String.format(Locale.ROOT, "%s (llama.cpp arch %s), %d rows of %d; lora4j fp32 loss %.6f%n", family,
+                    GgufArchitecture.of(c.modelType()).orElseThrow().name(), rows.size(), rows.get(0).length, fp32));
+            for (int i = 0; i < types.length; i++) {
+                double llama = mean(res.get(i)), same = lora4jImported(export(w, types[i], family, null, null), c, rows);
+                table.append(String.format(Locale.ROOT, "  %-7s llama.cpp %.6f  lora4j same weights %.6f  rel %.2e  vs lora4j fp32 %+.3f %%%n", types[i].key, llama,
+                        same, rel(llama, same), 100 * (llama - fp32) / fp32));
+                switch (types[i]) {
+                    case F32:
+                        // against the model itself, not its import: a value the export and the import get wrong alike shows here
+                        assertTrue(rel(llama, fp32) <= SAME_WEIGHTS_RTOL, family + " f32: llama.cpp " + llama + " vs lora4j " + fp32);
+                        // fall through
+                    case F16: case BF16:
+                        assertTrue(rel(llama, same) <= SAME_WEIGHTS_RTOL, family + " " + types[i] + ": llama.cpp " + llama + " vs lora4j " + same);
+                        break;
+                    case Q8_0: assertTrue(rel(llama, fp32) <= Q8_RTOL, family + " q8_0: " + llama + " vs " + fp32); break;
+                    case Q4_K_M: assertTrue(rel(llama, fp32) <= Q4KM_RTOL, family + " q4_K_M: " + llama + " vs " + fp32); break;
+                    default: break;
+                }
+            }
+            double withLora = mean(res.get(types.length)), mergedLoss = mean(res.get(types.length + 1));
+            double mergedSame = lora4jImported(merged, c, rows);
+            table.append(String.format(Locale.ROOT, "  adapter: lora4j eval --adapter %.6f, llama.cpp f32 base + GGUF adapter %.6f (rel %.2e); merged f16: "
+                    + "llama.cpp %.6f, lora4j same weights %.6f (rel %.2e)%n", adapted, withLora, rel(withLora, adapted), mergedLoss, mergedSame,
+                    rel(mergedLoss, mergedSame)));
+            System.out.print(table);
+            // an adapter llama.cpp ignored, or applied to the wrong rows, would miss the bound by 10x at least
+            assertTrue(rel(adapted, fp32) > 10 * SAME_WEIGHTS_RTOL, "the adapter must change the loss for this test to mean anything");
+            assertTrue(rel(withLora, adapted) <= SAME_WEIGHTS_RTOL, family + ": llama.cpp with the adapter " + withLora + " vs lora4j " + adapted);
+            assertTrue(rel(mergedLoss, mergedSame) <= SAME_WEIGHTS_RTOL, family + " merged: " + mergedLoss + " vs " + mergedSame);
+            int compared = compareGreedy(lora4jGreedy, res.get(types.length).getAsJsonObject().getAsJsonObject("greedy"));
+            assertTrue(compared >= 4, "only " + compared + " greedy tokens had a clear margin");
+        }
+    }
+
     @Test
     void hfDirectoryExportedByTheCli() throws Exception {
         // the synthetic HF directory (GQA, untied, no tokenizer: placeholder tokens) through `lora4j export`, in f16
@@ -333,41 +430,53 @@ class LlamaCppExportTest {
 
     @Test
     void llamaCppTokenizesLikeLora4j() throws Exception {
-        Path llama3 = Assets.require("llama3");
-        JsonObject[] jobs = new JsonObject[2];
+        // Llama 2 (SentencePiece), Llama 3 (byte-level, llama-bpe) on llama models; Qwen3's tokenizer (byte-level, qwen2
+        // pre-tokenizer) on a qwen2 model of Qwen's 151 936 rows, whose 267 ids past the tokenizer's are [PAD] tokens
+        String[] names = {"Llama 2", "Llama 3", "Qwen3"};
+        String[] vectors = {"tests/resources/tokenizer/llama2_sentencepiece_vectors.json", "tests/resources/tokenizer/llama3_vectors.json",
+            "tests/resources/tokenizer/qwen3_vectors.json"};
+        Path[] sources = {tokPath, Assets.require("llama3"), Assets.require("qwen3/tokenizer.json")};
+        String[] types = {"llama", "llama", "qwen2"};
+        int[] rows = {-1, -1, 151936};
+        JsonObject[] jobs = new JsonObject[names.length];
         List<List<String>> texts = new ArrayList<>();
         List<Tokenizer> toks = new ArrayList<>();
-        String[] vectors = {"tests/resources/tokenizer/llama2_sentencepiece_vectors.json", "tests/resources/tokenizer/llama3_vectors.json"};
-        Path[] sources = {tokPath, llama3};
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < names.length; k++) {
             Tokenizer t = Tokenizers.load(sources[k]);
             toks.add(t);
             List<String> ts = new ArrayList<>();
             for (JsonElement e : JsonParser.parseString(Files.readString(Path.of(vectors[k]))).getAsJsonArray())
                 ts.add(e.getAsJsonObject().get("text").getAsString());
             texts.add(ts);
-            LlamaConfig c = new LlamaConfig("llama", 16, 32, 1, 2, 2, 8, 1e-5, 10000.0, null, t.vocabSize(), 64, true, t.bosId(),
-                    List.of(t.eosId()), "float32");
+            LlamaConfig c = new LlamaConfig(types[k], 16, 32, 1, 2, 2, 8, 1e-5, 10000.0, null, rows[k] > 0 ? rows[k] : t.vocabSize(), 64, true,
+                    t.bosId() >= 0 ? t.bosId() : null, List.of(t.eosId()), "float32");
             Path f;
             try (LlamaWeights w = TestModels.random(c, 3)) {
                 f = export(w, GgufFileType.F16, "tok" + k, t, sources[k]);
             }
+            if (rows[k] > 0) {
+                try (GgufFile g = GgufFile.open(f)) {
+                    assertEquals("qwen2", g.get("tokenizer.ggml.pre").asString());
+                    assertEquals(rows[k], g.tensor("token_embd.weight").shape()[0]);
+                }
+            }
             jobs[k] = new JsonObject();
             jobs[k].addProperty("kind", "tokenize");
             jobs[k].addProperty("model", f.toString());
+            // GGUF has no key for Qwen's NFC normalizer and llama.cpp does not apply it: it gets the texts in NFC
+            // (lora4j normalizes, so its ids for a text and for its NFC form are the same)
             JsonArray a = new JsonArray();
-            ts.forEach(a::add);
+            for (String text : ts) a.add(rows[k] > 0 ? java.text.Normalizer.normalize(text, java.text.Normalizer.Form.NFC) : text);
             jobs[k].add("texts", a);
         }
         JsonArray res = run(jobs);
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < names.length; k++) {
             JsonArray ids = res.get(k).getAsJsonObject().getAsJsonArray("ids");
             for (int i = 0; i < texts.get(k).size(); i++) {
                 JsonArray got = ids.get(i).getAsJsonArray();
                 int[] g = new int[got.size()];
                 for (int j = 0; j < g.length; j++) g[j] = got.get(j).getAsInt();
-                assertArrayEquals(toks.get(k).encode(texts.get(k).get(i), false, false), g,
-                        (k == 0 ? "Llama 2" : "Llama 3") + " text " + i + ": '" + texts.get(k).get(i) + "'");
+                assertArrayEquals(toks.get(k).encode(texts.get(k).get(i), false, false), g, names[k] + " text " + i + ": '" + texts.get(k).get(i) + "'");
             }
         }
     }

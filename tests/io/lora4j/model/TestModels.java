@@ -58,19 +58,25 @@ public final class TestModels {
 
     /** A model of owned F32 tensors with seeded normal weights (std 0.05; norms 1 + noise; the family's biases and q/k norms likewise). */
     public static LlamaWeights random(LlamaConfig c, long seed) {
+        return random(c, seed, 0.05f);
+    }
+
+    /** {@link #random(LlamaConfig, long)} with weights and biases of std {@code std}, norms 1 + noise of std 2·std. */
+    public static LlamaWeights random(LlamaConfig c, long seed, float std) {
         Random r = new Random(seed);
-        Tensor emb = rand(r, 0.05f, 0f, c.vocabSize(), c.hiddenSize());
+        float ns = 2 * std;
+        Tensor emb = rand(r, std, 0f, c.vocabSize(), c.hiddenSize());
         List<LayerWeights> layers = new ArrayList<>();
         for (int l = 0; l < c.numHiddenLayers(); l++) {
             Map<Projection, ProjectionWeight> p = new EnumMap<>(Projection.class);
-            for (Projection pr : Projection.values()) p.put(pr, new ProjectionWeight.Dense(rand(r, 0.05f, 0f, pr.shape(c))));
+            for (Projection pr : Projection.values()) p.put(pr, new ProjectionWeight.Dense(rand(r, std, 0f, pr.shape(c))));
             Map<String, Tensor> extras = new java.util.LinkedHashMap<>();
             for (Architecture.LayerTensor t : c.architecture().layerTensors(c))
-                extras.put(t.suffix(), t.suffix().endsWith(".bias") ? rand(r, 0.05f, 0f, t.shape()) : rand(r, 0.1f, 1f, t.shape()));
-            layers.add(new LayerWeights(rand(r, 0.1f, 1f, c.hiddenSize()), p, rand(r, 0.1f, 1f, c.hiddenSize()), extras));
+                extras.put(t.suffix(), t.suffix().endsWith(".bias") ? rand(r, std, 0f, t.shape()) : rand(r, ns, 1f, t.shape()));
+            layers.add(new LayerWeights(rand(r, ns, 1f, c.hiddenSize()), p, rand(r, ns, 1f, c.hiddenSize()), extras));
         }
-        Tensor norm = rand(r, 0.1f, 1f, c.hiddenSize());
-        Tensor head = c.tieWordEmbeddings() ? null : rand(r, 0.05f, 0f, c.vocabSize(), c.hiddenSize());
+        Tensor norm = rand(r, ns, 1f, c.hiddenSize());
+        Tensor head = c.tieWordEmbeddings() ? null : rand(r, std, 0f, c.vocabSize(), c.hiddenSize());
         return new LlamaWeights(c, emb, layers, norm, head, ModelFormat.HF, null, null);
     }
 

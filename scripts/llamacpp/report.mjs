@@ -21,7 +21,7 @@ const lines = [];
 lines.push(`# Decode and prefill: lora4j vs llama.cpp (${new Date().toISOString().slice(0, 10)})`, "");
 lines.push(`CPU: ${model} (${os.cpus().length} logical CPUs; ${simd}); load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}.`);
 lines.push("Peer: llama.cpp through node-llama-cpp 3.21.1's prebuilt CPU binary, default (F16) KV cache; lora4j: F32 KV cache.");
-lines.push("Both sides: the same weights (GGUF written from the llama2.c file by scripts/llamacpp-peer/gguf.mjs), the same ids,");
+lines.push("Both sides: the same weights (GGUF written from the llama2.c file by scripts/llamacpp/gguf.mjs), the same ids,");
 lines.push("greedy, no stop at EOS; decode = (N-1)/(time from the first generated token to the N-th); prefill = 256 tokens/time");
 lines.push("of one prompt evaluation. Runs alternate between the two programs; medians (min-max) over every rep of every round.", "");
 lines.push("| model | weights (B/weight of projections) | threads | tokens | lora4j decode tok/s | llama.cpp decode tok/s | ratio | lora4j prefill tok/s | llama.cpp prefill tok/s | ratio |");
