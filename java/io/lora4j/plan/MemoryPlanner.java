@@ -94,21 +94,20 @@ public final class MemoryPlanner {
     }
 
     /**
-     * Bytes of the frozen base as lora4j holds it for training: dense tensors in fp32 (4 B/param; a
-     * bf16 checkpoint is widened on load), or with {@code loadIn4bit} the seven projections in NF4
-     * ({@link #nf4Bytes}) and embedding, lm_head (when untied) and norms in fp32.
+     * Bytes of the frozen base as {@link io.lora4j.model.DeviceWeights} holds it for training: the
+     * embedding, lm_head (when untied) and dense projections in the storage dtype
+     * ({@link PlanSettings#storage}: 2 B/param in BF16, the CUDA default; 4 B/param in F32), or with
+     * {@code loadIn4bit} the seven projections in NF4 ({@link #nf4Bytes}); norms and the family's
+     * biases and q/k norms in fp32.
      */
     public static long baseWeightBytes(LlamaConfig c, PlanSettings s) {
         long d = c.hiddenSize(), v = c.vocabSize(), layers = c.numHiddenLayers();
+        long w = s.storage().byteSize(1);
         long extras = 0; // the family's biases and q/k norms, dense fp32
         for (var e : c.architecture().layerTensors(c)) extras += io.lora4j.tensor.Tensor.numel(e.shape());
-        long dense = v * d * (c.tieWordEmbeddings() ? 1 : 2) + (2 * layers + 1) * d + layers * extras;
-        long proj = 0;
-        for (Projection pr : Projection.values()) {
-            long n = pr.outFeatures(c) * pr.inFeatures(c);
-            proj += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant()) : n * F32;
-        }
-        return dense * F32 + layers * proj;
+        long embeddings = v * d * (c.tieWordEmbeddings() ? 1 : 2) * w;
+        long norms = ((2 * layers + 1) * d + layers * extras) * F32;
+        return embeddings + norms + layers * projectionBytes(c, s);
     }
 
     /** RoPE tables kept by DeviceWeights: one, or two with a local base for the sliding layers (Gemma 3). */
@@ -146,24 +145,34 @@ public final class MemoryPlanner {
         return baseWeightBytes(c, dense) + (baseWeightBytes(c, nf4) - shared) + transientBytes;
     }
 
+    /** One layer's seven projections: NF4 ({@link #nf4Bytes}) or dense in the storage dtype. */
     private static long projectionBytes(LlamaConfig c, PlanSettings s) {
         long b = 0;
+        boolean fp32Absmax = !s.doubleQuant() || s.device() == Device.CPU; // Nf4.keepsFp32Absmax
         for (Projection pr : Projection.values()) {
             long n = pr.outFeatures(c) * pr.inFeatures(c);
-            b += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant()) : n * F32;
+            b += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant(), fp32Absmax) : s.storage().byteSize(n);
         }
         return b;
     }
 
+    /** {@link #nf4Bytes(long, int, boolean, boolean)} as the CPU keeps it (with the fp32 absmax). */
+    public static long nf4Bytes(long n, int blocksize, boolean doubleQuant) {
+        return nf4Bytes(n, blocksize, doubleQuant, true);
+    }
+
     /**
      * Bytes of one NF4 weight of {@code n} elements as {@link Nf4#quantize} and
-     * {@link Nf4#fromParts} keep it: the packed nibbles ⌈n/2⌉, the fp32 absmax the kernels read
-     * (one per block), and with double quantization also its 8-bit codes (one byte per block) and
-     * the fp32 nested absmax (one per {@value Nf4Weight#NESTED_BLOCKSIZE} blocks).
+     * {@link Nf4#fromParts} keep it: the packed nibbles ⌈n/2⌉; with double quantization its 8-bit
+     * codes (one byte per block) and the fp32 nested absmax (one per
+     * {@value Nf4Weight#NESTED_BLOCKSIZE} blocks); and the fp32 absmax (one per block) when
+     * {@code fp32Absmax}: always without double quantization, and on the CPU, whose kernels read
+     * fp32 scales (CUDA's read the 8-bit form: {@link Nf4#keepsFp32Absmax}).
      */
-    public static long nf4Bytes(long n, int blocksize, boolean doubleQuant) {
+    public static long nf4Bytes(long n, int blocksize, boolean doubleQuant, boolean fp32Absmax) {
         long blocks = Nf4.blocks(n, blocksize);
-        long b = (n + 1) / 2 + blocks * F32;
+        long b = (n + 1) / 2;
+        if (fp32Absmax || !doubleQuant) b += blocks * F32;
         if (doubleQuant) b += blocks + Nf4.blocks(blocks, Nf4Weight.NESTED_BLOCKSIZE) * F32;
         return b;
     }

@@ -39,9 +39,13 @@ import org.yaml.snakeyaml.error.YAMLException;
  * @param optim         the optimizer name as given (every AdamW variant runs as fp32 AdamW)
  * @param outputDir     output_dir (the command's --out wins), or null
  * @param device        "cpu", "cuda" or null (automatic)
+ * @param weightDtype   {@code dtype} (alias {@code torch_dtype}, as transformers' from_pretrained): storage
+ *                      of the embedding, lm_head and dense projections, F32 or BF16; null = auto (BF16 on
+ *                      CUDA, F32 on the CPU; {@link io.lora4j.model.DeviceWeights#defaultStorage})
  */
 public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dataset, Path evalDataset, double evalSplit,
-        LoraConfig lora, TrainConfig train, String optim, Path outputDir, String device, DataConfig data) {
+        LoraConfig lora, TrainConfig train, String optim, Path outputDir, String device, DataConfig data,
+        io.lora4j.tensor.DType weightDtype) {
 
     /** Keys handed to the data pipeline ({@link DataConfig#fromMap}). */
     private static final List<String> DATA_KEYS = List.of("dataset", "eval_dataset", "eval_split", "dataset_format", "chat_template",
@@ -65,7 +69,8 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"warmup_ratio", "FLOAT"}, {"lr_scheduler_type", "STRING"}, {"weight_decay", "FLOAT"},
             {"max_grad_norm", "FLOAT"}, {"optim", "STRING"}, {"seed", "INT"}, {"logging_steps", "INT"},
             {"eval_steps", "INT"}, {"save_steps", "INT"}, {"save_total_limit", "INT"}, {"early_stopping_patience", "INT"},
-            {"early_stopping_threshold", "FLOAT"}, {"output_dir", "PATH"}, {"device", "STRING"}};
+            {"early_stopping_threshold", "FLOAT"}, {"output_dir", "PATH"}, {"device", "STRING"},
+            {"dtype", "STRING"}, {"torch_dtype", "STRING"}};
         for (String[] e : k) KEYS.put(e[0], Kind.valueOf(e[1]));
     }
 
@@ -151,6 +156,17 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
         String device = (String) v.get("device");
         if (device != null && !device.equals("cpu") && !device.equals("cuda")) errors.add("device must be cpu or cuda, got '" + device + "'");
         double evalSplit = data != null ? data.evalSplit() : DataConfig.EVAL_SPLIT_AUTO;
+        io.lora4j.tensor.DType weightDtype = null;
+        if (v.containsKey("dtype") && v.containsKey("torch_dtype") && !v.get("dtype").equals(v.get("torch_dtype")))
+            errors.add("dtype '" + v.get("dtype") + "' and its alias torch_dtype '" + v.get("torch_dtype") + "' disagree: give one");
+        String dtype = (String) v.getOrDefault("dtype", v.get("torch_dtype"));
+        if (dtype != null) {
+            try {
+                weightDtype = io.lora4j.model.DeviceWeights.parseStorage(dtype);
+            } catch (IllegalArgumentException e) {
+                errors.add(e.getMessage());
+            }
+        }
 
         LoraConfig lora = null;
         TrainConfig train = null;
@@ -195,7 +211,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             throw new IllegalArgumentException((source != null ? source + ": " : "") + String.join("; ", errors));
         return new RunConfig((Path) v.get("model"), (Path) v.get("tokenizer"), Boolean.TRUE.equals(v.get("load_in_4bit")),
                 (Path) v.get("dataset"), (Path) v.get("eval_dataset"), evalSplit, lora, train, optim, (Path) v.get("output_dir"), device,
-                data);
+                data, weightDtype);
     }
 
     private static double num(Map<String, Object> v, String k, double dflt) {

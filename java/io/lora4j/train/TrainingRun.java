@@ -327,7 +327,7 @@ public final class TrainingRun {
         Summary run() throws IOException {
             List<Batch> evalBatches = data.eval().isEmpty() ? null : data.evalBatches(tc.perDeviceTrainBatchSize());
             MemoryTracker.GLOBAL.resetPeaks();
-            try (LoraTrainingModel model = new LoraTrainingModel(backend, base, adapter);
+            try (LoraTrainingModel model = new LoraTrainingModel(backend, base, adapter, cfg.weightDtype());
                  Trainer trainer = new Trainer(model, tc, total);
                  MetricsLog metrics = resumed == null ? MetricsLog.create(out.resolve(METRICS)) : MetricsLog.resume(out.resolve(METRICS), state.step)) {
                 log.printf(Locale.ROOT, "training: %d steps (%d per epoch), batch %d x accumulation %d, %d LoRA parameters (r %d, alpha %s, %s), warmup %d, %s%n",
