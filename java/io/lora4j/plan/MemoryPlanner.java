@@ -22,11 +22,16 @@ import java.util.Set;
  * one optimizer step, with the sizes of the given shape, and keeps the same live and peak figures
  * per category. Nothing is fitted: every byte is a tensor of the code, and a validation test
  * (tests/io/lora4j/plan/MemoryPlannerValidationTest) checks the prediction against the tracker's
- * measured peaks in every checkpointing mode. When the training code changes its allocations this
- * replay must change with it; that test is what notices.
+ * measured peaks in every checkpointing mode, on the CPU (fp32 and bf16 storage) and on the emulated
+ * CUDA device (tests/io/lora4j/emu/CudaMemoryPlannerTest). When the training code changes its
+ * allocations this replay must change with it; those tests are what notice.
+ *
+ * <p>The base ({@link #baseWeightBytes}) is held as {@link io.lora4j.model.DeviceWeights} holds it:
+ * embedding, lm_head and dense projections in the storage dtype ({@link PlanSettings#storage}), NF4
+ * projections without an fp32 absmax copy on CUDA ({@link #nf4Bytes(long, int, boolean, boolean)}).
  *
  * <p>Per decoder layer (T = batch × seq tokens, d hidden, q = heads × head_dim, kv = KV heads ×
- * head_dim, I intermediate, H heads, r rank, fp32 everywhere) the forward keeps
+ * head_dim, I intermediate, H heads, r rank, fp32 activations) the forward keeps
  * {@code T·(4d + 2q + 2kv + 3I + H + 2)} floats (h1, h2, x_mid, x_out; q and attention output;
  * k, v; gate, up, silu·up; logsumexp; two rstd), plus {@code T·r} per adapted projection (x·Aᵀ)
  * and, with dropout, a {@code T·in} mask per adapted projection. Attention is flash-style: no
@@ -517,9 +522,10 @@ public final class MemoryPlanner {
                 Buf dRes = act(t * d);
                 head();
                 sim.free(x);
+                Buf[] fetched = new Buf[groups]; // CUDA: device copies of offloaded inputs, prefetched one group ahead
                 for (int gi = groups - 1; gi >= 0; gi--) {
                     int l0 = gi * g, l1 = Math.min(nl, l0 + g);
-                    Buf in = saved[gi].host ? sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32) : saved[gi]; // restore()
+                    Buf in = restore(saved, fetched, gi);
                     java.util.List<java.util.List<Buf>> live = new java.util.ArrayList<>();
                     for (int l = l0; l < l1; l++) live.add(forwardLayer(MemoryCategory.ACTIVATIONS));
                     sim.free(output(live.get(live.size() - 1)));
@@ -533,15 +539,54 @@ public final class MemoryPlanner {
                 sim.free(dRes);
             }
             sim.free(x0);
+            sim.free(draining);
             for (Buf b : new Buf[] {ids, pos, labels, workspace}) sim.free(b);
         }
 
-        /** unsloth: a host copy (OFFLOADED) of the layer input; on CUDA staged through a host download; the device copy is freed. */
+        /**
+         * unsloth: a host copy (OFFLOADED) of the layer input. On the CPU the device copy is freed at
+         * once; on CUDA (CudaBackend.offloadAsync) it stays until the next offload or prefetch, after
+         * its asynchronous copy: the source of the previous offload is freed first.
+         */
         Buf offload(Buf x) {
+            if (sim.cuda) sim.free(draining);
             Buf h = sim.host(MemoryCategory.OFFLOADED, t * d * F32);
             if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * d * F32));
-            sim.free(x);
+            if (sim.cuda) draining = x;
+            else sim.free(x);
             return h;
+        }
+
+        Buf draining; // CUDA: the device source of the last offload, freed by the next offload or prefetch
+
+        /**
+         * LoraTrainingModel.restore: the group's input (on CUDA the prefetched device copy of an
+         * offloaded one, fetched now if it was not), then on CUDA the prefetch of the next offloaded
+         * input the backward needs (the one below), which first frees the pending offload source.
+         */
+        Buf restore(Buf[] saved, Buf[] fetched, int gi) {
+            if (!saved[gi].host) {
+                if (sim.cuda) prefetch(saved, fetched, gi);
+                return saved[gi];
+            }
+            if (!sim.cuda) return sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32);
+            if (fetched[gi] == null) fetch(fetched, gi);
+            prefetch(saved, fetched, gi);
+            return fetched[gi];
+        }
+
+        /** Backend.prefetch of the most recent offload still pending below gi; a no-op when it was fetched already. */
+        private void prefetch(Buf[] saved, Buf[] fetched, int gi) {
+            for (int j = gi - 1; j >= 0; j--) {
+                if (!saved[j].host) continue;
+                if (fetched[j] == null) fetch(fetched, j);
+                return;
+            }
+        }
+
+        private void fetch(Buf[] fetched, int j) {
+            sim.free(draining);
+            fetched[j] = sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32);
         }
     }
 }

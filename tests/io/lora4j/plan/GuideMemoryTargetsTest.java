@@ -80,7 +80,9 @@ class GuideMemoryTargetsTest {
         long oldExtra = 0;
         for (Projection p : Projection.values()) oldExtra += ((long) p.outFeatures(c) * p.inFeatures(c) + 63) / 64 * 4;
         oldExtra = oldExtra * c.numHiddenLayers() + embeddings;
-        assertEquals(53.1, (e.peakTotal() + oldExtra) / GB, 0.05, "the 53.1 GB of the fp32-absmax, fp32-embedding layout");
+        // the former figure also missed the device source of the last offload, freed only by the next offload or prefetch
+        long pendingOffloadSource = 2048L * c.hiddenSize() * 4;
+        assertEquals(53.1, (e.peakTotal() + oldExtra - pendingOffloadSource) / GB, 0.05, "the 53.1 GB of the fp32-absmax, fp32-embedding layout");
     }
 
     @Test
