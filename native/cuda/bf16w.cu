@@ -3,7 +3,7 @@
 //
 //   gemm_w:       C[M,N] = alpha·op(A)·op(Bw) + beta·C, Bw a bf16 weight widened exactly to fp32
 //                 as its tile enters shared memory; A, C fp32; fp32 FMA accumulation.
-//   embedding_w:  out[t, :] = widen(table[ids[t], :])   (id outside [0, vocab): NaN row)
+//   (embedding_w, the bf16 table gather, is in embedding.cu beside the fp32 one)
 //   widen_f32:    out[i] = widen(in[i])
 // The GEMM is SIMT (64x64 outputs per 256-thread block, 4x4 per thread, k-steps of 16, the tiling
 // of native/cuda/lora.cu's fp32 GEMM); the tensor-core path for these products is a separate
@@ -11,7 +11,6 @@
 #include "lora4j/storage.h"
 #include "lora4j/lora.h"
 #include "lora4j/nf4.h"
-#include "lora4j/ops.h"
 #include "cuda/cuda_common.cuh"
 
 #include <cstdint>
@@ -83,19 +82,6 @@ gemm_bf16w_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __r
   }
 }
 
-__global__ void embedding_bf16_kernel(const int32_t* __restrict__ ids,
-                                      const uint16_t* __restrict__ table, int64_t T, int64_t dim,
-                                      int64_t vocab, float* __restrict__ out) {
-  const int64_t n = T * dim;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t t = e / dim, d = e % dim;
-    const int32_t id = ids[t];
-    out[e] = (id >= 0 && id < vocab) ? widen(table[static_cast<int64_t>(id) * dim + d])
-                                     : __int_as_float(0x7fc00000);
-  }
-}
-
 __global__ void widen_bf16_kernel(const uint16_t* __restrict__ in, int64_t n, float* __restrict__ out) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -145,19 +131,6 @@ void lora4j_cuda_gemm_w(int32_t transA, int32_t transB, int64_t M, int64_t N, in
   // K == 0 runs the kernel with no k-steps: C = beta·C (0 when beta == 0), as the CPU's sgemm
   launch_gemm_bf16w(transA != 0, transB != 0, M, N, K, alpha, A, lda, static_cast<const uint16_t*>(B), ldb,
                     beta, C, ldc, as_stream(stream));
-}
-
-void lora4j_cuda_embedding_w_fwd(const int32_t* ids, const void* table, int32_t dtype, int64_t T,
-                                 int64_t dim, int64_t vocab, float* out, void* stream) {
-  check_dtype(dtype, "cuda_embedding_w_fwd");
-  if (dtype == LORA4J_DTYPE_F32) {
-    lora4j_cuda_embedding_fwd(ids, static_cast<const float*>(table), T, dim, vocab, out, stream);
-    return;
-  }
-  if (T * dim == 0) return;
-  LORA4J_LAUNCH(grid_for(T * dim), 256, 0, as_stream(stream), embedding_bf16_kernel)(
-      ids, static_cast<const uint16_t*>(table), T, dim, vocab, out);
-  LORA4J_CUDA_LAUNCH_CHECK("embedding_w_fwd (bf16)");
 }
 
 void lora4j_cuda_widen_f32(const void* in, int32_t dtype, int64_t n, float* out, void* stream) {

@@ -103,9 +103,10 @@ void cpu_nf4_dq(Rng& rng) {
   }
 }
 
-#define STORAGE_CASE(mode, fn, seed) const h::Register reg_##fn(mode, #fn, [] { Rng rng(seed); fn(rng); })
-STORAGE_CASE("test", cpu_gemm_w, 3101);
-STORAGE_CASE("test", cpu_nf4_dq, 3102);
+#define TEST_CASE(fn, seed) const h::Register reg_##fn("test", #fn, [] { Rng rng(seed); fn(rng); })
+TEST_CASE(cpu_gemm_w, 3101);
+TEST_CASE(cpu_nf4_dq, 3102);
+#undef TEST_CASE
 
 #ifdef LORA4J_WITH_CUDA
 struct Dev {
@@ -197,9 +198,10 @@ void par_nf4_dq(Rng& rng) {
   }
 }
 
-STORAGE_CASE("cuda", par_gemm_w, 3201);
-STORAGE_CASE("cuda", par_nf4_dq, 3202);
+#define PARITY_CASE(fn, seed) const h::Register reg_##fn("cuda", #fn, [] { Rng rng(seed); fn(rng); })
+PARITY_CASE(par_gemm_w, 3201);
+PARITY_CASE(par_nf4_dq, 3202);
+#undef PARITY_CASE
 #endif  // LORA4J_WITH_CUDA
-#undef STORAGE_CASE
 
 }  // namespace

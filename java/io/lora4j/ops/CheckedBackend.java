@@ -129,70 +129,56 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void nf4MatmulFwd(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
-        blocksize(blocksize);
-        matrix(x, "x");
-        long t = x.dim(0), in = x.dim(1);
-        positive(t, "T");
-        positive(in, "in");
-        positive(out, "out");
-        long n = mul(out, in, "out*in");
-        packed(packed, n, "packed");
+        long n = nf4Operands(x, "x", "in", packed, blocksize, out, "out", y, "y");
         f32(absmax, blocks(n, blocksize), "absmax");
-        f32(y, mul(t, out, "T*out"), "y");
         delegate.nf4MatmulFwd(x, packed, absmax, blocksize, out, y);
     }
 
     @Override
     public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
-        blocksize(blocksize);
-        matrix(dy, "dy");
-        long t = dy.dim(0), out = dy.dim(1);
-        positive(t, "T");
-        positive(out, "out");
-        positive(in, "in");
-        long n = mul(out, in, "out*in");
-        packed(packed, n, "packed");
+        long n = nf4Operands(dy, "dy", "out", packed, blocksize, in, "in", dx, "dx");
         f32(absmax, blocks(n, blocksize), "absmax");
-        f32(dx, mul(t, in, "T*in"), "dx");
         delegate.nf4MatmulBwdInput(dy, packed, absmax, blocksize, in, dx);
     }
 
     @Override
     public void nf4DqMatmulFwd(Tensor x, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long out,
             Tensor y) {
-        blocksize(blocksize);
-        matrix(x, "x");
-        long t = x.dim(0), in = x.dim(1);
-        positive(t, "T");
-        positive(in, "in");
-        positive(out, "out");
-        long n = mul(out, in, "out*in");
-        packed(packed, n, "packed");
+        long n = nf4Operands(x, "x", "in", packed, blocksize, out, "out", y, "y");
         doubleQuantScales(qabsmax, nested, offset, blocks(n, blocksize));
-        f32(y, mul(t, out, "T*out"), "y");
         delegate.nf4DqMatmulFwd(x, packed, qabsmax, nested, offset, blocksize, out, y);
     }
 
     @Override
     public void nf4DqMatmulBwdInput(Tensor dy, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long in,
             Tensor dx) {
-        blocksize(blocksize);
-        matrix(dy, "dy");
-        long t = dy.dim(0), out = dy.dim(1);
-        positive(t, "T");
-        positive(out, "out");
-        positive(in, "in");
-        long n = mul(out, in, "out*in");
-        packed(packed, n, "packed");
+        long n = nf4Operands(dy, "dy", "out", packed, blocksize, in, "in", dx, "dx");
         doubleQuantScales(qabsmax, nested, offset, blocks(n, blocksize));
-        f32(dx, mul(t, in, "T*in"), "dx");
         delegate.nf4DqMatmulBwdInput(dy, packed, qabsmax, nested, offset, blocksize, in, dx);
+    }
+
+    /**
+     * The operands of an NF4 matmul: a [T, k] F32 (x with k = in, or dy with k = out), the packed
+     * [out, in] weight, the F32 result [T, other]; returns the weight's element count out·in.
+     */
+    private long nf4Operands(Tensor a, String aName, String kName, Tensor packed, int blocksize, long other, String otherName, Tensor r,
+            String rName) {
+        blocksize(blocksize);
+        matrix(a, aName);
+        long t = a.dim(0), k = a.dim(1);
+        positive(t, "T");
+        positive(k, kName);
+        positive(other, otherName);
+        long n = mul(other, k, "out*in");
+        packed(packed, n, "packed");
+        f32(r, mul(t, other, "T*" + otherName), rName);
+        return n;
     }
 
     /** U8 codes [nblocks], F32 nested absmax [ceil(nblocks/256)], a finite offset. */
     private void doubleQuantScales(Tensor qabsmax, Tensor nested, float offset, long nblocks) {
         u8(qabsmax, nblocks, "qabsmax");
-        f32(nested, blocks(nblocks, 256), "nested_absmax");
+        f32(nested, blocks(nblocks, NESTED_BLOCKSIZE), "nested_absmax");
         if (!Float.isFinite(offset)) throw new IllegalArgumentException("double-quant offset must be finite, got " + offset);
     }
 

@@ -70,7 +70,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"max_grad_norm", "FLOAT"}, {"optim", "STRING"}, {"seed", "INT"}, {"logging_steps", "INT"},
             {"eval_steps", "INT"}, {"save_steps", "INT"}, {"save_total_limit", "INT"}, {"early_stopping_patience", "INT"},
             {"early_stopping_threshold", "FLOAT"}, {"output_dir", "PATH"}, {"device", "STRING"},
-            {"dtype", "STRING"}, {"torch_dtype", "STRING"}};
+            {"dtype", "STRING"}};
         for (String[] e : k) KEYS.put(e[0], Kind.valueOf(e[1]));
     }
 
@@ -122,7 +122,18 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
         return from(values, new ArrayList<>(), null);
     }
 
-    private static RunConfig from(Map<String, Object> in, List<String> errors, Path source) {
+    /** Accepted spellings of a key as other tools write it: transformers' from_pretrained(torch_dtype=...). */
+    private static final Map<String, String> ALIASES = Map.of("torch_dtype", "dtype");
+
+    private static RunConfig from(Map<String, Object> given, List<String> errors, Path source) {
+        Map<String, Object> in = new LinkedHashMap<>(given);
+        for (Map.Entry<String, String> a : ALIASES.entrySet()) {
+            if (!in.containsKey(a.getKey())) continue;
+            Object alias = in.remove(a.getKey());
+            if (in.containsKey(a.getValue()) && !java.util.Objects.equals(in.get(a.getValue()), alias))
+                errors.add(a.getValue() + " '" + in.get(a.getValue()) + "' and its alias " + a.getKey() + " '" + alias + "' disagree: give one");
+            else in.put(a.getValue(), alias);
+        }
         Map<String, Object> v = new TreeMap<>();
         for (Map.Entry<String, Object> e : in.entrySet()) {
             if (!KEYS.containsKey(e.getKey())) {
@@ -157,9 +168,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
         if (device != null && !device.equals("cpu") && !device.equals("cuda")) errors.add("device must be cpu or cuda, got '" + device + "'");
         double evalSplit = data != null ? data.evalSplit() : DataConfig.EVAL_SPLIT_AUTO;
         io.lora4j.tensor.DType weightDtype = null;
-        if (v.containsKey("dtype") && v.containsKey("torch_dtype") && !v.get("dtype").equals(v.get("torch_dtype")))
-            errors.add("dtype '" + v.get("dtype") + "' and its alias torch_dtype '" + v.get("torch_dtype") + "' disagree: give one");
-        String dtype = (String) v.getOrDefault("dtype", v.get("torch_dtype"));
+        String dtype = (String) v.get("dtype");
         if (dtype != null) {
             try {
                 weightDtype = io.lora4j.model.DeviceWeights.parseStorage(dtype);
