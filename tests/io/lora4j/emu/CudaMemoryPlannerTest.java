@@ -3,7 +3,6 @@ package io.lora4j.emu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.lora4j.data.Batch;
-import io.lora4j.data.Example;
 import io.lora4j.lora.LoraAdapter;
 import io.lora4j.lora.LoraConfig;
 import io.lora4j.model.LlamaConfig;
@@ -13,6 +12,7 @@ import io.lora4j.ops.Backend;
 import io.lora4j.plan.MemoryEstimate;
 import io.lora4j.plan.MemoryPlanner;
 import io.lora4j.plan.PlanSettings;
+import io.lora4j.plan.RandomWindows;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.MemoryTracker;
@@ -22,7 +22,6 @@ import io.lora4j.train.LrSchedule;
 import io.lora4j.train.TrainConfig;
 import io.lora4j.train.Trainer;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -64,17 +63,7 @@ class CudaMemoryPlannerTest {
                         assertEquals(e.peak(MemoryCategory.WEIGHTS), tr.live(Device.CUDA, MemoryCategory.WEIGHTS) - weights0,
                                 label + ": the base on the device (bf16 embedding/lm_head/projections or NF4 + 8-bit absmax, fp32 norms, RoPE)");
                         model.setCheckpointing(mode, 0);
-                        Random r = new Random(5);
-                        List<Batch> window = new ArrayList<>();
-                        for (int g = 0; g < 2; g++) {
-                            List<Example> rows = new ArrayList<>();
-                            for (int b = 0; b < s.batch(); b++) {
-                                int[] ids = new int[s.seqLen()];
-                                for (int i = 0; i < ids.length; i++) ids[i] = 1 + r.nextInt(c.vocabSize() - 1);
-                                rows.add(Example.allTokens(ids));
-                            }
-                            window.add(Batch.of(rows, 0));
-                        }
+                        List<Batch> window = RandomWindows.of(2, s.batch(), s.seqLen(), c.vocabSize(), new Random(5));
                         assertTrue(Double.isFinite(t.step(window).loss()));
                         cuda.synchronize();
                         for (MemoryCategory m : DEVICE)

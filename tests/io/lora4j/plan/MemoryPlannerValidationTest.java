@@ -3,7 +3,6 @@ package io.lora4j.plan;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.lora4j.data.Batch;
-import io.lora4j.data.Example;
 import io.lora4j.lora.LoraAdapter;
 import io.lora4j.lora.LoraConfig;
 import io.lora4j.model.Assets;
@@ -212,17 +211,7 @@ class MemoryPlannerValidationTest {
                     ? MemoryPlanner.baseWeightBytes(c, s.withWeightDtype(DType.F32)) - MemoryPlanner.baseWeightBytes(c, s) : 0;
             assertEquals(plannedCopies, copies, label + ": bf16 copies of the base (2 B per dense parameter)");
             model.setCheckpointing(s.checkpointing(), s.checkpointEvery());
-            Random r = new Random(s.seqLen() * 31L + s.batch());
-            List<Batch> window = new ArrayList<>();
-            for (int g = 0; g < 2; g++) {
-                List<Example> rows = new ArrayList<>();
-                for (int b = 0; b < s.batch(); b++) {
-                    int[] ids = new int[s.seqLen()];
-                    for (int i = 0; i < ids.length; i++) ids[i] = 1 + r.nextInt(c.vocabSize() - 1);
-                    rows.add(Example.allTokens(ids));
-                }
-                window.add(Batch.of(rows, 0));
-            }
+            List<Batch> window = RandomWindows.of(2, s.batch(), s.seqLen(), c.vocabSize(), new Random(s.seqLen() * 31L + s.batch()));
             assertTrue(Double.isFinite(t.step(window).loss()));
             for (MemoryCategory m : COMPARED) {
                 long measured = tr.peak(Device.CPU, m) - live0.get(m);
