@@ -11,7 +11,8 @@ import os
 import re
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-HEADERS = ["native/include/lora4j/ops.h", "native/include/lora4j/lora.h", "native/include/lora4j/infer.h"]
+HEADERS = ["native/include/lora4j/ops.h", "native/include/lora4j/lora.h", "native/include/lora4j/infer.h",
+           "native/include/lora4j/storage.h"]
 OUT = "java/io/lora4j/nativeapi/Lora4jOpsNative.java"
 SCALARS = {"int64_t": "long", "int32_t": "int", "float": "float", "double": "double",
            "uint64_t": '@Cast("uint64_t") long'}

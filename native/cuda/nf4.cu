@@ -20,6 +20,7 @@
 // Rows are padded to 40 bf16 (80 bytes) so the fragment loads are bank-conflict free. Edge
 // tiles (any T, in, out) are zero-filled on load and guarded on store.
 #include "lora4j/nf4.h"
+#include "lora4j/storage.h"
 #include "cuda_common.cuh"
 
 #include <cuda_bf16.h>
@@ -313,11 +314,26 @@ struct ALoad {
   }
 };
 
-__device__ __forceinline__ float nf4_value(const uint8_t* __restrict__ w,
-                                           const float* __restrict__ absmax, int sh, int64_t e,
-                                           const float* lut) {
+// The block scales the matmul kernels read: an fp32 absmax vector, or bitsandbytes' double-
+// quantized form (8-bit codes into the dynamic map + fp32 nested absmax per 256 blocks + offset,
+// storage.h), dequantized per read with dequant_absmax_kernel's exact roundings, so both forms
+// give the same scale bits and the same products. No fp32 copy of a double-quantized absmax exists.
+struct Scales {
+  const float* absmax;  // [nblocks] fp32, or null: the double-quantized form below
+  const uint8_t* q;     // [nblocks] codes
+  const float* nested;  // [ceil(nblocks/256)]
+  const float* map;     // [256] the dynamic map on the device
+  float offset;
+  __device__ __forceinline__ float operator()(int64_t b) const {
+    if (absmax != nullptr) return __ldg(absmax + b);
+    return __fadd_rn(__fmul_rn(__ldg(map + __ldg(q + b)), __ldg(nested + b / kNestedBlock)), offset);
+  }
+};
+
+__device__ __forceinline__ float nf4_value(const uint8_t* __restrict__ w, const Scales& absmax,
+                                           int sh, int64_t e, const float* lut) {
   const uint8_t b = __ldg(w + (e >> 1));
-  return __fmul_rn(lut[(e & 1) ? (b & 15) : (b >> 4)], __ldg(absmax + (e >> sh)));
+  return __fmul_rn(lut[(e & 1) ? (b & 15) : (b >> 4)], absmax(e >> sh));
 }
 
 // B loader, forward: W [N=out, K=in] NF4 rows; sB[n][k]. 512 groups of 8 consecutive k per
@@ -328,7 +344,7 @@ struct BLoadNf4Fwd {
   float scale[2];
   float val[2][8];  // general path
   bool fast;
-  __device__ __forceinline__ void load(const uint8_t* __restrict__ w, const float* __restrict__ absmax,
+  __device__ __forceinline__ void load(const uint8_t* __restrict__ w, const Scales& absmax,
                                        int sh, int64_t N, int64_t K, int64_t n0, int64_t k0,
                                        const float* lut) {
     fast = (K % 8) == 0;
@@ -340,7 +356,7 @@ struct BLoadNf4Fwd {
         if (n < N && k < K) {
           const int64_t e = n * K + k;
           packed[it] = __ldg(reinterpret_cast<const uint32_t*>(w + (e >> 1)));
-          scale[it] = __ldg(absmax + (e >> sh));
+          scale[it] = absmax(e >> sh);
         } else {
           packed[it] = 0;
           scale[it] = 0.0f;  // NF4[0] * 0 = -0: a zero contribution
@@ -387,7 +403,7 @@ struct BLoadNf4Bwd {
   float scale[2];
   float val[2][8];
   bool fast;
-  __device__ __forceinline__ void load(const uint8_t* __restrict__ w, const float* __restrict__ absmax,
+  __device__ __forceinline__ void load(const uint8_t* __restrict__ w, const Scales& absmax,
                                        int sh, int64_t N, int64_t K, int64_t n0, int64_t k0,
                                        const float* lut) {
     fast = (N % 8) == 0;
@@ -399,7 +415,7 @@ struct BLoadNf4Bwd {
         if (k < K && n < N) {
           const int64_t e = k * N + n;
           packed[it] = __ldg(reinterpret_cast<const uint32_t*>(w + (e >> 1)));
-          scale[it] = __ldg(absmax + (e >> sh));
+          scale[it] = absmax(e >> sh);
         } else {
           packed[it] = 0;
           scale[it] = 0.0f;
@@ -520,7 +536,7 @@ __device__ __forceinline__ void store_tile(float* __restrict__ C, int64_t M, int
 template <int MODE>
 __global__ void __launch_bounds__(kThreads)
 gemm_kernel(const float* __restrict__ A, int64_t M, int64_t N, int64_t K,
-            const uint8_t* __restrict__ w4, const float* __restrict__ absmax, int sh,
+            const uint8_t* __restrict__ w4, Scales absmax, int sh,
             const uint16_t* __restrict__ w16, float* __restrict__ C) {
   __shared__ __align__(16) uint16_t sA[BM * LDS];
   __shared__ __align__(16) uint16_t sB[BN * LDS];
@@ -647,6 +663,12 @@ const float* device_dynamic_map() {
   return per_device[cur];
 }
 
+Scales fp32_scales(const float* absmax) { return Scales{absmax, nullptr, nullptr, nullptr, 0.0f}; }
+
+Scales dq_scales(const uint8_t* q, const float* nested, float offset) {
+  return Scales{nullptr, q, nested, device_dynamic_map(), offset};
+}
+
 void launch_double_quant(const float* absmax, int64_t nblocks, uint8_t* q, float* nested,
                          float* offset, cudaStream_t st) {
   LORA4J_CHECK(nblocks > 0, "double quantization needs at least one block");
@@ -667,7 +689,7 @@ void launch_double_quant(const float* absmax, int64_t nblocks, uint8_t* q, float
 
 template <int MODE>
 void launch_gemm(const float* A, int64_t M, int64_t N, int64_t K, const uint8_t* w4,
-                 const float* absmax, int32_t blocksize, const uint16_t* w16, float* C,
+                 const Scales& absmax, int32_t blocksize, const uint16_t* w16, float* C,
                  cudaStream_t st, const char* name) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
@@ -718,18 +740,36 @@ void lora4j_cuda_nf4_dequant_absmax(const uint8_t* qabsmax, const float* nested_
 void lora4j_cuda_nf4_matmul_fwd(const float* x, int64_t T, int64_t in, int64_t out,
                                 const uint8_t* w, const float* absmax, int32_t blocksize,
                                 float* y, void* stream) {
-  launch_gemm<0>(x, T, out, in, w, absmax, blocksize, nullptr, y, as_stream(stream), "nf4_matmul_fwd");
+  launch_gemm<0>(x, T, out, in, w, fp32_scales(absmax), blocksize, nullptr, y, as_stream(stream),
+                 "nf4_matmul_fwd");
 }
 
 void lora4j_cuda_nf4_matmul_bwd_input(const float* dy, int64_t T, int64_t in, int64_t out,
                                       const uint8_t* w, const float* absmax, int32_t blocksize,
                                       float* dx, void* stream) {
-  launch_gemm<1>(dy, T, in, out, w, absmax, blocksize, nullptr, dx, as_stream(stream), "nf4_matmul_bwd_input");
+  launch_gemm<1>(dy, T, in, out, w, fp32_scales(absmax), blocksize, nullptr, dx, as_stream(stream),
+                 "nf4_matmul_bwd_input");
 }
 
 void lora4j_cuda_bf16_matmul_fwd(const float* x, int64_t T, int64_t in, int64_t out,
                                  const uint16_t* w, float* y, void* stream) {
-  launch_gemm<2>(x, T, out, in, nullptr, nullptr, 32, w, y, as_stream(stream), "bf16_matmul_fwd");
+  launch_gemm<2>(x, T, out, in, nullptr, fp32_scales(nullptr), 32, w, y, as_stream(stream), "bf16_matmul_fwd");
+}
+
+void lora4j_cuda_nf4_dq_matmul_fwd(const float* x, int64_t T, int64_t in, int64_t out,
+                                   const uint8_t* w, const uint8_t* qabsmax,
+                                   const float* nested_absmax, float offset, int32_t blocksize,
+                                   float* y, void* stream) {
+  launch_gemm<0>(x, T, out, in, w, dq_scales(qabsmax, nested_absmax, offset), blocksize, nullptr, y,
+                 as_stream(stream), "nf4_dq_matmul_fwd");
+}
+
+void lora4j_cuda_nf4_dq_matmul_bwd_input(const float* dy, int64_t T, int64_t in, int64_t out,
+                                         const uint8_t* w, const uint8_t* qabsmax,
+                                         const float* nested_absmax, float offset,
+                                         int32_t blocksize, float* dx, void* stream) {
+  launch_gemm<1>(dy, T, in, out, w, dq_scales(qabsmax, nested_absmax, offset), blocksize, nullptr, dx,
+                 as_stream(stream), "nf4_dq_matmul_bwd_input");
 }
 
 }  // extern "C"

@@ -73,6 +73,8 @@ public final class PlanCommand implements Command {
                         .desc("you plan QLoRA: its column is the selected one (--json 'selected'); implied by a bnb-4bit config.json").get())
                 .addOption(Option.builder().longOpt("effective-batch").hasArg().argName("N").desc("batch x gradient accumulation to keep (default 16)").get())
                 .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda").desc("training device (default cuda)").get())
+                .addOption(Option.builder().longOpt("dtype").hasArg().argName("auto|bfloat16|float32")
+                        .desc("storage of embedding, lm_head and dense projections (default auto: bfloat16 on cuda, float32 on cpu)").get())
                 .addOption(Option.builder().longOpt("json").desc("print the plan as JSON").get());
     }
 
@@ -163,11 +165,17 @@ public final class PlanCommand implements Command {
         LlamaConfig c = readConfig(m);
         boolean selectQ = cl.hasOption("load-in-4bit") || isBnb4bit(m);
 
-        PlanSettings base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device);
+        io.lora4j.tensor.DType dtype;
+        try {
+            dtype = io.lora4j.model.DeviceWeights.parseStorage(cl.getOptionValue("dtype", "auto"));
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("--dtype: " + e.getMessage());
+        }
+        PlanSettings base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device, dtype);
         if (mode == CheckpointMode.CHUNKED && every == 0) {
             // as train resolves checkpoint_every 0: the selected column's lowest-peak group size
             every = MemoryPlanner.bestCheckpointEvery(c, base.withLoadIn4bit(selectQ));
-            base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device);
+            base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device, dtype);
         }
         Column lora = column(c, base, vram, eff), qlora = column(c, base.withLoadIn4bit(true), vram, eff);
         if (cl.hasOption("json")) {
@@ -194,6 +202,7 @@ public final class PlanCommand implements Command {
                 st.addProperty("checkpoint_every", io.lora4j.train.LoraTrainingModel.groupSize(mode, every, c.numHiddenLayers()));
             st.addProperty("lora_dropout", dropout);
             st.addProperty("device", device.name().toLowerCase(Locale.ROOT));
+            st.addProperty("dtype", base.storage() == io.lora4j.tensor.DType.BF16 ? "bfloat16" : "float32");
             st.addProperty("effective_batch", eff);
             st.addProperty("vram_bytes", vram);
             o.add("settings", st);
@@ -214,7 +223,8 @@ public final class PlanCommand implements Command {
         out.printf(Locale.ROOT, "r %d on %s (%.2f M LoRA parameters), seq %d x batch %d, checkpointing %s, device %s%n%n", r,
                 String.join(",", LoraConfig.defaults().withTargets(targets).targetModuleNames()),
                 MemoryPlanner.loraParameterCount(c, r, targets) / 1e6, seq, batch, ck, device.name().toLowerCase(Locale.ROOT));
-        String h1 = (selectQ ? "  " : "* ") + "LoRA (fp32 base)", h2 = (selectQ ? "* " : "  ") + "QLoRA (NF4 base)";
+        String h1 = (selectQ ? "  " : "* ") + "LoRA (" + (base.storage() == io.lora4j.tensor.DType.BF16 ? "bf16" : "fp32") + " base)",
+                h2 = (selectQ ? "* " : "  ") + "QLoRA (NF4 base)";
         out.printf(Locale.ROOT, "%-34s %18s %18s%n", "peak per category", h1, h2);
         String[][] rows = {{"WEIGHTS", "base weights"}, {"LORA", "LoRA parameters (fp32)"}, {"GRADS", "LoRA gradients (fp32)"},
             {"OPTIMIZER", "AdamW moments (fp32)"}, {"ACTIVATIONS", "activations"}, {"CHECKPOINTS", "checkpointed layer inputs"},

@@ -1,6 +1,7 @@
 package io.lora4j.model;
 
 import io.lora4j.ops.Backend;
+import io.lora4j.quant.Nf4;
 import io.lora4j.quant.Nf4Weight;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
@@ -227,7 +228,7 @@ public final class DecodeSession implements AutoCloseable {
         }
         Nf4Weight n = ((ProjectionWeight.Quantized) w).weight();
         Tensor out = accumulate ? tmpHidden : y;
-        backend.nf4MatmulFwd(in, n.packed(), n.absmax(), n.blocksize(), n.rows(), out);
+        Nf4.matmulInto(backend, in, n, out);
         if (accumulate) backend.axpy(1f, tmpHidden, y);
     }
 

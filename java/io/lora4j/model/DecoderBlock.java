@@ -414,7 +414,7 @@ public final class DecoderBlock implements AutoCloseable {
             return;
         }
         Nf4Weight q = ((ProjectionWeight.Quantized) w).weight();
-        if (!accumulate) backend.nf4MatmulBwdInput(dy, q.packed(), q.absmax(), q.blocksize(), q.shape()[1], dx);
+        if (!accumulate) Nf4.matmulBackwardInputInto(backend, dy, q, dx);
         else try (Tensor tmp = Nf4.matmulBackwardInput(backend, dy, q)) {
             backend.axpy(1f, tmp, dx);
         }

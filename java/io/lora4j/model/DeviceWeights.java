@@ -13,11 +13,15 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The frozen weights of a model as the kernels of one {@link Backend} read them: every dense
- * tensor F32 on the backend's device (used in place when it already is, else widened from
- * BF16/F16 and uploaded once), NF4 projections as they are (they must already live on the
- * backend), and the RoPE inverse frequencies. Closing frees only the copies made here; the
- * {@link LlamaWeights} must stay open while these are used.
+ * The frozen weights of a model as the kernels of one {@link Backend} read them, on the backend's
+ * device: the embedding, lm_head and dense projections in the storage dtype ({@link
+ * #defaultStorage}: BF16 on CUDA, F32 on the CPU unless {@code dtype: bfloat16} asks for BF16),
+ * converted once here (round to nearest even) and used in place when they already are; norms,
+ * biases and the RoPE inverse frequencies in F32 (a few KiB per layer: RMSNorm multiplies in fp32
+ * anyway); NF4 projections as they are (they must already live on the backend). The kernels widen
+ * a BF16 weight exactly to fp32 as they read it (native/include/lora4j/storage.h), so compute and
+ * activations stay fp32. Closing frees only the copies made here; the {@link LlamaWeights} must
+ * stay open while these are used.
  */
 public final class DeviceWeights implements AutoCloseable {
     private final Backend backend;
@@ -25,6 +29,7 @@ public final class DeviceWeights implements AutoCloseable {
     private final Tensor embedding;      // [vocab, hidden]
     private final Tensor lmHead;         // [vocab, hidden], == embedding when tied
     private final Tensor norm;           // [hidden]
+    private final DType storage;         // F32 or BF16: embedding, lm_head and dense projections
     private final List<Layer> layers;
     private final Tensor invFreq;        // [headDim/2]
     private final Tensor localInvFreq;   // [headDim/2] of the sliding layers (== invFreq without a local base)
@@ -56,19 +61,60 @@ public final class DeviceWeights implements AutoCloseable {
      *                                  projection does not live on the backend's
      */
     public DeviceWeights(Backend backend, LlamaWeights w) {
+        this(backend, w, defaultStorage(backend.device()));
+    }
+
+    /**
+     * The storage dtype of the embedding, lm_head and dense projections when nothing else is asked
+     * for: BF16 on CUDA (2 B/param, as PEFT/Unsloth hold a bf16 base), F32 on the CPU.
+     */
+    public static DType defaultStorage(Device device) {
+        return device == Device.CUDA ? DType.BF16 : DType.F32;
+    }
+
+    /**
+     * The storage named as in transformers' {@code torch_dtype} / the run config's {@code dtype}:
+     * {@code auto} (null: {@link #defaultStorage}), {@code bfloat16} (or {@code bf16}), {@code float32}
+     * (or {@code fp32}, {@code f32}); {@code float16} is refused (lora4j stores F32 or BF16).
+     *
+     * @throws IllegalArgumentException naming the accepted values
+     */
+    public static DType parseStorage(String s) {
+        switch (s.trim().toLowerCase(java.util.Locale.ROOT).replaceFirst("^torch\\.", "")) {
+            case "auto": return null;
+            case "bfloat16": case "bf16": return DType.BF16;
+            case "float32": case "fp32": case "f32": case "float": return DType.F32;
+            case "float16": case "fp16": case "f16": case "half":
+                throw new IllegalArgumentException("dtype " + s + ": lora4j stores weights as bfloat16 or float32 (compute is fp32), not float16");
+            default: throw new IllegalArgumentException("dtype must be auto, bfloat16 or float32, got '" + s + "'");
+        }
+    }
+
+    /**
+     * Prepares {@code w} for {@code backend}, holding the embedding, lm_head and dense projections
+     * as {@code storage}.
+     *
+     * @param storage F32 or BF16
+     * @throws IllegalArgumentException for another storage dtype, when a dense tensor lives on
+     *                                  another device, or an NF4 projection does not live on the backend's
+     */
+    public DeviceWeights(Backend backend, LlamaWeights w, DType storage) {
+        if (storage != DType.F32 && storage != DType.BF16)
+            throw new IllegalArgumentException("weights are stored as F32 or BF16, not " + storage);
         this.backend = backend;
         this.config = w.config();
+        this.storage = storage;
         config.architecture().requireSupported();
         try {
-            this.embedding = f32(w.embedding());
-            this.lmHead = w.tied() ? embedding : f32(w.lmHead());
+            this.embedding = stored(w.embedding());
+            this.lmHead = w.tied() ? embedding : stored(w.lmHead());
             this.norm = norm(w.norm());
             List<Layer> ls = new ArrayList<>();
             for (LayerWeights lw : w.layers()) {
                 Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
                 for (Map.Entry<Projection, ProjectionWeight> e : lw.projections().entrySet()) {
                     ProjectionWeight pw = e.getValue();
-                    if (pw instanceof ProjectionWeight.Dense d) m.put(e.getKey(), new ProjectionWeight.Dense(f32(d.tensor())));
+                    if (pw instanceof ProjectionWeight.Dense d) m.put(e.getKey(), new ProjectionWeight.Dense(stored(d.tensor())));
                     else {
                         Nf4Weight q = ((ProjectionWeight.Quantized) pw).weight();
                         if (q.packed().device() != backend.device())
@@ -142,6 +188,39 @@ public final class DeviceWeights implements AutoCloseable {
         return own(dev);
     }
 
+    /** A frozen weight in the storage dtype: {@link #f32}, or BF16 (used in place when it already is, else converted on the host once). */
+    private Tensor stored(Tensor t) {
+        if (storage == DType.F32) return f32(t);
+        if (t.dtype() == DType.BF16 && t.device() == backend.device()) return t;
+        if (t.device() != Device.CPU) return f32(t); // a device-resident F32 weight (no device-side conversion): kept as it is
+        Tensor host = t.dtype() == DType.BF16 ? t : bf16Copy(t);
+        Tensor dev = backend.upload(host, MemoryCategory.WEIGHTS);
+        if (host != t && dev != host) host.close();
+        return own(dev);
+    }
+
+    /** A BF16 host copy of an F32 or F16 host tensor (round to nearest even), converted in chunks. */
+    private static Tensor bf16Copy(Tensor t) {
+        Tensor out = Tensor.allocate(DType.BF16, MemoryCategory.WEIGHTS, t.shape());
+        int chunk = 1 << 20;
+        float[] f = new float[chunk];
+        short[] h = new short[chunk];
+        org.bytedeco.javacpp.ShortPointer src16 = t.dtype() == DType.F32 ? null : t.shortPointer();
+        org.bytedeco.javacpp.FloatPointer src32 = t.dtype() == DType.F32 ? t.floatPointer() : null;
+        org.bytedeco.javacpp.ShortPointer dst = out.shortPointer();
+        for (long i = 0; i < t.numel(); i += chunk) {
+            int n = (int) Math.min(chunk, t.numel() - i);
+            if (src32 != null) src32.position(i).get(f, 0, n);
+            else {
+                src16.position(i).get(h, 0, n);
+                for (int j = 0; j < n; j++) f[j] = io.lora4j.tensor.Halfs.toFloat(h[j]);
+            }
+            for (int j = 0; j < n; j++) h[j] = io.lora4j.tensor.Halfs.floatToBf16(f[j]);
+            dst.position(i).put(h, 0, n);
+        }
+        return out;
+    }
+
     /** An I32 [n] tensor of {@code v} on {@code backend} (category WORKSPACE); caller closes it. */
     public static Tensor ints(Backend backend, int[] v) {
         Tensor h = Tensor.allocate(DType.I32, MemoryCategory.WORKSPACE, v.length);
@@ -153,9 +232,11 @@ public final class DeviceWeights implements AutoCloseable {
 
     public Backend backend() { return backend; }
     public LlamaConfig config() { return config; }
-    /** [vocab, hidden] F32 */
+    /** The dtype of the embedding, lm_head and dense projections: F32 or BF16. */
+    public DType storage() { return storage; }
+    /** [vocab, hidden] in {@link #storage()} */
     public Tensor embedding() { return embedding; }
-    /** [vocab, hidden] F32; the embedding itself when tied. */
+    /** [vocab, hidden] in {@link #storage()}; the embedding itself when tied. */
     public Tensor lmHead() { return lmHead; }
     /** Final RMSNorm weight [hidden]. */
     public Tensor norm() { return norm; }

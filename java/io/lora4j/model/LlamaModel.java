@@ -11,9 +11,9 @@ import java.nio.FloatBuffer;
  * (evaluation, prefill) and single-token decoding with a {@link KvCache}.
  *
  * <p>The layers are {@link DecoderBlock}s with frozen projections, then the final RMSNorm and
- * lm_head. RMSNorm and all activations are fp32; dense projections are fp32 (BF16/F16 weights are
- * widened once when the model is built, {@link DeviceWeights}), NF4 projections go through the
- * 4-bit matmul.
+ * lm_head. RMSNorm and all activations are fp32; dense weights are held in the storage dtype of
+ * {@link DeviceWeights} (fp32 on the CPU, bf16 on CUDA, unless asked otherwise) and read with fp32
+ * compute, NF4 projections go through the 4-bit matmul.
  *
  * <p>Not thread-safe: one forward or decode at a time.
  */
@@ -23,10 +23,10 @@ public final class LlamaModel implements AutoCloseable {
     private final DeviceWeights weights;
     private final DecoderBlock block;
 
-    private LlamaModel(Backend backend, LlamaWeights w) {
+    private LlamaModel(Backend backend, LlamaWeights w, DType storage) {
         this.backend = backend;
         this.config = w.config();
-        this.weights = new DeviceWeights(backend, w);
+        this.weights = new DeviceWeights(backend, w, storage);
         this.block = new DecoderBlock(weights);
     }
 
@@ -36,7 +36,16 @@ public final class LlamaModel implements AutoCloseable {
      * The weights must stay open while the model is used; closing the model frees only its copies.
      */
     public static LlamaModel create(Backend backend, LlamaWeights weights) {
-        return new LlamaModel(backend, weights);
+        return new LlamaModel(backend, weights, DeviceWeights.defaultStorage(backend.device()));
+    }
+
+    /**
+     * As {@link #create(Backend, LlamaWeights)}, holding the embedding, lm_head and dense projections
+     * as {@code storage} (F32 or BF16, {@link DeviceWeights}); the single-token decode kernels read
+     * BF16 weights directly.
+     */
+    public static LlamaModel create(Backend backend, LlamaWeights weights, DType storage) {
+        return new LlamaModel(backend, weights, storage);
     }
 
     public LlamaConfig config() {

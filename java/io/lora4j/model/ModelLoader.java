@@ -49,7 +49,8 @@ public final class ModelLoader {
      * @param loadIn4bit  quantize the seven projections of every layer to NF4 on load
      * @param blocksize   NF4 blocksize for {@code loadIn4bit}
      * @param doubleQuant double-quantize the absmax for {@code loadIn4bit}
-     * @param backend     where the weights go; null: the CPU (host memory)
+     * @param backend     where the NF4 projections go (and are quantized); null: the CPU. Dense tensors
+     *                    stay in host memory: {@link DeviceWeights} uploads them in the storage dtype
      */
     public record Options(boolean loadIn4bit, int blocksize, boolean doubleQuant, Backend backend) {
         public Options {
@@ -125,18 +126,18 @@ public final class ModelLoader {
         for (int l = 0; l < h.layers(); l++) proj.add(new EnumMap<>(Projection.class));
         for (Llama2c.Array a : h.arrays()) {
             switch (a.name()) {
-                case "token_embedding_table": embedding = place(o, map.view(a), false); break;
-                case "rms_att_weight": rmsAtt[a.layer()] = place(o, map.view(a), false); break;
-                case "rms_ffn_weight": rmsFfn[a.layer()] = place(o, map.view(a), false); break;
+                case "token_embedding_table": embedding = map.view(a); break;
+                case "rms_att_weight": rmsAtt[a.layer()] = map.view(a); break;
+                case "rms_ffn_weight": rmsFfn[a.layer()] = map.view(a); break;
                 case "wq": proj.get(a.layer()).put(Projection.Q, dense(o, permuteRope(map.region(a), h.heads(), h.headSize(), h.dim()))); break;
                 case "wk": proj.get(a.layer()).put(Projection.K, dense(o, permuteRope(map.region(a), h.kvHeads(), h.headSize(), h.dim()))); break;
-                case "wv": proj.get(a.layer()).put(Projection.V, new ProjectionWeight.Dense(place(o, map.view(a), false))); break;
-                case "wo": proj.get(a.layer()).put(Projection.O, new ProjectionWeight.Dense(place(o, map.view(a), false))); break;
-                case "w1": proj.get(a.layer()).put(Projection.GATE, new ProjectionWeight.Dense(place(o, map.view(a), false))); break;
-                case "w2": proj.get(a.layer()).put(Projection.DOWN, new ProjectionWeight.Dense(place(o, map.view(a), false))); break;
-                case "w3": proj.get(a.layer()).put(Projection.UP, new ProjectionWeight.Dense(place(o, map.view(a), false))); break;
-                case "rms_final_weight": finalNorm = place(o, map.view(a), false); break;
-                case "wcls": wcls = place(o, map.view(a), false); break;
+                case "wv": proj.get(a.layer()).put(Projection.V, new ProjectionWeight.Dense(map.view(a))); break;
+                case "wo": proj.get(a.layer()).put(Projection.O, new ProjectionWeight.Dense(map.view(a))); break;
+                case "w1": proj.get(a.layer()).put(Projection.GATE, new ProjectionWeight.Dense(map.view(a))); break;
+                case "w2": proj.get(a.layer()).put(Projection.DOWN, new ProjectionWeight.Dense(map.view(a))); break;
+                case "w3": proj.get(a.layer()).put(Projection.UP, new ProjectionWeight.Dense(map.view(a))); break;
+                case "rms_final_weight": finalNorm = map.view(a); break;
+                case "wcls": wcls = map.view(a); break;
                 default: break; // freq_cis_real/imag: RoPE is computed, not read
             }
         }
@@ -146,7 +147,7 @@ public final class ModelLoader {
     }
 
     private static ProjectionWeight dense(Options o, Tensor owned) {
-        return new ProjectionWeight.Dense(place(o, owned, true));
+        return new ProjectionWeight.Dense(owned);
     }
 
     /**
@@ -296,7 +297,7 @@ public final class ModelLoader {
             if (!Arrays.equals(e.shape(), shape))
                 throw new FormatException(fileOf(name), "tensor '" + name + "' has shape " + Arrays.toString(e.shape())
                         + ", config.json implies " + Arrays.toString(shape));
-            return place(o, st.tensor(name), false);
+            return st.tensor(name);
         }
 
         ProjectionWeight projection(String name, long[] shape) throws IOException {
@@ -328,7 +329,7 @@ public final class ModelLoader {
             try {
                 if (!qs.doubleQuant()) {
                     Tensor absmax = part(name + Bnb4bit.ABSMAX, SafeTensors.StDType.F32, nblocks);
-                    return Nf4.fromParts(b, shape, qs.blocksize(), src, place(o, packed, false), place(o, absmax, false), null, null, 0f);
+                    return Nf4.fromParts(b, shape, qs.blocksize(), src, device(o, packed), device(o, absmax), null, null, 0f);
                 }
                 if (qs.nestedBlocksize() != Nf4Weight.NESTED_BLOCKSIZE || !"float32".equals(qs.nestedDtype()))
                     throw new FormatException(file, where + "nested_blocksize " + qs.nestedBlocksize() + " / nested_dtype " + qs.nestedDtype()
@@ -339,8 +340,8 @@ public final class ModelLoader {
                 Tensor qabsmax = part(name + Bnb4bit.ABSMAX, SafeTensors.StDType.U8, nblocks);
                 Tensor nested = part(name + Bnb4bit.NESTED_ABSMAX, SafeTensors.StDType.F32, Nf4.blocks(nblocks, Nf4Weight.NESTED_BLOCKSIZE));
                 float offset = (float) (double) qs.nestedOffset();
-                return Nf4.fromParts(b, shape, qs.blocksize(), src, place(o, packed, false), null, place(o, qabsmax, false),
-                        place(o, nested, false), offset);
+                return Nf4.fromParts(b, shape, qs.blocksize(), src, device(o, packed), null, device(o, qabsmax),
+                        device(o, nested), offset);
             } catch (IllegalArgumentException e) {
                 throw new FormatException(file, where + e.getMessage());
             }
@@ -373,12 +374,15 @@ public final class ModelLoader {
         return o.backend() != null ? o.backend() : Backends.cpu();
     }
 
-    /** A host tensor moved to the options' device; an owned host tensor is closed once copied. */
-    private static Tensor place(Options o, Tensor host, boolean owned) {
+    /**
+     * A stored NF4 part on the options' device. Dense tensors (embedding, norms, dense projections)
+     * stay on the host as loaded (memory-mapped where the file allows): {@link DeviceWeights} puts
+     * them on the training device once, in the storage dtype (bf16 on CUDA), so the device never
+     * holds an fp32 copy of the base next to the one the kernels read.
+     */
+    private static Tensor device(Options o, Tensor host) {
         if (o.backend() == null || o.backend().device() == Device.CPU) return host;
-        Tensor t = o.backend().upload(host, MemoryCategory.WEIGHTS);
-        if (owned && t != host) host.close();
-        return t;
+        return o.backend().upload(host, MemoryCategory.WEIGHTS);
     }
 
     /** Replaces every dense projection by its NF4 quantization (the dense tensor is closed). */
@@ -390,7 +394,14 @@ public final class ModelLoader {
             for (Projection p : Projection.values()) {
                 ProjectionWeight pw = l.projection(p);
                 if (pw instanceof ProjectionWeight.Dense dense) {
-                    Nf4Weight q = Nf4.quantize(b, dense.tensor(), o.blocksize(), o.doubleQuant());
+                    // a host projection is quantized on the device one at a time, through a transient copy
+                    Tensor src = dense.tensor().device() == b.device() ? dense.tensor() : b.upload(dense.tensor(), MemoryCategory.WORKSPACE);
+                    Nf4Weight q;
+                    try {
+                        q = Nf4.quantize(b, src, o.blocksize(), o.doubleQuant());
+                    } finally {
+                        if (src != dense.tensor()) src.close();
+                    }
                     dense.close();
                     pw = new ProjectionWeight.Quantized(q);
                 }

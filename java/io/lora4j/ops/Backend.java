@@ -55,10 +55,23 @@ public interface Backend {
     /** dx [T, in] = dy [T, out] · dequant(w) for an NF4 weight w of shape [out, in]. */
     void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx);
 
+    /**
+     * {@link #nf4MatmulFwd} with bitsandbytes' double-quantized scales (storage.h): absmax[b] =
+     * dynamicMap[qabsmax[b]]·nested[b/256] + offset, computed by the kernel (no fp32 absmax).
+     * qabsmax U8 [nblocks], nested F32 [ceil(nblocks/256)].
+     */
+    void nf4DqMatmulFwd(Tensor x, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long out, Tensor y);
+
+    /** {@link #nf4MatmulBwdInput} with double-quantized scales (see {@link #nf4DqMatmulFwd}). */
+    void nf4DqMatmulBwdInput(Tensor dy, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long in, Tensor dx);
+
     // ---- dense and transformer ops (native/include/lora4j/{runtime,ops,lora,infer}.h) ----
     // Shapes are the native API's; io.lora4j.ops.Ops checks them before calling these.
 
-    /** C[M,N] = alpha·op(A)·op(B) + beta·C, row-major fp32 with row strides lda, ldb, ldc. */
+    /**
+     * C[M,N] = alpha·op(A)·op(B) + beta·C, row-major with row strides lda, ldb, ldc; A and C F32, B
+     * F32 or a BF16 weight (widened exactly to fp32 as it is read; storage.h lora4j_gemm_w).
+     */
     void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, Tensor a, long lda,
             Tensor b, long ldb, float beta, Tensor c, long ldc);
 
@@ -106,7 +119,7 @@ public interface Backend {
     void decodeAttention(Tensor q, Tensor k, Tensor v, int position, Tensor invFreq, Tensor kCache, Tensor vCache,
             long start, long hq, long hkv, long headDim, Tensor out);
 
-    /** out [dim] = row {@code token} of table [vocab, dim]. */
+    /** out [dim] = row {@code token} of table [vocab, dim] (F32 or BF16, widened). */
     void decodeEmbedding(Tensor table, int token, Tensor out);
 
     /** h = silu(gate)·up, elementwise. */
@@ -119,7 +132,7 @@ public interface Backend {
 
     void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup);
 
-    /** out [T, dim] = table [vocab, dim] rows of ids I32 [T]. */
+    /** out [T, dim] F32 = table [vocab, dim] (F32 or BF16, widened) rows of ids I32 [T]. */
     void embeddingFwd(Tensor ids, Tensor table, Tensor out);
 
     /** Per-token loss [T] and its sum [1] (may be null) over logits [T, V], labels I32 [T] (-100 ignored). */
@@ -151,10 +164,13 @@ public interface Backend {
      */
     void crossEntropyChunkGrad(Tensor logits, Tensor labels, long v0, Tensor lse, float scale);
 
-    /** Y (=|+=) X·Wᵀ + s·drop(X)·Aᵀ·Bᵀ; w null adds only the LoRA term; xa [T, r] saved. */
+    /**
+     * Y (=|+=) X·Wᵀ + s·drop(X)·Aᵀ·Bᵀ; w null adds only the LoRA term; xa [T, r] saved. w may be a
+     * BF16 weight: its product then runs as {@link #sgemm} and the fused op adds the LoRA term.
+     */
     void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa);
 
-    /** The fused LoRA backward (lora.h): dA, dB accumulate; dX overwritten or accumulated. */
+    /** The fused LoRA backward (lora.h): dA, dB accumulate; dX overwritten or accumulated; w F32, BF16 (as in {@link #loraFwd}) or null. */
     void loraBwd(Tensor dy, Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, Tensor xa, float scale,
             Tensor dx, boolean accumulateDx, Tensor da, Tensor db, Tensor workspace);
 

@@ -129,32 +129,57 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void nf4MatmulFwd(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
-        blocksize(blocksize);
-        matrix(x, "x");
-        long t = x.dim(0), in = x.dim(1);
-        positive(t, "T");
-        positive(in, "in");
-        positive(out, "out");
-        long n = mul(out, in, "out*in");
-        packed(packed, n, "packed");
+        long n = nf4Operands(x, "x", "in", packed, blocksize, out, "out", y, "y");
         f32(absmax, blocks(n, blocksize), "absmax");
-        f32(y, mul(t, out, "T*out"), "y");
         delegate.nf4MatmulFwd(x, packed, absmax, blocksize, out, y);
     }
 
     @Override
     public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
-        blocksize(blocksize);
-        matrix(dy, "dy");
-        long t = dy.dim(0), out = dy.dim(1);
-        positive(t, "T");
-        positive(out, "out");
-        positive(in, "in");
-        long n = mul(out, in, "out*in");
-        packed(packed, n, "packed");
+        long n = nf4Operands(dy, "dy", "out", packed, blocksize, in, "in", dx, "dx");
         f32(absmax, blocks(n, blocksize), "absmax");
-        f32(dx, mul(t, in, "T*in"), "dx");
         delegate.nf4MatmulBwdInput(dy, packed, absmax, blocksize, in, dx);
+    }
+
+    @Override
+    public void nf4DqMatmulFwd(Tensor x, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long out,
+            Tensor y) {
+        long n = nf4Operands(x, "x", "in", packed, blocksize, out, "out", y, "y");
+        doubleQuantScales(qabsmax, nested, offset, blocks(n, blocksize));
+        delegate.nf4DqMatmulFwd(x, packed, qabsmax, nested, offset, blocksize, out, y);
+    }
+
+    @Override
+    public void nf4DqMatmulBwdInput(Tensor dy, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long in,
+            Tensor dx) {
+        long n = nf4Operands(dy, "dy", "out", packed, blocksize, in, "in", dx, "dx");
+        doubleQuantScales(qabsmax, nested, offset, blocks(n, blocksize));
+        delegate.nf4DqMatmulBwdInput(dy, packed, qabsmax, nested, offset, blocksize, in, dx);
+    }
+
+    /**
+     * The operands of an NF4 matmul: a [T, k] F32 (x with k = in, or dy with k = out), the packed
+     * [out, in] weight, the F32 result [T, other]; returns the weight's element count out·in.
+     */
+    private long nf4Operands(Tensor a, String aName, String kName, Tensor packed, int blocksize, long other, String otherName, Tensor r,
+            String rName) {
+        blocksize(blocksize);
+        matrix(a, aName);
+        long t = a.dim(0), k = a.dim(1);
+        positive(t, "T");
+        positive(k, kName);
+        positive(other, otherName);
+        long n = mul(other, k, "out*in");
+        packed(packed, n, "packed");
+        f32(r, mul(t, other, "T*" + otherName), rName);
+        return n;
+    }
+
+    /** U8 codes [nblocks], F32 nested absmax [ceil(nblocks/256)], a finite offset. */
+    private void doubleQuantScales(Tensor qabsmax, Tensor nested, float offset, long nblocks) {
+        u8(qabsmax, nblocks, "qabsmax");
+        f32(nested, blocks(nblocks, NESTED_BLOCKSIZE), "nested_absmax");
+        if (!Float.isFinite(offset)) throw new IllegalArgumentException("double-quant offset must be finite, got " + offset);
     }
 
     // ---- dense and transformer ops ----
@@ -167,7 +192,8 @@ public final class CheckedBackend implements Backend {
         nonNegative(k, "k");
         // row-major: op(A) is [m, k]; A itself is [m, k] (lda >= k) or, transposed, [k, m] (lda >= m)
         strided(a, transA ? k : m, transA ? m : k, lda, "A");
-        strided(b, transB ? n : k, transB ? k : n, ldb, "B");
+        weight(b, "B");
+        extent(b, transB ? n : k, transB ? k : n, ldb, "B");
         strided(c, m, n, ldc, "C");
         delegate.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
@@ -352,7 +378,7 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void decodeEmbedding(Tensor table, int token, Tensor out) {
-        matrix(table, "table");
+        weightMatrix(table, "table");
         if (token < 0 || token >= table.dim(0))
             throw new IllegalArgumentException("token id " + token + " outside the vocabulary of " + table.dim(0));
         f32(out, table.dim(1), "out");
@@ -403,7 +429,7 @@ public final class CheckedBackend implements Backend {
     @Override
     public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
         i32(ids, 0, "ids");
-        matrix(table, "table");
+        weightMatrix(table, "table");
         positive(table.dim(0), "vocab");
         positive(table.dim(1), "dim");
         f32(out, mul(ids.numel(), table.dim(1), "T*dim"), "out");
@@ -474,7 +500,7 @@ public final class CheckedBackend implements Backend {
     public void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa) {
         long[] d = loraDims(x, a, b);
         long t = d[0], in = d[1], out = d[2], r = d[3];
-        if (w != null) f32(w, mul(out, in, "out*in"), "w");
+        if (w != null) weightOf(w, mul(out, in, "out*in"), "w");
         if (dropMask != null) f32(dropMask, x.numel(), "dropMask");
         f32(y, mul(t, out, "T*out"), "y");
         f32(xa, mul(t, r, "T*r"), "xa");
@@ -487,7 +513,7 @@ public final class CheckedBackend implements Backend {
         long[] d = loraDims(x, a, b);
         long t = d[0], in = d[1], out = d[2], r = d[3];
         f32(dy, mul(t, out, "T*out"), "dy");
-        if (w != null) f32(w, mul(out, in, "out*in"), "w");
+        if (w != null) weightOf(w, mul(out, in, "out*in"), "w");
         if (dropMask != null) f32(dropMask, x.numel(), "dropMask");
         f32(xa, mul(t, r, "T*r"), "xa");
         if (dx != null) f32(dx, x.numel(), "dx");
@@ -636,10 +662,32 @@ public final class CheckedBackend implements Backend {
         if (t.rank() != 2) throw new IllegalArgumentException(what + " must be 2-D, got " + t);
     }
 
+    /** A frozen weight as the kernels read it: F32, or BF16 widened to fp32 on read (storage.h). */
+    private void weight(Tensor t, String what) {
+        mine(t, what);
+        if (t.dtype() != DType.F32 && t.dtype() != DType.BF16) throw new IllegalArgumentException(what + " must be F32 or BF16, got " + t);
+    }
+
+    private void weightMatrix(Tensor t, String what) {
+        weight(t, what);
+        if (t.rank() != 2) throw new IllegalArgumentException(what + " must be 2-D, got " + t);
+    }
+
+    private void weightOf(Tensor t, long minNumel, String what) {
+        weight(t, what);
+        if (t.numel() < minNumel)
+            throw new IllegalArgumentException(what + " holds " + t.numel() + " elements, the op needs " + minNumel + ": " + t);
+    }
+
     /** A row-major F32 matrix of rows x cols with row stride ld inside t. */
     private void strided(Tensor t, long rows, long cols, long ld, String what) {
         mine(t, what);
         if (t.dtype() != DType.F32) throw new IllegalArgumentException(what + " must be F32, got " + t);
+        extent(t, rows, cols, ld, what);
+    }
+
+    /** t holds a rows x cols matrix with row stride ld (elements of t's dtype). */
+    private void extent(Tensor t, long rows, long cols, long ld, String what) {
         if (ld < Math.max(1, cols)) throw new IllegalArgumentException("row stride of " + what + " is " + ld + ", less than its " + cols + " columns");
         if (rows == 0 || cols == 0) return;
         long need = mul(rows - 1, ld, what + " extent");

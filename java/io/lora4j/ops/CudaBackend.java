@@ -143,6 +143,20 @@ public final class CudaBackend implements Backend {
         lora4j_cuda_nf4_matmul_bwd_input(dy.pointer(), dy.dim(0), in, dy.dim(1), packed.pointer(),
                 absmax.pointer(), blocksize, dx.pointer(), stream);
     }
+    @Override
+    public void nf4DqMatmulFwd(Tensor x, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long out,
+            Tensor y) {
+        lora4j_cuda_nf4_dq_matmul_fwd(x.pointer(), x.dim(0), x.dim(1), out, packed.pointer(), qabsmax.pointer(), nested.pointer(),
+                offset, blocksize, y.pointer(), stream);
+    }
+
+    @Override
+    public void nf4DqMatmulBwdInput(Tensor dy, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long in,
+            Tensor dx) {
+        lora4j_cuda_nf4_dq_matmul_bwd_input(dy.pointer(), dy.dim(0), in, dy.dim(1), packed.pointer(), qabsmax.pointer(),
+                nested.pointer(), offset, blocksize, dx.pointer(), stream);
+    }
+
     // ---- dense and transformer ops ----
     private static Pointer p(Tensor t) {
         return t == null ? null : t.pointer();
@@ -151,8 +165,8 @@ public final class CudaBackend implements Backend {
     @Override
     public void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, Tensor a, long lda,
             Tensor b, long ldb, float beta, Tensor c, long ldc) {
-        lora4j_cuda_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a.pointer(), lda, b.pointer(), ldb, beta,
-                c.pointer(), ldc, stream);
+        lora4j_cuda_gemm_w(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a.pointer(), lda, b.pointer(),
+                NativeDTypes.code(b.dtype()), ldb, beta, c.pointer(), ldc, stream);
     }
 
     @Override
@@ -223,7 +237,12 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void decodeEmbedding(Tensor table, int token, Tensor out) {
-        lora4j_cuda_decode_embedding(table.pointer(), table.dim(0), table.dim(1), token, out.pointer(), stream);
+        if (table.dtype() == DType.BF16) { // the row, widened: the decode kernel reads fp32 tables
+            try (Tensor row = table.slice((long) token * table.dim(1), table.dim(1))) {
+                lora4j_cuda_widen_f32(row.pointer(), 1, row.numel(), out.pointer(), stream);
+            }
+        }
+        else lora4j_cuda_decode_embedding(table.pointer(), table.dim(0), table.dim(1), token, out.pointer(), stream);
     }
 
     @Override
@@ -248,7 +267,8 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
-        lora4j_cuda_embedding_fwd(ids.pointer(), table.pointer(), ids.numel(), table.dim(1), table.dim(0), out.pointer(), stream);
+        lora4j_cuda_embedding_w_fwd(ids.pointer(), table.pointer(), NativeDTypes.code(table.dtype()), ids.numel(), table.dim(1),
+                table.dim(0), out.pointer(), stream);
     }
 
     @Override
@@ -263,6 +283,10 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa) {
+        if (w != null && w.dtype() == DType.BF16) { // the base product on the bf16 weight, then the LoRA term added
+            sgemm(false, true, x.dim(0), b.dim(0), x.dim(1), 1f, x, x.dim(1), w, x.dim(1), 0f, y, b.dim(0));
+            w = null;
+        }
         lora4j_cuda_lora_fwd(x.pointer(), p(w), a.pointer(), b.pointer(), p(dropMask), x.dim(0), x.dim(1), b.dim(0),
                 a.dim(0), scale, y.pointer(), xa.pointer(), stream);
     }
@@ -270,6 +294,11 @@ public final class CudaBackend implements Backend {
     @Override
     public void loraBwd(Tensor dy, Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, Tensor xa, float scale,
             Tensor dx, boolean accumulateDx, Tensor da, Tensor db, Tensor workspace) {
+        if (w != null && w.dtype() == DType.BF16) { // dX = [dX +] dY·W on the bf16 weight; the fused op adds the LoRA part
+            if (dx != null) sgemm(false, false, x.dim(0), x.dim(1), b.dim(0), 1f, dy, b.dim(0), w, x.dim(1), accumulateDx ? 1f : 0f, dx, x.dim(1));
+            w = null;
+            accumulateDx = true;
+        }
         lora4j_cuda_lora_bwd(dy.pointer(), x.pointer(), p(w), a.pointer(), b.pointer(), p(dropMask), xa.pointer(),
                 x.dim(0), x.dim(1), b.dim(0), a.dim(0), scale, p(dx), accumulateDx ? 1 : 0, p(da), p(db),
                 workspace.pointer(), stream);

@@ -22,11 +22,16 @@ import java.util.Set;
  * one optimizer step, with the sizes of the given shape, and keeps the same live and peak figures
  * per category. Nothing is fitted: every byte is a tensor of the code, and a validation test
  * (tests/io/lora4j/plan/MemoryPlannerValidationTest) checks the prediction against the tracker's
- * measured peaks in every checkpointing mode. When the training code changes its allocations this
- * replay must change with it; that test is what notices.
+ * measured peaks in every checkpointing mode, on the CPU (fp32 and bf16 storage) and on the emulated
+ * CUDA device (tests/io/lora4j/emu/CudaMemoryPlannerTest). When the training code changes its
+ * allocations this replay must change with it; those tests are what notice.
+ *
+ * <p>The base ({@link #baseWeightBytes}) is held as {@link io.lora4j.model.DeviceWeights} holds it:
+ * embedding, lm_head and dense projections in the storage dtype ({@link PlanSettings#storage}), NF4
+ * projections without an fp32 absmax copy on CUDA ({@link #nf4Bytes(long, int, boolean, boolean)}).
  *
  * <p>Per decoder layer (T = batch × seq tokens, d hidden, q = heads × head_dim, kv = KV heads ×
- * head_dim, I intermediate, H heads, r rank, fp32 everywhere) the forward keeps
+ * head_dim, I intermediate, H heads, r rank, fp32 activations) the forward keeps
  * {@code T·(4d + 2q + 2kv + 3I + H + 2)} floats (h1, h2, x_mid, x_out; q and attention output;
  * k, v; gate, up, silu·up; logsumexp; two rstd), plus {@code T·r} per adapted projection (x·Aᵀ)
  * and, with dropout, a {@code T·in} mask per adapted projection. Attention is flash-style: no
@@ -94,21 +99,20 @@ public final class MemoryPlanner {
     }
 
     /**
-     * Bytes of the frozen base as lora4j holds it for training: dense tensors in fp32 (4 B/param; a
-     * bf16 checkpoint is widened on load), or with {@code loadIn4bit} the seven projections in NF4
-     * ({@link #nf4Bytes}) and embedding, lm_head (when untied) and norms in fp32.
+     * Bytes of the frozen base as {@link io.lora4j.model.DeviceWeights} holds it for training: the
+     * embedding, lm_head (when untied) and dense projections in the storage dtype
+     * ({@link PlanSettings#storage}: 2 B/param in BF16, the CUDA default; 4 B/param in F32), or with
+     * {@code loadIn4bit} the seven projections in NF4 ({@link #nf4Bytes}); norms and the family's
+     * biases and q/k norms in fp32.
      */
     public static long baseWeightBytes(LlamaConfig c, PlanSettings s) {
         long d = c.hiddenSize(), v = c.vocabSize(), layers = c.numHiddenLayers();
+        long w = s.storage().byteSize(1);
         long extras = 0; // the family's biases and q/k norms, dense fp32
         for (var e : c.architecture().layerTensors(c)) extras += io.lora4j.tensor.Tensor.numel(e.shape());
-        long dense = v * d * (c.tieWordEmbeddings() ? 1 : 2) + (2 * layers + 1) * d + layers * extras;
-        long proj = 0;
-        for (Projection pr : Projection.values()) {
-            long n = pr.outFeatures(c) * pr.inFeatures(c);
-            proj += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant()) : n * F32;
-        }
-        return dense * F32 + layers * proj;
+        long embeddings = v * d * (c.tieWordEmbeddings() ? 1 : 2) * w;
+        long norms = ((2 * layers + 1) * d + layers * extras) * F32;
+        return embeddings + norms + layers * projectionBytes(c, s);
     }
 
     /** RoPE tables kept by DeviceWeights: one, or two with a local base for the sliding layers (Gemma 3). */
@@ -146,24 +150,34 @@ public final class MemoryPlanner {
         return baseWeightBytes(c, dense) + (baseWeightBytes(c, nf4) - shared) + transientBytes;
     }
 
+    /** One layer's seven projections: NF4 ({@link #nf4Bytes}) or dense in the storage dtype. */
     private static long projectionBytes(LlamaConfig c, PlanSettings s) {
         long b = 0;
+        boolean fp32Absmax = !s.doubleQuant() || s.device() == Device.CPU; // Nf4.keepsFp32Absmax
         for (Projection pr : Projection.values()) {
             long n = pr.outFeatures(c) * pr.inFeatures(c);
-            b += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant()) : n * F32;
+            b += s.loadIn4bit() ? nf4Bytes(n, s.blocksize(), s.doubleQuant(), fp32Absmax) : s.storage().byteSize(n);
         }
         return b;
     }
 
+    /** {@link #nf4Bytes(long, int, boolean, boolean)} as the CPU keeps it (with the fp32 absmax). */
+    public static long nf4Bytes(long n, int blocksize, boolean doubleQuant) {
+        return nf4Bytes(n, blocksize, doubleQuant, true);
+    }
+
     /**
      * Bytes of one NF4 weight of {@code n} elements as {@link Nf4#quantize} and
-     * {@link Nf4#fromParts} keep it: the packed nibbles ⌈n/2⌉, the fp32 absmax the kernels read
-     * (one per block), and with double quantization also its 8-bit codes (one byte per block) and
-     * the fp32 nested absmax (one per {@value Nf4Weight#NESTED_BLOCKSIZE} blocks).
+     * {@link Nf4#fromParts} keep it: the packed nibbles ⌈n/2⌉; with double quantization its 8-bit
+     * codes (one byte per block) and the fp32 nested absmax (one per
+     * {@value Nf4Weight#NESTED_BLOCKSIZE} blocks); and the fp32 absmax (one per block) when
+     * {@code fp32Absmax}: always without double quantization, and on the CPU, whose kernels read
+     * fp32 scales (CUDA's read the 8-bit form: {@link Nf4#keepsFp32Absmax}).
      */
-    public static long nf4Bytes(long n, int blocksize, boolean doubleQuant) {
+    public static long nf4Bytes(long n, int blocksize, boolean doubleQuant, boolean fp32Absmax) {
         long blocks = Nf4.blocks(n, blocksize);
-        long b = (n + 1) / 2 + blocks * F32;
+        long b = (n + 1) / 2;
+        if (fp32Absmax || !doubleQuant) b += blocks * F32;
         if (doubleQuant) b += blocks + Nf4.blocks(blocks, Nf4Weight.NESTED_BLOCKSIZE) * F32;
         return b;
     }
@@ -508,9 +522,10 @@ public final class MemoryPlanner {
                 Buf dRes = act(t * d);
                 head();
                 sim.free(x);
+                Buf[] fetched = new Buf[groups]; // CUDA: device copies of offloaded inputs, prefetched one group ahead
                 for (int gi = groups - 1; gi >= 0; gi--) {
                     int l0 = gi * g, l1 = Math.min(nl, l0 + g);
-                    Buf in = saved[gi].host ? sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32) : saved[gi]; // restore()
+                    Buf in = restore(saved, fetched, gi);
                     java.util.List<java.util.List<Buf>> live = new java.util.ArrayList<>();
                     for (int l = l0; l < l1; l++) live.add(forwardLayer(MemoryCategory.ACTIVATIONS));
                     sim.free(output(live.get(live.size() - 1)));
@@ -524,15 +539,54 @@ public final class MemoryPlanner {
                 sim.free(dRes);
             }
             sim.free(x0);
+            sim.free(draining);
             for (Buf b : new Buf[] {ids, pos, labels, workspace}) sim.free(b);
         }
 
-        /** unsloth: a host copy (OFFLOADED) of the layer input; on CUDA staged through a host download; the device copy is freed. */
+        /**
+         * unsloth: a host copy (OFFLOADED) of the layer input. On the CPU the device copy is freed at
+         * once; on CUDA (CudaBackend.offloadAsync) it stays until the next offload or prefetch, after
+         * its asynchronous copy: the source of the previous offload is freed first.
+         */
         Buf offload(Buf x) {
+            if (sim.cuda) sim.free(draining);
             Buf h = sim.host(MemoryCategory.OFFLOADED, t * d * F32);
             if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * d * F32));
-            sim.free(x);
+            if (sim.cuda) draining = x;
+            else sim.free(x);
             return h;
+        }
+
+        Buf draining; // CUDA: the device source of the last offload, freed by the next offload or prefetch
+
+        /**
+         * LoraTrainingModel.restore: the group's input (on CUDA the prefetched device copy of an
+         * offloaded one, fetched now if it was not), then on CUDA the prefetch of the next offloaded
+         * input the backward needs (the one below), which first frees the pending offload source.
+         */
+        Buf restore(Buf[] saved, Buf[] fetched, int gi) {
+            if (!saved[gi].host) {
+                if (sim.cuda) prefetch(saved, fetched, gi);
+                return saved[gi];
+            }
+            if (!sim.cuda) return sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32);
+            if (fetched[gi] == null) fetch(fetched, gi);
+            prefetch(saved, fetched, gi);
+            return fetched[gi];
+        }
+
+        /** Backend.prefetch of the most recent offload still pending below gi; a no-op when it was fetched already. */
+        private void prefetch(Buf[] saved, Buf[] fetched, int gi) {
+            for (int j = gi - 1; j >= 0; j--) {
+                if (!saved[j].host) continue;
+                if (fetched[j] == null) fetch(fetched, j);
+                return;
+            }
+        }
+
+        private void fetch(Buf[] fetched, int j) {
+            sim.free(draining);
+            fetched[j] = sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32);
         }
     }
 }

@@ -1,6 +1,8 @@
 package io.lora4j.plan;
 
+import io.lora4j.model.DeviceWeights;
 import io.lora4j.model.Projection;
+import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.train.CheckpointMode;
 import java.util.ArrayList;
@@ -24,9 +26,17 @@ import java.util.Set;
  * @param doubleQuant     NF4 double quantization of the absmax (on by default)
  * @param loraDropout     lora_dropout; &gt; 0 keeps one fp32 mask per adapted projection input
  * @param device          where the model trains (CPU: one memory pool; CUDA: offloaded inputs are host memory)
+ * @param weightDtype     storage of the embedding, lm_head and dense projections: F32, BF16, or null for the
+ *                        device's default ({@link DeviceWeights#defaultStorage}: BF16 on CUDA, F32 on the CPU)
  */
 public record PlanSettings(int r, Set<Projection> targets, int seqLen, int batch, CheckpointMode checkpointing, int checkpointEvery,
-        boolean loadIn4bit, int blocksize, boolean doubleQuant, double loraDropout, Device device) {
+        boolean loadIn4bit, int blocksize, boolean doubleQuant, double loraDropout, Device device, DType weightDtype) {
+
+    /** Settings with the device's default weight storage. */
+    public PlanSettings(int r, Set<Projection> targets, int seqLen, int batch, CheckpointMode checkpointing, int checkpointEvery,
+            boolean loadIn4bit, int blocksize, boolean doubleQuant, double loraDropout, Device device) {
+        this(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, null);
+    }
 
     public PlanSettings {
         List<String> e = new ArrayList<>();
@@ -42,45 +52,56 @@ public record PlanSettings(int r, Set<Projection> targets, int seqLen, int batch
             e.add("NF4 blocksize must be a power of two in [32, 4096], got " + blocksize);
         if (!(loraDropout >= 0 && loraDropout < 1)) e.add("lora_dropout must be in [0, 1), got " + loraDropout);
         if (device == null) e.add("device must be set");
+        if (weightDtype != null && weightDtype != DType.F32 && weightDtype != DType.BF16)
+            e.add("weights are stored as F32 or BF16, not " + weightDtype);
         if (!e.isEmpty()) throw new IllegalArgumentException("invalid plan settings: " + String.join("; ", e));
         targets = Set.copyOf(targets);
     }
 
-    /** The guide's defaults: r 16, all seven projections, seq 2048, batch 2, unsloth checkpointing (as train and plan), fp32 base, CUDA. */
+    /** The guide's defaults: r 16, all seven projections, seq 2048, batch 2, unsloth checkpointing (as train and plan), dense base, CUDA (bf16 storage). */
     public static PlanSettings defaults() {
         return new PlanSettings(16, EnumSet.allOf(Projection.class), 2048, 2, CheckpointMode.UNSLOTH, 0, false, 64, true, 0, Device.CUDA);
     }
 
     public PlanSettings withBatch(int b) {
-        return new PlanSettings(r, targets, seqLen, b, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device);
+        return new PlanSettings(r, targets, seqLen, b, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
     }
 
     public PlanSettings withSeqLen(int s) {
-        return new PlanSettings(r, targets, s, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device);
+        return new PlanSettings(r, targets, s, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
     }
 
     public PlanSettings withRank(int rank) {
-        return new PlanSettings(rank, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device);
+        return new PlanSettings(rank, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
     }
 
     public PlanSettings withTargets(Set<Projection> t) {
-        return new PlanSettings(r, t, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device);
+        return new PlanSettings(r, t, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
     }
 
     public PlanSettings withCheckpointing(CheckpointMode m, int every) {
-        return new PlanSettings(r, targets, seqLen, batch, m, every, loadIn4bit, blocksize, doubleQuant, loraDropout, device);
+        return new PlanSettings(r, targets, seqLen, batch, m, every, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
     }
 
     public PlanSettings withLoadIn4bit(boolean q) {
-        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, q, blocksize, doubleQuant, loraDropout, device);
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, q, blocksize, doubleQuant, loraDropout, device, weightDtype);
     }
 
     public PlanSettings withDropout(double p) {
-        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, p, device);
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, p, device, weightDtype);
     }
 
     public PlanSettings withDevice(Device d) {
-        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, d);
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, d, weightDtype);
+    }
+
+    public PlanSettings withWeightDtype(DType t) {
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, t);
+    }
+
+    /** The storage dtype of the embedding, lm_head and dense projections: {@code weightDtype} or the device's default. */
+    public DType storage() {
+        return weightDtype != null ? weightDtype : DeviceWeights.defaultStorage(device);
     }
 
     /** Tokens per micro-batch, batch × seqLen. */

@@ -4,6 +4,7 @@ import io.lora4j.nativeapi.Lora4jNative;
 import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.ops.Backend;
 import io.lora4j.tensor.DType;
+import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import java.util.Arrays;
@@ -89,8 +90,12 @@ public final class Nf4 {
                 Tensor nested = backend.allocate(DType.F32, MemoryCategory.WEIGHTS,
                         blocks(nblocks, Nf4Weight.NESTED_BLOCKSIZE));
                 float offset = backend.nf4DoubleQuant(absmax, q, nested);
-                backend.nf4DequantAbsmax(q, nested, offset, absmax);
                 dq = new Nf4Weight.DoubleQuant(q, nested, offset);
+                if (!keepsFp32Absmax(backend)) {
+                    absmax.close();
+                    return new Nf4Weight(w.shape(), blocksize, w.dtype(), packed, null, dq);
+                }
+                backend.nf4DequantAbsmax(q, nested, offset, absmax);
             }
             return new Nf4Weight(w.shape(), blocksize, w.dtype(), packed, absmax, dq);
         } catch (RuntimeException e) {
@@ -127,17 +132,41 @@ public final class Nf4 {
         checkF32(nestedAbsmax, blocks(nblocks, Nf4Weight.NESTED_BLOCKSIZE), "nested_absmax");
         requireDevice(backend, qabsmax, "absmax");
         requireDevice(backend, nestedAbsmax, "nested_absmax");
+        Nf4Weight.DoubleQuant dq = new Nf4Weight.DoubleQuant(qabsmax, nestedAbsmax, offset);
+        if (!keepsFp32Absmax(backend)) return new Nf4Weight(shape, blocksize, sourceDtype, packed, null, dq);
         Tensor abs = backend.allocate(DType.F32, MemoryCategory.WEIGHTS, nblocks);
         backend.nf4DequantAbsmax(qabsmax, nestedAbsmax, offset, abs);
-        return new Nf4Weight(shape, blocksize, sourceDtype, packed, abs,
-                new Nf4Weight.DoubleQuant(qabsmax, nestedAbsmax, offset));
+        return new Nf4Weight(shape, blocksize, sourceDtype, packed, abs, dq);
+    }
+
+    /**
+     * Whether a double-quantized weight on {@code backend} also keeps the fp32 absmax: on the CPU
+     * (its kernels read fp32 scales; 4 B per block), not on CUDA, whose kernels read the 8-bit form
+     * directly (bitsandbytes' storage: 1 B per block + 4 B per 256 blocks).
+     */
+    public static boolean keepsFp32Absmax(Backend backend) {
+        return backend.device() == Device.CPU;
+    }
+
+    /** The fp32 absmax of {@code w}: its own, or (double-quantized without one) a WORKSPACE copy the caller closes. */
+    private static Tensor absmaxOf(Backend backend, Nf4Weight w) {
+        if (w.absmax() != null) return w.absmax();
+        Nf4Weight.DoubleQuant dq = w.doubleQuant();
+        Tensor abs = backend.allocate(DType.F32, MemoryCategory.WORKSPACE, dq.qabsmax().numel());
+        backend.nf4DequantAbsmax(dq.qabsmax(), dq.nestedAbsmax(), dq.offset(), abs);
+        return abs;
     }
 
     /** The fp32 weight, of the original shape, on {@code backend}'s device. */
     public static Tensor dequantize(Backend backend, Nf4Weight w) {
         requireDevice(backend, w.packed(), "weight");
         Tensor out = backend.allocate(DType.F32, MemoryCategory.WORKSPACE, w.shape());
-        backend.nf4Dequantize(w.packed(), w.absmax(), w.numel(), w.blocksize(), out);
+        Tensor abs = absmaxOf(backend, w);
+        try {
+            backend.nf4Dequantize(w.packed(), abs, w.numel(), w.blocksize(), out);
+        } finally {
+            if (abs != w.absmax()) abs.close();
+        }
         return out;
     }
 
@@ -149,8 +178,27 @@ public final class Nf4 {
         requireDevice(backend, x, "x");
         requireDevice(backend, w.packed(), "weight");
         Tensor y = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, x.dim(0), w.rows());
-        if (x.dim(0) > 0) backend.nf4MatmulFwd(x, w.packed(), w.absmax(), w.blocksize(), w.rows(), y);
+        matmulInto(backend, x, w, y);
         return y;
+    }
+
+    /**
+     * y [T, out] (overwritten) = x [T, in] · dequant(w)ᵀ into a caller's tensor: through the fp32
+     * absmax when {@code w} has one, else through its double-quantized scales.
+     */
+    public static void matmulInto(Backend backend, Tensor x, Nf4Weight w, Tensor y) {
+        if (x.dim(0) == 0) return;
+        Nf4Weight.DoubleQuant dq = w.doubleQuant();
+        if (w.absmax() != null) backend.nf4MatmulFwd(x, w.packed(), w.absmax(), w.blocksize(), w.rows(), y);
+        else backend.nf4DqMatmulFwd(x, w.packed(), dq.qabsmax(), dq.nestedAbsmax(), dq.offset(), w.blocksize(), w.rows(), y);
+    }
+
+    /** dx [T, in] (overwritten) = dy [T, out] · dequant(w) into a caller's tensor (scales as {@link #matmulInto}). */
+    public static void matmulBackwardInputInto(Backend backend, Tensor dy, Nf4Weight w, Tensor dx) {
+        if (dy.dim(0) == 0) return;
+        Nf4Weight.DoubleQuant dq = w.doubleQuant();
+        if (w.absmax() != null) backend.nf4MatmulBwdInput(dy, w.packed(), w.absmax(), w.blocksize(), w.cols(), dx);
+        else backend.nf4DqMatmulBwdInput(dy, w.packed(), dq.qabsmax(), dq.nestedAbsmax(), dq.offset(), w.blocksize(), w.cols(), dx);
     }
 
     /** dx [T, in] = dy [T, out] · dequant(w), for w of shape [out, in]. */
@@ -161,7 +209,7 @@ public final class Nf4 {
         requireDevice(backend, dy, "dy");
         requireDevice(backend, w.packed(), "weight");
         Tensor dx = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, dy.dim(0), w.cols());
-        if (dy.dim(0) > 0) backend.nf4MatmulBwdInput(dy, w.packed(), w.absmax(), w.blocksize(), w.cols(), dx);
+        matmulBackwardInputInto(backend, dy, w, dx);
         return dx;
     }
 

@@ -8,14 +8,17 @@ import java.util.Arrays;
  * An NF4-quantized weight of logical shape {@code shape} (usually [out, in]), in bitsandbytes'
  * layout: {@code packed} holds ceil(n/2) bytes (first element in the high nibble), {@code absmax}
  * one fp32 scale per block of {@code blocksize} flattened elements. With double quantization,
- * {@code doubleQuant} holds the stored 8-bit form and {@code absmax} is its dequantization (what
- * bitsandbytes computes with), so both paths give the same numbers.
+ * {@code doubleQuant} holds the stored 8-bit form and {@code absmax}, where present, is its
+ * dequantization (what bitsandbytes computes with), so both paths give the same numbers. On CUDA a
+ * double-quantized weight keeps no fp32 absmax ({@code absmax} is null): the kernels dequantize the
+ * block scales themselves (native/include/lora4j/storage.h), as bitsandbytes stores them.
  *
  * @param shape        logical shape of the original weight
  * @param blocksize    elements per absmax block (32..4096, a power of two)
  * @param sourceDtype  dtype of the weight before quantization (kept for quant_state metadata)
  * @param packed       U8 [ceil(n/2)]
- * @param absmax       F32 [ceil(n/blocksize)], the scales kernels use
+ * @param absmax       F32 [ceil(n/blocksize)], the scales kernels use; null when {@code doubleQuant}
+ *                     holds the only copy (CUDA)
  * @param doubleQuant  the double-quantized absmax, or null
  */
 public record Nf4Weight(long[] shape, int blocksize, DType sourceDtype, Tensor packed, Tensor absmax,
@@ -36,6 +39,7 @@ public record Nf4Weight(long[] shape, int blocksize, DType sourceDtype, Tensor p
 
     public Nf4Weight {
         shape = shape.clone();
+        if (absmax == null && doubleQuant == null) throw new IllegalArgumentException("an NF4 weight needs its absmax or its double-quantized form");
     }
 
     /** Number of weight elements. */
@@ -68,7 +72,7 @@ public record Nf4Weight(long[] shape, int blocksize, DType sourceDtype, Tensor p
     @Override
     public void close() {
         packed.close();
-        absmax.close();
+        if (absmax != null) absmax.close();
         if (doubleQuant != null) {
             doubleQuant.qabsmax.close();
             doubleQuant.nestedAbsmax.close();

@@ -69,6 +69,15 @@ public final class LoraTrainingModel implements AutoCloseable {
      * @throws IllegalArgumentException when adapter and model disagree
      */
     public LoraTrainingModel(Backend backend, LlamaWeights weights, LoraAdapter adapter) {
+        this(backend, weights, adapter, null);
+    }
+
+    /**
+     * As {@link #LoraTrainingModel(Backend, LlamaWeights, LoraAdapter)}, holding the embedding, lm_head
+     * and dense projections as {@code weightDtype} (F32 or BF16; null: the device's default,
+     * {@link DeviceWeights#defaultStorage}).
+     */
+    public LoraTrainingModel(Backend backend, LlamaWeights weights, LoraAdapter adapter, DType weightDtype) {
         this.backend = backend;
         this.config = weights.config();
         this.adapter = adapter;
@@ -81,7 +90,8 @@ public final class LoraTrainingModel implements AutoCloseable {
         if (config.architecture().qkvBias() && adapter.config().bias() != io.lora4j.lora.LoraConfig.Bias.NONE)
             throw new IllegalArgumentException("bias=" + adapter.config().bias().peftName + " would train " + config.modelType()
                     + "'s q/k/v biases, which lora4j does not train: use bias none");
-        this.weights = new DeviceWeights(backend, weights);
+        this.weights = new DeviceWeights(backend, weights,
+                weightDtype != null ? weightDtype : DeviceWeights.defaultStorage(backend.device()));
         this.block = new DecoderBlock(this.weights);
         this.lmHead = this.weights.lmHead();
         this.norm = this.weights.norm();

@@ -39,9 +39,13 @@ import org.yaml.snakeyaml.error.YAMLException;
  * @param optim         the optimizer name as given (every AdamW variant runs as fp32 AdamW)
  * @param outputDir     output_dir (the command's --out wins), or null
  * @param device        "cpu", "cuda" or null (automatic)
+ * @param weightDtype   {@code dtype} (alias {@code torch_dtype}, as transformers' from_pretrained): storage
+ *                      of the embedding, lm_head and dense projections, F32 or BF16; null = auto (BF16 on
+ *                      CUDA, F32 on the CPU; {@link io.lora4j.model.DeviceWeights#defaultStorage})
  */
 public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dataset, Path evalDataset, double evalSplit,
-        LoraConfig lora, TrainConfig train, String optim, Path outputDir, String device, DataConfig data) {
+        LoraConfig lora, TrainConfig train, String optim, Path outputDir, String device, DataConfig data,
+        io.lora4j.tensor.DType weightDtype) {
 
     /** Keys handed to the data pipeline ({@link DataConfig#fromMap}). */
     private static final List<String> DATA_KEYS = List.of("dataset", "eval_dataset", "eval_split", "dataset_format", "chat_template",
@@ -65,7 +69,8 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"warmup_ratio", "FLOAT"}, {"lr_scheduler_type", "STRING"}, {"weight_decay", "FLOAT"},
             {"max_grad_norm", "FLOAT"}, {"optim", "STRING"}, {"seed", "INT"}, {"logging_steps", "INT"},
             {"eval_steps", "INT"}, {"save_steps", "INT"}, {"save_total_limit", "INT"}, {"early_stopping_patience", "INT"},
-            {"early_stopping_threshold", "FLOAT"}, {"output_dir", "PATH"}, {"device", "STRING"}};
+            {"early_stopping_threshold", "FLOAT"}, {"output_dir", "PATH"}, {"device", "STRING"},
+            {"dtype", "STRING"}};
         for (String[] e : k) KEYS.put(e[0], Kind.valueOf(e[1]));
     }
 
@@ -117,7 +122,18 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
         return from(values, new ArrayList<>(), null);
     }
 
-    private static RunConfig from(Map<String, Object> in, List<String> errors, Path source) {
+    /** Accepted spellings of a key as other tools write it: transformers' from_pretrained(torch_dtype=...). */
+    private static final Map<String, String> ALIASES = Map.of("torch_dtype", "dtype");
+
+    private static RunConfig from(Map<String, Object> given, List<String> errors, Path source) {
+        Map<String, Object> in = new LinkedHashMap<>(given);
+        for (Map.Entry<String, String> a : ALIASES.entrySet()) {
+            if (!in.containsKey(a.getKey())) continue;
+            Object alias = in.remove(a.getKey());
+            if (in.containsKey(a.getValue()) && !java.util.Objects.equals(in.get(a.getValue()), alias))
+                errors.add(a.getValue() + " '" + in.get(a.getValue()) + "' and its alias " + a.getKey() + " '" + alias + "' disagree: give one");
+            else in.put(a.getValue(), alias);
+        }
         Map<String, Object> v = new TreeMap<>();
         for (Map.Entry<String, Object> e : in.entrySet()) {
             if (!KEYS.containsKey(e.getKey())) {
@@ -151,6 +167,15 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
         String device = (String) v.get("device");
         if (device != null && !device.equals("cpu") && !device.equals("cuda")) errors.add("device must be cpu or cuda, got '" + device + "'");
         double evalSplit = data != null ? data.evalSplit() : DataConfig.EVAL_SPLIT_AUTO;
+        io.lora4j.tensor.DType weightDtype = null;
+        String dtype = (String) v.get("dtype");
+        if (dtype != null) {
+            try {
+                weightDtype = io.lora4j.model.DeviceWeights.parseStorage(dtype);
+            } catch (IllegalArgumentException e) {
+                errors.add(e.getMessage());
+            }
+        }
 
         LoraConfig lora = null;
         TrainConfig train = null;
@@ -195,7 +220,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             throw new IllegalArgumentException((source != null ? source + ": " : "") + String.join("; ", errors));
         return new RunConfig((Path) v.get("model"), (Path) v.get("tokenizer"), Boolean.TRUE.equals(v.get("load_in_4bit")),
                 (Path) v.get("dataset"), (Path) v.get("eval_dataset"), evalSplit, lora, train, optim, (Path) v.get("output_dir"), device,
-                data);
+                data, weightDtype);
     }
 
     private static double num(Map<String, Object> v, String k, double dflt) {

@@ -75,7 +75,7 @@ final class TrainingLoop {
     TrainingRun.Summary run() throws IOException {
         List<Batch> evalBatches = setup.data.eval().isEmpty() ? null : setup.data.evalBatches(tc.perDeviceTrainBatchSize());
         MemoryTracker.GLOBAL.resetPeaks();
-        try (LoraTrainingModel model = new LoraTrainingModel(backend, setup.base, adapter);
+        try (LoraTrainingModel model = new LoraTrainingModel(backend, setup.base, adapter, setup.cfg.weightDtype());
              Trainer trainer = new Trainer(model, tc, total, parallel.exchange());
              MetricsLog metrics = openMetrics()) {
             log.printf(Locale.ROOT, "training: %d steps (%d per epoch), batch %d x accumulation %d, %d LoRA parameters (r %d, alpha %s, %s), warmup %d, %s%n",

@@ -20,7 +20,7 @@ class PlanCommandTest {
         for (String m : new String[] {"examples/configs/Llama-3.1-8B.json", "examples/configs/Llama-3.3-70B.json"}) {
             Result r = run("plan", "--model", m, "--checkpointing", "unsloth", "--batch", "1", "--vram", "80GiB");
             assertEquals(0, r.code(), r.err());
-            for (String want : new String[] {"LoRA (fp32 base)", "QLoRA (NF4 base)", "peak total (device)", "largest batch at seq 2048",
+            for (String want : new String[] {"LoRA (bf16 base)", "QLoRA (NF4 base)", "peak total (device)", "largest batch at seq 2048",
                 "batch x GA for effective 16", "longest seq at batch 1", "offloaded inputs (host)"})
                 assertTrue(r.out().contains(want), want + " in\n" + r.out());
             Result j = run("plan", "--model", m, "--checkpointing", "chunked", "--checkpoint-every", "4", "--load-in-4bit", "--json", "--vram", "48GB");
@@ -34,6 +34,16 @@ class PlanCommandTest {
             long ga = q.get("gradient_accumulation_steps").getAsLong(), b = q.get("advised_batch").getAsLong();
             if (q.get("max_batch").getAsInt() > 0) assertEquals(16, b * ga, "batch x GA keeps the effective batch");
         }
+        Result f = run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--dtype", "float32", "--json");
+        assertEquals(0, f.code(), f.err());
+        JsonObject o = JsonParser.parseString(f.out()).getAsJsonObject();
+        assertEquals("float32", o.getAsJsonObject("settings").get("dtype").getAsString());
+        Result bf = run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--json");
+        JsonObject ob = JsonParser.parseString(bf.out()).getAsJsonObject();
+        assertEquals("bfloat16", ob.getAsJsonObject("settings").get("dtype").getAsString(), "CUDA's default storage");
+        // the dense 8B base: 4 B/param in fp32, 2 B/param in bf16 (16.06 GB, PEFT's)
+        assertTrue(o.getAsJsonObject("lora").get("peak_total_bytes").getAsLong() - ob.getAsJsonObject("lora").get("peak_total_bytes").getAsLong()
+                > 15_000_000_000L);
     }
 
     @Test
@@ -57,6 +67,7 @@ class PlanCommandTest {
     @Test
     void badUsageAndBadInputGetTheirExitCodes(@TempDir Path dir) throws Exception {
         assertEquals(2, run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--vram", "lots").code());
+        assertEquals(2, run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--dtype", "float16").code(), "lora4j stores bf16 or fp32");
         assertEquals(2, run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--checkpointing", "sometimes").code());
         assertEquals(2, run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--checkpoint-every", "3").code());
         assertEquals(2, run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--checkpointing", "chunked", "--checkpoint-every", "0").code());

@@ -14,6 +14,7 @@ import io.lora4j.ops.Backend;
 import io.lora4j.train.CheckpointMode;
 import io.lora4j.train.ChunkedCrossEntropy;
 import io.lora4j.train.LoraTrainingModel;
+import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.MemoryTracker;
@@ -83,9 +84,17 @@ class CudaTrainingModelTest {
         }
     }
 
-    /** One micro-step on {@code b}: loss, gradients, and the peak bytes per category on b's device. */
+    /**
+     * One micro-step on {@code b}: loss, gradients, and the peak bytes per category on b's device.
+     * Both backends hold the base in BF16 (CUDA's default, {@code dtype: bfloat16} on the CPU), so
+     * they compute with the same weights and differ by summation order only.
+     */
     static Step step(Backend b, LlamaWeights w, Batch batch, CheckpointMode mode) {
-        try (LoraAdapter ad = adapter(b, w.config(), 9); LoraTrainingModel m = new LoraTrainingModel(b, w, ad)) {
+        return step(b, w, batch, mode, DType.BF16);
+    }
+
+    static Step step(Backend b, LlamaWeights w, Batch batch, CheckpointMode mode, DType storage) {
+        try (LoraAdapter ad = adapter(b, w.config(), 9); LoraTrainingModel m = new LoraTrainingModel(b, w, ad, storage)) {
             m.setCheckpointing(mode);
             m.zeroGradients();
             b.synchronize();
@@ -121,6 +130,28 @@ class CudaTrainingModelTest {
                     Parity.close(mode + " vs none on CUDA: gradients", none.grads, s.grads, 0, 0);
                 }
             }
+        }
+    }
+
+    /**
+     * The CUDA default (BF16 storage of embedding, lm_head and projections) against the fp32 CPU
+     * run: each weight moves by at most 2^-9 relative (bf16 keeps 8 significant bits, rounded to
+     * nearest), so a dot product of K terms moves by at most 2^-9·Σ|x·w|, and by about
+     * 2^-9·‖x⊙w‖₂ since the roundings are independent; through 2 layers and the head that is
+     * ~1e-3 of the loss at most and a few 1e-3 of the gradients' scale: the QLoRA bounds (whose
+     * CUDA matmul rounds x and W to bf16, a larger perturbation). With {@code dtype: float32} CUDA
+     * matches the CPU to the dense fp32 bounds.
+     */
+    @Test
+    void bf16StorageStepEqualsTheFp32CpuWithinTheBf16Bound() throws Exception {
+        Batch batch = batch(3, 300, 15);
+        try (LlamaWeights w = ModelLoader.load(SYNTHETIC)) {
+            Step ref = step(cpu, w, batch, CheckpointMode.NONE, DType.F32);
+            Step bf16 = step(cuda, w, batch, CheckpointMode.NONE, null); // the device's default
+            sameStep("CUDA bf16 storage vs CPU fp32", ref, bf16, NF4_LOSS_RTOL, NF4_GRAD_ATOL, NF4_GRAD_RTOL);
+            assertNotEquals(ref.loss, bf16.loss, "bf16 storage changes the numbers (else the default is not bf16)");
+            Step f32 = step(cuda, w, batch, CheckpointMode.NONE, DType.F32);
+            sameStep("CUDA fp32 storage vs CPU fp32", ref, f32, DENSE_LOSS_RTOL, DENSE_GRAD_ATOL, DENSE_GRAD_RTOL);
         }
     }
 

@@ -3,7 +3,6 @@ package io.lora4j.plan;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.lora4j.data.Batch;
-import io.lora4j.data.Example;
 import io.lora4j.lora.LoraAdapter;
 import io.lora4j.lora.LoraConfig;
 import io.lora4j.model.Assets;
@@ -17,6 +16,7 @@ import io.lora4j.model.TestModels;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.quant.Nf4;
+import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.MemoryTracker;
@@ -96,6 +96,28 @@ class MemoryPlannerValidationTest {
             }
         }
         System.out.printf("planner vs tracker: %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
+    }
+
+    /**
+     * {@code dtype: bfloat16} on the CPU: the embedding, lm_head and dense projections held as BF16
+     * copies (2 B/param, what CUDA holds by default), dense and with NF4 projections.
+     */
+    @Test
+    void bf16StorageIsPlannedToo() {
+        LlamaConfig c = synthetic();
+        try (LlamaWeights w = TestModels.random(c, 2)) {
+            for (Object[] m : MODES)
+                check(w, settings(c, false).withWeightDtype(DType.BF16).withBatch(2).withSeqLen(70)
+                        .withCheckpointing((CheckpointMode) m[0], (Integer) m[1]), LoraConfig.defaults().withRank(8), "synthetic bf16");
+            LlamaWeights q = quantize(w);
+            try {
+                check(q, settings(c, true).withWeightDtype(DType.BF16).withBatch(2).withSeqLen(70), LoraConfig.defaults().withRank(8),
+                        "synthetic nf4 + bf16 embeddings");
+            } finally {
+                for (LayerWeights l : q.layers()) for (ProjectionWeight pw : l.projections().values()) pw.close();
+            }
+        }
+        System.out.printf("planner vs tracker (bf16 storage): %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
     }
 
     /**
@@ -180,21 +202,16 @@ class MemoryPlannerValidationTest {
         for (MemoryCategory m : MemoryCategory.values()) live0.put(m, tr.live(Device.CPU, m));
         long total0 = tr.liveTotal(Device.CPU);
         try (LoraAdapter a = LoraAdapter.create(CPU, c, lc);
-             LoraTrainingModel model = new LoraTrainingModel(CPU, w, a);
+             LoraTrainingModel model = new LoraTrainingModel(CPU, w, a, s.weightDtype());
              Trainer t = new Trainer(model, TrainConfig.defaults().withBatch(s.batch(), 2)
                      .withSchedule(1e-3, 0, LrSchedule.CONSTANT, 0.01, 1.0, 10), 10)) {
+            // bf16 storage on the CPU: the model's own BF16 copies of the embedding, lm_head and dense projections
+            long copies = tr.live(Device.CPU, MemoryCategory.WEIGHTS) - live0.get(MemoryCategory.WEIGHTS) - MemoryPlanner.normCopyBytes(c);
+            long plannedCopies = s.storage() == DType.BF16
+                    ? MemoryPlanner.baseWeightBytes(c, s.withWeightDtype(DType.F32)) - MemoryPlanner.baseWeightBytes(c, s) : 0;
+            assertEquals(plannedCopies, copies, label + ": bf16 copies of the base (2 B per dense parameter)");
             model.setCheckpointing(s.checkpointing(), s.checkpointEvery());
-            Random r = new Random(s.seqLen() * 31L + s.batch());
-            List<Batch> window = new ArrayList<>();
-            for (int g = 0; g < 2; g++) {
-                List<Example> rows = new ArrayList<>();
-                for (int b = 0; b < s.batch(); b++) {
-                    int[] ids = new int[s.seqLen()];
-                    for (int i = 0; i < ids.length; i++) ids[i] = 1 + r.nextInt(c.vocabSize() - 1);
-                    rows.add(Example.allTokens(ids));
-                }
-                window.add(Batch.of(rows, 0));
-            }
+            List<Batch> window = RandomWindows.of(2, s.batch(), s.seqLen(), c.vocabSize(), new Random(s.seqLen() * 31L + s.batch()));
             assertTrue(Double.isFinite(t.step(window).loss()));
             for (MemoryCategory m : COMPARED) {
                 long measured = tr.peak(Device.CPU, m) - live0.get(m);
@@ -202,7 +219,8 @@ class MemoryPlannerValidationTest {
             }
             long measuredTotal = tr.peakTotal(Device.CPU) - total0;
             // the model's own weight copies ((1 + w) norms of Gemma) are made after total0: counted in the measurement
-            compare(label + " total (without the base weights)", e.peakTotalWithoutWeights() + MemoryPlanner.normCopyBytes(c), measuredTotal);
+            compare(label + " total (without the base weights)", e.peakTotalWithoutWeights() + MemoryPlanner.normCopyBytes(c) + copies,
+                    measuredTotal);
         }
     }
 

@@ -1,0 +1,207 @@
+// Cases of the compact weight storage (storage.h): `test` checks the CPU twins against plain
+// references (bf16 weights widened by hand, the fp32-scale NF4 kernels), `cuda` every CUDA entry
+// against its CPU twin. Device outputs are poisoned with NaN before each call.
+#include "tests/harness.h"
+#include "lora4j/nf4.h"
+#include "lora4j/ops.h"
+#include "lora4j/storage.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace h;
+using fvec = std::vector<float>;
+
+namespace {
+
+// fp32 GEMMs summing K products of O(1) values in other orders: per 16 summed terms
+constexpr double kDotAtolPer16 = 2e-6, kDotRtol = 1e-4;
+double dot_atol(int64_t K) { return kDotAtolPer16 * (K < 16 ? 1.0 : K / 16.0); }
+
+std::vector<uint16_t> to_bf16(const fvec& v) {
+  std::vector<uint16_t> b(v.size());
+  for (size_t i = 0; i < v.size(); i++) b[i] = f32_to_bf16(v[i]);
+  return b;
+}
+
+fvec widened(const std::vector<uint16_t>& b) {
+  fvec f(b.size());
+  for (size_t i = 0; i < b.size(); i++) f[i] = bf16_to_f32(b[i]);
+  return f;
+}
+
+// Bit-identical and finite (a NaN-poisoned element never passes, even against another NaN).
+bool same_bits(const std::string& name, const fvec& got, const fvec& ref) {
+  size_t diff = 0, bad = 0;
+  for (size_t i = 0; i < got.size(); i++) {
+    diff += std::memcmp(&got[i], &ref[i], 4) != 0;
+    bad += !std::isfinite(got[i]);
+  }
+  return check_true(name, diff == 0 && bad == 0 && got.size() == ref.size(),
+                    fmt("%zu of %zu elements differ, %zu not finite", diff, got.size(), bad));
+}
+
+struct Gemm { int ta, tb; int64_t M, N, K; };
+// edge tiles (not multiples of 16/64), and for the CPU one K panel over its 2^20-float scratch
+const Gemm kGemms[] = {{0, 1, 131, 77, 300}, {0, 0, 131, 77, 300}, {1, 0, 33, 70, 45}, {1, 1, 5, 19, 64}};
+
+// gemm_w(bf16 B) vs lora4j_sgemm on the widened B, and (K panels) a B wider than the scratch.
+void cpu_gemm_w(Rng& rng) {
+  for (const Gemm& g : kGemms) {
+    const int64_t lda = g.ta ? g.M : g.K, ldb = g.tb ? g.K + 3 : g.N + 5;  // padded B rows
+    fvec A = rand_vec(rng, size_t(g.M * g.K), 1), C0 = rand_vec(rng, size_t(g.M * g.N), 1);
+    const int64_t brows = g.tb ? g.N : g.K;
+    std::vector<uint16_t> B = to_bf16(rand_vec(rng, size_t(brows * ldb), 1));
+    fvec Bf = widened(B), ref = C0, got = C0;
+    lora4j_sgemm(g.ta, g.tb, g.M, g.N, g.K, 0.5f, A.data(), lda, Bf.data(), ldb, 0.25f, ref.data(), g.N);
+    lora4j_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 0.5f, A.data(), lda, B.data(), LORA4J_DTYPE_BF16, ldb, 0.25f, got.data(), g.N);
+    check_close(fmt("gemm_w bf16 trans %d%d %lldx%lldx%lld", g.ta, g.tb, (long long)g.M, (long long)g.N, (long long)g.K),
+                got.data(), to_double(ref), dot_atol(g.K), kDotRtol);
+  }
+  {  // B [K, N] with K·N > the 2^20-float panel: three K panels accumulated into C (beta only on the first)
+    const int64_t M = 3, N = 4096, K = 700;
+    fvec A = rand_vec(rng, size_t(M * K), 1), C0 = rand_vec(rng, size_t(M * N), 1);
+    std::vector<uint16_t> B = to_bf16(rand_vec(rng, size_t(K * N), 1));
+    fvec Bf = widened(B), ref = C0, got = C0;
+    lora4j_sgemm(0, 0, M, N, K, 1.0f, A.data(), K, Bf.data(), N, 1.0f, ref.data(), N);
+    lora4j_gemm_w(0, 0, M, N, K, 1.0f, A.data(), K, B.data(), LORA4J_DTYPE_BF16, N, 1.0f, got.data(), N);
+    check_close("gemm_w bf16 K panels 3x4096x700", got.data(), to_double(ref), dot_atol(K), kDotRtol);
+  }
+  const int64_t T = 50, dim = 288, vocab = 1000;
+  std::vector<int32_t> ids(T);
+  for (auto& i : ids) i = rng.below(int32_t(vocab));
+  std::vector<uint16_t> tab = to_bf16(rand_vec(rng, size_t(vocab * dim), 1));
+  fvec tf = widened(tab), ref(size_t(T * dim)), got(ref.size(), -1.0f), row(dim);
+  lora4j_embedding_fwd(ids.data(), tf.data(), T, dim, vocab, ref.data());
+  lora4j_embedding_w_fwd(ids.data(), tab.data(), LORA4J_DTYPE_BF16, T, dim, vocab, got.data());
+  same_bits("embedding_w bf16 (exact)", got, ref);
+  lora4j_widen_f32(tab.data() + 7 * dim, LORA4J_DTYPE_BF16, dim, row.data());
+  same_bits("widen_f32 bf16 row (exact)", row, fvec(tf.begin() + 7 * dim, tf.begin() + 8 * dim));
+}
+
+// The double-quantized NF4 matmuls equal the fp32-scale ones on the dequantized absmax, bit for bit.
+void cpu_nf4_dq(Rng& rng) {
+  (void)rng;
+  for (int64_t in : {288, 300}) {
+    const int64_t T = 37, out = 77, n = in * out, bs = 64, nb = (n + bs - 1) / bs;
+    fvec w = randn(size_t(n), 71 + in, 0.05f), absmax(static_cast<size_t>(nb)), back(static_cast<size_t>(nb)), nested(size_t((nb + 255) / 256));
+    std::vector<uint8_t> p(size_t((n + 1) / 2)), q(static_cast<size_t>(nb));
+    float offset = 0;
+    lora4j_nf4_quantize(w.data(), LORA4J_DTYPE_F32, n, bs, p.data(), absmax.data());
+    lora4j_nf4_double_quant(absmax.data(), nb, q.data(), nested.data(), &offset);
+    lora4j_nf4_dequant_absmax(q.data(), nested.data(), offset, nb, back.data());
+    fvec x = randn(size_t(T * in), 5), dy = randn(size_t(T * out), 6);
+    fvec y(size_t(T * out)), yq(y.size()), dx(size_t(T * in)), dxq(dx.size());
+    lora4j_nf4_matmul_fwd(x.data(), T, in, out, p.data(), back.data(), bs, y.data());
+    lora4j_nf4_dq_matmul_fwd(x.data(), T, in, out, p.data(), q.data(), nested.data(), offset, bs, yq.data());
+    lora4j_nf4_matmul_bwd_input(dy.data(), T, in, out, p.data(), back.data(), bs, dx.data());
+    lora4j_nf4_dq_matmul_bwd_input(dy.data(), T, in, out, p.data(), q.data(), nested.data(), offset, bs, dxq.data());
+    same_bits(fmt("nf4_dq_matmul_fwd in=%lld (= fp32 scales)", (long long)in), yq, y);
+    same_bits(fmt("nf4_dq_matmul_bwd_input in=%lld (= fp32 scales)", (long long)in), dxq, dx);
+  }
+}
+
+#define TEST_CASE(fn, seed) const h::Register reg_##fn("test", #fn, [] { Rng rng(seed); fn(rng); })
+TEST_CASE(cpu_gemm_w, 3101);
+TEST_CASE(cpu_nf4_dq, 3102);
+#undef TEST_CASE
+
+#ifdef LORA4J_WITH_CUDA
+struct Dev {
+  void* p = nullptr;
+  size_t bytes = 0;
+  explicit Dev(size_t b) : p(lora4j_cuda_malloc(static_cast<int64_t>(b))), bytes(b) {}
+  template <typename T>
+  explicit Dev(const std::vector<T>& h) : Dev(h.size() * sizeof(T)) {
+    lora4j_cuda_memcpy(p, h.data(), h.size() * sizeof(T), 1, nullptr);
+  }
+  ~Dev() { lora4j_cuda_free(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  void poison() {
+    lora4j_cuda_memset(p, 0xFF, static_cast<int64_t>(bytes), nullptr);
+    lora4j_cuda_device_synchronize();
+  }
+  fvec down() {
+    fvec h(bytes / sizeof(float));
+    lora4j_cuda_device_synchronize();
+    lora4j_cuda_memcpy(h.data(), p, bytes, 2, nullptr);
+    return h;
+  }
+  template <typename T>
+  T* as() { return static_cast<T*>(p); }
+};
+
+void par_gemm_w(Rng& rng) {
+  for (const Gemm& g : kGemms) {
+    const int64_t lda = g.ta ? g.M : g.K, ldb = g.tb ? g.K + 3 : g.N + 5;
+    fvec A = rand_vec(rng, size_t(g.M * g.K), 1), C0 = rand_vec(rng, size_t(g.M * g.N), 1), C = C0;
+    std::vector<uint16_t> B = to_bf16(rand_vec(rng, size_t((g.tb ? g.N : g.K) * ldb), 1));
+    lora4j_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 0.5f, A.data(), lda, B.data(), LORA4J_DTYPE_BF16, ldb, 0.25f, C.data(), g.N);
+    Dev dA(A), dB(B), dC(C0);
+    lora4j_cuda_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 0.5f, dA.as<float>(), lda, dB.as<void>(), LORA4J_DTYPE_BF16, ldb, 0.25f,
+                       dC.as<float>(), g.N, nullptr);
+    check_close(fmt("cuda gemm_w bf16 trans %d%d", g.ta, g.tb), dC.down().data(), to_double(C), dot_atol(g.K), kDotRtol);
+    // beta 0 ignores C: NaN-poisoned C must not leak through
+    fvec C1(C0.size(), 0.0f);
+    lora4j_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 1.0f, A.data(), lda, B.data(), LORA4J_DTYPE_BF16, ldb, 0.0f, C1.data(), g.N);
+    dC.poison();
+    lora4j_cuda_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 1.0f, dA.as<float>(), lda, dB.as<void>(), LORA4J_DTYPE_BF16, ldb, 0.0f,
+                       dC.as<float>(), g.N, nullptr);
+    check_close(fmt("cuda gemm_w bf16 trans %d%d beta 0", g.ta, g.tb), dC.down().data(), to_double(C1), dot_atol(g.K), kDotRtol);
+  }
+  const int64_t T = 500, dim = 288, vocab = 1000;
+  std::vector<int32_t> ids(T);
+  for (auto& i : ids) i = rng.below(200);
+  std::vector<uint16_t> tab = to_bf16(rand_vec(rng, size_t(vocab * dim), 1));
+  fvec out(size_t(T * dim)), row(dim);
+  lora4j_embedding_w_fwd(ids.data(), tab.data(), LORA4J_DTYPE_BF16, T, dim, vocab, out.data());
+  lora4j_widen_f32(tab.data() + 11 * dim, LORA4J_DTYPE_BF16, dim, row.data());
+  Dev di(ids), dt(tab), o(out.size() * 4), r(row.size() * 4);
+  o.poison();
+  r.poison();
+  lora4j_cuda_embedding_w_fwd(di.as<int32_t>(), dt.as<void>(), LORA4J_DTYPE_BF16, T, dim, vocab, o.as<float>(), nullptr);
+  lora4j_cuda_widen_f32(dt.as<uint16_t>() + 11 * dim, LORA4J_DTYPE_BF16, dim, r.as<float>(), nullptr);
+  same_bits("cuda embedding_w bf16 (exact)", o.down(), out);
+  same_bits("cuda widen_f32 bf16 (exact)", r.down(), row);
+}
+
+// CUDA dq matmuls equal the CUDA fp32-scale matmuls bit for bit (the fp32-scale kernels are held to
+// the CPU by the `nf4 matmul` case's bf16 bound); blocksizes 64 and 128, fast and general paths.
+void par_nf4_dq(Rng& rng) {
+  (void)rng;
+  for (int64_t in : {288, 300}) {
+    for (int bs : {64, 128}) {
+      const int64_t T = 37, out = 77, n = in * out, nb = (n + bs - 1) / bs;
+      fvec w = randn(size_t(n), 91 + in + bs, 0.05f), absmax(static_cast<size_t>(nb)), back(static_cast<size_t>(nb)), nested(size_t((nb + 255) / 256));
+      std::vector<uint8_t> p(size_t((n + 1) / 2)), q(static_cast<size_t>(nb));
+      float offset = 0;
+      lora4j_nf4_quantize(w.data(), LORA4J_DTYPE_F32, n, bs, p.data(), absmax.data());
+      lora4j_nf4_double_quant(absmax.data(), nb, q.data(), nested.data(), &offset);
+      lora4j_nf4_dequant_absmax(q.data(), nested.data(), offset, nb, back.data());
+      fvec x = randn(size_t(T * in), 7), dy = randn(size_t(T * out), 8);
+      Dev dx_(x), ddy(dy), dp(p), dq(q), dn(nested), da(back), y1(size_t(T * out) * 4), y2(size_t(T * out) * 4),
+          g1(size_t(T * in) * 4), g2(size_t(T * in) * 4);
+      for (Dev* d : {&y1, &y2, &g1, &g2}) d->poison();
+      lora4j_cuda_nf4_matmul_fwd(dx_.as<float>(), T, in, out, dp.as<uint8_t>(), da.as<float>(), bs, y1.as<float>(), nullptr);
+      lora4j_cuda_nf4_dq_matmul_fwd(dx_.as<float>(), T, in, out, dp.as<uint8_t>(), dq.as<uint8_t>(), dn.as<float>(), offset, bs,
+                                    y2.as<float>(), nullptr);
+      lora4j_cuda_nf4_matmul_bwd_input(ddy.as<float>(), T, in, out, dp.as<uint8_t>(), da.as<float>(), bs, g1.as<float>(), nullptr);
+      lora4j_cuda_nf4_dq_matmul_bwd_input(ddy.as<float>(), T, in, out, dp.as<uint8_t>(), dq.as<uint8_t>(), dn.as<float>(), offset,
+                                          bs, g2.as<float>(), nullptr);
+      const fvec a = y1.down(), b = y2.down(), c = g1.down(), d = g2.down();
+      same_bits(fmt("cuda nf4_dq_matmul_fwd in=%lld bs=%d (= fp32 scales)", (long long)in, bs), b, a);
+      same_bits(fmt("cuda nf4_dq_matmul_bwd_input in=%lld bs=%d (= fp32 scales)", (long long)in, bs), d, c);
+    }
+  }
+}
+
+#define PARITY_CASE(fn, seed) const h::Register reg_##fn("cuda", #fn, [] { Rng rng(seed); fn(rng); })
+PARITY_CASE(par_gemm_w, 3201);
+PARITY_CASE(par_nf4_dq, 3202);
+#undef PARITY_CASE
+#endif  // LORA4J_WITH_CUDA
+
+}  // namespace
