@@ -199,8 +199,9 @@ class DecodeKernelsTest {
     }
 
     /**
-     * Child JVM: prints the forced ISA's name, then a matvec, gate_up and attention step and NF4 T = 1
-     * products (nf4.cpp dispatches its single-token GEMV on the same variable) as floats.
+     * Child JVM: prints the forced ISA's name, then a matvec, gate_up and attention step, NF4 T = 1
+     * products and NF4 dequantizations (nf4.cpp dispatches its single-token GEMV and its dequantize
+     * on the same variable) as floats.
      */
     public static final class Probe {
         static ProcessBuilder command(String isa) {
@@ -246,8 +247,9 @@ class DecodeKernelsTest {
                 for (int[] c : new int[][] {{17, 288, 64}, {11, 40, 32}, {13, 768, 32}, {8, 384, 2048}, {5, 200, 4096},
                         {6, 1152, 64}}) {
                     try (Tensor wn = rand(r, c[0], c[1]); Nf4Weight nq = Nf4.quantize(b, wn, c[2], false);
-                         Tensor xn = rand(r, 1, c[1]); Tensor yn = Nf4.matmul(b, xn, nq)) {
+                         Tensor xn = rand(r, 1, c[1]); Tensor yn = Nf4.matmul(b, xn, nq); Tensor dq = Nf4.dequantize(b, nq)) {
                         for (float f : yn.toFloats()) sb.append(',').append(f);
+                        for (float f : dq.toFloats()) sb.append(',').append(f);
                     }
                 }
             }
