@@ -7,11 +7,13 @@
 // core) and split output rows across lora4j's thread pool (parallel.h) in one region per op, which
 // stays on the calling thread unless the op moves enough weights to pay for waking a worker.
 //
-// ISA dispatch (chosen once, reported by lora4j_decode_isa): AVX-512F when the CPU has it, else
-// AVX2+FMA, else portable scalar loops. LORA4J_DECODE_ISA=scalar|avx2|avx512 forces a path (tests
-// compare them); a forced path the CPU lacks is an error, never a silent fallback.
+// ISA dispatch (chosen once, reported by lora4j_decode_isa, shared with the NF4 GEMV through
+// isa.h): AVX-512F when the CPU has it, else AVX2+FMA, else portable scalar loops.
+// LORA4J_DECODE_ISA=scalar|avx2|avx512 forces a path (tests compare them); a forced path the CPU
+// lacks is an error, never a silent fallback.
 #include "lora4j/infer.h"
 #include "common.h"
+#include "isa.h"
 #include "parallel.h"
 
 #include <immintrin.h>
@@ -122,36 +124,22 @@ __attribute__((target("avx512f"))) float dot_avx512(const void* w, const float* 
 
 using DotFn = float (*)(const void* w, const float* x, int64_t n);
 
-struct Isa {
+struct Kernels {
   const char* name;
   DotFn dot[2];  // indexed by wtype: LORA4J_DECODE_F32, LORA4J_DECODE_BF16
 };
 
-constexpr Isa kScalar = {"scalar", {dot_f32_scalar, dot_bf16_scalar}};
-constexpr Isa kAvx2 = {"avx2", {dot_avx2<float>, dot_avx2<uint16_t>}};
-constexpr Isa kAvx512 = {"avx512", {dot_avx512<float>, dot_avx512<uint16_t>}};
+constexpr Kernels kScalar = {"scalar", {dot_f32_scalar, dot_bf16_scalar}};
+constexpr Kernels kAvx2 = {"avx2", {dot_avx2<float>, dot_avx2<uint16_t>}};
+constexpr Kernels kAvx512 = {"avx512", {dot_avx512<float>, dot_avx512<uint16_t>}};
 
-// Chosen once (C++ guarantees thread-safe initialisation of the function-local static).
-const Isa& isa() {
-  static const Isa chosen = [] {
-    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    const bool has_avx512 = __builtin_cpu_supports("avx512f");
-    const char* forced = std::getenv("LORA4J_DECODE_ISA");
-    if (forced != nullptr && *forced != '\0') {
-      const std::string f(forced);
-      if (f == "scalar") return kScalar;
-      if (f == "avx2") {
-        LORA4J_CHECK(has_avx2, "LORA4J_DECODE_ISA=avx2 but this CPU lacks AVX2/FMA");
-        return kAvx2;
-      }
-      if (f == "avx512") {
-        LORA4J_CHECK(has_avx512, "LORA4J_DECODE_ISA=avx512 but this CPU lacks AVX-512F");
-        return kAvx512;
-      }
-      LORA4J_CHECK(false, "LORA4J_DECODE_ISA must be scalar, avx2 or avx512, got '" + f + "'");
+const Kernels& isa() {
+  static const Kernels& chosen = []() -> const Kernels& {
+    switch (lora4j::cpu::simd_isa()) {
+      case lora4j::cpu::Isa::kAvx512: return kAvx512;
+      case lora4j::cpu::Isa::kAvx2: return kAvx2;
+      default: return kScalar;
     }
-    // (unreachable when forced: the check above throws)
-    return has_avx512 ? kAvx512 : has_avx2 ? kAvx2 : kScalar;
   }();
   return chosen;
 }
@@ -272,3 +260,36 @@ void lora4j_decode_embedding(const float* table, int64_t vocab, int64_t dim, int
 }
 
 }  // extern "C"
+
+namespace lora4j::cpu {
+
+// Chosen once (C++ guarantees thread-safe initialisation of the function-local static).
+Isa simd_isa() {
+  static const Isa chosen = [] {
+    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool has_avx512 = __builtin_cpu_supports("avx512f");
+    const char* forced = std::getenv("LORA4J_DECODE_ISA");
+    if (forced != nullptr && *forced != '\0') {
+      const std::string f(forced);
+      if (f == "scalar") return Isa::kScalar;
+      if (f == "avx2") {
+        LORA4J_CHECK(has_avx2, "LORA4J_DECODE_ISA=avx2 but this CPU lacks AVX2/FMA");
+        return Isa::kAvx2;
+      }
+      if (f == "avx512") {
+        LORA4J_CHECK(has_avx512, "LORA4J_DECODE_ISA=avx512 but this CPU lacks AVX-512F");
+        return Isa::kAvx512;
+      }
+      LORA4J_CHECK(false, "LORA4J_DECODE_ISA must be scalar, avx2 or avx512, got '" + f + "'");
+    }
+    // (unreachable when forced: the check above throws)
+    return has_avx512 ? Isa::kAvx512 : has_avx2 ? Isa::kAvx2 : Isa::kScalar;
+  }();
+  return chosen;
+}
+
+const char* isa_name(Isa isa) {
+  return isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "scalar";
+}
+
+}  // namespace lora4j::cpu

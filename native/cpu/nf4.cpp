@@ -27,14 +27,18 @@
 // (W is frozen: no weight gradient.) T >= kTileMinT: dequantize a panel of W rows into a
 // thread-local fp32 buffer and call lora4j_sgemm on it (forward: a panel of output rows, N
 // blocking; backward: a panel of W rows = a K panel, accumulated with beta = 1). T < kTileMinT:
-// fused GEMV that decodes nibbles in AVX2 registers. Fast path (in % 32 == 0, blocksize >= 32):
-// plain NF4 values from four vpshufb byte planes + two rounds of unpacks (see decode32p), absmax
-// applied once per 32/64-element group, x (dx) permuted to the decoder's lane order once per
-// call. General path: the 16 NF4 values pre-multiplied by the block's absmax live in two ymm
-// registers and vpermps + vblendvps look codes up.
+// fused GEMV that decodes nibbles in registers. T = 1 forward (decode; in % 8 == 0, blocksize
+// >= 8): dispatched by ISA (isa.h, LORA4J_DECODE_ISA): one vpermps per 16 weights from a zmm
+// table with AVX-512F, two + a blend with AVX2, a portable loop for `scalar` (see gemv1_*).
+// 1 < T < kTileMinT and the backward, fast path (in % 32 == 0, blocksize >= 32), AVX2: plain NF4
+// values from four vpshufb byte planes + two rounds of unpacks (see decode32p), absmax applied
+// once per 32-element group, x (dx) permuted to the decoder's lane order once per call. General
+// path: the 16 NF4 values pre-multiplied by the block's absmax live in two ymm registers and
+// vpermps + vblendvps look codes up.
 #include "lora4j/nf4.h"
 #include "lora4j/runtime.h"
 #include "common.h"
+#include "isa.h"
 #include "parallel.h"
 
 #include <immintrin.h>
@@ -229,9 +233,9 @@ inline void for_each_block_piece(int64_t start, int64_t end, const float* absmax
   }
 }
 
-// Dequantize elements [start, end) of the flat weight into out[0 .. end-start).
-void dequant_range(const uint8_t* packed, const float* absmax, int32_t blocksize, int64_t start,
-                   int64_t end, float* out) {
+// Dequantize elements [start, end) of the flat weight into out[0 .. end-start), AVX2.
+void dequant_range_avx2(const uint8_t* packed, const float* absmax, int32_t blocksize,
+                        int64_t start, int64_t end, float* out) {
   for_each_block_piece(start, end, absmax, blocksize, [&](int64_t e0, int64_t e1, float amax) {
     float* o = out + (e0 - start);
     int64_t e = e0;
@@ -247,6 +251,50 @@ void dequant_range(const uint8_t* packed, const float* absmax, int32_t blocksize
       _mm256_storeu_ps(o + 8, w1);
     }
     for (; e < e1; e++) *o++ = deq1(packed, e, amax);
+  });
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// One block piece [e, e1) (e even) with AVX-512F, 32 elements per step: 16 packed bytes widened
+// to one byte per 32-bit lane, the high nibbles (even elements) and the low ones (odd elements;
+// vpermps ignores the high index bits) looked up in the zmm table scaled by absmax, then
+// interleaved back to element order by two two-source permutes.
+__attribute__((target("avx512f"))) float* dequant_piece_avx512(const uint8_t* packed, int64_t e,
+                                                                int64_t e1, float amax, float* o) {
+  const __m512i even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(8));
+  const __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(kNf4), _mm512_set1_ps(amax));
+  for (; e + 32 <= e1; e += 32, o += 32) {
+    const __m512i b = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + (e >> 1))));
+    const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), lut);
+    const __m512 lo = _mm512_permutexvar_ps(b, lut);
+    _mm512_storeu_ps(o, _mm512_permutex2var_ps(hi, even, lo));
+    _mm512_storeu_ps(o + 16, _mm512_permutex2var_ps(hi, odd, lo));
+  }
+  for (; e < e1; e++) *o++ = deq1(packed, e, amax);
+  return o;
+}
+#pragma GCC diagnostic pop
+
+// Dequantize elements [start, end) into out[0 .. end-start) on the process's ISA path (the
+// scalar path uses AVX2 here: it is the baseline this file is compiled for).
+void dequant_range(const uint8_t* packed, const float* absmax, int32_t blocksize, int64_t start,
+                   int64_t end, float* out) {
+  if (lora4j::cpu::simd_isa() != lora4j::cpu::Isa::kAvx512) {
+    dequant_range_avx2(packed, absmax, blocksize, start, end, out);
+    return;
+  }
+  for_each_block_piece(start, end, absmax, blocksize, [&](int64_t e0, int64_t e1, float amax) {
+    float* o = out + (e0 - start);
+    int64_t e = e0;
+    if (e & 1) {
+      *o++ = deq1(packed, e, amax);
+      e++;
+    }
+    dequant_piece_avx512(packed, e, e1, amax, o);
   });
 }
 
@@ -311,50 +359,6 @@ inline void permute_from_planes(float* d, int64_t n) {
   const __m256i idx = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t i = 0; i < n; i += 8)
     _mm256_storeu_ps(d + i, _mm256_permutevar8x32_ps(_mm256_loadu_ps(d + i), idx));
-}
-
-// Dot product of one decoded 32-group with 32 permuted x values.
-inline __m256 dot32(const __m256 f[4], const float* xp) {
-  __m256 a = _mm256_mul_ps(f[0], _mm256_loadu_ps(xp));
-  __m256 b = _mm256_mul_ps(f[1], _mm256_loadu_ps(xp + 8));
-  a = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(xp + 16), a);
-  b = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(xp + 24), b);
-  return _mm256_add_ps(a, b);
-}
-
-// Forward fast path (in % 32 == 0, blocksize >= 32: every 32-group of a row lies in one block),
-// one token: y[o] = Σ_groups absmax · (x · nf4(W) over the group). With 64-element groups
-// (in % 64 == 0, blocksize >= 64) the product of a block is one chain of 8 FMAs and one FMA
-// applies absmax; independent blocks overlap out of order.
-void gemvp_row1(const float* xp, int64_t in, const uint8_t* w, const float* absmax, int sh,
-                int64_t o, float* y, const Planes& l, bool by64) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  const int64_t row = o * in;
-  const uint8_t* wr = w + row / 2;
-  int64_t i = 0;
-  if (by64) {
-    for (; i + 128 <= in; i += 128) {
-      __m256 f[4], g[4];
-      decode32p(wr + i / 2, l, f);
-      decode32p(wr + i / 2 + 16, l, g);
-      __m256 d = _mm256_mul_ps(f[0], _mm256_loadu_ps(xp + i));
-      for (int j = 1; j < 4; j++) d = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xp + i + 8 * j), d);
-      for (int j = 0; j < 4; j++) d = _mm256_fmadd_ps(g[j], _mm256_loadu_ps(xp + i + 32 + 8 * j), d);
-      acc0 = _mm256_fmadd_ps(d, _mm256_broadcast_ss(absmax + ((row + i) >> sh)), acc0);
-      decode32p(wr + i / 2 + 32, l, f);
-      decode32p(wr + i / 2 + 48, l, g);
-      __m256 e = _mm256_mul_ps(f[0], _mm256_loadu_ps(xp + i + 64));
-      for (int j = 1; j < 4; j++) e = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(xp + i + 64 + 8 * j), e);
-      for (int j = 0; j < 4; j++) e = _mm256_fmadd_ps(g[j], _mm256_loadu_ps(xp + i + 96 + 8 * j), e);
-      acc1 = _mm256_fmadd_ps(e, _mm256_broadcast_ss(absmax + ((row + i + 64) >> sh)), acc1);
-    }
-  }
-  for (; i < in; i += 32) {
-    __m256 f[4];
-    decode32p(wr + i / 2, l, f);
-    acc0 = _mm256_fmadd_ps(dot32(f, xp + i), _mm256_broadcast_ss(absmax + ((row + i) >> sh)), acc0);
-  }
-  y[o] = hsum(_mm256_add_ps(acc0, acc1));
 }
 
 // Several tokens: each decoded group is scaled by absmax once and feeds NT tokens' FMAs. The
@@ -541,20 +545,217 @@ void gemv_rows(const float* x, int64_t in, const uint8_t* w, const float* absmax
   for (int t = 0; t < NT; t++) y[t * ldy + o] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + tail[t];
 }
 
+// ---- T = 1 GEMV, dispatched by ISA (isa.h) ----------------------------------------------------
+// Decode is bound by the weight read (0.5625 B/weight), so decoding a nibble must cost less than
+// reading it. Lane scheme (needs in % 8 == 0 and blocksize >= 8, so every 8 consecutive elements
+// of a row lie in one block and start on a 4-byte boundary): a chunk of L·8 elements is L 32-bit
+// lanes of packed bytes, lane j holding elements 8j..8j+7 as 8 nibbles. Shifting the whole vector
+// right by 4k puts nibble k of every lane in the lane's low bits, and one table permute turns it
+// into the NF4 value (vpermps reads only the low index bits): the 16-entry table fits one zmm
+// (AVX-512: one vpermps per 16 weights); with AVX2 two ymm halves + a blend on bit 3 (the
+// nibble's bit 3 is shifted into the sign bit). Little-endian bytes, high nibble first: nibble
+// k of lane j is element 8j + (k ^ 1), so x is permuted to that order once per call. The sums of
+// a lane's 8 products are scaled by the lane's block absmax once per chunk (a per-lane vector
+// picked by a permute from the absmax values the chunk touches). AVX-512 decodes 4 rows per pass
+// (the x loads are shared and 4 weight streams are in flight: measured 1.3-1.5x one row on the
+// DRAM-resident shapes); AVX2 is bound by its lookups, one row at a time.
+
+// Software prefetch distance of the weight stream (bytes ahead of the chunk being decoded).
+constexpr int64_t kPrefetchBytes = 1024;
+// Rows per pass of the AVX-512 T = 1 GEMV (8 measured slower: registers spill).
+constexpr int kGemv1Rows = 4;
+
+// xp[c·8L + k·L + j] = x[c·8L + 8j + (k ^ 1)] for every chunk c (the last one zero-padded).
+void permute_to_lanes(const float* x, int64_t in, int L, float* xp) {
+  const int64_t C = 8 * int64_t(L);
+  for (int64_t c0 = 0; c0 < in; c0 += C) {
+    for (int k = 0; k < 8; k++) {
+      for (int j = 0; j < L; j++) {
+        const int64_t e = c0 + 8 * j + (k ^ 1);
+        xp[c0 + k * L + j] = e < in ? x[e] : 0.0f;
+      }
+    }
+  }
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// R rows at once, AVX-512F: y[o+r] = Σ_chunks absmax_lanes ⊙ Σ_k NF4[nibble k] ⊙ xp_k. The R
+// rows share each x load and are R independent weight streams in flight.
+template <int R>
+__attribute__((target("avx512f"))) inline void gemv1_rows_avx512(const float* xp, int64_t in,
+                                                                  const uint8_t* w,
+                                                                  const float* absmax, int sh,
+                                                                  int64_t o, float* y,
+                                                                  __m512 lut) {
+  const int64_t bs = int64_t(1) << sh;
+  const __m512i iota8 = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104,
+                                          112, 120);
+  const __m512i vsh = _mm512_set1_epi32(sh);
+  static_assert(R >= 1 && R <= 4, "4 rows x (v, two FMA chains, acc) fill the 32 zmm registers");
+  // in % 128 == 0: every chunk starts at a multiple of 128, so it covers 128/bs whole blocks
+  // from b0 (bs <= 128) or lies in one block (bs > 128): the same lane -> block map each time.
+  const bool aligned = in % 128 == 0;
+  const int nb_aligned = bs >= 128 ? 1 : int(128 >> sh);
+  const __mmask16 m_aligned = __mmask16((1u << nb_aligned) - 1u);
+  const __m512i sel_aligned = _mm512_srlv_epi32(iota8, vsh);
+  __m512 acc[R];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < in; i += 128) {
+    const int lanes = int(std::min<int64_t>(16, (in - i) / 8));
+    const __mmask16 m = __mmask16((1u << lanes) - 1u);
+    __m512i v[R];
+    __m512 d0[R], d1[R];  // two FMA chains per row
+    for (int r = 0; r < R; r++) {
+      const uint8_t* p = w + (((o + r) * in + i) >> 1);
+      _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+      v[r] = lanes == 16 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(m, p);
+    }
+    const float* xc = xp + i;
+    for (int k = 0; k < 8; k += 2) {
+      const __m512 x0 = _mm512_loadu_ps(xc + 16 * k), x1 = _mm512_loadu_ps(xc + 16 * k + 16);
+      for (int r = 0; r < R; r++) {
+        const __m512 f0 = _mm512_permutexvar_ps(k == 0 ? v[r] : _mm512_srli_epi32(v[r], 4 * k), lut);
+        const __m512 f1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v[r], 4 * k + 4), lut);
+        d0[r] = k == 0 ? _mm512_mul_ps(f0, x0) : _mm512_fmadd_ps(f0, x0, d0[r]);
+        d1[r] = k == 0 ? _mm512_mul_ps(f1, x1) : _mm512_fmadd_ps(f1, x1, d1[r]);
+      }
+    }
+    // Block of lane j of row r: (e + 8j) >> sh = b0 + ((off + 8j) >> sh), e = (o+r)·in + i,
+    // off = e mod bs; the chunk touches nb <= 16 blocks from b0 (masked load: never past the
+    // last one).
+    for (int r = 0; r < R; r++) {
+      const int64_t e = (o + r) * in + i;
+      const int64_t b0 = e >> sh, off = e & (bs - 1);
+      __m512 a;
+      if (aligned) {
+        a = nb_aligned == 1 ? _mm512_set1_ps(absmax[b0])
+                            : _mm512_permutexvar_ps(sel_aligned, _mm512_maskz_loadu_ps(m_aligned, absmax + b0));
+      } else {
+        const int nb = int((off + 8 * (lanes - 1)) >> sh) + 1;
+        a = nb == 1 ? _mm512_set1_ps(absmax[b0])
+            : _mm512_permutexvar_ps(
+                  _mm512_srlv_epi32(_mm512_add_epi32(_mm512_set1_epi32(int(off)), iota8), vsh),
+                  _mm512_maskz_loadu_ps(__mmask16((1u << nb) - 1u), absmax + b0));
+      }
+      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(d0[r], d1[r]), a, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) y[o + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+__attribute__((target("avx512f"))) void gemv1_block_avx512(const float* xp, int64_t in,
+                                                            const uint8_t* w, const float* absmax,
+                                                            int sh, int64_t o0, int64_t o1,
+                                                            float* y) {
+  const __m512 lut = _mm512_loadu_ps(kNf4);
+  int64_t o = o0;
+  for (; o + kGemv1Rows <= o1; o += kGemv1Rows)
+    gemv1_rows_avx512<kGemv1Rows>(xp, in, w, absmax, sh, o, y, lut);
+  for (; o < o1; o++) gemv1_rows_avx512<1>(xp, in, w, absmax, sh, o, y, lut);
+}
+#pragma GCC diagnostic pop
+
+// NF4 value of nibble (v >> 4k) & 15 per lane, AVX2: vpermps on both 8-entry halves, bit 3 of
+// the nibble (moved to the sign bit by v << (28 - 4k)) picks the half.
+template <int K>
+inline __m256 lookup_lanes(__m256i v, __m256 lo, __m256 hi) {
+  const __m256i s = _mm256_srli_epi32(v, 4 * K);
+  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, s), _mm256_permutevar8x32_ps(hi, s),
+                          _mm256_castsi256_ps(_mm256_slli_epi32(v, 28 - 4 * K)));
+}
+
+// One row, AVX2: the same lane scheme with 8 lanes (chunks of 64 elements).
+float gemv1_row_avx2(const float* xp, int64_t in, const uint8_t* w, const float* absmax, int sh,
+                     int64_t row, __m256 lo, __m256 hi) {
+  const int64_t bs = int64_t(1) << sh;
+  const __m256i iota8 = _mm256_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i vsh = _mm256_set1_epi32(sh);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int n = 0;
+  for (int64_t i = 0; i < in; i += 64, n++) {
+    const int64_t e = row + i;
+    const int lanes = int(std::min<int64_t>(8, (in - i) / 8));
+    if ((n & 1) == 0)
+      _mm_prefetch(reinterpret_cast<const char*>(w + (e >> 1)) + kPrefetchBytes, _MM_HINT_T0);
+    const __m256i v = lanes == 8
+        ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (e >> 1)))
+        : _mm256_maskload_epi32(reinterpret_cast<const int*>(w + (e >> 1)),
+                                _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), lane));
+    const float* xc = xp + i;
+    __m256 d0 = _mm256_mul_ps(lookup_lanes<0>(v, lo, hi), _mm256_loadu_ps(xc));
+    __m256 d1 = _mm256_mul_ps(lookup_lanes<1>(v, lo, hi), _mm256_loadu_ps(xc + 8));
+    d0 = _mm256_fmadd_ps(lookup_lanes<2>(v, lo, hi), _mm256_loadu_ps(xc + 16), d0);
+    d1 = _mm256_fmadd_ps(lookup_lanes<3>(v, lo, hi), _mm256_loadu_ps(xc + 24), d1);
+    d0 = _mm256_fmadd_ps(lookup_lanes<4>(v, lo, hi), _mm256_loadu_ps(xc + 32), d0);
+    d1 = _mm256_fmadd_ps(lookup_lanes<5>(v, lo, hi), _mm256_loadu_ps(xc + 40), d1);
+    d0 = _mm256_fmadd_ps(lookup_lanes<6>(v, lo, hi), _mm256_loadu_ps(xc + 48), d0);
+    d1 = _mm256_fmadd_ps(lookup_lanes<7>(v, lo, hi), _mm256_loadu_ps(xc + 56), d1);
+    const int64_t b0 = e >> sh, off = e & (bs - 1);
+    const int nb = int((off + 8 * (lanes - 1)) >> sh) + 1;
+    const __m256 a = nb == 1 ? _mm256_set1_ps(absmax[b0])
+        : _mm256_permutevar8x32_ps(
+              _mm256_maskload_ps(absmax + b0, _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane)),
+              _mm256_srlv_epi32(_mm256_add_epi32(_mm256_set1_epi32(int(off)), iota8), vsh));
+    if (n & 1) acc1 = _mm256_fmadd_ps(_mm256_add_ps(d0, d1), a, acc1);
+    else acc0 = _mm256_fmadd_ps(_mm256_add_ps(d0, d1), a, acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// Portable reference path (LORA4J_DECODE_ISA=scalar): dequantize and multiply, element by element.
+void gemv1_scalar(const float* x, int64_t in, int64_t out, const uint8_t* w, const float* absmax,
+                  int32_t blocksize, float* y) {
+  const int sh = log2_blocksize(blocksize);
+  lora4j::cpu::parallel_for(out, 2.0 * in, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++) {
+      float s = 0.0f;
+      for (int64_t i = 0; i < in; i++) {
+        const int64_t e = o * in + i;
+        s += deq1(w, e, absmax[e >> sh]) * x[i];
+      }
+      y[o] = s;
+    }
+  });
+}
+
+// T = 1 forward on the process's ISA path; false when the shape needs the general kernel.
+bool gemv1_dispatch(const float* x, int64_t in, int64_t out, const uint8_t* w,
+                    const float* absmax, int32_t blocksize, float* y) {
+  const lora4j::cpu::Isa isa = lora4j::cpu::simd_isa();
+  if (isa == lora4j::cpu::Isa::kScalar) {
+    gemv1_scalar(x, in, out, w, absmax, blocksize, y);
+    return true;
+  }
+  if (in % 8 != 0 || blocksize < 8) return false;
+  const int sh = log2_blocksize(blocksize);
+  const int L = isa == lora4j::cpu::Isa::kAvx512 ? 16 : 8;
+  const int64_t C = 8 * int64_t(L);
+  float* xp = gemv_scratch((in + C - 1) / C * C);
+  permute_to_lanes(x, in, L, xp);
+  if (isa == lora4j::cpu::Isa::kAvx512) {
+    lora4j::cpu::parallel_for(out, 2.0 * in, [&](int64_t o0, int64_t o1) {
+      gemv1_block_avx512(xp, in, w, absmax, sh, o0, o1, y);
+    });
+  } else {
+    const __m256 lo = _mm256_loadu_ps(kNf4), hi = _mm256_loadu_ps(kNf4 + 8);
+    lora4j::cpu::parallel_for(out, 2.0 * in, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; o++) y[o] = gemv1_row_avx2(xp, in, w, absmax, sh, o * in, lo, hi);
+    });
+  }
+  return true;
+}
+
 void gemv_fwd(const float* x, int64_t T, int64_t in, int64_t out, const uint8_t* w,
               const float* absmax, int32_t blocksize, float* y) {
+  if (T == 1 && gemv1_dispatch(x, in, out, w, absmax, blocksize, y)) return;
   if (in % 32 == 0 && blocksize >= 32) {
     const int sh = log2_blocksize(blocksize);
     float* xp = gemv_scratch(T * in);
     for (int64_t t = 0; t < T; t++) permute_to_planes(x + t * in, in, xp + t * in);
     const Planes l = nf4_planes();
-    const bool by64 = in % 64 == 0 && blocksize >= 64;
-    if (T == 1) {
-      lora4j::cpu::parallel_for(out, 2.0 * in, [&](int64_t o0, int64_t o1) {
-        for (int64_t o = o0; o < o1; o++) gemvp_row1(xp, in, w, absmax, sh, o, y, l, by64);
-      });
-      return;
-    }
     // Tokens in passes of at most 8, split evenly (T = 9..15: two passes of 5..8). Each pass
     // walks W in column chunks so that the chunk of X (nt x C fp32) stays in L1 while a block of
     // rows reuses it.

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.lora4j.quant.Nf4;
+import io.lora4j.quant.Nf4Weight;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
@@ -196,7 +198,11 @@ class DecodeKernelsTest {
         assertTrue(p.waitFor() != 0 && err.contains("LORA4J_DECODE_ISA must be scalar, avx2 or avx512"), "unknown ISA is an error: " + err);
     }
 
-    /** Child JVM: prints the forced ISA's name, then a matvec, gate_up and attention step as floats. */
+    /**
+     * Child JVM: prints the forced ISA's name, then a matvec, gate_up and attention step, NF4 T = 1
+     * products and NF4 dequantizations (nf4.cpp dispatches its single-token GEMV and its dequantize
+     * on the same variable) as floats.
+     */
     public static final class Probe {
         static ProcessBuilder command(String isa) {
             String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
@@ -235,6 +241,16 @@ class DecodeKernelsTest {
                     Tensor yb = Tensor.allocate(DType.F32, MemoryCategory.ACTIVATIONS, 1, 19);
                     b.decodeMatvec(x, bw, false, yb);
                     for (Tensor t : new Tensor[] {y, s, o, yb}) for (float f : t.toFloats()) sb.append(sb.length() == 0 ? "" : ",").append(f);
+                }
+                // NF4 [out, in, blocksize]: rows straddling blocks (288/64), a partial last chunk (40, 200),
+                // 4 blocks per chunk (768/32), one block per several rows (384/2048), 1152 = 9 full chunks.
+                for (int[] c : new int[][] {{17, 288, 64}, {11, 40, 32}, {13, 768, 32}, {8, 384, 2048}, {5, 200, 4096},
+                        {6, 1152, 64}}) {
+                    try (Tensor wn = rand(r, c[0], c[1]); Nf4Weight nq = Nf4.quantize(b, wn, c[2], false);
+                         Tensor xn = rand(r, 1, c[1]); Tensor yn = Nf4.matmul(b, xn, nq); Tensor dq = Nf4.dequantize(b, nq)) {
+                        for (float f : yn.toFloats()) sb.append(',').append(f);
+                        for (float f : dq.toFloats()) sb.append(',').append(f);
+                    }
                 }
             }
             System.out.println(CpuBackend.decodeIsa());

@@ -197,14 +197,19 @@ class Nf4Test {
     }
 
     @ParameterizedTest
-    @CsvSource({"1, 288, 96", "7, 288, 768", "16, 100, 33", "33, 768, 288", "64, 64, 130", "5, 4096, 64"})
-    void matmulForwardAndBackwardMatchFp64OfTheDequantizedWeight(int tokens, int in, int out) {
+    @CsvSource({"1, 288, 96, 64", "7, 288, 768, 64", "16, 100, 33, 64", "33, 768, 288, 64", "64, 64, 130, 64",
+            "5, 4096, 64, 64",
+            // T = 1 on the ISA-dispatched GEMV: a partial last chunk (40, 72, 200), 1-4 blocks per chunk
+            // (bs 128, 64, 32), blocks larger than a row (2048), in % 8 != 0 (the general kernel)
+            "1, 40, 11, 32", "1, 72, 5, 32", "1, 1024, 6, 128", "1, 2816, 5, 64", "1, 768, 13, 32", "1, 384, 8, 2048",
+            "1, 200, 5, 4096", "1, 100, 7, 64"})
+    void matmulForwardAndBackwardMatchFp64OfTheDequantizedWeight(int tokens, int in, int out, int blocksize) {
         Random r = new Random(tokens * 31L + in);
         float[] w = new float[in * out], x = new float[tokens * in], dy = new float[tokens * out];
         for (int i = 0; i < w.length; i++) w[i] = (float) r.nextGaussian() * 0.05f;
         for (int i = 0; i < x.length; i++) x[i] = (float) r.nextGaussian();
         for (int i = 0; i < dy.length; i++) dy[i] = (float) r.nextGaussian();
-        try (Tensor wt = Tensor.ofFloats(w, out, in); Nf4Weight q = Nf4.quantize(cpu, wt, 64, true);
+        try (Tensor wt = Tensor.ofFloats(w, out, in); Nf4Weight q = Nf4.quantize(cpu, wt, blocksize, true);
              Tensor wd = Nf4.dequantize(cpu, q); Tensor xt = Tensor.ofFloats(x, tokens, in);
              Tensor dyt = Tensor.ofFloats(dy, tokens, out);
              Tensor y = Nf4.matmul(cpu, xt, q); Tensor dx = Nf4.matmulBackwardInput(cpu, dyt, q)) {
