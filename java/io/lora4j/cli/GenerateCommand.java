@@ -62,14 +62,15 @@ public final class GenerateCommand implements Command {
                 throw new IllegalArgumentException("the prompt has " + promptIds.length + " tokens, more than the model's "
                         + m.model.config().maxPositionEmbeddings() + " positions");
             int[] ids = Arrays.copyOf(promptIds, capacity);
-            int n = promptIds.length;
+            int n = promptIds.length, tokens = m.tokenizer.vocabSize();
             if (!json) ctx.out().print(prompt);
             long t0 = System.nanoTime(), tFirst = 0;
             try (LlamaModel.KvCache cache = m.model.newCache(Math.max(1, capacity))) {
                 FloatBuffer logits = cache.session().prefill(promptIds);
                 tFirst = System.nanoTime();
                 while (n < capacity) {
-                    int next = sampler.sample(logits);
+                    // padded embedding rows past the tokenizer's ids are never chosen
+                    int next = sampler.sample(logits.remaining() > tokens ? logits.slice(logits.position(), tokens) : logits);
                     if (next == m.tokenizer.eosId()) break;
                     ids[n] = next;
                     if (!json) {

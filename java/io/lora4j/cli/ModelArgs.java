@@ -78,8 +78,9 @@ final class ModelArgs implements AutoCloseable {
                 .withBackend(backend);
         LlamaWeights w = ModelLoader.load(modelPath, opts);
         try {
-            if (tok.vocabSize() != w.config().vocabSize())
-                throw new FormatException(modelPath, "the tokenizer has " + tok.vocabSize() + " tokens, the model's vocabulary "
+            // more embedding rows than tokens is normal (Qwen pads 151,669 tokens to 151,936 rows); fewer is not
+            if (tok.vocabSize() > w.config().vocabSize())
+                throw new FormatException(modelPath, "the tokenizer has " + tok.vocabSize() + " tokens, more than the model's vocabulary of "
                         + w.config().vocabSize() + ": they do not belong together");
             AdaptedModel am = null;
             if (cl.hasOption("adapter")) {

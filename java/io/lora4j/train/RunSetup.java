@@ -129,8 +129,9 @@ final class RunSetup implements AutoCloseable {
         LoraAdapter adapter = null;
         boolean ok = false;
         try {
-            if (tok.vocabSize() != loaded.config().vocabSize())
-                throw new FormatException(cfg.model(), "the tokenizer has " + tok.vocabSize() + " tokens, the model's vocabulary " + loaded.config().vocabSize());
+            // more embedding rows than tokens is normal (Qwen pads 151,669 tokens to 151,936 rows); fewer is not
+            if (tok.vocabSize() > loaded.config().vocabSize())
+                throw new FormatException(cfg.model(), "the tokenizer has " + tok.vocabSize() + " tokens, more than the model's vocabulary of " + loaded.config().vocabSize());
             if (lc.bias() != LoraConfig.Bias.NONE)
                 log.println("note: bias=" + lc.bias().peftName + " selects no parameter on Llama (it has no biases), as in PEFT");
             if (loftq) {

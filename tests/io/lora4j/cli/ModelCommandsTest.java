@@ -65,7 +65,13 @@ class ModelCommandsTest {
         Path tiny = dir.resolve("tiny.bin");
         TestModels.writeLlama2c(tiny, 64, 96, 2, 4, 2, 80, 32, false, 3);
         Result r = run("generate", "--model", tiny.toString(), "--tokenizer", Assets.require("tokenizer.model").toString(), "--prompt", "x");
-        assertOneLine(r, 1, "the tokenizer has 32000 tokens, the model's vocabulary 80");
+        assertOneLine(r, 1, "the tokenizer has 32000 tokens, more than the model's vocabulary of 80");
+        // more embedding rows than tokens (Qwen pads its vocabulary this way) loads and generates
+        Path padded = dir.resolve("padded.bin");
+        TestModels.writeLlama2c(padded, 64, 96, 2, 4, 2, 32064, 32, false, 3);
+        Result p = run("generate", "--model", padded.toString(), "--tokenizer", Assets.require("tokenizer.model").toString(), "--prompt", "x",
+                "--max-new-tokens", "8", "--temperature", "1.5", "--seed", "7");
+        assertEquals(0, p.code(), p.err());
 
         assertEquals(2, run("generate", "--model", model.toString(), "--prompt", "x", "--temperature", "-1").code());
         assertEquals(2, run("generate", "--model", model.toString()).code(), "--prompt is required");
