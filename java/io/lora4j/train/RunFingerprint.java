@@ -40,6 +40,8 @@ final class RunFingerprint {
         Map<String, String> f = new LinkedHashMap<>();
         f.put("model", modelIdentity(cfg.model()));
         f.put("load_in_4bit", String.valueOf(cfg.loadIn4bit()));
+        // weight storage rounds the base (bf16): only an explicit dtype is recorded, so older checkpoints still match auto
+        if (cfg.weightDtype() != null) f.put("dtype", cfg.weightDtype().name().toLowerCase(Locale.ROOT));
         LoraConfig l = cfg.lora();
         f.put("r", String.valueOf(l.r()));
         f.put("lora_alpha", String.valueOf(l.loraAlpha()));
