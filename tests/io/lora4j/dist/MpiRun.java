@@ -1,0 +1,77 @@
+package io.lora4j.dist;
+
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Starts test JVMs under Open MPI's {@code mpirun} on this machine (loopback). Without mpirun on
+ * the PATH the tests are skipped, saying what to install, except where {@code LORA4J_REQUIRE_MPI=1}
+ * (CI's {@code .ci/run}, which installs it): there they fail.
+ */
+final class MpiRun {
+    /** What a finished mpirun job printed and returned. */
+    record Result(int exit, String output, double seconds) {}
+
+    private MpiRun() {}
+
+    /** mpirun's path; skips (or, under LORA4J_REQUIRE_MPI=1, fails) the test when there is none. */
+    static String mpirun() {
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
+            Path p = Path.of(dir.isEmpty() ? "." : dir, "mpirun");
+            if (Files.isExecutable(p)) return p.toString();
+        }
+        String msg = "mpirun not found on the PATH: install Open MPI (apt-get install openmpi-bin libopenmpi-dev) to run the data-parallel tests";
+        if ("1".equals(System.getenv("LORA4J_REQUIRE_MPI"))) fail(msg + " (LORA4J_REQUIRE_MPI=1)");
+        assumeTrue(false, msg);
+        return null;
+    }
+
+    /**
+     * {@code mpirun -np n java -cp <this classpath> main args...}, with {@code env} added
+     * ("KEY=VALUE" each), waited for at most {@code timeoutS}; a job still running then is killed
+     * and the test fails.
+     */
+    static Result run(int n, List<String> env, long timeoutS, String main, String... args) throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>(List.of(mpirun(), "--oversubscribe", "--bind-to", "none", "-np", Integer.toString(n)));
+        for (String e : env) cmd.addAll(List.of("-x", e));
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.addAll(List.of("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx768m", "-cp", System.getProperty("java.class.path"), main));
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+        // Root in a container: Open MPI refuses to start without both of these.
+        pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT", "1");
+        pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        long t0 = System.nanoTime();
+        Process p = pb.start();
+        StringBuilder out = new StringBuilder();
+        Thread reader = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                for (String l; (l = r.readLine()) != null; ) synchronized (out) { out.append(l).append('\n'); }
+            } catch (IOException e) {
+                synchronized (out) { out.append("(reading mpirun's output failed: ").append(e).append(")\n"); }
+            }
+        });
+        reader.setDaemon(true);
+        reader.start();
+        if (!p.waitFor(timeoutS, TimeUnit.SECONDS)) {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+            reader.join(2000);
+            fail("mpirun -np " + n + " still running after " + timeoutS + " s:\n" + out);
+        }
+        reader.join(5000);
+        synchronized (out) {
+            return new Result(p.exitValue(), out.toString(), (System.nanoTime() - t0) / 1e9);
+        }
+    }
+}
