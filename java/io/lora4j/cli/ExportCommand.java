@@ -17,7 +17,7 @@ import io.lora4j.ops.Backends;
 import io.lora4j.tokenizer.Tokenizer;
 import io.lora4j.tokenizer.TokenizerException;
 import io.lora4j.tokenizer.Tokenizers;
-import io.lora4j.train.TrainingRun;
+import io.lora4j.tokenizer.TokenizerPath;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -130,7 +130,7 @@ public final class ExportCommand implements Command {
         Path tokPath = null;
         Tokenizer tok = null;
         try {
-            tokPath = TrainingRun.tokenizerPath(model, cl.hasOption("tokenizer") ? Path.of(cl.getOptionValue("tokenizer")) : null);
+            tokPath = TokenizerPath.of(model, cl.hasOption("tokenizer") ? Path.of(cl.getOptionValue("tokenizer")) : null);
             tok = Tokenizers.load(tokPath);
         } catch (FormatException | TokenizerException e) {
             if (cl.hasOption("tokenizer")) throw e;

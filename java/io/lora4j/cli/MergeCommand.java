@@ -12,7 +12,7 @@ import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Tensor;
-import io.lora4j.train.TrainingRun;
+import io.lora4j.tokenizer.TokenizerPath;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -80,7 +80,7 @@ public final class MergeCommand implements Command {
         List<Path> extras = new ArrayList<>();
         Path tok = null;
         try {
-            tok = TrainingRun.tokenizerPath(model, cl.hasOption("tokenizer") ? Path.of(cl.getOptionValue("tokenizer")) : null);
+            tok = TokenizerPath.of(model, cl.hasOption("tokenizer") ? Path.of(cl.getOptionValue("tokenizer")) : null);
         } catch (FormatException e) {
             ctx.err().println("lora4j merge: note: " + e.getMessage() + "; the merged directory gets no tokenizer");
         }

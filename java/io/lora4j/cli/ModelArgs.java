@@ -11,7 +11,7 @@ import io.lora4j.ops.Backends;
 import io.lora4j.tensor.Device;
 import io.lora4j.tokenizer.Tokenizer;
 import io.lora4j.tokenizer.Tokenizers;
-import io.lora4j.train.TrainingRun;
+import io.lora4j.tokenizer.TokenizerPath;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Optional;
@@ -102,9 +102,9 @@ final class ModelArgs implements AutoCloseable {
         }
     }
 
-    /** --tokenizer, else the model's own (see {@link TrainingRun#tokenizerPath}). */
+    /** --tokenizer, else the model's own (see {@link TokenizerPath#of}). */
     static Path tokenizerPath(Path model, String explicit) throws FormatException {
-        return TrainingRun.tokenizerPath(model, explicit == null ? null : Path.of(explicit));
+        return TokenizerPath.of(model, explicit == null ? null : Path.of(explicit));
     }
 
     @Override

@@ -28,9 +28,15 @@ final class MetricsLog implements AutoCloseable {
     private final FileOutputStream stream;
     private final Writer writer;
 
+    /** {@code file} null: rows go nowhere. */
     private MetricsLog(Path file, boolean append) throws IOException {
-        stream = new FileOutputStream(file.toFile(), append);
-        writer = new OutputStreamWriter(stream, StandardCharsets.UTF_8);
+        stream = file == null ? null : new FileOutputStream(file.toFile(), append);
+        writer = file == null ? Writer.nullWriter() : new OutputStreamWriter(stream, StandardCharsets.UTF_8);
+    }
+
+    /** A log that writes nothing: a data-parallel rank that does not write the run's outputs. */
+    static MetricsLog discarding() throws IOException {
+        return new MetricsLog(null, false);
     }
 
     /** A new, empty log (an existing file is truncated). */
@@ -60,7 +66,23 @@ final class MetricsLog implements AutoCloseable {
         return new MetricsLog(file, true);
     }
 
-    /** Appends {@code row} as one line and flushes it to the OS. */
+    /** Appends a step's row (see {@link MetricsRow} for the fields and their order). */
+    void write(MetricsRow row) throws IOException {
+        JsonObject j = new JsonObject();
+        j.addProperty("step", row.step());
+        j.addProperty("epoch", row.epoch());
+        if (row.skipped() != null) j.addProperty("skipped", row.skipped());
+        if (row.loss() != null) j.addProperty("loss", row.loss());
+        if (row.learningRate() != null) j.addProperty("learning_rate", row.learningRate());
+        if (row.gradNorm() != null) j.addProperty("grad_norm", row.gradNorm());
+        if (row.tokensPerSecond() != null) j.addProperty("tokens_per_second", row.tokensPerSecond());
+        if (row.rowIds() != null) j.add("row_ids", GSON.toJsonTree(row.rowIds()));
+        if (row.sourceLines() != null) j.add("source_lines", GSON.toJsonTree(row.sourceLines()));
+        if (row.evalLoss() != null) j.addProperty("eval_loss", row.evalLoss());
+        write(j);
+    }
+
+    /** Appends {@code row} (an event or the final summary) as one line and flushes it to the OS. */
     void write(JsonObject row) throws IOException {
         writer.write(GSON.toJson(row));
         writer.write('\n');
@@ -70,7 +92,7 @@ final class MetricsLog implements AutoCloseable {
     /** Forces the rows written so far to disk. */
     void sync() throws IOException {
         writer.flush();
-        stream.getFD().sync();
+        if (stream != null) stream.getFD().sync();
     }
 
     @Override

@@ -27,6 +27,8 @@ public final class Trainer implements AutoCloseable {
     private final LoraTrainingModel model;
     private final TrainConfig config;
     private final long totalSteps, warmup;
+    /** Sums over the data-parallel ranks (the identity for one process). */
+    private final DataParallel.Exchange exchange;
     private Tensor m, v;
     /** Windows consumed (the global step) and AdamW updates applied (≤ step: skipped windows do not count). */
     private long step, updates;
@@ -50,10 +52,21 @@ public final class Trainer implements AutoCloseable {
      * @param totalSteps optimizer steps of the whole run (for the schedule)
      */
     public Trainer(LoraTrainingModel model, TrainConfig config, long totalSteps) {
+        this(model, config, totalSteps, DataParallel.single().exchange());
+    }
+
+    /**
+     * A trainer of one rank of a data-parallel run: {@code exchange} sums the target count, the
+     * loss and the gradients over the ranks (see {@link #accumulate}).
+     *
+     * @param totalSteps optimizer steps of the whole run (for the schedule)
+     */
+    public Trainer(LoraTrainingModel model, TrainConfig config, long totalSteps, DataParallel.Exchange exchange) {
         if (totalSteps < 1) throw new IllegalArgumentException("total steps must be >= 1, got " + totalSteps);
         this.model = model;
         this.config = config;
         this.totalSteps = totalSteps;
+        this.exchange = exchange;
         this.warmup = LrSchedule.warmupSteps(config.warmupSteps(), config.warmupRatio(), totalSteps);
         Backend b = model.backend();
         long p = model.adapter().parameterCount();
@@ -85,21 +98,25 @@ public final class Trainer implements AutoCloseable {
     }
 
     /**
-     * Accumulates the gradients of {@code window}'s micro-batches (see the class comment).
+     * Accumulates the gradients of {@code window}'s micro-batches (see the class comment). In a
+     * data-parallel run N, the loss sum and the gradients are sums over the ranks: N before the
+     * backward passes, the other two after them ({@link DataParallel.Exchange}).
      *
      * @return Σ CE over the window; {@code targets[0]} receives N
      * @throws IllegalArgumentException when the window has no target token
      */
     public double accumulate(List<Batch> window, long[] targets) {
-        long n = 0;
-        for (Batch b : window) n += b.targetTokens();
+        long local = 0;
+        for (Batch b : window) local += b.targetTokens();
+        long n = exchange.sumTargets(local);
         if (n == 0) throw new IllegalArgumentException("a gradient-accumulation window of " + window.size() + " micro-batches has no target token");
         float inv = (float) (1.0 / n);
         model.zeroGradients();
         double sum = 0;
         for (int i = 0; i < window.size(); i++) sum += model.forwardBackward(window.get(i), inv, dropoutSeed(config.seed(), step, i));
+        exchange.sumGradients(model.backend(), model.gradients());
         targets[0] = n;
-        return sum;
+        return exchange.sumLoss(sum);
     }
 
     /**

@@ -1,0 +1,195 @@
+package io.lora4j.train;
+
+import io.lora4j.data.DataConfig;
+import io.lora4j.data.DataPipeline;
+import io.lora4j.io.AtomicFiles;
+import io.lora4j.io.FormatException;
+import io.lora4j.lora.LoftQ;
+import io.lora4j.lora.LoraAdapter;
+import io.lora4j.lora.LoraConfig;
+import io.lora4j.model.LlamaWeights;
+import io.lora4j.model.ModelLoader;
+import io.lora4j.ops.Backend;
+import io.lora4j.ops.Backends;
+import io.lora4j.quant.Nf4;
+import io.lora4j.tensor.Device;
+import io.lora4j.tokenizer.TokenizerPath;
+import io.lora4j.tokenizer.Tokenizer;
+import io.lora4j.tokenizer.Tokenizers;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+
+/**
+ * The setup stage of a {@link TrainingRun} (torchtune's recipe {@code setup}): the output
+ * directory, the backend, the tokenizer, the base model (dense, NF4 or LoftQ's), the adapter, the
+ * data, the step count, and for a resumed run the checkpoint with its fingerprint checked against
+ * the settings. Owns the model and adapter tensors until {@link #close()}.
+ */
+final class RunSetup implements AutoCloseable {
+    final RunConfig cfg;
+    /** The output directory (absolute). */
+    final Path out;
+    final Backend backend;
+    /** The weights the loop trains on: {@code loaded}, or LoftQ's NF4 base made from it. */
+    final LlamaWeights base;
+    final DataPipeline data;
+    /** Optimizer steps of the whole run, and per epoch, as this rank's shard of the data gives them. */
+    final long total, perEpoch;
+    /** What the run's settings are ({@link RunFingerprint}). */
+    final Map<String, String> fingerprint;
+    /** The checkpoint to resume from, or null for a new run. */
+    final TrainingCheckpoint.Loaded resumed;
+    private final LlamaWeights loaded;
+    /** The trained adapter (a resumed run's holds the checkpoint's parameters). */
+    private LoraAdapter adapter;
+
+    private RunSetup(RunConfig cfg, Path out, Backend backend, LlamaWeights loaded, LlamaWeights base, LoraAdapter adapter, DataPipeline data,
+            long total, long perEpoch, Map<String, String> fingerprint, TrainingCheckpoint.Loaded resumed) {
+        this.cfg = cfg;
+        this.out = out;
+        this.backend = backend;
+        this.loaded = loaded;
+        this.base = base;
+        this.adapter = adapter;
+        this.data = data;
+        this.total = total;
+        this.perEpoch = perEpoch;
+        this.fingerprint = fingerprint;
+        this.resumed = resumed;
+    }
+
+    LoraAdapter adapter() {
+        return adapter;
+    }
+
+    /**
+     * The output directory of a run: {@code out}, or with {@link TrainingRun.Options#resume} the
+     * resumed run's (then {@code out} must be null or name it).
+     */
+    static Path directory(Path out, TrainingRun.Options o) throws IOException {
+        if (o.resume() != null) {
+            Path dir = TrainingCheckpoint.choose(o.resume()).runDir();
+            if (out != null && !(Files.exists(out) && Files.isSameFile(out.toAbsolutePath(), dir)))
+                throw new IllegalArgumentException("the resumed run's directory is " + dir + ", not " + out + " (leave the output directory out)");
+            return dir;
+        }
+        Path dir = Objects.requireNonNull(out, "out").toAbsolutePath().normalize();
+        if (Files.exists(dir, LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS))
+            throw new FormatException(dir, "exists and is not a directory");
+        return dir;
+    }
+
+    /** Refuses a new run into a directory holding anything but the lock, unless it overwrites. */
+    static void checkEmpty(Path dir, TrainingRun.Options o) throws IOException {
+        if (o.resume() != null || o.overwrite()) return;
+        for (Path p : list(dir))
+            if (!p.getFileName().toString().equals(RunLock.FILE))
+                throw new FormatException(dir, "exists and is not empty (use --overwrite to replace it, or --resume to continue its run)");
+    }
+
+    /**
+     * Builds everything the loop needs, in the locked directory {@code out}; an overwriting run
+     * empties it (the lock stays).
+     */
+    static RunSetup open(RunConfig cfg, Path out, PrintStream log, TrainingRun.Options o) throws IOException {
+        TrainingCheckpoint.Choice choice = null;
+        if (o.resume() != null) {
+            // chosen again under the lock: a run that held the directory may have written a newer one
+            choice = TrainingCheckpoint.choose(o.resume());
+            for (String s : choice.skipped()) log.println("warning: skipped " + s);
+        }
+        Backend backend;
+        try {
+            backend = Backends.select(cfg.device() == null ? Optional.empty() : Optional.of(Device.parse(cfg.device())));
+        } catch (IllegalStateException e) {
+            throw new IllegalArgumentException("device " + cfg.device() + ": " + e.getMessage());
+        }
+        Path tokPath = TokenizerPath.of(cfg.model(), cfg.tokenizer());
+        Tokenizer tok = Tokenizers.load(tokPath);
+        LoraConfig lc = cfg.lora();
+        boolean loftq = lc.init() == LoraConfig.Init.LOFTQ;
+        ModelLoader.Options opts = (cfg.loadIn4bit() && !loftq ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults()).withBackend(backend);
+        LlamaWeights loaded = ModelLoader.load(cfg.model(), opts);
+        LlamaWeights base = loaded;
+        LoraAdapter adapter = null;
+        boolean ok = false;
+        try {
+            if (tok.vocabSize() != loaded.config().vocabSize())
+                throw new FormatException(cfg.model(), "the tokenizer has " + tok.vocabSize() + " tokens, the model's vocabulary " + loaded.config().vocabSize());
+            if (lc.bias() != LoraConfig.Bias.NONE)
+                log.println("note: bias=" + lc.bias().peftName + " selects no parameter on Llama (it has no biases), as in PEFT");
+            if (loftq) {
+                // LoftQ also changes the base (W - BA quantized): a resumed run recomputes it, deterministically
+                LoftQ.Result r = LoftQ.initialize(backend, loaded, lc, Nf4.DEFAULT_BLOCKSIZE, true);
+                LoftQ.releaseDenseProjections(loaded); // the start-up spike ends here (MemoryPlanner.loftqStartupBytes)
+                base = r.weights();
+                adapter = r.adapter();
+                log.printf(Locale.ROOT, "LoftQ (%d iteration%s): relative error of the NF4 base %.4f -> %.4f with the adapter%n",
+                        lc.loftqIter(), lc.loftqIter() == 1 ? "" : "s", r.errorBefore(), r.errorAfter());
+            } else {
+                adapter = LoraAdapter.create(backend, loaded.config(), lc);
+            }
+            TrainConfig tc = cfg.train();
+            int maxLen = Math.min(tc.maxSeqLength(), loaded.config().maxPositionEmbeddings());
+            DataConfig dc = cfg.data();
+            if (dc.maxSeqLength() != maxLen)
+                dc = new DataConfig(dc.dataset(), dc.evalDataset(), dc.evalSplit(), dc.datasetFormat(), dc.chatTemplate(),
+                        dc.trainOnResponsesOnly(), dc.instructionPart(), dc.responsePart(), dc.lastResponseOnly(), dc.packing(), maxLen,
+                        dc.groupByLength(), dc.maxBadRowFraction(), dc.seed());
+            DataPipeline data = DataPipeline.build(dc, tok, tokPath);
+            log.println("data: " + data.stats().summary());
+            long sequences = o.parallel().shard().sequences(data);
+            long total = tc.totalSteps(sequences);
+            Map<String, String> fingerprint = RunFingerprint.of(cfg, data, total);
+            TrainingCheckpoint.Loaded resumed = null;
+            if (choice != null) {
+                resumed = TrainingCheckpoint.load(choice.checkpoint());
+                List<String> diff = RunFingerprint.differences(resumed.state().fingerprint, fingerprint);
+                if (!diff.isEmpty())
+                    throw new FormatException(choice.checkpoint().resolve(TrainingState.FILE), "was made with settings that train differently: "
+                            + String.join("; ", diff) + " (resume with the checkpoint's settings, or start a new run)");
+                float[] v;
+                try (LoraAdapter saved = LoraAdapter.load(choice.checkpoint(), backend, loaded.config())) {
+                    v = saved.toFloats();
+                }
+                adapter.close();
+                adapter = null; // not released twice should the next line throw
+                adapter = LoraAdapter.of(backend, loaded.config(), lc, v);
+                if (o.parallel().writesOutputs()) TrainingCheckpoint.removeLeftovers(out);
+            } else if (o.overwrite() && o.parallel().writesOutputs()) {
+                for (Path p : list(out)) if (!p.getFileName().toString().equals(RunLock.FILE)) AtomicFiles.deleteRecursively(p);
+            }
+            RunSetup s = new RunSetup(cfg, out, backend, loaded, base, adapter, data, total, tc.stepsPerEpoch(sequences), fingerprint, resumed);
+            ok = true;
+            return s;
+        } finally {
+            if (!ok) release(adapter, base, loaded);
+        }
+    }
+
+    @Override
+    public void close() {
+        release(adapter, base, loaded);
+        adapter = null;
+    }
+
+    private static void release(LoraAdapter adapter, LlamaWeights base, LlamaWeights loaded) {
+        if (adapter != null) adapter.close();
+        if (base != loaded) for (var l : base.layers()) for (var pw : l.projections().values()) pw.close();
+        loaded.close();
+    }
+
+    static List<Path> list(Path dir) throws IOException {
+        try (var s = Files.list(dir)) {
+            return s.toList();
+        }
+    }
+}
