@@ -61,6 +61,21 @@ public record DataParallel(int rank, int worldSize, Shard shard, Exchange exchan
 
         /** Replaces {@code gradients} (the flat LoRA gradient [P], fp32, on {@code backend}) by its sum over ranks. */
         void sumGradients(Backend backend, Tensor gradients);
+
+        /**
+         * {@link #sumGradients} and {@link #sumLoss} together, which an exchange may do in one
+         * collective over one flat buffer; returns the summed loss.
+         */
+        default double sumGradientsAndLoss(Backend backend, Tensor gradients, double loss) {
+            sumGradients(backend, gradients);
+            return sumLoss(loss);
+        }
+
+        /**
+         * Called after every optimizer step with the adapter's parameters [P] as AdamW left them
+         * (skipped steps included): where an exchange checks that the ranks have not drifted apart.
+         */
+        default void afterStep(Backend backend, Tensor parameters, long step) {}
     }
 
     /** One process: every window of the pipeline, sums over one rank are the values themselves. */

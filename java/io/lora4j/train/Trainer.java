@@ -114,9 +114,8 @@ public final class Trainer implements AutoCloseable {
         model.zeroGradients();
         double sum = 0;
         for (int i = 0; i < window.size(); i++) sum += model.forwardBackward(window.get(i), inv, dropoutSeed(config.seed(), step, i));
-        exchange.sumGradients(model.backend(), model.gradients());
         targets[0] = n;
-        return exchange.sumLoss(sum);
+        return exchange.sumGradientsAndLoss(model.backend(), model.gradients(), sum);
     }
 
     /**
@@ -138,6 +137,7 @@ public final class Trainer implements AutoCloseable {
             updates++;
         }
         step++;
+        exchange.afterStep(b, model.adapter().parameters(), step);
         long tokens = 0;
         for (Batch x : window) tokens += (long) x.rows() * x.seqLen();
         return new StepResult(step, sum / n[0], n[0], tokens, norm, lr, (System.nanoTime() - t0) / 1e9, skip);
