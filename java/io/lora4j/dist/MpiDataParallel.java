@@ -32,6 +32,10 @@ import java.util.Locale;
  * order, far below fp32's rounding). Clipping and AdamW then see the same reduced gradient on every
  * rank.
  *
+ * <p>Dropout masks follow the global micro-batch index ({@link #firstMicroBatch}); eval
+ * batches are dealt round-robin to the ranks and their loss sum and target count reduced in one
+ * collective.
+ *
  * <p><b>Drift check.</b> Every {@code hashEvery} steps (and after step 1) the ranks compare a
  * 64-bit hash of the adapter's parameters with rank 0's; any difference stops every rank with an
  * {@link IllegalStateException} naming the step and the ranks that differ.
@@ -104,7 +108,27 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
         return (rows + world.size() - 1) / world.size();
     }
 
+    @Override
+    public int firstMicroBatch(int accumulation) {
+        return world.rank() * accumulation;
+    }
+
+    /** Eval batches i with i mod W = rank: every rank gets a share of about the same size. */
+    @Override
+    public List<Batch> evalBatches(List<Batch> all) {
+        List<Batch> mine = new ArrayList<>();
+        for (int i = world.rank(); i < all.size(); i += world.size()) mine.add(all.get(i));
+        return mine;
+    }
+
     // ---- Exchange ----
+
+    @Override
+    public double[] sumLossAndTargets(double loss, long targets) {
+        double[] buf = {loss, targets};
+        reduce(buf);
+        return buf;
+    }
 
     @Override
     public long sumTargets(long local) {

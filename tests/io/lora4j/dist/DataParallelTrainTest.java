@@ -26,7 +26,7 @@ import org.junit.jupiter.api.io.TempDir;
  * Data-parallel training on stories15M: 2 ranks × accumulation 8 against 1 process ×
  * accumulation 16, the same global batch of 16 rows of different lengths whose first tokens are
  * masked (-100, as a response-only mask leaves them), so that the two ranks hold different target
- * counts in every step.
+ * counts in every step. LoRA dropout is on: the ranks draw the masks of their micro-batches' global indices.
  */
 class DataParallelTrainTest {
     private static final long JOB_TIMEOUT_S = 300;
@@ -70,7 +70,7 @@ class DataParallelTrainTest {
         Path yaml = dir.resolve("run.yaml");
         Files.writeString(yaml, "model: " + Assets.require("stories15M.bin") + "\ndataset: " + rows(dir) + "\ndevice: cpu\nr: 8\nlora_alpha: 16\n"
                 + "max_steps: " + STEPS + "\nper_device_train_batch_size: 1\nlearning_rate: " + LR + "\nwarmup_steps: 0\nmax_seq_length: 48\n"
-                + "seed: 7\nlogging_steps: 1\n");
+                + "seed: 7\nlogging_steps: 1\nlora_dropout: 0.1\n");
         return yaml;
     }
 

@@ -42,6 +42,70 @@ final class MpiRun {
      * and the test fails.
      */
     static Result run(int n, List<String> env, long timeoutS, String main, String... args) throws IOException, InterruptedException {
+        try (Job job = start(n, env, main, args)) {
+            return job.await(timeoutS);
+        }
+    }
+
+    /** A running mpirun job whose merged output is collected. */
+    static final class Job implements AutoCloseable {
+        final Process process;
+        final int n;
+        private final StringBuilder out = new StringBuilder();
+        private final Thread reader;
+        private final long t0 = System.nanoTime();
+
+        Job(Process p, int n) {
+            this.process = p;
+            this.n = n;
+            reader = new Thread(() -> {
+                try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                    for (String l; (l = r.readLine()) != null; ) synchronized (out) { out.append(l).append('\n'); }
+                } catch (IOException e) {
+                    synchronized (out) { out.append("(reading mpirun's output failed: ").append(e).append(")\n"); }
+                }
+            });
+            reader.setDaemon(true);
+            reader.start();
+        }
+
+        String output() {
+            synchronized (out) {
+                return out.toString();
+            }
+        }
+
+        /** SIGKILL to mpirun and every process under it (the ranks): the whole job dies at once. */
+        void killAll() {
+            List<ProcessHandle> all = new ArrayList<>(process.descendants().toList());
+            all.add(process.toHandle());
+            for (ProcessHandle h : all) {
+                try {
+                    new ProcessBuilder("kill", "-9", Long.toString(h.pid())).start().waitFor();
+                } catch (IOException | InterruptedException e) {
+                    h.destroyForcibly();
+                }
+            }
+        }
+
+        Result await(long timeoutS) throws InterruptedException {
+            if (!process.waitFor(timeoutS, TimeUnit.SECONDS)) {
+                killAll();
+                reader.join(2000);
+                fail("mpirun -np " + n + " still running after " + timeoutS + " s:\n" + output());
+            }
+            reader.join(5000);
+            return new Result(process.exitValue(), output(), (System.nanoTime() - t0) / 1e9);
+        }
+
+        @Override
+        public void close() {
+            if (process.isAlive()) killAll();
+        }
+    }
+
+    /** Starts {@code mpirun -np n java ... main args...} without waiting (see {@link #run}). */
+    static Job start(int n, List<String> env, String main, String... args) throws IOException {
         List<String> cmd = new ArrayList<>(List.of(mpirun(), "--oversubscribe", "--bind-to", "none", "-np", Integer.toString(n)));
         for (String e : env) cmd.addAll(List.of("-x", e));
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
@@ -51,27 +115,6 @@ final class MpiRun {
         // Root in a container: Open MPI refuses to start without both of these.
         pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT", "1");
         pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-        long t0 = System.nanoTime();
-        Process p = pb.start();
-        StringBuilder out = new StringBuilder();
-        Thread reader = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                for (String l; (l = r.readLine()) != null; ) synchronized (out) { out.append(l).append('\n'); }
-            } catch (IOException e) {
-                synchronized (out) { out.append("(reading mpirun's output failed: ").append(e).append(")\n"); }
-            }
-        });
-        reader.setDaemon(true);
-        reader.start();
-        if (!p.waitFor(timeoutS, TimeUnit.SECONDS)) {
-            p.descendants().forEach(ProcessHandle::destroyForcibly);
-            p.destroyForcibly();
-            reader.join(2000);
-            fail("mpirun -np " + n + " still running after " + timeoutS + " s:\n" + out);
-        }
-        reader.join(5000);
-        synchronized (out) {
-            return new Result(p.exitValue(), out.toString(), (System.nanoTime() - t0) / 1e9);
-        }
+        return new Job(pb.start(), n);
     }
 }

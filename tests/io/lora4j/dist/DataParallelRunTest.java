@@ -1,0 +1,113 @@
+package io.lora4j.dist;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import io.lora4j.cli.Main;
+import io.lora4j.train.TinyRun;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A data-parallel run's life on the tiny model: --nproc, SIGKILL of the whole job and resume, what is refused. */
+class DataParallelRunTest {
+    private static final long JOB_TIMEOUT_S = 240;
+    /** TinyRun's 8 steps, checkpoints every 2, dropout on; one rank per core. */
+    private static final String SETTINGS = TinyRun.SETTINGS + "device: cpu\n";
+
+    private record Cli(int code, String err) {}
+
+    private static Cli main(Map<String, String> extraEnv, String... args) {
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        Map<String, String> env = new HashMap<>(System.getenv());
+        env.putAll(extraEnv);
+        int code = Main.run(args, new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8), env);
+        return new Cli(code, err.toString(StandardCharsets.UTF_8));
+    }
+
+    private static byte[] adapter(Path out) throws Exception {
+        return Files.readAllBytes(out.resolve("adapter_model.safetensors"));
+    }
+
+    @Test
+    void nprocStartsTheRanksThroughMpirunAndRankZeroAloneWrites(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path out = dir.resolve("out");
+        // in a container as root, Open MPI wants to be told; oversubscribe: a loaded 2-core machine
+        Cli r = main(Map.of("LORA4J_MPIRUN_ARGS", "--allow-run-as-root --oversubscribe"), "train", "--config", yaml.toString(), "--out", out.toString(),
+                "--nproc", "2", "--threads", "1");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("lora4j train: starting 2 ranks"), r.err());
+        assertTrue(r.err().contains("data-parallel: 2 ranks"), r.err());
+        assertTrue(r.err().contains("step 8/8"), r.err());
+        // rank 1 prints only its warnings and errors, each carrying its rank
+        for (String line : r.err().split("\n")) if (line.contains("rank 1/2")) assertTrue(line.startsWith("rank 1/2: "), line);
+        assertTrue(Files.isRegularFile(out.resolve("adapter_model.safetensors")));
+        assertEquals(1 + 8 + 1, Files.readAllLines(out.resolve("metrics.jsonl")).size(), "one writer: base eval, 8 steps, final row");
+    }
+
+    @Test
+    void resumeAfterSigkillOfTheWholeJobFinishesWithTheUninterruptedAdapter(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path ref = dir.resolve("ref"), out = dir.resolve("out");
+        List<String> env = List.of("LORA4J_NUM_THREADS=1");
+        String main = Main.class.getName();
+        MpiRun.Result whole = MpiRun.run(2, env, JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--out", ref.toString());
+        assertEquals(0, whole.exit(), whole.output());
+
+        try (MpiRun.Job job = MpiRun.start(2, env, main, "train", "--config", yaml.toString(), "--out", out.toString())) {
+            long end = System.nanoTime() + JOB_TIMEOUT_S * 1_000_000_000L;
+            while (!Files.isRegularFile(out.resolve("checkpoint-4").resolve("manifest.json"))) {
+                if (!job.process.isAlive()) fail("the job ended before its checkpoint at step 4:\n" + job.output());
+                if (System.nanoTime() > end) fail("no checkpoint-4 within " + JOB_TIMEOUT_S + " s:\n" + job.output());
+                Thread.sleep(20);
+            }
+            job.killAll();
+            job.process.waitFor();
+        }
+        assertFalse(Files.exists(out.resolve("adapter_model.safetensors")), "killed before the end");
+
+        // another world size cannot continue the same run: refused, saying why
+        Cli one = main(Map.of(), "train", "--config", yaml.toString(), "--resume", out.toString(), "--threads", "1");
+        assertEquals(1, one.code(), one.err());
+        assertTrue(one.err().contains("was written by a run of 2 rank(s), this one has 1: each step's global batch"), one.err());
+
+        MpiRun.Result resumed = MpiRun.run(2, env, JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--resume", out.toString());
+        assertEquals(0, resumed.exit(), resumed.output());
+        assertTrue(resumed.output().contains("resuming from"), resumed.output());
+        assertArrayEquals(adapter(ref), adapter(out), "same world size: the resumed run ends bit for bit where the uninterrupted one did");
+    }
+
+    @Test
+    void torchrunStyleVariablesAreReadThenRefusedClearly(@TempDir Path dir) throws Exception {
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path out = dir.resolve("out");
+        Cli r = main(Map.of("RANK", "1", "WORLD_SIZE", "2", "LOCAL_RANK", "1", "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", "29500"), "train", "--config",
+                yaml.toString(), "--out", out.toString());
+        assertEquals(1, r.code(), r.err());
+        assertTrue(r.err().contains("rank 1/2: lora4j train: torchrun-style variables (RANK=1, WORLD_SIZE=2, MASTER_ADDR=127.0.0.1)"), r.err());
+        assertTrue(r.err().contains("start the ranks with mpirun or srun"), r.err());
+        assertEquals(1, r.err().strip().split("\n").length, r.err());
+
+        Cli bad = main(Map.of("RANK", "0", "WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
+        assertEquals(1, bad.code(), bad.err());
+        assertEquals("lora4j train: WORLD_SIZE=2 but MASTER_ADDR is not set: a torchrun-style start needs the rendezvous host", bad.err().strip());
+        Cli high = main(Map.of("OMPI_COMM_WORLD_RANK", "2", "OMPI_COMM_WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
+        assertEquals(1, high.code(), high.err());
+        assertEquals("lora4j train: Open MPI (mpirun): OMPI_COMM_WORLD_RANK=2 is not below OMPI_COMM_WORLD_SIZE=2", high.err().strip());
+        assertFalse(Files.exists(out), "nothing written");
+    }
+}
