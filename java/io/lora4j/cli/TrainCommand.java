@@ -16,6 +16,7 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.commons.cli.CommandLine;
@@ -133,6 +134,9 @@ public final class TrainCommand implements Command {
             TrainingRun.Options opts = TrainingRun.Options.defaults().withOverwrite(cl.hasOption("overwrite")).withResume(resume)
                     .withMaxBadSteps(maxBad).withListener(watch).withParallel(parallel);
             TrainingRun.Summary s = TrainingRun.run(cfg, out, log, opts);
+            if (world.isLeader() && parallel.exchange() instanceof MpiDataParallel m && s.steps() > 0)
+                log.printf(Locale.ROOT, "data-parallel: rank 0 spent %.3f s in %d collectives, %.2f ms per step (waiting for slower ranks included)%n",
+                        m.reduceSeconds(), m.reduceCalls(), 1e3 * m.reduceSeconds() / s.steps());
             Mpi.finalizeMpi();
             return s.status() == TrainingRun.Status.DIVERGED ? FAILURE : OK;
         } catch (Mpi.MpiException | IllegalStateException e) {
