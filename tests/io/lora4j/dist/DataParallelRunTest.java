@@ -8,12 +8,8 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import io.lora4j.cli.Main;
 import io.lora4j.train.TinyRun;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -25,17 +21,6 @@ class DataParallelRunTest {
     /** TinyRun's 8 steps, checkpoints every 2, dropout on; one rank per core. */
     private static final String SETTINGS = TinyRun.SETTINGS + "device: cpu\n";
 
-    private record Cli(int code, String err) {}
-
-    private static Cli main(Map<String, String> extraEnv, String... args) {
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        Map<String, String> env = new HashMap<>(System.getenv());
-        env.putAll(extraEnv);
-        int code = Main.run(args, new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
-                new PrintStream(err, true, StandardCharsets.UTF_8), env);
-        return new Cli(code, err.toString(StandardCharsets.UTF_8));
-    }
-
     private static byte[] adapter(Path out) throws Exception {
         return Files.readAllBytes(out.resolve("adapter_model.safetensors"));
     }
@@ -46,7 +31,7 @@ class DataParallelRunTest {
         Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
         Path out = dir.resolve("out");
         // in a container as root, Open MPI wants to be told; oversubscribe: a loaded 2-core machine
-        Cli r = main(Map.of("LORA4J_MPIRUN_ARGS", "--allow-run-as-root --oversubscribe"), "train", "--config", yaml.toString(), "--out", out.toString(),
+        MpiRun.Cli r = MpiRun.main(Map.of("LORA4J_MPIRUN_ARGS", "--allow-run-as-root --oversubscribe"), "train", "--config", yaml.toString(), "--out", out.toString(),
                 "--nproc", "2", "--threads", "1");
         assertEquals(0, r.code(), r.err());
         assertTrue(r.err().contains("lora4j train: starting 2 ranks"), r.err());
@@ -81,7 +66,7 @@ class DataParallelRunTest {
         assertFalse(Files.exists(out.resolve("adapter_model.safetensors")), "killed before the end");
 
         // another world size cannot continue the same run: refused, saying why
-        Cli one = main(Map.of(), "train", "--config", yaml.toString(), "--resume", out.toString(), "--threads", "1");
+        MpiRun.Cli one = MpiRun.main(Map.of(), "train", "--config", yaml.toString(), "--resume", out.toString(), "--threads", "1");
         assertEquals(1, one.code(), one.err());
         assertTrue(one.err().contains("was written by a run of 2 rank(s), this one has 1: each step's global batch"), one.err());
 
@@ -95,17 +80,17 @@ class DataParallelRunTest {
     void torchrunStyleVariablesAreReadThenRefusedClearly(@TempDir Path dir) throws Exception {
         Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
         Path out = dir.resolve("out");
-        Cli r = main(Map.of("RANK", "1", "WORLD_SIZE", "2", "LOCAL_RANK", "1", "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", "29500"), "train", "--config",
+        MpiRun.Cli r = MpiRun.main(Map.of("RANK", "1", "WORLD_SIZE", "2", "LOCAL_RANK", "1", "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", "29500"), "train", "--config",
                 yaml.toString(), "--out", out.toString());
         assertEquals(1, r.code(), r.err());
         assertTrue(r.err().contains("rank 1/2: lora4j train: torchrun-style variables (RANK=1, WORLD_SIZE=2, MASTER_ADDR=127.0.0.1)"), r.err());
         assertTrue(r.err().contains("start the ranks with mpirun or srun"), r.err());
         assertEquals(1, r.err().strip().split("\n").length, r.err());
 
-        Cli bad = main(Map.of("RANK", "0", "WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
+        MpiRun.Cli bad = MpiRun.main(Map.of("RANK", "0", "WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
         assertEquals(1, bad.code(), bad.err());
         assertEquals("lora4j train: WORLD_SIZE=2 but MASTER_ADDR is not set: a torchrun-style start needs the rendezvous host", bad.err().strip());
-        Cli high = main(Map.of("OMPI_COMM_WORLD_RANK", "2", "OMPI_COMM_WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
+        MpiRun.Cli high = MpiRun.main(Map.of("OMPI_COMM_WORLD_RANK", "2", "OMPI_COMM_WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
         assertEquals(1, high.code(), high.err());
         assertEquals("lora4j train: Open MPI (mpirun): OMPI_COMM_WORLD_RANK=2 is not below OMPI_COMM_WORLD_SIZE=2", high.err().strip());
         assertFalse(Files.exists(out), "nothing written");

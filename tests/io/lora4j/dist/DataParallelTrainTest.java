@@ -9,9 +9,6 @@ import io.lora4j.model.Assets;
 import io.lora4j.tensor.Tensor;
 import io.lora4j.cli.Main;
 import io.lora4j.io.SafeTensors;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -74,17 +71,6 @@ class DataParallelTrainTest {
         return yaml;
     }
 
-    private record Cli(int code, String err) {}
-
-    private static Cli main(Map<String, String> extraEnv, String... args) {
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        Map<String, String> env = new HashMap<>(System.getenv());
-        env.putAll(extraEnv);
-        int code = Main.run(args, new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
-                new PrintStream(err, true, StandardCharsets.UTF_8), env);
-        return new Cli(code, err.toString(StandardCharsets.UTF_8));
-    }
-
     private static Map<String, float[]> adapter(Path out) throws Exception {
         Map<String, float[]> m = new HashMap<>();
         SafeTensors st = SafeTensors.open(out.resolve("adapter_model.safetensors"));
@@ -110,7 +96,7 @@ class DataParallelTrainTest {
         MpiRun.mpirun();
         Path yaml = config(dir);
         Path single = dir.resolve("single"), two = dir.resolve("two");
-        Cli one = main(Map.of(), "train", "--config", yaml.toString(), "--gradient_accumulation_steps", "16", "--out", single.toString(), "--threads", "1");
+        MpiRun.Cli one = MpiRun.main(Map.of(), "train", "--config", yaml.toString(), "--gradient_accumulation_steps", "16", "--out", single.toString(), "--threads", "1");
         assertEquals(0, one.code(), one.err());
         MpiRun.Result r = MpiRun.run(2, List.of("LORA4J_NUM_THREADS=1"), JOB_TIMEOUT_S, Main.class.getName(), "train", "--config", yaml.toString(),
                 "--gradient_accumulation_steps", "8", "--out", two.toString(), "--hash-every", "1");

@@ -3,14 +3,19 @@ package io.lora4j.dist;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.lora4j.cli.Main;
 import java.io.BufferedReader;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStreamReader;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -23,6 +28,19 @@ final class MpiRun {
     record Result(int exit, String output, double seconds) {}
 
     private MpiRun() {}
+
+    /** What an in-process {@code lora4j} run printed on its error stream and returned. */
+    record Cli(int code, String err) {}
+
+    /** {@code lora4j args...} in this JVM, with this process's environment plus {@code extraEnv}. */
+    static Cli main(Map<String, String> extraEnv, String... args) {
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        Map<String, String> env = new HashMap<>(System.getenv());
+        env.putAll(extraEnv);
+        int code = Main.run(args, new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8), env);
+        return new Cli(code, err.toString(StandardCharsets.UTF_8));
+    }
 
     /** mpirun's path; skips (or, under LORA4J_REQUIRE_MPI=1, fails) the test when there is none. */
     static String mpirun() {
