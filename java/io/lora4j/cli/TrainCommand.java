@@ -5,7 +5,6 @@ import io.lora4j.dist.MpiDataParallel;
 import io.lora4j.dist.RankLog;
 import io.lora4j.dist.World;
 import io.lora4j.ops.Mpi;
-import io.lora4j.tensor.Device;
 import io.lora4j.train.DataParallel;
 import io.lora4j.report.LossChart;
 import io.lora4j.report.ProgressDisplay;
@@ -120,7 +119,7 @@ public final class TrainCommand implements Command {
     private int runRank(CommandLine cl, CliContext ctx, RunConfig cfg, World world, double timeout, int hashEvery, int maxBad) throws Exception {
         PrintStream log = RankLog.of(ctx.err(), world);
         try {
-            DataParallel parallel = MpiDataParallel.create(world, cfg.device() == null ? null : Device.parse(cfg.device()), timeout, hashEvery);
+            DataParallel parallel = MpiDataParallel.create(world, timeout, hashEvery);
             if (world.isLeader())
                 log.println("data-parallel: " + world.size() + " ranks (" + world.launcher() + ", " + Mpi.libraryVersion() + "), global batch "
                         + cfg.train().perDeviceTrainBatchSize() + " x " + cfg.train().gradientAccumulationSteps() + " x " + world.size());

@@ -5,6 +5,7 @@ import io.lora4j.data.DataPipeline;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Mpi;
 import io.lora4j.tensor.Device;
+import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import io.lora4j.train.DataParallel;
 import java.nio.ByteBuffer;
@@ -40,8 +41,8 @@ import java.util.Locale;
  * 64-bit hash of the adapter's parameters with rank 0's; any difference stops every rank with an
  * {@link IllegalStateException} naming the step and the ranks that differ.
  *
- * <p>CPU backend only: a CUDA rank's gradients would have to be staged through the host (or
- * reduced by NCCL), which is not built yet; {@link #create} refuses it.
+ * <p>On the CUDA backend the sums are staged through the host (download, MPI all-reduce, upload):
+ * the fallback the issue names for GPUs without NCCL; NCCL itself is not bound yet.
  */
 public final class MpiDataParallel implements DataParallel.Shard, DataParallel.Exchange {
     /** Default seconds a collective may wait for the slowest rank (model loading and eval included). */
@@ -70,15 +71,12 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
      * @throws IllegalStateException    when MPI's rank or size differ from the launcher's variables
      * @throws IllegalArgumentException for a torchrun-style world (see the README: not supported)
      */
-    public static DataParallel create(World world, Device device, double timeoutSeconds, int hashEvery) {
+    public static DataParallel create(World world, double timeoutSeconds, int hashEvery) {
         if (!world.distributed()) throw new IllegalArgumentException("a world of one rank needs no data parallelism");
         if (world.launcher() == World.Launcher.TORCHRUN)
             throw new IllegalArgumentException("torchrun-style variables (RANK=" + world.rank() + ", WORLD_SIZE=" + world.size() + ", MASTER_ADDR="
                     + world.masterAddr() + "): lora4j's collectives run on MPI, which cannot join ranks from these variables alone;"
                     + " start the ranks with mpirun or srun (or lora4j train --nproc N on one machine)");
-        if (device != null && device != Device.CPU)
-            throw new IllegalArgumentException("data-parallel training runs on the CPU backend only for now (device " + device
-                    + "): the CUDA path (NCCL, or an all-reduce staged through the host) is not built yet");
         Mpi.init();
         int rank = Mpi.rank(), size = Mpi.size();
         if (rank != world.rank() || size != world.size())
@@ -151,22 +149,37 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
 
     @Override
     public double sumGradientsAndLoss(Backend backend, Tensor gradients, double loss) {
-        requireCpu(backend);
-        float[] g = gradients.toFloats();
+        float[] g = hostCopy(backend, gradients);
         double[] buf = new double[g.length + 1];
         for (int i = 0; i < g.length; i++) buf[i] = g[i];
         buf[g.length] = loss;
         reduce(buf);
         for (int i = 0; i < g.length; i++) g[i] = (float) buf[i];
-        gradients.floatPointer().put(g);
+        if (backend.device() == Device.CPU) {
+            gradients.floatPointer().put(g);
+        } else {
+            // Host-staged (no NCCL): back onto the device as g ← g - g + reduced, exact in fp32
+            // (x - x = 0, 0 + 1·r = r); the backend has no upload into an existing tensor.
+            try (Tensor host = Tensor.ofFloats(g, g.length); Tensor reduced = backend.upload(host, MemoryCategory.WORKSPACE)) {
+                backend.axpy(-1f, gradients, gradients);
+                backend.axpy(1f, reduced, gradients);
+            }
+        }
         return buf[g.length];
+    }
+
+    /** The values of a tensor of {@code backend}'s device, on the host. */
+    private static float[] hostCopy(Backend backend, Tensor t) {
+        if (backend.device() == Device.CPU) return t.toFloats();
+        try (Tensor h = backend.download(t)) {
+            return h.toFloats();
+        }
     }
 
     @Override
     public void afterStep(Backend backend, Tensor parameters, long step) {
         if (step != 1 && step % hashEvery != 0) return;
-        requireCpu(backend);
-        long mine = hash(parameters.toFloats());
+        long mine = hash(hostCopy(backend, parameters));
         byte[] root = ByteBuffer.allocate(8).putLong(mine).array();
         Mpi.broadcast(root, 0, timeout);
         long rootHash = ByteBuffer.wrap(root).getLong();
@@ -190,11 +203,6 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
         Mpi.allReduceSum(buf, timeout);
         reduceNanos += System.nanoTime() - t0;
         reduceCalls++;
-    }
-
-    private static void requireCpu(Backend backend) {
-        if (backend.device() != Device.CPU)
-            throw new IllegalStateException("data-parallel sums run on the CPU backend only, not " + backend.device());
     }
 
     /** FNV-1a over the parameters' bit patterns (little-endian fp32), 64-bit. */

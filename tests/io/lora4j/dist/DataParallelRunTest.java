@@ -76,6 +76,48 @@ class DataParallelRunTest {
         assertArrayEquals(adapter(ref), adapter(out), "same world size: the resumed run ends bit for bit where the uninterrupted one did");
     }
 
+    /**
+     * The CUDA backend's host-staged all-reduce (no NCCL) on the emulated CUDA build: 2 ranks ×
+     * accumulation 1 against 1 rank × accumulation 2, both on the emulated device. Bound: as in
+     * {@link DataParallelTrainTest}, fp32 summation order through AdamW, here for 3 steps at lr 1e-2.
+     */
+    @Test
+    void cudaRanksStageTheirSumsThroughTheHost(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path emu = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).getParent().resolve("native-emu")
+                .resolve("liblora4j.so");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isRegularFile(emu), "no emulated CUDA build at " + emu + " (mvn -B test builds it)");
+        Path yaml = TinyRun.write(dir.resolve("assets"), "r: 4\nlora_alpha: 8\nlora_dropout: 0.1\nmax_steps: 3\nper_device_train_batch_size: 2\n"
+                + "learning_rate: 1e-2\nwarmup_steps: 0\nmax_seq_length: 32\nseed: 5\ndevice: cuda\n");
+        List<String> env = List.of("LORA4J_NATIVE=" + emu, "LORA4J_NUM_THREADS=1", "LORA4J_EMU_DEVICE=sm_90");
+        Path one = dir.resolve("one"), two = dir.resolve("two");
+        MpiRun.Result r1 = MpiRun.run(1, env, JOB_TIMEOUT_S, Main.class.getName(), "train", "--config", yaml.toString(), "--out", one.toString(),
+                "--gradient_accumulation_steps", "2");
+        assertEquals(0, r1.exit(), r1.output());
+        MpiRun.Result r2 = MpiRun.run(2, env, JOB_TIMEOUT_S, Main.class.getName(), "train", "--config", yaml.toString(), "--out", two.toString(),
+                "--gradient_accumulation_steps", "1", "--hash-every", "1");
+        assertEquals(0, r2.exit(), r2.output());
+        assertTrue(r2.output().contains("cuda (emulated"), r2.output());
+        assertTrue(r2.output().contains("data-parallel: 2 ranks"), r2.output());
+        float[] a = floats(one), b = floats(two);
+        double maxAbs = 0;
+        for (int i = 0; i < a.length; i++) maxAbs = Math.max(maxAbs, Math.abs((double) a[i] - b[i]));
+        System.out.printf("emulated CUDA, 2x1 vs 1x2: max |dtheta| %.3e%n", maxAbs);
+        assertTrue(maxAbs <= 2 * 1e-2 * 3, "max |difference| " + maxAbs);
+        assertTrue(maxAbs <= 1e-4, "the bulk agrees to rounding: max |difference| " + maxAbs);
+    }
+
+    /** The adapter's values, every tensor in file order. */
+    private static float[] floats(Path out) throws Exception {
+        io.lora4j.io.SafeTensors st = io.lora4j.io.SafeTensors.open(out.resolve("adapter_model.safetensors"));
+        java.io.ByteArrayOutputStream all = new java.io.ByteArrayOutputStream();
+        for (String n : new java.util.TreeSet<>(st.entries().keySet())) all.write(st.bytes(n));
+        java.nio.FloatBuffer f = java.nio.ByteBuffer.wrap(all.toByteArray()).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+        float[] v = new float[f.remaining()];
+        f.get(v);
+        return v;
+    }
+
     @Test
     void torchrunStyleVariablesAreReadThenRefusedClearly(@TempDir Path dir) throws Exception {
         Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
