@@ -111,22 +111,22 @@ public final class TrainCommand implements Command {
         int hashEvery = cl.hasOption("hash-every") ? Cli.parseInt(cl, "hash-every", 0) : MpiDataParallel.DEFAULT_HASH_EVERY;
         if (hashEvery < 1) throw new UsageException("--hash-every must be >= 1, got " + hashEvery);
         RunConfig cfg = Cli.runConfig(cl, OWN);
-        if (world.distributed()) return runRank(cl, ctx, cfg, world, timeout, hashEvery, maxBad);
-        return runAlone(cl, ctx, cfg, maxBad);
+        Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
+        Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
+        if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
+        if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
+        if (world.distributed()) return runRank(cl, ctx, cfg, resume, out, world, timeout, hashEvery, maxBad);
+        return runAlone(cl, ctx, cfg, resume, out, maxBad);
     }
 
     /** One rank of a data-parallel run (see {@link MpiDataParallel}): rank 0 speaks and writes; every rank's warnings and errors name it. */
-    private int runRank(CommandLine cl, CliContext ctx, RunConfig cfg, World world, double timeout, int hashEvery, int maxBad) throws Exception {
+    private int runRank(CommandLine cl, CliContext ctx, RunConfig cfg, Path resume, Path out, World world, double timeout, int hashEvery, int maxBad) throws Exception {
         PrintStream log = RankLog.of(ctx.err(), world);
         try {
             DataParallel parallel = MpiDataParallel.create(world, timeout, hashEvery);
             if (world.isLeader())
                 log.println("data-parallel: " + world.size() + " ranks (" + world.launcher() + ", " + Mpi.libraryVersion() + "), global batch "
                         + cfg.train().perDeviceTrainBatchSize() + " x " + cfg.train().gradientAccumulationSteps() + " x " + world.size());
-            Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
-            Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
-            if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
-            if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
             TrainingListener watch = world.isLeader()
                     ? TrainingListener.all(new TrainingMonitor(log, cfg).withAdapterDir(String.valueOf(out != null ? out : resume)), LossChart.onFinish(log))
                     : TrainingListener.all();
@@ -148,11 +148,7 @@ public final class TrainCommand implements Command {
         }
     }
 
-    private int runAlone(CommandLine cl, CliContext ctx, RunConfig cfg, int maxBad) throws Exception {
-        Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
-        Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
-        if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
-        if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
+    private int runAlone(CommandLine cl, CliContext ctx, RunConfig cfg, Path resume, Path out, int maxBad) throws Exception {
         TrainingListener watch = TrainingListener.all(
                 new ProgressDisplay(ctx.err(), ProgressDisplay.isTerminal(ctx.env())),
                 new TrainingMonitor(ctx.err(), cfg).withAdapterDir(String.valueOf(out != null ? out : resume)),
