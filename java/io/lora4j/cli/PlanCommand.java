@@ -68,7 +68,7 @@ public final class PlanCommand implements Command {
                 .addOption(Option.builder().longOpt("checkpointing").hasArg().argName("MODE")
                         .desc("use_gradient_checkpointing: none, true, unsloth or chunked (default unsloth, as train)").get())
                 .addOption(Option.builder().longOpt("checkpoint-every").hasArg().argName("K")
-                        .desc("chunked: layers per group (default round(sqrt(layers)))").get())
+                        .desc("chunked: layers per group (default: the lowest-peak group size, as train chooses it)").get())
                 .addOption(Option.builder().longOpt("load-in-4bit")
                         .desc("you plan QLoRA: its column is the selected one (--json 'selected'); implied by a bnb-4bit config.json").get())
                 .addOption(Option.builder().longOpt("effective-batch").hasArg().argName("N").desc("batch x gradient accumulation to keep (default 16)").get())
@@ -164,6 +164,11 @@ public final class PlanCommand implements Command {
         boolean selectQ = cl.hasOption("load-in-4bit") || isBnb4bit(m);
 
         PlanSettings base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device);
+        if (mode == CheckpointMode.CHUNKED && every == 0) {
+            // as train resolves checkpoint_every 0: the selected column's lowest-peak group size
+            every = MemoryPlanner.bestCheckpointEvery(c, base.withLoadIn4bit(selectQ));
+            base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device);
+        }
         Column lora = column(c, base, vram, eff), qlora = column(c, base.withLoadIn4bit(true), vram, eff);
         if (cl.hasOption("json")) {
             JsonObject o = new JsonObject();

@@ -34,10 +34,15 @@ import java.util.Map;
  *                            {@value #DEFAULT_MAX_BAD_ROW_FRACTION}: a few broken lines in a big scraped
  *                            file are reported and skipped, a broken file is an error ({@code max_bad_row_fraction})
  * @param seed                eval split, packing order and per-epoch shuffles ({@code seed})
+ * @param splitSpecialTokens  read special-token strings in text and prompt/completion rows as
+ *                            plain text ({@code split_special_tokens}, HF's tokenizer option of that
+ *                            name); false, the default, reads {@code "<|eot_id|>"}, {@code "<|im_end|>"}
+ *                            ... as their single ids, as HF tokenizers do. Chat rows always read the
+ *                            template's markers as ids.
  */
 public record DataConfig(String dataset, String evalDataset, double evalSplit, DatasetFormat datasetFormat, String chatTemplate,
         Boolean trainOnResponsesOnly, String instructionPart, String responsePart, boolean lastResponseOnly, boolean packing,
-        int maxSeqLength, boolean groupByLength, double maxBadRowFraction, long seed) {
+        int maxSeqLength, boolean groupByLength, double maxBadRowFraction, long seed, boolean splitSpecialTokens) {
 
     public static final int DEFAULT_MAX_SEQ_LENGTH = 2048;
     public static final double DEFAULT_MAX_BAD_ROW_FRACTION = 0.01;
@@ -57,13 +62,33 @@ public record DataConfig(String dataset, String evalDataset, double evalSplit, D
     /** The config keys this record reads. */
     public static final List<String> KEYS = List.of("dataset", "eval_dataset", "eval_split", "dataset_format", "chat_template",
             "train_on_responses_only", "instruction_part", "response_part", "last_response_only", "packing", "max_seq_length",
-            "group_by_length", "max_bad_row_fraction", "seed");
+            "group_by_length", "max_bad_row_fraction", "seed", "split_special_tokens");
 
     public DataConfig {
         if (datasetFormat == null) datasetFormat = DatasetFormat.AUTO;
         List<String> bad = problems(dataset, evalDataset, evalSplit, chatTemplate, trainOnResponsesOnly, instructionPart, responsePart,
                 lastResponseOnly, packing, groupByLength, maxSeqLength, maxBadRowFraction);
         if (!bad.isEmpty()) throw new IllegalArgumentException("bad data config: " + String.join("; ", bad));
+    }
+
+    /** The settings with special-token strings read as their ids (split_special_tokens false). */
+    public DataConfig(String dataset, String evalDataset, double evalSplit, DatasetFormat datasetFormat, String chatTemplate,
+            Boolean trainOnResponsesOnly, String instructionPart, String responsePart, boolean lastResponseOnly, boolean packing,
+            int maxSeqLength, boolean groupByLength, double maxBadRowFraction, long seed) {
+        this(dataset, evalDataset, evalSplit, datasetFormat, chatTemplate, trainOnResponsesOnly, instructionPart, responsePart, lastResponseOnly,
+                packing, maxSeqLength, groupByLength, maxBadRowFraction, seed, false);
+    }
+
+    /** The same settings with max_seq_length {@code n}. */
+    public DataConfig withMaxSeqLength(int n) {
+        return new DataConfig(dataset, evalDataset, evalSplit, datasetFormat, chatTemplate, trainOnResponsesOnly, instructionPart, responsePart,
+                lastResponseOnly, packing, n, groupByLength, maxBadRowFraction, seed, splitSpecialTokens);
+    }
+
+    /** The same settings with split_special_tokens {@code split}. */
+    public DataConfig withSplitSpecialTokens(boolean split) {
+        return new DataConfig(dataset, evalDataset, evalSplit, datasetFormat, chatTemplate, trainOnResponsesOnly, instructionPart, responsePart,
+                lastResponseOnly, packing, maxSeqLength, groupByLength, maxBadRowFraction, seed, split);
     }
 
     /** Defaults for everything but the dataset. */
@@ -170,10 +195,11 @@ public record DataConfig(String dataset, String evalDataset, double evalSplit, D
             bad.add("seed " + seed + " is not an integer");
             seed = DEFAULT_SEED;
         }
+        boolean splitSpecial = bool(m, "split_special_tokens", false, bad);
         bad.addAll(problems(dataset, evalDataset, evalSplit, chat, responsesOnly, instr, resp, lastOnly, packing, group, (int) maxLen, maxBad));
         if (!bad.isEmpty()) throw new IllegalArgumentException("bad data config: " + String.join("; ", bad));
         return new DataConfig(dataset, evalDataset, evalSplit, fmt, chat, responsesOnly, instr, resp, lastOnly, packing, (int) maxLen, group,
-                maxBad, (long) seed);
+                maxBad, (long) seed, splitSpecial);
     }
 
     /** Unset or "auto": the default decides. */

@@ -252,7 +252,7 @@ public final class DataPipeline {
             int max = cfg.maxSeqLength();
             int vocab = tok.vocabSize();
             if (s instanceof Sample.Text t) {
-                int[] ids = tok.encode(t.text(), true, true);
+                int[] ids = encodeText(t.text(), true);
                 if (ids.length > max) split++;
                 for (int off = 0; off < ids.length; off += max) {
                     int[] piece = Arrays.copyOfRange(ids, off, Math.min(ids.length, off + max));
@@ -268,7 +268,7 @@ public final class DataPipeline {
                 labels = masker != null ? masker.labels(ids) : ids;
             } else if (s instanceof Sample.PromptCompletion pc) {
                 text = pc.prompt() + pc.completion();
-                ids = tok.encode(text, true, true);
+                ids = encodeText(text, true);
                 labels = ids.clone();
                 int masked = promptTokens(pc.prompt(), ids);
                 Arrays.fill(labels, 0, masked, Example.IGNORE_INDEX);
@@ -294,9 +294,17 @@ public final class DataPipeline {
             add(out, s, text, new Example(ids, labels));
         }
 
+        /**
+         * [BOS] + text (+ EOS) of a text or prompt/completion row: special-token strings become
+         * their ids, as HF tokenizers read them, unless split_special_tokens keeps them as text.
+         */
+        int[] encodeText(String text, boolean eos) {
+            return cfg.splitSpecialTokens() ? tok.encode(text, true, eos) : tok.encodeWithSpecials(text, true, eos);
+        }
+
         /** Tokens of [BOS] + prompt inside the ids of [BOS] + prompt + completion (+ EOS). */
         int promptTokens(String prompt, int[] full) {
-            int[] p = tok.encode(prompt, true, false);
+            int[] p = encodeText(prompt, false);
             boolean prefix = p.length <= full.length;
             for (int i = 0; prefix && i < p.length; i++) prefix = p[i] == full[i];
             if (prefix) return p.length;

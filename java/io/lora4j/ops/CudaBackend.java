@@ -23,6 +23,8 @@ import java.util.Map;
  * Device memory comes from cudaMalloc and is counted by the tensor memory tracker.
  */
 public final class CudaBackend implements Backend {
+    /** lora4j_cuda_memcpy's kind (native/include/lora4j/runtime.h). */
+    private static final int HOST_TO_DEVICE = 1, DEVICE_TO_HOST = 2;
     private final Pointer stream;
     private final String deviceInfo;
     /** The library runs the kernels on the SIMT emulator (native/emu), not on a GPU. */
@@ -77,7 +79,7 @@ public final class CudaBackend implements Backend {
     public Tensor upload(Tensor host, MemoryCategory category) {
         host.requireHost();
         Tensor t = allocate(host.dtype(), category, host.shape());
-        lora4j_cuda_memcpy(t.pointer(), host.pointer(), host.bytes(), 1, stream); // after allocate's memset
+        lora4j_cuda_memcpy(t.pointer(), host.pointer(), host.bytes(), HOST_TO_DEVICE, stream); // after allocate's memset
         lora4j_cuda_stream_synchronize(stream); // the caller may free `host` on return
         return t;
     }
@@ -86,14 +88,14 @@ public final class CudaBackend implements Backend {
     public Tensor download(Tensor t) {
         Tensor h = Tensor.allocate(t.dtype(), MemoryCategory.WORKSPACE, t.shape());
         lora4j_cuda_stream_synchronize(stream);
-        lora4j_cuda_memcpy(h.pointer(), t.pointer(), t.bytes(), 2, null);
+        lora4j_cuda_memcpy(h.pointer(), t.pointer(), t.bytes(), DEVICE_TO_HOST, null);
         return h;
     }
 
     @Override
     public void downloadInto(Tensor t, Tensor host) {
         lora4j_cuda_stream_synchronize(stream);
-        lora4j_cuda_memcpy(host.pointer(), t.pointer(), t.bytes(), 2, null);
+        lora4j_cuda_memcpy(host.pointer(), t.pointer(), t.bytes(), DEVICE_TO_HOST, null);
     }
 
     @Override
@@ -119,7 +121,7 @@ public final class CudaBackend implements Backend {
             lora4j_cuda_nf4_double_quant(absmax.pointer(), absmax.numel(), qabsmax.pointer(),
                     nestedAbsmax.pointer(), offset.pointer(), stream);
             lora4j_cuda_stream_synchronize(stream);
-            lora4j_cuda_memcpy(host, offset.pointer(), 4, 2, null);
+            lora4j_cuda_memcpy(host, offset.pointer(), 4, DEVICE_TO_HOST, null);
             return host.get();
         }
     }
@@ -291,7 +293,7 @@ public final class CudaBackend implements Backend {
         try (acc; DoublePointer host = new DoublePointer(1)) {
             lora4j_cuda_sumsq(x.pointer(), x.numel(), acc.pointer(), stream);
             lora4j_cuda_stream_synchronize(stream);
-            lora4j_cuda_memcpy(host, acc.pointer(), 8, 2, null);
+            lora4j_cuda_memcpy(host, acc.pointer(), 8, DEVICE_TO_HOST, null);
             return host.get();
         }
     }
@@ -403,7 +405,7 @@ public final class CudaBackend implements Backend {
         } finally {
             recycle(produced);
         }
-        lora4j_cuda_memcpy(o.host.pointer(), x.pointer(), x.bytes(), 2, side);
+        lora4j_cuda_memcpy(o.host.pointer(), x.pointer(), x.bytes(), DEVICE_TO_HOST, side);
         o.copiedEvent = event();
         lora4j_cuda_event_record(o.copiedEvent, side);
         draining.add(o);
@@ -419,7 +421,7 @@ public final class CudaBackend implements Backend {
         Pointer p = lora4j_cuda_malloc(Math.max(1, o.host.bytes())); // fully overwritten: no memset
         o.fetched = Tensor.ofDevice(o.host.dtype(), Device.CUDA, MemoryCategory.CHECKPOINTS, p, q -> lora4j_cuda_free(q),
                 o.host.shape());
-        lora4j_cuda_memcpy(o.fetched.pointer(), o.host.pointer(), o.host.bytes(), 1, copyStream());
+        lora4j_cuda_memcpy(o.fetched.pointer(), o.host.pointer(), o.host.bytes(), HOST_TO_DEVICE, copyStream());
         o.fetchedEvent = event();
         lora4j_cuda_event_record(o.fetchedEvent, copyStream());
     }

@@ -19,7 +19,9 @@ public enum CheckpointMode {
     UNSLOTH,
     /**
      * {@code "chunked"}: one checkpoint per group of k consecutive layers (config key
-     * {@code checkpoint_every}, default round(√L)). The forward keeps only the inputs of layers 0, k,
+     * {@code checkpoint_every}; by default a {@link TrainingRun} takes the group size with the
+     * lowest predicted peak, {@code io.lora4j.plan.MemoryPlanner.bestCheckpointEvery}, which is
+     * usually well below round(√L), the default of a bare {@link LoraTrainingModel}). The forward keeps only the inputs of layers 0, k,
      * 2k, ...; the backward recomputes each group from its stored input, keeping that group's
      * activations, and back-propagates through it. Peak ≈ ⌈L/k⌉ layer inputs + k layers'
      * activations (k = 1 is {@link #TRUE}, k = L stores as much as {@link #NONE} and recomputes all).

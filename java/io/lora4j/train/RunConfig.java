@@ -46,7 +46,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
     /** Keys handed to the data pipeline ({@link DataConfig#fromMap}). */
     private static final List<String> DATA_KEYS = List.of("dataset", "eval_dataset", "eval_split", "dataset_format", "chat_template",
             "train_on_responses_only", "instruction_part", "response_part", "last_response_only", "packing", "max_seq_length",
-            "group_by_length", "seed");
+            "group_by_length", "seed", "split_special_tokens");
 
     private enum Kind { STRING, PATH, BOOL, INT, FLOAT, TARGETS, MAP, ANY, BOOL_OR_AUTO, FLOAT_OR_AUTO }
 
@@ -60,7 +60,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"random_state", "INT"}, {"use_gradient_checkpointing", "ANY"}, {"checkpoint_every", "INT"}, {"dataset", "PATH"}, {"eval_dataset", "PATH"},
             {"eval_split", "FLOAT_OR_AUTO"}, {"dataset_format", "STRING"}, {"chat_template", "STRING"},
             {"train_on_responses_only", "BOOL_OR_AUTO"}, {"instruction_part", "STRING"}, {"response_part", "STRING"},
-            {"packing", "BOOL"}, {"last_response_only", "BOOL"}, {"group_by_length", "BOOL"}, {"learning_rate", "FLOAT"}, {"num_train_epochs", "FLOAT"}, {"max_steps", "INT"},
+            {"packing", "BOOL"}, {"last_response_only", "BOOL"}, {"group_by_length", "BOOL"}, {"split_special_tokens", "BOOL"}, {"learning_rate", "FLOAT"}, {"num_train_epochs", "FLOAT"}, {"max_steps", "INT"},
             {"per_device_train_batch_size", "INT"}, {"gradient_accumulation_steps", "INT"}, {"warmup_steps", "INT"},
             {"warmup_ratio", "FLOAT"}, {"lr_scheduler_type", "STRING"}, {"weight_decay", "FLOAT"},
             {"max_grad_norm", "FLOAT"}, {"optim", "STRING"}, {"seed", "INT"}, {"logging_steps", "INT"},

@@ -2,15 +2,19 @@ package io.lora4j.train;
 
 import io.lora4j.data.DataConfig;
 import io.lora4j.data.DataPipeline;
+import io.lora4j.data.Example;
 import io.lora4j.io.AtomicFiles;
 import io.lora4j.io.FormatException;
 import io.lora4j.lora.LoftQ;
 import io.lora4j.lora.LoraAdapter;
 import io.lora4j.lora.LoraConfig;
+import io.lora4j.model.LlamaConfig;
 import io.lora4j.model.LlamaWeights;
 import io.lora4j.model.ModelLoader;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
+import io.lora4j.plan.MemoryPlanner;
+import io.lora4j.plan.PlanSettings;
 import io.lora4j.quant.Nf4;
 import io.lora4j.tensor.Device;
 import io.lora4j.tokenizer.TokenizerPath;
@@ -37,6 +41,8 @@ final class RunSetup implements AutoCloseable {
     /** The fingerprint key of a data-parallel run's world size. */
     static final String WORLD_SIZE = "world_size";
     final RunConfig cfg;
+    /** cfg's training settings with checkpoint_every resolved (see {@link #checkpointEvery}). */
+    final TrainConfig train;
     /** The output directory (absolute). */
     final Path out;
     final Backend backend;
@@ -53,9 +59,10 @@ final class RunSetup implements AutoCloseable {
     /** The trained adapter (a resumed run's holds the checkpoint's parameters). */
     private LoraAdapter adapter;
 
-    private RunSetup(RunConfig cfg, Path out, Backend backend, LlamaWeights loaded, LlamaWeights base, LoraAdapter adapter, DataPipeline data,
-            long total, long perEpoch, Map<String, String> fingerprint, TrainingCheckpoint.Loaded resumed) {
+    private RunSetup(RunConfig cfg, TrainConfig train, Path out, Backend backend, LlamaWeights loaded, LlamaWeights base, LoraAdapter adapter,
+            DataPipeline data, long total, long perEpoch, Map<String, String> fingerprint, TrainingCheckpoint.Loaded resumed) {
         this.cfg = cfg;
+        this.train = train;
         this.out = out;
         this.backend = backend;
         this.loaded = loaded;
@@ -142,10 +149,7 @@ final class RunSetup implements AutoCloseable {
             TrainConfig tc = cfg.train();
             int maxLen = Math.min(tc.maxSeqLength(), loaded.config().maxPositionEmbeddings());
             DataConfig dc = cfg.data();
-            if (dc.maxSeqLength() != maxLen)
-                dc = new DataConfig(dc.dataset(), dc.evalDataset(), dc.evalSplit(), dc.datasetFormat(), dc.chatTemplate(),
-                        dc.trainOnResponsesOnly(), dc.instructionPart(), dc.responsePart(), dc.lastResponseOnly(), dc.packing(), maxLen,
-                        dc.groupByLength(), dc.maxBadRowFraction(), dc.seed());
+            if (dc.maxSeqLength() != maxLen) dc = dc.withMaxSeqLength(maxLen);
             DataPipeline data = DataPipeline.build(dc, tok, tokPath);
             log.println("data: " + data.stats().summary());
             long sequences = o.parallel().shard().sequences(data);
@@ -176,12 +180,36 @@ final class RunSetup implements AutoCloseable {
             } else if (o.overwrite() && o.parallel().writesOutputs()) {
                 for (Path p : list(out)) if (!p.getFileName().toString().equals(RunLock.FILE)) AtomicFiles.deleteRecursively(p);
             }
-            RunSetup s = new RunSetup(cfg, out, backend, loaded, base, adapter, data, total, tc.stepsPerEpoch(sequences), fingerprint, resumed);
+            int longest = 2;
+            for (Example e : data.train()) longest = Math.max(longest, e.length());
+            int every = checkpointEvery(cfg, loaded.config(), longest, backend.device());
+            if (tc.checkpointing() == CheckpointMode.CHUNKED && tc.checkpointEvery() == 0)
+                log.printf(Locale.ROOT, "checkpointing: chunked, checkpoint_every %d (the memory planner's lowest peak; round(sqrt(layers)) would be %d)%n",
+                        every, CheckpointMode.defaultEvery(loaded.config().numHiddenLayers()));
+            RunSetup s = new RunSetup(cfg, tc.withCheckpointing(tc.checkpointing(), every), out, backend, loaded, base, adapter, data, total, tc.stepsPerEpoch(sequences), fingerprint, resumed);
             ok = true;
             return s;
         } finally {
             if (!ok) release(adapter, base, loaded);
         }
+    }
+
+    /**
+     * checkpoint_every as the run uses it: the configured value, or for {@link CheckpointMode#CHUNKED}
+     * with 0 the group size with the lowest predicted peak ({@link MemoryPlanner#bestCheckpointEvery})
+     * at this run's rank, targets, batch, base precision, dropout and device, for rows of
+     * {@code longestRow} tokens (at most max_seq_length).
+     * Every layer is recomputed once whatever the group size, so the choice costs no time. The
+     * resolved value is not part of the fingerprint: any group size trains the same numbers.
+     */
+    static int checkpointEvery(RunConfig cfg, LlamaConfig model, int longestRow, Device device) {
+        TrainConfig tc = cfg.train();
+        if (tc.checkpointing() != CheckpointMode.CHUNKED || tc.checkpointEvery() > 0) return tc.checkpointEvery();
+        LoraConfig lc = cfg.lora();
+        boolean nf4 = cfg.loadIn4bit() || lc.init() == LoraConfig.Init.LOFTQ;
+        PlanSettings s = new PlanSettings(lc.r(), lc.targetModules(), Math.max(2, Math.min(longestRow, tc.maxSeqLength())), tc.perDeviceTrainBatchSize(),
+                CheckpointMode.CHUNKED, 0, nf4, Nf4.DEFAULT_BLOCKSIZE, true, lc.loraDropout(), device);
+        return MemoryPlanner.bestCheckpointEvery(model, s);
     }
 
     @Override

@@ -32,7 +32,10 @@ import java.util.List;
  *                                   guide's "stop when the evaluation loss increases for a few steps")
  * @param earlyStoppingThreshold     early_stopping_threshold: the improvement that counts (0)
  * @param checkpointEvery            checkpoint_every: layers per recomputed group of
- *                                   {@link CheckpointMode#CHUNKED}, &gt;= 1; 0 = round(√L) (0)
+ *                                   {@link CheckpointMode#CHUNKED}, &gt;= 1; 0 (the default): a
+ *                                   {@link TrainingRun} takes the memory planner's lowest-peak group
+ *                                   size for its model, batch and rows (a bare
+ *                                   {@link LoraTrainingModel} takes round(√L))
  */
 public record TrainConfig(double learningRate, double numTrainEpochs, long maxSteps, int perDeviceTrainBatchSize,
         int gradientAccumulationSteps, long warmupSteps, double warmupRatio, LrSchedule lrScheduler, double weightDecay,
@@ -74,7 +77,7 @@ public record TrainConfig(double learningRate, double numTrainEpochs, long maxSt
         if (saveTotalLimit < 0) e.add("save_total_limit must be >= 0, got " + saveTotalLimit);
         if (maxSeqLength < 2) e.add("max_seq_length must be >= 2, got " + maxSeqLength);
         if (checkpointing == null) e.add("use_gradient_checkpointing must be false, true, unsloth or chunked");
-        if (checkpointEvery < 0) e.add("checkpoint_every must be >= 1 (0: round(sqrt(layers))), got " + checkpointEvery);
+        if (checkpointEvery < 0) e.add("checkpoint_every must be >= 1 (0: the lowest-peak group size), got " + checkpointEvery);
         else if (checkpointEvery > 0 && checkpointing != null && checkpointing != CheckpointMode.CHUNKED)
             e.add("checkpoint_every applies only to use_gradient_checkpointing: chunked, not " + checkpointing.name().toLowerCase(java.util.Locale.ROOT));
         if (earlyStoppingPatience < 0) e.add("early_stopping_patience must be >= 0, got " + earlyStoppingPatience);
@@ -82,7 +85,7 @@ public record TrainConfig(double learningRate, double numTrainEpochs, long maxSt
         if (!e.isEmpty()) throw new IllegalArgumentException("invalid training config: " + String.join("; ", e));
     }
 
-    /** The settings without checkpoint_every (0: round(√L) for chunked checkpointing). */
+    /** The settings without checkpoint_every (0: the lowest-peak group size for chunked checkpointing). */
     public TrainConfig(double learningRate, double numTrainEpochs, long maxSteps, int perDeviceTrainBatchSize,
             int gradientAccumulationSteps, long warmupSteps, double warmupRatio, LrSchedule lrScheduler, double weightDecay,
             double maxGradNorm, long seed, int loggingSteps, int evalSteps, int saveSteps, int saveTotalLimit, int maxSeqLength,

@@ -47,7 +47,7 @@ final class TrainingLoop {
 
     TrainingLoop(RunSetup setup, PrintStream log, TrainingRun.Options opts) throws IOException {
         this.setup = setup;
-        this.tc = setup.cfg.train();
+        this.tc = setup.train;
         this.out = setup.out;
         this.backend = setup.backend;
         this.adapter = setup.adapter();
