@@ -1,14 +1,21 @@
 package io.lora4j.cli;
 
 import io.lora4j.advice.TrainingMonitor;
+import io.lora4j.dist.MpiDataParallel;
+import io.lora4j.dist.RankLog;
+import io.lora4j.dist.World;
+import io.lora4j.ops.Mpi;
+import io.lora4j.train.DataParallel;
 import io.lora4j.report.LossChart;
 import io.lora4j.report.ProgressDisplay;
 import io.lora4j.train.RunConfig;
 import io.lora4j.train.TrainingListener;
 import io.lora4j.train.TrainingRun;
+import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.commons.cli.CommandLine;
@@ -27,7 +34,8 @@ import sun.misc.SignalHandler;
 public final class TrainCommand implements Command {
     /** Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it). */
     public static final int INTERRUPTED = 130;
-    private static final Set<String> OWN = Set.of("config", "out", "overwrite", "threads", "resume", "max-bad-steps");
+    private static final Set<String> OWN = Set.of("config", "out", "overwrite", "threads", "resume", "max-bad-steps", "nproc", "collective-timeout",
+            "hash-every");
 
     @Override public String name() { return "train"; }
 
@@ -57,7 +65,15 @@ public final class TrainCommand implements Command {
                 .addOption(Option.builder().longOpt("resume").hasArg().argName("DIR")
                         .desc("continue the run in DIR from its newest valid checkpoint, or from DIR = a checkpoint-N directory").get())
                 .addOption(Option.builder().longOpt("max-bad-steps").hasArg().argName("N")
-                        .desc("stop after N consecutive steps with a non-finite loss or gradient (default " + TrainingRun.DEFAULT_MAX_BAD_STEPS + ")").get());
+                        .desc("stop after N consecutive steps with a non-finite loss or gradient (default " + TrainingRun.DEFAULT_MAX_BAD_STEPS + ")").get())
+                .addOption(Option.builder().longOpt("nproc").hasArg().argName("N")
+                        .desc("data-parallel training: start N ranks on this machine through Open MPI's mpirun (global batch ="
+                                + " batch x accumulation x N)").get())
+                .addOption(Option.builder().longOpt("collective-timeout").hasArg().argName("SECONDS")
+                        .desc("data-parallel: how long a rank waits for the others in a collective before it stops with an error (default "
+                                + (int) MpiDataParallel.DEFAULT_TIMEOUT_S + ")").get())
+                .addOption(Option.builder().longOpt("hash-every").hasArg().argName("STEPS")
+                        .desc("data-parallel: compare the ranks' adapters every STEPS steps (default " + MpiDataParallel.DEFAULT_HASH_EVERY + ")").get());
         for (String k : RunConfig.keys()) if (!k.equals("output_dir")) o.addOption(Option.builder().longOpt(k).hasArg().argName("VALUE").desc("config key " + k).get());
         o.addOption(Option.builder().longOpt("output_dir").hasArg().argName("DIR").desc("config key output_dir").get());
         return o;
@@ -73,11 +89,66 @@ public final class TrainCommand implements Command {
         }
         int maxBad = cl.hasOption("max-bad-steps") ? Cli.parseInt(cl, "max-bad-steps", 0) : TrainingRun.DEFAULT_MAX_BAD_STEPS;
         if (maxBad < 1) throw new UsageException("--max-bad-steps must be >= 1, got " + maxBad);
+        World world = World.discover(ctx.env());
+        if (cl.hasOption("nproc")) {
+            int n = Cli.parseInt(cl, "nproc", 0);
+            if (n < 1) throw new UsageException("--nproc must be >= 1, got " + n);
+            if (world.distributed())
+                throw new UsageException("--nproc starts the ranks itself, but this process already is rank " + world.rank() + " of " + world.size()
+                        + " (" + world.launcher() + ")");
+            if (n > 1) return MpiLaunch.run(cl, n, ctx);
+        }
+        double timeout = MpiDataParallel.DEFAULT_TIMEOUT_S;
+        if (cl.hasOption("collective-timeout")) {
+            try {
+                timeout = Double.parseDouble(cl.getOptionValue("collective-timeout"));
+            } catch (NumberFormatException e) {
+                timeout = Double.NaN;
+            }
+            if (!(timeout > 0) || Double.isInfinite(timeout))
+                throw new UsageException("--collective-timeout must be a positive number of seconds, got '" + cl.getOptionValue("collective-timeout") + "'");
+        }
+        int hashEvery = cl.hasOption("hash-every") ? Cli.parseInt(cl, "hash-every", 0) : MpiDataParallel.DEFAULT_HASH_EVERY;
+        if (hashEvery < 1) throw new UsageException("--hash-every must be >= 1, got " + hashEvery);
         RunConfig cfg = Cli.runConfig(cl, OWN);
         Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
         Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
         if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
         if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
+        if (world.distributed()) return runRank(cl, ctx, cfg, resume, out, world, timeout, hashEvery, maxBad);
+        return runAlone(cl, ctx, cfg, resume, out, maxBad);
+    }
+
+    /** One rank of a data-parallel run (see {@link MpiDataParallel}): rank 0 speaks and writes; every rank's warnings and errors name it. */
+    private int runRank(CommandLine cl, CliContext ctx, RunConfig cfg, Path resume, Path out, World world, double timeout, int hashEvery, int maxBad) throws Exception {
+        PrintStream log = RankLog.of(ctx.err(), world);
+        try {
+            DataParallel parallel = MpiDataParallel.create(world, timeout, hashEvery);
+            if (world.isLeader())
+                log.println("data-parallel: " + world.size() + " ranks (" + world.launcher() + ", " + Mpi.libraryVersion() + "), global batch "
+                        + cfg.train().perDeviceTrainBatchSize() + " x " + cfg.train().gradientAccumulationSteps() + " x " + world.size());
+            TrainingListener watch = world.isLeader()
+                    ? TrainingListener.all(new TrainingMonitor(log, cfg).withAdapterDir(String.valueOf(out != null ? out : resume)), LossChart.onFinish(log))
+                    : TrainingListener.all();
+            TrainingRun.Options opts = TrainingRun.Options.defaults().withOverwrite(cl.hasOption("overwrite")).withResume(resume)
+                    .withMaxBadSteps(maxBad).withListener(watch).withParallel(parallel);
+            TrainingRun.Summary s = TrainingRun.run(cfg, out, log, opts);
+            if (world.isLeader() && parallel.exchange() instanceof MpiDataParallel m && s.steps() > 0)
+                log.printf(Locale.ROOT, "data-parallel: rank 0 spent %.3f s in %d collectives, %.2f ms per step (waiting for slower ranks included)%n",
+                        m.reduceSeconds(), m.reduceCalls(), 1e3 * m.reduceSeconds() / s.steps());
+            Mpi.finalizeMpi();
+            return s.status() == TrainingRun.Status.DIVERGED ? FAILURE : OK;
+        } catch (Mpi.MpiException | IllegalStateException e) {
+            // no MPI_Finalize: the other ranks may sit in a collective; mpirun ends them when this one exits non-zero
+            ctx.err().println(world.prefix() + "lora4j train: " + e.getMessage());
+            return FAILURE;
+        } catch (Exception e) {
+            ctx.err().print(world.prefix()); // Main prints the message after it
+            throw e;
+        }
+    }
+
+    private int runAlone(CommandLine cl, CliContext ctx, RunConfig cfg, Path resume, Path out, int maxBad) throws Exception {
         TrainingListener watch = TrainingListener.all(
                 new ProgressDisplay(ctx.err(), ProgressDisplay.isTerminal(ctx.env())),
                 new TrainingMonitor(ctx.err(), cfg).withAdapterDir(String.valueOf(out != null ? out : resume)),

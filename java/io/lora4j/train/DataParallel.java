@@ -21,10 +21,10 @@ import java.util.Objects;
  * <li>{@link #writesOutputs()}: whether this rank writes metrics.jsonl, checkpoints and the adapter
  *     (rank 0; the others compute the same parameters).</li>
  * </ul>
- * Not yet covered: every rank still resolves, creates and locks the output directory it is given
- * ({@link TrainingRun#run}), so ranks sharing a file system need their own directories or a
- * rank-aware lock; evaluation runs in full on every rank; the dropout seeds of a step's
- * micro-batches are the same on every rank.
+ * Only the rank that writes outputs creates, locks and checks the output directory
+ * ({@link TrainingRun#run}); the others read a resumed checkpoint from it. Evaluation is sharded
+ * ({@link Shard#evalBatches}) and its loss summed over the ranks; dropout seeds follow the global
+ * micro-batch index ({@link Shard#firstMicroBatch}).
  *
  * @param rank      this process's index, 0 ≤ rank &lt; worldSize
  * @param worldSize the number of processes training together
@@ -49,6 +49,20 @@ public record DataParallel(int rank, int worldSize, Shard shard, Exchange exchan
 
         /** The training sequences of one epoch as this rank sees them (the step count derives from it). */
         long sequences(DataPipeline data);
+
+        /**
+         * Where this rank's micro-batches start in each step's global window, for the dropout seeds:
+         * micro-batch i of this rank draws the masks of global micro-batch {@code first + i}, as a
+         * single process training the whole window would.
+         */
+        default int firstMicroBatch(int accumulation) {
+            return 0;
+        }
+
+        /** This rank's share of the eval batches (their loss is then summed over the ranks). */
+        default List<Batch> evalBatches(List<Batch> all) {
+            return all;
+        }
     }
 
     /** Sums over all ranks; every rank calls each method in the same order. */
@@ -61,6 +75,26 @@ public record DataParallel(int rank, int worldSize, Shard shard, Exchange exchan
 
         /** Replaces {@code gradients} (the flat LoRA gradient [P], fp32, on {@code backend}) by its sum over ranks. */
         void sumGradients(Backend backend, Tensor gradients);
+
+        /**
+         * {@link #sumGradients} and {@link #sumLoss} together, which an exchange may do in one
+         * collective over one flat buffer; returns the summed loss.
+         */
+        default double sumGradientsAndLoss(Backend backend, Tensor gradients, double loss) {
+            sumGradients(backend, gradients);
+            return sumLoss(loss);
+        }
+
+        /**
+         * Called after every optimizer step with the adapter's parameters [P] as AdamW left them
+         * (skipped steps included): where an exchange checks that the ranks have not drifted apart.
+         */
+        default void afterStep(Backend backend, Tensor parameters, long step) {}
+
+        /** Σ over ranks of an eval loss sum and its target count, {loss, targets}; one collective where the exchange can. */
+        default double[] sumLossAndTargets(double loss, long targets) {
+            return new double[] {sumLoss(loss), sumTargets(targets)};
+        }
     }
 
     /** One process: every window of the pipeline, sums over one rank are the values themselves. */

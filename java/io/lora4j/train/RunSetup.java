@@ -38,6 +38,8 @@ import java.util.Optional;
  * the settings. Owns the model and adapter tensors until {@link #close()}.
  */
 final class RunSetup implements AutoCloseable {
+    /** The fingerprint key of a data-parallel run's world size. */
+    static final String WORLD_SIZE = "world_size";
     final RunConfig cfg;
     /** cfg's training settings with checkpoint_every resolved (see {@link #checkpointEvery}). */
     final TrainConfig train;
@@ -154,9 +156,16 @@ final class RunSetup implements AutoCloseable {
             long sequences = o.parallel().shard().sequences(data);
             long total = tc.totalSteps(sequences);
             Map<String, String> fingerprint = RunFingerprint.of(cfg, data, total);
+            // Absent for one process, so that checkpoints of single-process runs keep resuming.
+            if (o.parallel().worldSize() > 1) fingerprint.put(WORLD_SIZE, Integer.toString(o.parallel().worldSize()));
             TrainingCheckpoint.Loaded resumed = null;
             if (choice != null) {
                 resumed = TrainingCheckpoint.load(choice.checkpoint());
+                String was = resumed.state().fingerprint.getOrDefault(WORLD_SIZE, "1");
+                if (!was.equals(Integer.toString(o.parallel().worldSize())))
+                    throw new FormatException(choice.checkpoint().resolve(TrainingState.FILE), "was written by a run of " + was + " rank(s), this one has "
+                            + o.parallel().worldSize() + ": each step's global batch and every rank's share of it depend on the world size,"
+                            + " so the run would not continue the same way (resume with " + was + " rank(s))");
                 List<String> diff = RunFingerprint.differences(resumed.state().fingerprint, fingerprint);
                 if (!diff.isEmpty())
                     throw new FormatException(choice.checkpoint().resolve(TrainingState.FILE), "was made with settings that train differently: "

@@ -29,6 +29,8 @@ public final class Trainer implements AutoCloseable {
     private final long totalSteps, warmup;
     /** Sums over the data-parallel ranks (the identity for one process). */
     private final DataParallel.Exchange exchange;
+    /** Index of this rank's first micro-batch in each step's global window (0 for one process). */
+    private final int firstMicro;
     private Tensor m, v;
     /** Windows consumed (the global step) and AdamW updates applied (≤ step: skipped windows do not count). */
     private long step, updates;
@@ -62,6 +64,17 @@ public final class Trainer implements AutoCloseable {
      * @param totalSteps optimizer steps of the whole run (for the schedule)
      */
     public Trainer(LoraTrainingModel model, TrainConfig config, long totalSteps, DataParallel.Exchange exchange) {
+        this(model, config, totalSteps, exchange, 0);
+    }
+
+    /**
+     * As {@link #Trainer(LoraTrainingModel, TrainConfig, long, DataParallel.Exchange)}, for a rank
+     * whose micro-batches start at index {@code firstMicro} of each step's global window (the
+     * dropout seeds follow the global index, {@link DataParallel.Shard#firstMicroBatch}).
+     */
+    public Trainer(LoraTrainingModel model, TrainConfig config, long totalSteps, DataParallel.Exchange exchange, int firstMicro) {
+        if (firstMicro < 0) throw new IllegalArgumentException("first micro-batch index must be >= 0, got " + firstMicro);
+        this.firstMicro = firstMicro;
         if (totalSteps < 1) throw new IllegalArgumentException("total steps must be >= 1, got " + totalSteps);
         this.model = model;
         this.config = config;
@@ -113,10 +126,9 @@ public final class Trainer implements AutoCloseable {
         float inv = (float) (1.0 / n);
         model.zeroGradients();
         double sum = 0;
-        for (int i = 0; i < window.size(); i++) sum += model.forwardBackward(window.get(i), inv, dropoutSeed(config.seed(), step, i));
-        exchange.sumGradients(model.backend(), model.gradients());
+        for (int i = 0; i < window.size(); i++) sum += model.forwardBackward(window.get(i), inv, dropoutSeed(config.seed(), step, firstMicro + i));
         targets[0] = n;
-        return exchange.sumLoss(sum);
+        return exchange.sumGradientsAndLoss(model.backend(), model.gradients(), sum);
     }
 
     /**
@@ -138,6 +150,7 @@ public final class Trainer implements AutoCloseable {
             updates++;
         }
         step++;
+        exchange.afterStep(b, model.adapter().parameters(), step);
         long tokens = 0;
         for (Batch x : window) tokens += (long) x.rows() * x.seqLen();
         return new StepResult(step, sum / n[0], n[0], tokens, norm, lr, (System.nanoTime() - t0) / 1e9, skip);

@@ -76,7 +76,7 @@ final class TrainingLoop {
         List<Batch> evalBatches = setup.data.eval().isEmpty() ? null : setup.data.evalBatches(tc.perDeviceTrainBatchSize());
         MemoryTracker.GLOBAL.resetPeaks();
         try (LoraTrainingModel model = new LoraTrainingModel(backend, setup.base, adapter, setup.cfg.weightDtype());
-             Trainer trainer = new Trainer(model, tc, total, parallel.exchange());
+             Trainer trainer = new Trainer(model, tc, total, parallel.exchange(), parallel.shard().firstMicroBatch(tc.gradientAccumulationSteps()));
              MetricsLog metrics = openMetrics()) {
             log.printf(Locale.ROOT, "training: %d steps (%d per epoch), batch %d x accumulation %d, %d LoRA parameters (r %d, alpha %s, %s), warmup %d, %s%n",
                     total, perEpoch, tc.perDeviceTrainBatchSize(), tc.gradientAccumulationSteps(), adapter.parameterCount(), setup.cfg.lora().r(),
@@ -96,7 +96,7 @@ final class TrainingLoop {
                         state.epoch, state.window);
             } else if (evalBatches != null) {
                 // The base model's eval loss (every lora_B is still zero), so that a run shows what it changed.
-                state.initialEval = TrainingRun.evaluate(model, evalBatches);
+                state.initialEval = evaluate(model, evalBatches);
                 state.evals.add(new double[] {0, state.initialEval});
                 metrics.write(MetricsRow.baseEval(state.initialEval));
                 log.printf(Locale.ROOT, "step 0/%d  eval_loss %.4f (base model)%n", total, state.initialEval);
@@ -104,6 +104,18 @@ final class TrainingLoop {
             }
             return loop(model, trainer, metrics, evalBatches);
         }
+    }
+
+    /** Token-mean eval loss: this rank's share of the batches, loss and target count summed over the ranks. */
+    private double evaluate(LoraTrainingModel model, List<Batch> batches) {
+        double sum = 0;
+        long n = 0;
+        for (Batch b : parallel.shard().evalBatches(batches)) {
+            sum += model.lossSum(b);
+            n += b.targetTokens();
+        }
+        double[] total = parallel.exchange().sumLossAndTargets(sum, n);
+        return total[0] / total[1];
     }
 
     private MetricsLog openMetrics() throws IOException {
@@ -140,7 +152,7 @@ final class TrainingLoop {
             state.losses.add(r.skipped() ? Double.NaN : r.loss());
             state.gradNorms.add(r.gradNorm());
             boolean evalNow = evalBatches != null && (step % tc.evalEvery(total) == 0 || step == total);
-            Double evalLoss = evalNow ? TrainingRun.evaluate(model, evalBatches) : null;
+            Double evalLoss = evalNow ? evaluate(model, evalBatches) : null;
             if (r.skipped()) {
                 onSkipped(r, window, evalLoss, metrics);
             } else {
@@ -183,7 +195,7 @@ final class TrainingLoop {
             status = TrainingRun.Status.COMPLETED;
         }
         if (status == TrainingRun.Status.COMPLETED || status == TrainingRun.Status.EARLY_STOPPED) {
-            if (evalBatches != null && Double.isNaN(state.lastEval)) state.lastEval = TrainingRun.evaluate(model, evalBatches);
+            if (evalBatches != null && Double.isNaN(state.lastEval)) state.lastEval = evaluate(model, evalBatches);
             if (!isCheckpointOf(state.step)) checkpoint(trainer, metrics, state);
             if (parallel.writesOutputs()) adapter.writeInto(out, baseName);
             metrics.write(finalRow());

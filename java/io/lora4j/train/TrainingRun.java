@@ -156,11 +156,14 @@ public final class TrainingRun {
      */
     public static Summary run(RunConfig cfg, Path out, PrintStream log, Options o) throws IOException {
         Path dir = RunSetup.directory(out, o);
-        boolean created = !Files.exists(dir);
-        Files.createDirectories(dir);
+        // Of a data-parallel run only the writing rank (0) creates, locks and checks the directory:
+        // the others write nothing there, and would otherwise find it locked by rank 0.
+        boolean writes = o.parallel().writesOutputs();
+        boolean created = writes && !Files.exists(dir);
+        if (writes) Files.createDirectories(dir);
         boolean ok = false;
-        try (RunLock lock = RunLock.acquire(dir)) {
-            RunSetup.checkEmpty(dir, o);
+        try (RunLock lock = writes ? RunLock.acquire(dir) : null) {
+            if (writes) RunSetup.checkEmpty(dir, o);
             Summary s;
             try (RunSetup setup = RunSetup.open(cfg, dir, log, o)) {
                 s = new TrainingLoop(setup, log, o).run();

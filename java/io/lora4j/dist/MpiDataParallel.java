@@ -1,0 +1,220 @@
+package io.lora4j.dist;
+
+import io.lora4j.data.Batch;
+import io.lora4j.data.DataPipeline;
+import io.lora4j.ops.Backend;
+import io.lora4j.ops.Mpi;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.MemoryCategory;
+import io.lora4j.tensor.Tensor;
+import io.lora4j.train.DataParallel;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * A rank's part in a data-parallel run over MPI ({@link Mpi}): the {@link DataParallel.Shard} and
+ * {@link DataParallel.Exchange} of {@link io.lora4j.train.Trainer}.
+ *
+ * <p><b>Sharding.</b> Every rank builds the same data pipeline (same seed, same order). The
+ * global window of optimizer step s is window s of {@code data.steps(epoch, b, G·W)}: the
+ * micro-batches a single process with accumulation G·W would train, so for a fixed global batch
+ * b·G·W the order does not depend on the world size. Rank r trains micro-batches
+ * [r·G, (r+1)·G) of it (contiguous; a short last window of an epoch leaves the last ranks fewer,
+ * possibly none, which is fine: they contribute zeros). The step count follows: an epoch has
+ * ceil(rows / (b·G·W)) steps.
+ *
+ * <p><b>Sums.</b> Per step, before the backward passes: one 8-byte all-reduce of the window's
+ * unmasked target count N, so that every rank scales its cross-entropy gradient by the same
+ * global 1/N, the arithmetic of the single process (never a mean of per-rank means). After them:
+ * ONE all-reduce over a flat fp64 buffer [P gradients, loss sum]: fp32 gradients are widened, so
+ * that for two ranks the sum is exact and is rounded once to fp32 (more ranks: fp64 summation
+ * order, far below fp32's rounding). Clipping and AdamW then see the same reduced gradient on every
+ * rank.
+ *
+ * <p>Dropout masks follow the global micro-batch index ({@link #firstMicroBatch}); eval
+ * batches are dealt round-robin to the ranks and their loss sum and target count reduced in one
+ * collective.
+ *
+ * <p><b>Drift check.</b> Every {@code hashEvery} steps (and after step 1) the ranks compare a
+ * 64-bit hash of the adapter's parameters with rank 0's; any difference stops every rank with an
+ * {@link IllegalStateException} naming the step and the ranks that differ.
+ *
+ * <p>On the CUDA backend the sums are staged through the host (download, MPI all-reduce, upload):
+ * the fallback the issue names for GPUs without NCCL; NCCL itself is not bound yet.
+ */
+public final class MpiDataParallel implements DataParallel.Shard, DataParallel.Exchange {
+    /** Default seconds a collective may wait for the slowest rank (model loading and eval included). */
+    public static final double DEFAULT_TIMEOUT_S = 600;
+    /** Default steps between two adapter hash checks. */
+    public static final int DEFAULT_HASH_EVERY = 10;
+
+    private final World world;
+    private final double timeout;
+    private final int hashEvery;
+    private long reduceNanos, reduceCalls;
+
+    private MpiDataParallel(World world, double timeoutSeconds, int hashEvery) {
+        if (!(timeoutSeconds > 0)) throw new IllegalArgumentException("collective timeout must be > 0 s, got " + timeoutSeconds);
+        if (hashEvery < 1) throw new IllegalArgumentException("hash check interval must be >= 1 step, got " + hashEvery);
+        this.world = world;
+        this.timeout = timeoutSeconds;
+        this.hashEvery = hashEvery;
+    }
+
+    /**
+     * The {@link DataParallel} of this rank of {@code world} (which must be distributed), after
+     * checking that MPI sees the same world as the launcher's variables.
+     *
+     * @throws Mpi.MpiException         when MPI is missing or does not start
+     * @throws IllegalStateException    when MPI's rank or size differ from the launcher's variables
+     * @throws IllegalArgumentException for a torchrun-style world (see the README: not supported)
+     */
+    public static DataParallel create(World world, double timeoutSeconds, int hashEvery) {
+        if (!world.distributed()) throw new IllegalArgumentException("a world of one rank needs no data parallelism");
+        if (world.launcher() == World.Launcher.TORCHRUN)
+            throw new IllegalArgumentException("torchrun-style variables (RANK=" + world.rank() + ", WORLD_SIZE=" + world.size() + ", MASTER_ADDR="
+                    + world.masterAddr() + "): lora4j's collectives run on MPI, which cannot join ranks from these variables alone;"
+                    + " start the ranks with mpirun or srun (or lora4j train --nproc N on one machine)");
+        Mpi.init();
+        int rank = Mpi.rank(), size = Mpi.size();
+        if (rank != world.rank() || size != world.size())
+            throw new IllegalStateException("MPI places this process at rank " + rank + " of " + size + ", the launcher's variables ("
+                    + world.launcher() + ") at rank " + world.rank() + " of " + world.size());
+        MpiDataParallel p = new MpiDataParallel(world, timeoutSeconds, hashEvery);
+        return new DataParallel(world.rank(), world.size(), p, p);
+    }
+
+    // ---- Shard ----
+
+    @Override
+    public List<List<Batch>> windows(DataPipeline data, int epoch, int batch, int accumulation) {
+        List<List<Batch>> global = data.steps(epoch, batch, accumulation * world.size());
+        List<List<Batch>> mine = new ArrayList<>(global.size());
+        for (List<Batch> w : global) {
+            int from = Math.min(w.size(), world.rank() * accumulation), to = Math.min(w.size(), from + accumulation);
+            mine.add(List.copyOf(w.subList(from, to)));
+        }
+        return mine;
+    }
+
+    @Override
+    public long sequences(DataPipeline data) {
+        // ceil(ceil(rows / W) / (b·G)) = ceil(rows / (b·G·W)): the global step count of an epoch
+        long rows = data.trainSequences();
+        return (rows + world.size() - 1) / world.size();
+    }
+
+    @Override
+    public int firstMicroBatch(int accumulation) {
+        return world.rank() * accumulation;
+    }
+
+    /** Eval batches i with i mod W = rank: every rank gets a share of about the same size. */
+    @Override
+    public List<Batch> evalBatches(List<Batch> all) {
+        List<Batch> mine = new ArrayList<>();
+        for (int i = world.rank(); i < all.size(); i += world.size()) mine.add(all.get(i));
+        return mine;
+    }
+
+    // ---- Exchange ----
+
+    @Override
+    public double[] sumLossAndTargets(double loss, long targets) {
+        double[] buf = {loss, targets};
+        reduce(buf);
+        return buf;
+    }
+
+    @Override
+    public long sumTargets(long local) {
+        double[] n = {local};
+        reduce(n);
+        return Math.round(n[0]);
+    }
+
+    @Override
+    public double sumLoss(double local) {
+        double[] l = {local};
+        reduce(l);
+        return l[0];
+    }
+
+    @Override
+    public void sumGradients(Backend backend, Tensor gradients) {
+        sumGradientsAndLoss(backend, gradients, 0);
+    }
+
+    @Override
+    public double sumGradientsAndLoss(Backend backend, Tensor gradients, double loss) {
+        float[] g = hostCopy(backend, gradients);
+        double[] buf = new double[g.length + 1];
+        for (int i = 0; i < g.length; i++) buf[i] = g[i];
+        buf[g.length] = loss;
+        reduce(buf);
+        for (int i = 0; i < g.length; i++) g[i] = (float) buf[i];
+        if (backend.device() == Device.CPU) {
+            gradients.floatPointer().put(g);
+        } else {
+            // Host-staged (no NCCL): back onto the device as g ← g - g + reduced, exact in fp32
+            // (x - x = 0, 0 + 1·r = r); the backend has no upload into an existing tensor.
+            try (Tensor host = Tensor.ofFloats(g, g.length); Tensor reduced = backend.upload(host, MemoryCategory.WORKSPACE)) {
+                backend.axpy(-1f, gradients, gradients);
+                backend.axpy(1f, reduced, gradients);
+            }
+        }
+        return buf[g.length];
+    }
+
+    /** The values of a tensor of {@code backend}'s device, on the host. */
+    private static float[] hostCopy(Backend backend, Tensor t) {
+        if (backend.device() == Device.CPU) return t.toFloats();
+        try (Tensor h = backend.download(t)) {
+            return h.toFloats();
+        }
+    }
+
+    @Override
+    public void afterStep(Backend backend, Tensor parameters, long step) {
+        if (step != 1 && step % hashEvery != 0) return;
+        long mine = hash(hostCopy(backend, parameters));
+        byte[] root = ByteBuffer.allocate(8).putLong(mine).array();
+        Mpi.broadcast(root, 0, timeout);
+        long rootHash = ByteBuffer.wrap(root).getLong();
+        // every rank learns how many differ, so that all of them stop, not only the drifted ones
+        double[] differing = {rootHash == mine ? 0 : 1};
+        reduce(differing);
+        if (differing[0] > 0)
+            throw new IllegalStateException(String.format(Locale.ROOT,
+                    "the adapters of %d rank(s) drifted from rank 0's after step %d (this rank's hash %016x, rank 0's %016x):"
+                            + " ranks must apply bit-identical updates; mixed CPU types or library builds can break that",
+                    (long) differing[0], step, mine, rootHash));
+    }
+
+    /** Seconds spent in this rank's collectives so far (waiting for slower ranks included), and their count. */
+    public double reduceSeconds() { return reduceNanos / 1e9; }
+
+    public long reduceCalls() { return reduceCalls; }
+
+    private void reduce(double[] buf) {
+        long t0 = System.nanoTime();
+        Mpi.allReduceSum(buf, timeout);
+        reduceNanos += System.nanoTime() - t0;
+        reduceCalls++;
+    }
+
+    /** FNV-1a over the parameters' bit patterns (little-endian fp32), 64-bit. */
+    static long hash(float[] v) {
+        long h = 0xcbf29ce484222325L;
+        for (float f : v) {
+            int bits = Float.floatToRawIntBits(f);
+            for (int k = 0; k < 4; k++) {
+                h ^= (bits >>> (8 * k)) & 0xff;
+                h *= 0x100000001b3L;
+            }
+        }
+        return h;
+    }
+}

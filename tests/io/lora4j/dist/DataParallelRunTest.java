@@ -1,0 +1,140 @@
+package io.lora4j.dist;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import io.lora4j.cli.Main;
+import io.lora4j.train.TinyRun;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A data-parallel run's life on the tiny model: --nproc, SIGKILL of the whole job and resume, what is refused. */
+class DataParallelRunTest {
+    private static final long JOB_TIMEOUT_S = 240;
+    /** TinyRun's 8 steps, checkpoints every 2, dropout on; one rank per core. */
+    private static final String SETTINGS = TinyRun.SETTINGS + "device: cpu\n";
+
+    private static byte[] adapter(Path out) throws Exception {
+        return Files.readAllBytes(out.resolve("adapter_model.safetensors"));
+    }
+
+    @Test
+    void nprocStartsTheRanksThroughMpirunAndRankZeroAloneWrites(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path out = dir.resolve("out");
+        // in a container as root, Open MPI wants to be told; oversubscribe: a loaded 2-core machine
+        MpiRun.Cli r = MpiRun.main(Map.of("LORA4J_MPIRUN_ARGS", "--allow-run-as-root --oversubscribe"), "train", "--config", yaml.toString(), "--out", out.toString(),
+                "--nproc", "2", "--threads", "1");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("lora4j train: starting 2 ranks"), r.err());
+        assertTrue(r.err().contains("data-parallel: 2 ranks"), r.err());
+        assertTrue(r.err().contains("step 8/8"), r.err());
+        // rank 1 prints only its warnings and errors, each carrying its rank
+        for (String line : r.err().split("\n")) if (line.contains("rank 1/2")) assertTrue(line.startsWith("rank 1/2: "), line);
+        assertTrue(Files.isRegularFile(out.resolve("adapter_model.safetensors")));
+        assertEquals(1 + 8 + 1, Files.readAllLines(out.resolve("metrics.jsonl")).size(), "one writer: base eval, 8 steps, final row");
+    }
+
+    @Test
+    void resumeAfterSigkillOfTheWholeJobFinishesWithTheUninterruptedAdapter(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path ref = dir.resolve("ref"), out = dir.resolve("out");
+        List<String> env = List.of("LORA4J_NUM_THREADS=1");
+        String main = Main.class.getName();
+        MpiRun.Result whole = MpiRun.run(2, env, JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--out", ref.toString());
+        assertEquals(0, whole.exit(), whole.output());
+
+        try (MpiRun.Job job = MpiRun.start(2, env, main, "train", "--config", yaml.toString(), "--out", out.toString())) {
+            long end = System.nanoTime() + JOB_TIMEOUT_S * 1_000_000_000L;
+            while (!Files.isRegularFile(out.resolve("checkpoint-4").resolve("manifest.json"))) {
+                if (!job.process.isAlive()) fail("the job ended before its checkpoint at step 4:\n" + job.output());
+                if (System.nanoTime() > end) fail("no checkpoint-4 within " + JOB_TIMEOUT_S + " s:\n" + job.output());
+                Thread.sleep(20);
+            }
+            job.killAll();
+            job.process.waitFor();
+        }
+        assertFalse(Files.exists(out.resolve("adapter_model.safetensors")), "killed before the end");
+
+        // another world size cannot continue the same run: refused, saying why
+        MpiRun.Cli one = MpiRun.main(Map.of(), "train", "--config", yaml.toString(), "--resume", out.toString(), "--threads", "1");
+        assertEquals(1, one.code(), one.err());
+        assertTrue(one.err().contains("was written by a run of 2 rank(s), this one has 1: each step's global batch"), one.err());
+
+        MpiRun.Result resumed = MpiRun.run(2, env, JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--resume", out.toString());
+        assertEquals(0, resumed.exit(), resumed.output());
+        assertTrue(resumed.output().contains("resuming from"), resumed.output());
+        assertArrayEquals(adapter(ref), adapter(out), "same world size: the resumed run ends bit for bit where the uninterrupted one did");
+    }
+
+    /**
+     * The CUDA backend's host-staged all-reduce (no NCCL) on the emulated CUDA build: 2 ranks ×
+     * accumulation 1 against 1 rank × accumulation 2, both on the emulated device. Bound: as in
+     * {@link DataParallelTrainTest}, fp32 summation order through AdamW, here for 3 steps at lr 1e-2.
+     */
+    @Test
+    void cudaRanksStageTheirSumsThroughTheHost(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path emu = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).getParent().resolve("native-emu")
+                .resolve("liblora4j.so");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isRegularFile(emu), "no emulated CUDA build at " + emu + " (mvn -B test builds it)");
+        Path yaml = TinyRun.write(dir.resolve("assets"), "r: 4\nlora_alpha: 8\nlora_dropout: 0.1\nmax_steps: 3\nper_device_train_batch_size: 2\n"
+                + "learning_rate: 1e-2\nwarmup_steps: 0\nmax_seq_length: 32\nseed: 5\ndevice: cuda\n");
+        List<String> env = List.of("LORA4J_NATIVE=" + emu, "LORA4J_NUM_THREADS=1", "LORA4J_EMU_DEVICE=sm_90");
+        Path one = dir.resolve("one"), two = dir.resolve("two");
+        MpiRun.Result r1 = MpiRun.run(1, env, JOB_TIMEOUT_S, Main.class.getName(), "train", "--config", yaml.toString(), "--out", one.toString(),
+                "--gradient_accumulation_steps", "2");
+        assertEquals(0, r1.exit(), r1.output());
+        MpiRun.Result r2 = MpiRun.run(2, env, JOB_TIMEOUT_S, Main.class.getName(), "train", "--config", yaml.toString(), "--out", two.toString(),
+                "--gradient_accumulation_steps", "1", "--hash-every", "1");
+        assertEquals(0, r2.exit(), r2.output());
+        assertTrue(r2.output().contains("cuda (emulated"), r2.output());
+        assertTrue(r2.output().contains("data-parallel: 2 ranks"), r2.output());
+        float[] a = floats(one), b = floats(two);
+        double maxAbs = 0;
+        for (int i = 0; i < a.length; i++) maxAbs = Math.max(maxAbs, Math.abs((double) a[i] - b[i]));
+        System.out.printf("emulated CUDA, 2x1 vs 1x2: max |dtheta| %.3e%n", maxAbs);
+        assertTrue(maxAbs <= 2 * 1e-2 * 3, "max |difference| " + maxAbs);
+        assertTrue(maxAbs <= 1e-4, "the bulk agrees to rounding: max |difference| " + maxAbs);
+    }
+
+    /** The adapter's values, every tensor in file order. */
+    private static float[] floats(Path out) throws Exception {
+        io.lora4j.io.SafeTensors st = io.lora4j.io.SafeTensors.open(out.resolve("adapter_model.safetensors"));
+        java.io.ByteArrayOutputStream all = new java.io.ByteArrayOutputStream();
+        for (String n : new java.util.TreeSet<>(st.entries().keySet())) all.write(st.bytes(n));
+        java.nio.FloatBuffer f = java.nio.ByteBuffer.wrap(all.toByteArray()).order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+        float[] v = new float[f.remaining()];
+        f.get(v);
+        return v;
+    }
+
+    @Test
+    void torchrunStyleVariablesAreReadThenRefusedClearly(@TempDir Path dir) throws Exception {
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path out = dir.resolve("out");
+        MpiRun.Cli r = MpiRun.main(Map.of("RANK", "1", "WORLD_SIZE", "2", "LOCAL_RANK", "1", "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", "29500"), "train", "--config",
+                yaml.toString(), "--out", out.toString());
+        assertEquals(1, r.code(), r.err());
+        assertTrue(r.err().contains("rank 1/2: lora4j train: torchrun-style variables (RANK=1, WORLD_SIZE=2, MASTER_ADDR=127.0.0.1)"), r.err());
+        assertTrue(r.err().contains("start the ranks with mpirun or srun"), r.err());
+        assertEquals(1, r.err().strip().split("\n").length, r.err());
+
+        MpiRun.Cli bad = MpiRun.main(Map.of("RANK", "0", "WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
+        assertEquals(1, bad.code(), bad.err());
+        assertEquals("lora4j train: WORLD_SIZE=2 but MASTER_ADDR is not set: a torchrun-style start needs the rendezvous host", bad.err().strip());
+        MpiRun.Cli high = MpiRun.main(Map.of("OMPI_COMM_WORLD_RANK", "2", "OMPI_COMM_WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());
+        assertEquals(1, high.code(), high.err());
+        assertEquals("lora4j train: Open MPI (mpirun): OMPI_COMM_WORLD_RANK=2 is not below OMPI_COMM_WORLD_SIZE=2", high.err().strip());
+        assertFalse(Files.exists(out), "nothing written");
+    }
+}
