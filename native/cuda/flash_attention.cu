@@ -79,7 +79,9 @@ __device__ __forceinline__ void stage_row_stats(float* lseS, float* DlS, const f
     if (i < S) {
       const float* o = out + (b * S + i) * ld + h * D;
       const float* g = dout + (b * S + i) * ld + h * D;
-      for (int d = lane; d < D; d += 32) acc = fmaf(o[d], g[d], acc);
+      // dout rounded as in the dP product, so that Σ_j P_ij (dP_ij - Dl_i) stays ~0 (softmax's
+      // gradient sums to zero): an fp32 Dl against bf16 dP leaves a 2^-9 |dout||v| bias in dS.
+      for (int d = lane; d < D; d += 32) acc = fmaf(o[d], bf2f(f2bf(g[d])), acc);
     }
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (lane == 0) {

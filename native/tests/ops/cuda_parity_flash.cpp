@@ -31,6 +31,9 @@ namespace {
 // 2^-8 of the tensor's scale. 2e-2 ≈ 5·2^-8 leaves room for the sums of 64..200 keys (the
 // measured worst ratios are printed with each check); an fp32-vs-fp32 kernel sits at 1e-5.
 constexpr double kAttnTol = 2e-2;
+// Against the same math on the bf16-rounded q, k, v, dout only P and dS are rounded (2^-9
+// relative, in a convex combination for out): 4e-3 ≈ 2^-8 of the tensor's scale.
+constexpr double kAttnBf16InputsTol = 4e-3;
 
 // GEMM with bf16 operands vs the fp32 CPU, per element (the NF4 matmul's bound, harness_cuda.cpp):
 //   |got - ref| <= kBf16DotTol · (|A|·|B|)_ij + 1e-6
@@ -159,6 +162,12 @@ struct AttnRef {
   }
 };
 
+fvec bf16_round(const fvec& v) {
+  fvec r(v.size());
+  for (size_t i = 0; i < v.size(); i++) r[i] = bf16_to_f32(f32_to_bf16(v[i]));
+  return r;
+}
+
 std::vector<double> dbl(const fvec& v) { return std::vector<double>(v.begin(), v.end()); }
 fvec flt(const std::vector<double>& v) { return fvec(v.begin(), v.end()); }
 
@@ -174,7 +183,8 @@ void par_flash_attention(Rng& rng) {
   // ragged last tiles; the soft-capped cases run the kernels' own entry against AttnRef.
   const AttnCase cases[] = {{2, 200, 8, 2, 64, true, 1, 0},   {1, 129, 4, 4, 128, false, 3, 0},
                             {1, 96, 4, 1, 96, true, 3, 0},    {1, 64, 2, 2, 64, false, 3, 0},
-                            {1, 130, 4, 2, 64, true, 3, 1.5f}, {1, 75, 2, 1, 128, false, 3, 50.0f}};
+                            {1, 130, 4, 2, 64, true, 3, 1.5f}, {1, 75, 2, 1, 128, false, 3, 50.0f},
+                            {2, 90, 2, 1, 64, false, 12, 0}};
   for (const AttnCase& c : cases) {
     char tagb[128];
     std::snprintf(tagb, sizeof tagb, "flash attention B%lld S%lld Hq%lld Hkv%lld D%lld%s |q|<=%g softcap %g",
@@ -221,6 +231,21 @@ void par_flash_attention(Rng& rng) {
     cmp_scaled(tag + " bwd dq", gq, dq, kAttnTol);
     cmp_scaled(tag + " bwd dk", gk, dk, kAttnTol);
     cmp_scaled(tag + " bwd dv", gv, dv, kAttnTol);
+    // The sharper oracle: the same equations in double on the bf16-rounded inputs leave only the
+    // kernels' own roundings (P and dS to bf16, fp32 sums).
+    AttnRef rb{c.B, c.S, c.Hq, c.Hkv, c.D, c.softcap, {}, {}, {}, {}, {}};
+    rb.run(bf16_round(q), bf16_round(k), bf16_round(v), bf16_round(dout), sg);
+    Dev ob(flt(rb.out)), lb(flt(rb.lse)), o2(nq * 4), l2(nl * 4), gq2(nq * 4), gk2(nk * 4), gv2(nk * 4);
+    o2.poison(), l2.poison(), gq2.poison(), gk2.poison(), gv2.poison();
+    lora4j_cuda_flash_attention_fwd(dq_.f(), dk_.f(), dv_.f(), dsg, c.B, c.S, c.Hq, c.Hkv, c.D, c.softcap, o2.f(),
+                                    l2.f(), nullptr);
+    lora4j_cuda_flash_attention_bwd(dq_.f(), dk_.f(), dv_.f(), ob.f(), ddo.f(), lb.f(), dsg, c.B, c.S, c.Hq, c.Hkv,
+                                    c.D, c.softcap, gq2.f(), gk2.f(), gv2.f(), nullptr);
+    cmp_scaled(tag + " vs bf16 inputs: fwd out", o2, rb.out, kAttnBf16InputsTol);
+    cmp_scaled(tag + " vs bf16 inputs: fwd lse", l2, rb.lse, kAttnBf16InputsTol);
+    cmp_scaled(tag + " vs bf16 inputs: bwd dq", gq2, rb.dq, kAttnBf16InputsTol);
+    cmp_scaled(tag + " vs bf16 inputs: bwd dk", gk2, rb.dk, kAttnBf16InputsTol);
+    cmp_scaled(tag + " vs bf16 inputs: bwd dv", gv2, rb.dv, kAttnBf16InputsTol);
   }
   // The double reference against the CPU twin at softcap 0: the oracle of the capped cases is
   // the same equations (fp32 vs double: 1e-5).
