@@ -38,6 +38,7 @@ using namespace lora4j_mma;
 constexpr int kRows = 64;     // query rows per tile (4 warps x 16)
 constexpr int kKeys = 64;     // keys per tile
 constexpr int kThreads = 128;
+static_assert(kRows == 64 && kKeys == 64, "two_scores/accumulate are written for 64-row tiles");
 
 __device__ __forceinline__ bool allowed(const int32_t* sg, int64_t S, int64_t i, int64_t j) {
   return i < S && j <= i && (sg == nullptr || sg[i] == sg[j]);
@@ -87,6 +88,46 @@ __device__ __forceinline__ void stage_row_stats(float* lseS, float* DlS, const f
     if (lane == 0) {
       DlS[ii] = acc;
       lseS[ii] = i < S ? lse[(b * Hq + h) * S + i] : 0.0f;
+    }
+  }
+}
+
+// x += Ax·Bxᵀ and y += Ay·Byᵀ for this warp's 16 rows of Ax/Ay ([row][d] tiles) against the
+// 64 rows of Bx/By ([row][d] tiles, read as the [n][k] "col" operand): S and dP (or Sᵀ and dPᵀ).
+template <int D>
+__device__ __forceinline__ void two_scores(float (&x)[8][4], float (&y)[8][4], const uint16_t* Ax,
+                                          const uint16_t* Ay, const uint16_t* Bx, const uint16_t* By) {
+  constexpr int LD = D + 8;
+  const int m0 = (threadIdx.x >> 5) * 16;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    uint32_t ax[4], ay[4];
+    frag_a(ax, Ax, LD, m0, kk * 16);
+    frag_a(ay, Ay, LD, m0, kk * 16);
+#pragma unroll
+    for (int nb = 0; nb < 8; nb++) {
+      uint32_t bx[2], by[2];
+      frag_b_nk(bx, Bx, LD, kk * 16, nb * 8);
+      frag_b_nk(by, By, LD, kk * 16, nb * 8);
+      mma(x[nb], ax, bx);
+      mma(y[nb], ay, by);
+    }
+  }
+}
+
+// acc (16 x D) += P (16 x 64, this warp's accumulators, rounded to bf16 as the A operand) · Bs,
+// Bs a [64][d] tile read as [k][n]: P·V, Pᵀ·dout, dTᵀ·q, dT·K.
+template <int D>
+__device__ __forceinline__ void accumulate(float (&acc)[D / 8][4], const float (&p)[8][4], const uint16_t* Bs) {
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    uint32_t pa[4];
+    c_to_a(pa, p[2 * kk], p[2 * kk + 1]);
+#pragma unroll
+    for (int nb = 0; nb < D / 8; nb++) {
+      uint32_t b[2];
+      frag_b_kn(b, Bs, D + 8, kk * 16, nb * 8);
+      mma(acc[nb], pa, b);
     }
   }
 }
@@ -169,17 +210,7 @@ flash_fwd_kernel(const float* __restrict__ q, const float* __restrict__ k, const
     for (int nb = 0; nb < D / 8; nb++)
 #pragma unroll
       for (int e = 0; e < 4; e++) o[nb][e] *= alpha[e >> 1];
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; kk++) {
-      uint32_t pa[4];
-      c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int nb = 0; nb < D / 8; nb++) {
-        uint32_t bv[2];
-        frag_b_kn(bv, Vs, LD, kk * 16, nb * 8);
-        mma(o[nb], pa, bv);
-      }
-    }
+    accumulate<D>(o, s, Vs);
   }
 #pragma unroll
   for (int hr = 0; hr < 2; hr++) {
@@ -241,20 +272,7 @@ flash_bwd_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k, 
       stage_row_stats<D>(lseS, DlS, out, dout, lse, b, h, i0, S, Hq);
       __syncthreads();
       float st[kRows / 8][4] = {}, dpt[kRows / 8][4] = {};  // Sᵀ, dPᵀ: this warp's 16 keys x 64 queries
-#pragma unroll
-      for (int kk = 0; kk < D / 16; kk++) {
-        uint32_t ka[4], va[4];
-        frag_a(ka, Ks, LD, warp * 16, kk * 16);
-        frag_a(va, Vs, LD, warp * 16, kk * 16);
-#pragma unroll
-        for (int nb = 0; nb < kRows / 8; nb++) {
-          uint32_t bq[2], bo[2];
-          frag_b_nk(bq, Qs, LD, kk * 16, nb * 8);
-          frag_b_nk(bo, dOs, LD, kk * 16, nb * 8);
-          mma(st[nb], ka, bq);
-          mma(dpt[nb], va, bo);
-        }
-      }
+      two_scores<D>(st, dpt, Ks, Vs, Qs, dOs);
 #pragma unroll
       for (int nb = 0; nb < kRows / 8; nb++)
 #pragma unroll
@@ -263,20 +281,8 @@ flash_bwd_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k, 
           prob_and_grad(st[nb][e], dpt[nb][e], allowed(sg, S, i0 + ii, key[e >> 1]), scale, softcap, lseS[ii],
                         DlS[ii]);
         }
-#pragma unroll
-      for (int kk = 0; kk < kRows / 16; kk++) {
-        uint32_t pa[4], da[4];
-        c_to_a(pa, st[2 * kk], st[2 * kk + 1]);
-        c_to_a(da, dpt[2 * kk], dpt[2 * kk + 1]);
-#pragma unroll
-        for (int nb = 0; nb < D / 8; nb++) {
-          uint32_t bo[2], bq[2];
-          frag_b_kn(bo, dOs, LD, kk * 16, nb * 8);
-          frag_b_kn(bq, Qs, LD, kk * 16, nb * 8);
-          mma(dva[nb], pa, bo);
-          mma(dka[nb], da, bq);
-        }
-      }
+      accumulate<D>(dva, st, dOs);
+      accumulate<D>(dka, dpt, Qs);
     }
   }
 #pragma unroll
@@ -324,20 +330,7 @@ flash_bwd_dq_kernel(const float* __restrict__ q, const float* __restrict__ k, co
     stage_rows<D>(Vs, v, b, S, ldk, hk * D, j0, kKeys);
     __syncthreads();
     float s[kKeys / 8][4] = {}, dp[kKeys / 8][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t qa[4], oa[4];
-      frag_a(qa, Qs, LD, warp * 16, kk * 16);
-      frag_a(oa, dOs, LD, warp * 16, kk * 16);
-#pragma unroll
-      for (int nb = 0; nb < kKeys / 8; nb++) {
-        uint32_t bk[2], bv[2];
-        frag_b_nk(bk, Ks, LD, kk * 16, nb * 8);
-        frag_b_nk(bv, Vs, LD, kk * 16, nb * 8);
-        mma(s[nb], qa, bk);
-        mma(dp[nb], oa, bv);
-      }
-    }
+    two_scores<D>(s, dp, Qs, dOs, Ks, Vs);
 #pragma unroll
     for (int nb = 0; nb < kKeys / 8; nb++)
 #pragma unroll
@@ -346,17 +339,7 @@ flash_bwd_dq_kernel(const float* __restrict__ q, const float* __restrict__ k, co
         const int64_t j = j0 + nb * 8 + 2 * qd + (e & 1);
         prob_and_grad(s[nb][e], dp[nb][e], allowed(sg, S, i0 + ii, j), scale, softcap, lseS[ii], DlS[ii]);
       }
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; kk++) {
-      uint32_t da[4];
-      c_to_a(da, dp[2 * kk], dp[2 * kk + 1]);
-#pragma unroll
-      for (int nb = 0; nb < D / 8; nb++) {
-        uint32_t bk[2];
-        frag_b_kn(bk, Ks, LD, kk * 16, nb * 8);
-        mma(dqa[nb], da, bk);
-      }
-    }
+    accumulate<D>(dqa, dp, Ks);
   }
 #pragma unroll
   for (int hr = 0; hr < 2; hr++) {
