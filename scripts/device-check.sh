@@ -99,6 +99,23 @@ for (i, o) in [(4096, 14336), (14336, 4096)]:
 src = torch.empty(1 << 28, device=dev, dtype=torch.float32); dst = torch.empty_like(src)
 t = bench(lambda: dst.copy_(src))
 print(f"torch D2D copy 1 GiB: {2*src.numel()*4/t/1e9:.0f} GB/s")
+del src, dst
+# The peer of lora4j's flash attention (harness perf: `cuda attention B4 S2048 Hq32 Hkv8 D128`):
+# torch's SDPA (flash backend where it applies), causal, GQA, bf16, same FLOP counts
+# (forward 4·pairs·D, backward 10·pairs·D with pairs = B·Hq·S(S+1)/2).
+import torch.nn.functional as F
+B, S, Hq, Hkv, D = 4, 2048, 32, 8, 128
+q = torch.randn(B, Hq, S, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
+k = torch.randn(B, Hkv, S, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
+v = torch.randn(B, Hkv, S, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
+pairs = B * Hq * S * (S + 1) / 2
+with torch.no_grad():
+    tf = bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))
+o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+g = torch.randn_like(o)
+tb = bench(lambda: torch.autograd.grad(o, (q, k, v), g, retain_graph=True))
+print(f"torch sdpa B{B} S{S} Hq{Hq} Hkv{Hkv} D{D} causal bf16 fwd {tf*1e3:.3f} ms {4*pairs*D/tf/1e12:.2f} TFLOP/s"
+      f" bwd {tb*1e3:.3f} ms {10*pairs*D/tb/1e12:.2f} TFLOP/s")
 EOF
 else
   echo "PyTorch with CUDA not importable: no cuBLAS ceiling this run" > "$OUT/torch-ceiling.log"
@@ -123,6 +140,18 @@ fi
   grep -h "^\(ok\|FAIL\) *perf" "$OUT/harness-perf.log" 2>/dev/null | sed 's/^\(ok\|FAIL\) */  /'
   grep -h -E "^cuda (attention|lora)" "$OUT/harness-perf.log" 2>/dev/null | sed 's/^/  /'
   sed 's/^/  /' "$OUT/torch-ceiling.log" 2>/dev/null
+  # the issue's ratios: fused NF4 matmul vs torch's dense bf16 matmul (goal >= 0.7), flash
+  # attention vs torch SDPA, both measured in this run
+  awk '
+    /^(ok|FAIL) +perf cuda fused fwd T=4096 4096->14336/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^TFLOP/) { nf4 = $i; break } }
+    /^torch bf16 matmul T=4096 4096->14336:/ { dense = $(NF-1) }
+    /^cuda attention B4 S2048 Hq32 Hkv8 D128 fwd/ { af = $(NF-1) }
+    /^cuda attention +bwd/ { ab = $(NF-1) }
+    /^torch sdpa/ { for (i = 1; i < NF; i++) if ($(i+1) == "TFLOP/s") { if (sf == "") sf = $i; else sb = $i } }
+    END {
+      if (nf4 != "" && dense > 0) printf "  ratio fused NF4 fwd / torch bf16 matmul (T=4096 4096->14336): %.2f (goal >= 0.7)\n", nf4 / dense
+      if (af != "" && sf > 0) printf "  ratio flash attention / torch SDPA (B4 S2048 Hq32 Hkv8 D128): fwd %.2f, bwd %.2f\n", af / sf, (sb > 0 ? ab / sb : 0)
+    }' "$OUT/harness-perf.log" "$OUT/torch-ceiling.log" 2>/dev/null
   echo "result: $([ $status -eq 0 ] && echo PASS || echo FAIL)  (logs in $OUT)"
 } | tee "$OUT/table.txt"
 bash "$ROOT/scripts/device-check-java.sh" run || status=1  # Java GPU tests, train steps, PEFT logits; carry target/device-java.tgz

@@ -17,8 +17,14 @@
 // Layout: q/out/dq/dout [B*S, Hq*D], k/v/dk/dv [B*S, Hkv*D] row-major. Shared-memory tiles of
 // TILE rows (32 for D <= 128, 16 for D <= 256); K/V rows padded to D+1 floats so the per-key
 // dot products of a warp hit distinct banks. 128 threads per block.
+//
+// Where S >= 64 and D is a multiple of 16 in [64, 128] (Llama's 64 and 128 among them) the op
+// runs the bf16 tensor-core kernels of flash_attention.cu instead (same math, bf16 operands,
+// fp32 accumulation); these fp32 SIMT kernels remain for the other shapes (short sequences,
+// stories15M's D = 48, D up to 256).
 #include "lora4j/ops.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/flash_attention.h"
 
 namespace {
 
@@ -358,6 +364,10 @@ extern "C" {
 void lora4j_cuda_attention_fwd(const float* q, const float* k, const float* v,
                                const int32_t* seg, int64_t B, int64_t S, int64_t Hq,
                                int64_t Hkv, int64_t D, float* out, float* lse, void* stream) {
+  if (lora4j_cuda_flash_attention_used(S, D)) {
+    lora4j_cuda_flash_attention_fwd(q, k, v, seg, B, S, Hq, Hkv, D, 0.0f, out, lse, stream);
+    return;
+  }
   check_shapes(B, S, Hq, Hkv, D);
   if (B == 0 || S == 0) return;
   if (D <= 128)
@@ -370,6 +380,10 @@ void lora4j_cuda_attention_bwd(const float* q, const float* k, const float* v, c
                                const float* dout, const float* lse, const int32_t* seg,
                                int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
                                float* dq, float* dk, float* dv, void* stream) {
+  if (lora4j_cuda_flash_attention_used(S, D)) {
+    lora4j_cuda_flash_attention_bwd(q, k, v, out, dout, lse, seg, B, S, Hq, Hkv, D, 0.0f, dq, dk, dv, stream);
+    return;
+  }
   check_shapes(B, S, Hq, Hkv, D);
   if (B == 0 || S == 0) return;
   // dkdv with 32-row tiles needs 105 KiB at D = 128: more than the 99 KiB opt-in of sm_86/sm_89

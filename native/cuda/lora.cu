@@ -8,13 +8,19 @@
 //              dA += s · Gᵀ · (X ⊙ M)                  [r, in]
 //              dX  = [dX +] [dY · W] + s · (G · A) ⊙ M  [T, in]
 //
-// Every product is one launch of the tiled fp32 GEMM below, whose operand loads and epilogue
-// take an optional elementwise mask, so X ⊙ M and B·A are never stored:
+// Every product is one GEMM launch whose operand loads and epilogue take an optional
+// elementwise mask, so X ⊙ M and B·A are never stored:
 //   C[M,N] = alpha * (op(A ⊙ maskA) · op(B ⊙ maskB)) ⊙ maskC + beta * C      (row-major)
-// Tiles: 64x64 outputs per 256-thread block, 4x4 per thread, k-steps of 16 through shared
-// memory. Hand-written (no cuBLAS dependency, DESIGN.md §2).
+// Where M, N and K are all >= 64 it is the bf16 tensor-core GEMM of mma_gemm.cuh (operands
+// rounded to bf16 after the mask, fp32 accumulation: PEFT's bf16 mixed precision); below that
+// (LoRA's rank-r products at r < 64, short sequences) the fp32 SIMT GEMM here: 64x64 outputs
+// per 256-thread block, 4x4 per thread, k-steps of 16 through shared memory. lora4j_cuda_sgemm
+// is the same dispatch, so the dense base matmul and the lm_head of the chunked cross-entropy
+// (train/ChunkedCrossEntropy: logits = X·Wᵀ, dX = dZ·W) run on tensor cores too.
+// Hand-written (no cuBLAS dependency, DESIGN.md §2).
 #include "lora4j/lora.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/mma_gemm.cuh"
 
 namespace {
 
@@ -98,6 +104,10 @@ gemm_kernel(int64_t M, int64_t N, int64_t K, float alpha, const float* __restric
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* mA, const float* B, int64_t ldb, const float* mB, float beta,
           float* C, int64_t ldc, const float* mC, cudaStream_t st, const char* name) {
+  if (M >= 64 && N >= 64 && K >= 64) {
+    lora4j_mma::gemm<float>(ta, tb, M, N, K, alpha, A, lda, mA, B, ldb, mB, beta, C, ldc, mC, st, name);
+    return;
+  }
   if (M == 0 || N == 0) return;
   LORA4J_CHECK((M + kBM - 1) / kBM <= 65535, std::string(name) + ": M too large for the grid");
   const dim3 grid(static_cast<unsigned>((N + kBN - 1) / kBN),

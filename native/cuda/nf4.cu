@@ -22,6 +22,7 @@
 #include "lora4j/nf4.h"
 #include "lora4j/storage.h"
 #include "cuda_common.cuh"
+#include "mma_gemm.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -268,19 +269,10 @@ constexpr int kThreads = 256;
 
 __device__ __forceinline__ uint16_t f2bf(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
 
-// The one tensor-core instruction. In the emulation build its twin gathers the fragments of
-// all 32 lanes by the PTX ISA layout (native/emu/emu.cpp); the only forked body.
+// The one tensor-core instruction (mma_gemm.cuh; in the emulation build its twin gathers the
+// fragments of all 32 lanes by the PTX ISA layout, native/emu/emu.cpp).
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(LORA4J_CUDA_EMULATED)
-  const float acc[4] = {c[0], c[1], c[2], c[3]};
-  lora4j_emu::mma_m16n8k16_bf16(c, a, b, acc);
-#else
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
+  lora4j_mma::mma(c, a, b);
 }
 
 // A operand loader: rows of an fp32 [M, K] row-major matrix. Thread t loads 4 float4-sized

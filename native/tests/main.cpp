@@ -8,6 +8,7 @@
 //   lora4j_harness cuda              every lora4j_cuda_* op vs its CPU twin (GPU or native/emu)
 //   lora4j_harness perf [cpu|cuda]   timings as ratios to ceilings measured in the same run
 //   lora4j_harness list              the registered cases
+//   (LORA4J_HARNESS_CASE=substring runs only the cases whose name contains it)
 //
 // Env: LORA4J_BLAS=/path/libopenblas.so.0 installs OpenBLAS' cblas_sgemm (else the builtin);
 // LORA4J_REQUIRE_CUDA=1 makes `cuda`/`perf cuda` fail instead of skipping without a device.
@@ -50,11 +51,15 @@ bool cuda_ready(int& rc) {
   return false;
 }
 
-// Runs every case of the given modes; an exception fails that case and the run goes on.
+// Runs every case of the given modes (only those whose name contains $LORA4J_HARNESS_CASE when
+// it is set: a quicker loop while working on one kernel); an exception fails that case and the
+// run goes on.
 int run(const std::set<std::string>& modes, const char* title, bool enforce) {
   int thrown = 0;
+  const char* only = std::getenv("LORA4J_HARNESS_CASE");
   for (const h::Case& c : h::cases()) {
     if (!modes.count(c.mode)) continue;
+    if (only && *only && c.name.find(only) == std::string::npos) continue;
     std::printf("-- %s: %s\n", c.mode.c_str(), c.name.c_str());
     const double t0 = h::now_s();
     try {

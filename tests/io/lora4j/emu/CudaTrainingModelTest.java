@@ -52,10 +52,15 @@ class CudaTrainingModelTest {
 
     /** {@code n} rows of 5..12 tokens, the first third of each masked (a prompt). */
     static Batch batch(int n, int vocab, long seed) {
+        return batch(n, vocab, seed, 5, 8);
+    }
+
+    /** {@code n} rows of minLen..minLen+spread-1 tokens, the first third of each masked (a prompt). */
+    static Batch batch(int n, int vocab, long seed, int minLen, int spread) {
         Random r = new Random(seed);
         List<Example> rows = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            int len = 5 + r.nextInt(8);
+            int len = minLen + r.nextInt(spread);
             int[] ids = new int[len], lab = new int[len];
             for (int j = 0; j < len; j++) ids[j] = 3 + r.nextInt(vocab - 3);
             ids[0] = 1;
