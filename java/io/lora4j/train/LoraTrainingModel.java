@@ -435,7 +435,7 @@ public final class LoraTrainingModel implements AutoCloseable {
         try (Tensor h = act(c.t, d); Tensor rstd = act(c.t)) {
             backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
             double total = ChunkedCrossEntropy.lossAndGradient(backend, h, lmHead, c.labels, c.flatLabels, CE_CHUNK_TOKENS,
-                    ceChunkVocab, lossScale, dRes);
+                    ceChunkVocab, lossScale, (float) config.architecture().finalSoftcap(), dRes);
             if (dRes != null) backend.rmsnormBwd(dRes, x, norm, rstd, dRes, null);
             return total;
         }
