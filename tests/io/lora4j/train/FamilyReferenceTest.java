@@ -56,7 +56,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text", "gemma2"})
     void logitsAndGreedyDecodingMatchTheReference(String family) throws Exception {
         JsonObject exp = expected(family);
         try (LlamaWeights w = ModelLoader.load(DIR.resolve(family).resolve("model")); LlamaModel m = LlamaModel.create(CPU, w)) {
@@ -93,7 +93,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text", "gemma2"})
     void loraStepsMatchTheReferenceAndTheAdapterHasPeftNames(String family, @TempDir Path tmp) throws Exception {
         JsonObject exp = expected(family);
         Path dir = DIR.resolve(family);
@@ -120,7 +120,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text", "gemma2"})
     void bnb4bitCheckpointOfTheFamilyLoads(String family, @TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("bnb");
         int[] prompt = ints(expected(family).getAsJsonArray("prompt"));
