@@ -32,6 +32,10 @@ installed beside Debian's torch 1.13):
                    default); attn_logit_softcapping c: scores = c * tanh(scores / c) after the
                    query_pre_attn_scalar^-0.5 scale and before the mask; final_logit_softcapping c:
                    logits = c * tanh(logits / c).
+  phi3             modeling_phi3.py: Llama's layer with fused projections: qkv_proj [Q | K | V] rows
+                   (query_pos = heads * head_dim, then the key and value heads) and gate_up_proj
+                   [gate | up] rows (chunk(2): up * silu(gate)); PEFT adapts each fused module with one
+                   lora_A [r, in] and one lora_B [rows of the module, r].
 LoRA (PEFT): y = x W^T (+ b) + s (x A^T) B^T, s = alpha / r. Training as
 lora_train_reference.py: micro-batches of 2 right-padded rows, 2 micro-batches per step with the
 GA fix (CE sums / window target count), clip_grad_norm_(0.5), AdamW(0.9, 0.999, 1e-8, wd 0.01),
@@ -91,9 +95,21 @@ FAMILIES = {
                    rms_norm_eps=1e-6, rope_theta=10000.0, query_pre_attn_scalar=24, sliding_window=5,
                    attn_logit_softcapping=1.0, final_logit_softcapping=2.0, tie_word_embeddings=True,
                    bos_token_id=2, eos_token_id=1, pad_token_id=0),
+    # Phi-3: fused qkv_proj / gate_up_proj, GQA 4 / 2 heads of 8, no sliding window here
+    "phi3": dict(COMMON, model_type="phi3", architectures=["Phi3ForCausalLM"], rms_norm_eps=1e-5, rope_theta=10000.0,
+                 tie_word_embeddings=False, sliding_window=None, rope_scaling=None, attention_bias=False,
+                 original_max_position_embeddings=128, pad_token_id=0),
 }
 # training rows stay within Mistral's window: lora4j trains windowed families on rows <= the window
-MAX_ROW = {"qwen2": 14, "qwen3": 14, "mistral": 5, "gemma3_text": 5, "gemma2": 5}
+MAX_ROW = {"qwen2": 14, "qwen3": 14, "mistral": 5, "gemma3_text": 5, "gemma2": 5, "phi3": 14}
+FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+
+
+def peft_modules(cfg):
+    """The (parent, module) pairs PEFT adapts: the seven projections, or Phi-3's four (two fused)."""
+    if cfg["model_type"] == "phi3":
+        return [("self_attn", "qkv_proj"), ("self_attn", "o_proj"), ("mlp", "gate_up_proj"), ("mlp", "down_proj")]
+    return PROJ
 GEMMA = ("gemma3_text", "gemma2")
 
 
@@ -148,6 +164,11 @@ def make_weights(cfg, g):
     W["model.norm.weight"] = around_one(d)
     if not cfg["tie_word_embeddings"]:
         W["lm_head.weight"] = normal(VOCAB, d, std=0.25)
+    if cfg["model_type"] == "phi3":  # the same draws, stored fused as Phi-3 checkpoints hold them
+        for l in range(L):
+            for blk, fused in (("self_attn", "qkv_proj"), ("mlp", "gate_up_proj")):
+                parts = ["model.layers.%d.%s.%s.weight" % (l, blk, n) for n in FUSED[fused]]
+                W["model.layers.%d.%s.%s.weight" % (l, blk, fused)] = torch.cat([W.pop(k) for k in parts], 0)
     return W
 
 
@@ -219,9 +240,15 @@ class Model:
             inv_freq = self.local_inv_freq if self.sliding(l) else self.inv_freq
             p = "model.layers.%d." % l
             h = self.rms(x, W[p + "input_layernorm.weight"])
-            q = self.lin(h, l, "self_attn", "q_proj").view(B, S, hq, hd)
-            k = self.lin(h, l, "self_attn", "k_proj").view(B, S, hkv, hd)
-            v = self.lin(h, l, "self_attn", "v_proj").view(B, S, hkv, hd)
+            if c["model_type"] == "phi3":
+                qkv = self.lin(h, l, "self_attn", "qkv_proj")
+                q = qkv[..., :hq * hd].reshape(B, S, hq, hd)
+                k = qkv[..., hq * hd:(hq + hkv) * hd].reshape(B, S, hkv, hd)
+                v = qkv[..., (hq + hkv) * hd:].reshape(B, S, hkv, hd)
+            else:
+                q = self.lin(h, l, "self_attn", "q_proj").view(B, S, hq, hd)
+                k = self.lin(h, l, "self_attn", "k_proj").view(B, S, hkv, hd)
+                v = self.lin(h, l, "self_attn", "v_proj").view(B, S, hkv, hd)
             if c["model_type"] in ("qwen3", "gemma3_text"):
                 q = self.rms(q, W[p + "self_attn.q_norm.weight"])
                 k = self.rms(k, W[p + "self_attn.k_norm.weight"])
@@ -240,8 +267,11 @@ class Model:
             else:
                 x = x + o
                 h = self.rms(x, W[p + "post_attention_layernorm.weight"])
-            g = self.lin(h, l, "mlp", "gate_proj")
-            u = self.lin(h, l, "mlp", "up_proj")
+            if c["model_type"] == "phi3":
+                g, u = self.lin(h, l, "mlp", "gate_up_proj").chunk(2, dim=-1)
+            else:
+                g = self.lin(h, l, "mlp", "gate_proj")
+                u = self.lin(h, l, "mlp", "up_proj")
             act = torch.nn.functional.gelu(g, approximate="tanh") if self.gemma else torch.nn.functional.silu(g)
             m = self.lin(act * u, l, "mlp", "down_proj")
             x = x + (self.rms(m, W[p + "post_feedforward_layernorm.weight"]) if self.gemma else m)
@@ -265,7 +295,7 @@ def rows_for(family, g):
 def train(cfg, W, AD, rows):
     lora, params = {}, []
     for l in range(cfg["num_hidden_layers"]):
-        for blk, name in PROJ:
+        for blk, name in peft_modules(cfg):
             base = "base_model.model.model.layers.%d.%s.%s" % (l, blk, name)
             a = AD[base + ".lora_A.weight"].clone().requires_grad_(True)
             b = AD[base + ".lora_B.weight"].clone().requires_grad_(True)
@@ -307,14 +337,14 @@ def main():
 
         AD = {}
         for l in range(cfg["num_hidden_layers"]):
-            for blk, name in PROJ:
+            for blk, name in peft_modules(cfg):
                 w = W["model.layers.%d.%s.%s.weight" % (l, blk, name)]
                 base = "base_model.model.model.layers.%d.%s.%s" % (l, blk, name)
                 AD[base + ".lora_A.weight"] = torch.randn(R, w.shape[1], generator=g) * 0.1
                 AD[base + ".lora_B.weight"] = torch.randn(w.shape[0], R, generator=g) * 0.1
         write_safetensors(os.path.join(out, "init_adapter", "adapter_model.safetensors"), AD)
         with open(os.path.join(out, "init_adapter", "adapter_config.json"), "w") as f:
-            json.dump(adapter_config([n for _, n in PROJ]), f, indent=2)
+            json.dump(adapter_config([n for _, n in peft_modules(cfg)]), f, indent=2)
             f.write("\n")
         rows = rows_for(family, g)
         with open(os.path.join(out, "data.jsonl"), "w") as f:

@@ -26,8 +26,8 @@ import java.util.List;
  * @param attnSoftcap        attn_logit_softcapping c: every attention score s becomes c·tanh(s / c) before the
  *                           softmax; 0 = off (Gemma 2)
  * @param finalSoftcap       final_logit_softcapping c: the lm_head logits z become c·tanh(z / c); 0 = off (Gemma 2)
- * @param unsupported        null, or why lora4j can only plan this model, not load it (Phi-3's fused
- *                           projections): the shapes are known, the layer is not implemented
+ * @param unsupported        null, or why lora4j can only plan this model, not load it (Phi-3's partial
+ *                           RoPE): the shapes are known, the layer is not implemented
  */
 public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, int slidingWindow, int slidingPattern,
         boolean normOffset, Activation activation, boolean sandwichNorms, boolean embeddingScale, double queryPreAttnScalar,
@@ -107,6 +107,20 @@ public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, 
     public void requireSupported() {
         if (unsupported != null)
             throw new IllegalArgumentException("model_type '" + family.modelType + "' can be planned but not loaded: " + unsupported);
+    }
+
+    /**
+     * True when q/k/v and gate/up are fused modules (Phi-3's {@code qkv_proj} and
+     * {@code gate_up_proj}): the checkpoint holds one weight per module, PEFT adapts each with one
+     * A/B pair over the fused output rows.
+     */
+    public boolean fusedProjections() {
+        return family == ModelFamily.PHI3;
+    }
+
+    /** The HF weight name of projection {@code p} in layer {@code layer} under this architecture. */
+    public String weightName(Projection p, int layer) {
+        return (fusedProjections() ? p.fusedModulePath(layer) : p.modulePath(layer)) + ".weight";
     }
 
     /** True when layer {@code layer} attends within the sliding window. */

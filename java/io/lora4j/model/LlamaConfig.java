@@ -223,7 +223,6 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         if (!gemma) for (String capped : new String[] {"attn_logit_softcapping", "final_logit_softcapping"})
             if (!isAbsent(o, capped)) errors.add(capped + " is not supported for model_type '" + modelType + "' (Gemma only)");
         if (family == ModelFamily.PHI3) {
-            unsupported.add("fused qkv_proj and gate_up_proj (and PEFT's fused LoRA targets) are not implemented");
             double partial = number(o, "partial_rotary_factor", 1.0, errors);
             if (partial != 1.0) unsupported.add("partial_rotary_factor " + partial + " (partial RoPE) is not implemented");
         }

@@ -11,7 +11,7 @@ public enum ModelFamily {
     QWEN3("qwen3", "Qwen3ForCausalLM"),
     GEMMA3_TEXT("gemma3_text", "Gemma3ForCausalLM"),
     GEMMA2("gemma2", "Gemma2ForCausalLM"),
-    /** Planned only: its fused qkv_proj and gate_up_proj (and PEFT's fused targets) are not implemented. */
+    /** Fused qkv_proj and gate_up_proj ({@link Architecture#fusedProjections()}). */
     PHI3("phi3", "Phi3ForCausalLM");
 
     /** config.json's model_type. */

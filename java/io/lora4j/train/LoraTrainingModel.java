@@ -243,7 +243,9 @@ public final class LoraTrainingModel implements AutoCloseable {
             Tensor mask = null;
             if (dropout > 0 && c.training) {
                 mask = act(t, in);
-                backend.dropoutMask(dropoutSeed(c.seed, l, p), dropout, mask);
+                // a fused module's projections (Phi-3) share one input and, as in PEFT, one mask
+                Projection maskOf = config.architecture().fusedProjections() ? p.fusedLeader() : p;
+                backend.dropoutMask(dropoutSeed(c.seed, l, maskOf), dropout, mask);
                 a.mask.put(p, mask);
             }
             Tensor xa = act(t, adapter.config().r());
