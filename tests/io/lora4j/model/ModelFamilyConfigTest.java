@@ -51,6 +51,14 @@ class ModelFamilyConfigTest {
         assertNull(phi3.architecture().unsupported());
         assertTrue(phi3.architecture().fusedProjections());
         assertEquals(2047, phi3.architecture().window(0));
+        // PEFT's r = 16 on qkv_proj [9216, 3072], o_proj, gate_up_proj [16384, 3072], down_proj: one A/B per module
+        long peft = 32L * 16 * ((3072 + 9216) + (3072 + 3072) + (3072 + 16384) + (8192 + 3072));
+        assertEquals(25_165_824L, peft);
+        assertEquals(peft, io.lora4j.plan.MemoryPlanner.loraParameterCount(phi3, 16, java.util.EnumSet.allOf(Projection.class)),
+                "plan counts the fused modules' LoRA exactly");
+        var slots = io.lora4j.lora.LoraAdapter.layout(phi3, io.lora4j.lora.LoraConfig.defaults());
+        var last = slots.get(slots.size() - 1);
+        assertEquals(peft, last.offsetB() + last.out() * 16, "the adapter's flat layout holds the same count");
     }
 
     @Test
