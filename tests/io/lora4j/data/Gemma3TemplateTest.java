@@ -25,9 +25,7 @@ class Gemma3TemplateTest {
         int n = 0;
         for (JsonElement r : v.getAsJsonArray("renders")) {
             JsonObject o = r.getAsJsonObject();
-            List<Message> messages = new ArrayList<>();
-            for (JsonElement m : o.getAsJsonArray("messages"))
-                messages.add(new Message(m.getAsJsonObject().get("role").getAsString(), m.getAsJsonObject().get("content").getAsString()));
+            List<Message> messages = messages(o);
             assertEquals(o.get("text").getAsString(), t.render(messages, o.get("add_generation_prompt").getAsBoolean()));
             n++;
         }
@@ -54,9 +52,7 @@ class Gemma3TemplateTest {
         int n = 0;
         for (JsonElement r : v.getAsJsonArray("renders")) {
             JsonObject o = r.getAsJsonObject();
-            List<Message> messages = new ArrayList<>();
-            for (JsonElement m : o.getAsJsonArray("messages"))
-                messages.add(new Message(m.getAsJsonObject().get("role").getAsString(), m.getAsJsonObject().get("content").getAsString()));
+            List<Message> messages = messages(o);
             String text = t.render(messages, o.get("add_generation_prompt").getAsBoolean());
             assertEquals(o.get("text").getAsString(), text);
             int[] ids = tok.encodeWithSpecials(text, false, false);
@@ -72,4 +68,11 @@ class Gemma3TemplateTest {
         assertTrue(n >= 3, "conversations ending in a model turn: " + n);
     }
 
+
+    private static List<Message> messages(JsonObject render) {
+        List<Message> messages = new ArrayList<>();
+        for (JsonElement m : render.getAsJsonArray("messages"))
+            messages.add(new Message(m.getAsJsonObject().get("role").getAsString(), m.getAsJsonObject().get("content").getAsString()));
+        return messages;
+    }
 }
