@@ -10,6 +10,7 @@ import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.quant.Nf4;
 import io.lora4j.quant.Nf4Weight;
+import io.lora4j.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,6 +23,7 @@ import java.util.List;
  * the seven projections of every layer are NF4 with their five companion tensors, while the
  * embedding, norms and lm_head keep their dtype (a tied model writes no lm_head). Dense
  * projections are quantized here; projections that are already NF4 are written as they are.
+ * Phi-3's fused modules (qkv_proj, gate_up_proj) are quantized whole from their dense rows.
  * The directory appears atomically (temporary sibling + rename).
  */
 public final class Bnb4bitWriter {
@@ -81,11 +83,10 @@ public final class Bnb4bitWriter {
 
     /** As {@link #write(LlamaWeights, Path, Options)}, quantizing on {@code backend} (host tensors). */
     public static Summary write(LlamaWeights w, Path out, Options o, Backend backend) throws IOException {
-        if (w.config().architecture().fusedProjections())
-            throw new IllegalArgumentException("bnb-4bit output of a model with fused projections (Phi-3's qkv_proj, gate_up_proj) "
-                    + "is not supported; write it in 16 bits and load it with load_in_4bit");
+        Architecture arch = w.config().architecture();
         AtomicFiles.checkOutput(out.toAbsolutePath(), o.overwrite());
         List<Nf4Weight> made = new ArrayList<>();
+        List<Tensor> rows = new ArrayList<>();
         long[] result = new long[2];
         try {
             SafeTensorsWriter st = new SafeTensorsWriter().metadata("format", "pt");
@@ -97,10 +98,19 @@ public final class Bnb4bitWriter {
                 LayerWeights layer = w.layer(l);
                 st.add(LlamaWeights.inputNormName(l), layer.inputLayernorm());
                 for (Projection p : Projection.values()) {
+                    if (arch.fusedProjections() && p != p.fusedLeader()) continue; // quantized with its leader
+                    Projection[] group = arch.fusedProjections() ? p.fusedGroup() : new Projection[] {p};
                     ProjectionWeight pw = layer.projection(p);
-                    projSource += pw.storageBytes();
+                    for (Projection g : group) projSource += layer.projection(g).storageBytes();
                     Nf4Weight q;
-                    if (pw instanceof ProjectionWeight.Quantized qw) {
+                    if (group.length > 1) { // Phi-3: the fused module quantized whole, as bitsandbytes does
+                        for (Projection g : group)
+                            if (layer.projection(g) instanceof ProjectionWeight.Quantized)
+                                throw new IllegalArgumentException("bnb-4bit output of already-NF4 fused projections (" + arch.weightName(p, l)
+                                        + ") is not supported; load the checkpoint without load_in_4bit");
+                        q = Nf4.quantize(backend, HfWriter.fusedRows(layer, group, rows), o.blocksize(), o.doubleQuant());
+                        made.add(q);
+                    } else if (pw instanceof ProjectionWeight.Quantized qw) {
                         q = qw.weight();
                     } else {
                         q = Nf4.quantize(backend, ((ProjectionWeight.Dense) pw).tensor(), o.blocksize(), o.doubleQuant());
@@ -108,8 +118,8 @@ public final class Bnb4bitWriter {
                     }
                     anyDq |= q.doubleQuant() != null;
                     projNf4 += q.storageBytes();
-                    addNf4(st, p.weightName(l), q);
-                    quantized++;
+                    addNf4(st, arch.weightName(p, l), q);
+                    quantized += group.length;
                 }
                 st.add(LlamaWeights.postNormName(l), layer.postAttentionLayernorm());
                 for (var e : layer.extras().entrySet()) st.add("model.layers." + l + "." + e.getKey(), e.getValue());
@@ -129,6 +139,7 @@ public final class Bnb4bitWriter {
             return new Summary(out, q, w.storageBytes(), result[0], tensors, ps, pn);
         } finally {
             for (Nf4Weight m : made) m.close();
+            for (Tensor t : rows) t.close();
         }
     }
 

@@ -56,13 +56,7 @@ public final class HfWriter {
                 for (Projection p : Projection.values()) {
                     if (arch.fusedProjections() && p != p.fusedLeader()) continue; // written with its leader
                     Projection[] group = arch.fusedProjections() ? p.fusedGroup() : new Projection[] {p};
-                    Tensor t = dense(layer.projection(group[0]), made);
-                    if (group.length > 1) { // Phi-3: the fused module's rows, [Q | K | V] or [gate | up]
-                        Tensor[] parts = new Tensor[group.length];
-                        for (int i = 0; i < group.length; i++)
-                            parts[i] = convert(i == 0 ? t : dense(layer.projection(group[i]), made), DType.F32, made);
-                        t = concatRows(parts, made);
-                    }
+                    Tensor t = group.length > 1 ? fusedRows(layer, group, made) : dense(layer.projection(p), made);
                     st.add(arch.weightName(p, l), convert(t, o.dtype(), made));
                 }
                 st.add(LlamaWeights.postNormName(l), convert(layer.postAttentionLayernorm(), o.dtype(), made));
@@ -91,6 +85,13 @@ public final class HfWriter {
         Tensor t = Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) pw).weight());
         made.add(t);
         return t;
+    }
+
+    /** Phi-3's fused module: the F32 rows of {@code group}'s projections in order, [Q | K | V] or [gate | up] (recorded in made). */
+    static Tensor fusedRows(LayerWeights layer, Projection[] group, List<Tensor> made) {
+        Tensor[] parts = new Tensor[group.length];
+        for (int i = 0; i < group.length; i++) parts[i] = convert(dense(layer.projection(group[i]), made), DType.F32, made);
+        return concatRows(parts, made);
     }
 
     /** F32 host matrices of equal width stacked by rows into a new tensor (recorded in made). */

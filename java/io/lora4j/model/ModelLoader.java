@@ -32,6 +32,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 
 /**
  * Loads a Llama model from a llama2.c v0 {@code .bin}, an HF directory (config.json +
@@ -234,10 +235,9 @@ public final class ModelLoader {
                     if (p == p.fusedLeader()) r.fused(p, l, proj);
                     continue;
                 }
-                ProjectionWeight w = r.projection(p.weightName(l), p.shape(cfg));
-                anyNf4 |= w instanceof ProjectionWeight.Quantized;
-                proj.put(p, w);
+                proj.put(p, r.projection(p.weightName(l), p.shape(cfg)));
             }
+            for (ProjectionWeight w : proj.values()) anyNf4 |= w instanceof ProjectionWeight.Quantized;
             Map<String, Tensor> extras = new LinkedHashMap<>();
             for (Architecture.LayerTensor t : cfg.architecture().layerTensors(cfg)) extras.put(t.suffix(), r.dense(t.name(l), t.shape()));
             layers.add(new LayerWeights(r.dense(LlamaWeights.inputNormName(l), d), proj, r.dense(LlamaWeights.postNormName(l), d), extras));
@@ -310,10 +310,11 @@ public final class ModelLoader {
          */
         void fused(Projection leader, int layer, Map<Projection, ProjectionWeight> out) throws IOException {
             String name = cfg.architecture().weightName(leader, layer);
-            if (st.contains(name + Bnb4bit.QUANT_STATE_SUFFIX))
-                throw new FormatException(fileOf(name), "tensor '" + name + "' is 4-bit quantized: pre-quantized fused Phi-3 "
-                        + "projections are not supported (load the 16-bit checkpoint with load_in_4bit)");
             long in = leader.inFeatures(cfg);
+            if (st.contains(name + Bnb4bit.QUANT_STATE_SUFFIX)) {
+                fusedNf4(leader, name, in, out);
+                return;
+            }
             Tensor whole = dense(name, leader.fusedOutFeatures(cfg), in);
             long row = 0;
             for (Projection p : leader.fusedGroup()) {
@@ -323,6 +324,57 @@ public final class ModelLoader {
                 row += rows;
             }
             if (whole.device() != Device.CPU) whole.close(); // its rows were copied
+        }
+
+        /**
+         * A bnb-4bit fused module: bitsandbytes quantized the flattened [out, in] weight in blocks,
+         * so a projection whose rows start on a block boundary is a contiguous run of the packed
+         * codes and of the absmax. A double-quantized absmax is sliced too when every projection
+         * starts on a boundary of {@link Nf4Weight#NESTED_BLOCKSIZE} blocks (the nested scales and
+         * the one offset then serve the slice unchanged); otherwise it is dequantized once and
+         * each projection gets its fp32 run.
+         */
+        private void fusedNf4(Projection leader, String name, long in, Map<Projection, ProjectionWeight> out) throws IOException {
+            Nf4Weight whole = nf4(name, new long[] {leader.fusedOutFeatures(cfg), in}, true);
+            int bs = whole.blocksize();
+            boolean nestedAligned = whole.doubleQuant() != null;
+            long row = 0;
+            for (Projection p : leader.fusedGroup()) {
+                long start = row * in;
+                if (start % bs != 0)
+                    throw new FormatException(fileOf(name), "tensor '" + name + "': " + p.moduleName + "'s rows start at element " + start
+                            + ", not on a boundary of blocksize " + bs + ", so its 4-bit blocks mix projections");
+                nestedAligned &= (start / bs) % Nf4Weight.NESTED_BLOCKSIZE == 0;
+                row += p.outFeatures(cfg);
+            }
+            float[] absmax = nestedAligned || whole.doubleQuant() == null ? null : whole.absmax().toFloats();
+            Backend b = backend(o);
+            row = 0;
+            try {
+                for (Projection p : leader.fusedGroup()) {
+                    long[] shape = p.shape(cfg);
+                    long start = row * in, n = Tensor.numel(shape), block = start / bs, nblocks = Nf4.blocks(n, bs);
+                    Tensor packed = place(o, whole.packed().slice(start / 2, (n + 1) / 2), false);
+                    Nf4Weight w;
+                    if (nestedAligned) {
+                        Nf4Weight.DoubleQuant dq = whole.doubleQuant();
+                        long nested = block / Nf4Weight.NESTED_BLOCKSIZE;
+                        w = Nf4.fromParts(b, shape, bs, whole.sourceDtype(), packed, null,
+                                place(o, dq.qabsmax().slice(block, nblocks), false),
+                                place(o, dq.nestedAbsmax().slice(nested, Nf4.blocks(nblocks, Nf4Weight.NESTED_BLOCKSIZE)), false), dq.offset());
+                    } else {
+                        Tensor scales = absmax == null ? place(o, whole.absmax().slice(block, nblocks), false)
+                                : place(o, Tensor.ofFloats(Arrays.copyOfRange(absmax, (int) block, (int) (block + nblocks)), nblocks), true);
+                        w = Nf4.fromParts(b, shape, bs, whole.sourceDtype(), packed, scales, null, null, 0f);
+                    }
+                    out.put(p, new ProjectionWeight.Quantized(w));
+                    row += p.outFeatures(cfg);
+                }
+            } catch (IllegalArgumentException e) {
+                throw new FormatException(fileOf(name), "tensor '" + name + "': " + e.getMessage());
+            } finally {
+                if (whole.doubleQuant() != null) whole.absmax().close(); // the one tensor the host read allocated
+            }
         }
 
         /** A device copy of a slice of an uploaded fused weight (the views of an upload could not be freed alone). */
@@ -337,10 +389,11 @@ public final class ModelLoader {
 
         ProjectionWeight projection(String name, long[] shape) throws IOException {
             if (!st.contains(name + Bnb4bit.QUANT_STATE_SUFFIX)) return new ProjectionWeight.Dense(dense(name, shape));
-            return new ProjectionWeight.Quantized(nf4(name, shape));
+            return new ProjectionWeight.Quantized(nf4(name, shape, false));
         }
 
-        private Nf4Weight nf4(String name, long[] shape) throws IOException {
+        /** The NF4 weight {@code name}, on the host (views of the files) or placed on the options' device. */
+        private Nf4Weight nf4(String name, long[] shape, boolean host) throws IOException {
             Path file = fileOf(name + Bnb4bit.QUANT_STATE_SUFFIX);
             Bnb4bit.QuantState qs = Bnb4bit.parseQuantState(st.bytes(name + Bnb4bit.QUANT_STATE_SUFFIX), file, name);
             String where = "tensor '" + name + "': ";
@@ -360,11 +413,12 @@ public final class ModelLoader {
             float[] code = table(name + Bnb4bit.QUANT_MAP, 16);
             if (!Bnb4bit.sameFloats(code, Bnb4bit.nf4Code()))
                 throw new FormatException(fileOf(name + Bnb4bit.QUANT_MAP), where + "quant_map is not the NF4 table: " + Bnb4bit.describe(code));
-            Backend b = backend(o);
+            Backend b = host ? Backends.cpu() : backend(o);
+            UnaryOperator<Tensor> at = host ? t -> t : t -> device(o, t);
             try {
                 if (!qs.doubleQuant()) {
                     Tensor absmax = part(name + Bnb4bit.ABSMAX, SafeTensors.StDType.F32, nblocks);
-                    return Nf4.fromParts(b, shape, qs.blocksize(), src, device(o, packed), device(o, absmax), null, null, 0f);
+                    return Nf4.fromParts(b, shape, qs.blocksize(), src, at.apply(packed), at.apply(absmax), null, null, 0f);
                 }
                 if (qs.nestedBlocksize() != Nf4Weight.NESTED_BLOCKSIZE || !"float32".equals(qs.nestedDtype()))
                     throw new FormatException(file, where + "nested_blocksize " + qs.nestedBlocksize() + " / nested_dtype " + qs.nestedDtype()
@@ -375,8 +429,8 @@ public final class ModelLoader {
                 Tensor qabsmax = part(name + Bnb4bit.ABSMAX, SafeTensors.StDType.U8, nblocks);
                 Tensor nested = part(name + Bnb4bit.NESTED_ABSMAX, SafeTensors.StDType.F32, Nf4.blocks(nblocks, Nf4Weight.NESTED_BLOCKSIZE));
                 float offset = (float) (double) qs.nestedOffset();
-                return Nf4.fromParts(b, shape, qs.blocksize(), src, device(o, packed), null, device(o, qabsmax),
-                        device(o, nested), offset);
+                return Nf4.fromParts(b, shape, qs.blocksize(), src, at.apply(packed), null, at.apply(qabsmax),
+                        at.apply(nested), offset);
             } catch (IllegalArgumentException e) {
                 throw new FormatException(file, where + e.getMessage());
             }
