@@ -470,8 +470,15 @@ public final class ModelLoader {
      * holds an fp32 copy of the base next to the one the kernels read.
      */
     private static Tensor device(Options o, Tensor host) {
+        return place(o, host, false);
+    }
+
+    /** host on the CPU, else an upload of it; an owned host tensor is closed once uploaded. */
+    private static Tensor place(Options o, Tensor host, boolean owned) {
         if (o.backend() == null || o.backend().device() == Device.CPU) return host;
-        return o.backend().upload(host, MemoryCategory.WEIGHTS);
+        Tensor t = o.backend().upload(host, MemoryCategory.WEIGHTS);
+        if (owned && t != host) host.close();
+        return t;
     }
 
     /** Replaces every dense projection by its NF4 quantization (the dense tensor is closed). */
