@@ -5,13 +5,15 @@
 //                 as its tile enters shared memory; A, C fp32; fp32 FMA accumulation.
 //   (embedding_w, the bf16 table gather, is in embedding.cu beside the fp32 one)
 //   widen_f32:    out[i] = widen(in[i])
-// The GEMM is SIMT (64x64 outputs per 256-thread block, 4x4 per thread, k-steps of 16, the tiling
-// of native/cuda/lora.cu's fp32 GEMM); the tensor-core path for these products is a separate
-// kernel family (mma with bf16 operands). An F32 weight goes to lora4j_cuda_sgemm unchanged.
+// Products with M, N, K >= 64 run on tensor cores (mma_gemm.cuh: A rounded to bf16, the bf16 weight
+// as is, fp32 accumulation); smaller ones on a SIMT kernel (64x64 outputs per 256-thread block, 4x4
+// per thread, k-steps of 16) that widens the weight exactly. An F32 weight goes to
+// lora4j_cuda_sgemm unchanged.
 #include "lora4j/storage.h"
 #include "lora4j/lora.h"
 #include "lora4j/nf4.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/mma_gemm.cuh"
 
 #include <cstdint>
 #include <string>
@@ -101,6 +103,12 @@ void check_dtype(int32_t dtype, const char* op) {
 void launch_gemm_bf16w(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta,
                        float* C, int64_t ldc, cudaStream_t st) {
+  if (M >= 64 && N >= 64 && K >= 64) {  // the large products on tensor cores, as lora.cu's fp32 GEMM
+    lora4j_mma::gemm<__nv_bfloat16>(ta, tb, M, N, K, alpha, A, lda, nullptr,
+                                    reinterpret_cast<const __nv_bfloat16*>(B), ldb, nullptr, beta, C, ldc,
+                                    nullptr, st, "gemm_w (bf16)");
+    return;
+  }
   LORA4J_CHECK((M + kBM - 1) / kBM <= 65535, "gemm_w: M too large for the grid: " + std::to_string(M));
   const dim3 grid(static_cast<unsigned>((N + kBN - 1) / kBN), static_cast<unsigned>((M + kBM - 1) / kBM));
   if (!ta && !tb)

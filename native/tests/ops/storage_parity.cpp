@@ -45,7 +45,8 @@ bool same_bits(const std::string& name, const fvec& got, const fvec& ref) {
 
 struct Gemm { int ta, tb; int64_t M, N, K; };
 // edge tiles (not multiples of 16/64), and for the CPU one K panel over its 2^20-float scratch
-const Gemm kGemms[] = {{0, 1, 131, 77, 300}, {0, 0, 131, 77, 300}, {1, 0, 33, 70, 45}, {1, 1, 5, 19, 64}};
+const Gemm kGemms[] = {{0, 1, 131, 77, 300}, {0, 0, 131, 77, 300}, {1, 0, 96, 70, 64}, {1, 1, 70, 66, 100},
+                        {1, 0, 33, 70, 45},    {1, 1, 5, 19, 64}};
 
 // gemm_w(bf16 B) vs lora4j_sgemm on the widened B, and (K panels) a B wider than the scratch.
 void cpu_gemm_w(Rng& rng) {
@@ -134,16 +135,20 @@ struct Dev {
   T* as() { return static_cast<T*>(p); }
 };
 
+// M, N, K >= 64 take the tensor cores, which round A to bf16: their oracle is the CPU twin on the
+// bf16-rounded A, where every product is exact in fp32 and only the summation order differs.
 void par_gemm_w(Rng& rng) {
   for (const Gemm& g : kGemms) {
     const int64_t lda = g.ta ? g.M : g.K, ldb = g.tb ? g.K + 3 : g.N + 5;
+    const bool mma = g.M >= 64 && g.N >= 64 && g.K >= 64;
     fvec A = rand_vec(rng, size_t(g.M * g.K), 1), C0 = rand_vec(rng, size_t(g.M * g.N), 1), C = C0;
+    if (mma) A = widened(to_bf16(A));
     std::vector<uint16_t> B = to_bf16(rand_vec(rng, size_t((g.tb ? g.N : g.K) * ldb), 1));
     lora4j_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 0.5f, A.data(), lda, B.data(), LORA4J_DTYPE_BF16, ldb, 0.25f, C.data(), g.N);
     Dev dA(A), dB(B), dC(C0);
     lora4j_cuda_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 0.5f, dA.as<float>(), lda, dB.as<void>(), LORA4J_DTYPE_BF16, ldb, 0.25f,
                        dC.as<float>(), g.N, nullptr);
-    check_close(fmt("cuda gemm_w bf16 trans %d%d", g.ta, g.tb), dC.down().data(), to_double(C), dot_atol(g.K), kDotRtol);
+    check_close(fmt("cuda gemm_w bf16 trans %d%d %s", g.ta, g.tb, mma ? "(tensor cores)" : "(SIMT)"), dC.down().data(), to_double(C), dot_atol(g.K), kDotRtol);
     // beta 0 ignores C: NaN-poisoned C must not leak through
     fvec C1(C0.size(), 0.0f);
     lora4j_gemm_w(g.ta, g.tb, g.M, g.N, g.K, 1.0f, A.data(), lda, B.data(), LORA4J_DTYPE_BF16, ldb, 0.0f, C1.data(), g.N);
