@@ -77,16 +77,12 @@ public final class Sampler {
             l = new float[n];
         }
         logits.get(base, l, 0, n); // one bulk copy: the loops below then run over a plain array
-        float maxLogit = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < n; i++) maxLogit = Math.max(maxLogit, l[i]);
-        double max = maxLogit;
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) max = Math.max(max, l[i]);
         double z = 0;
         for (int i = 0; i < n; i++) {
-            double x = (l[i] - max) / temperature;
-            // Math.exp is 0 below -745.14 (under the least subnormal): skipping it changes no bit.
-            double e = x < UNDERFLOW ? 0 : Math.exp(x);
-            p[i] = e;
-            z += e;
+            p[i] = Math.exp((l[i] - max) / temperature);
+            z += p[i];
         }
         double u = random.nextDouble();
         if (topP >= 1) {
@@ -117,7 +113,6 @@ public final class Sampler {
 
     /** Exponents above this one have no 2^-e bucket: probabilities relative to the max are in (0, 1]. */
     private static final int BUCKETS = 1100;
-    private static final double UNDERFLOW = -746;
     private final double[] bucketMass = new double[BUCKETS];
 
     /**
