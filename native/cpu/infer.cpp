@@ -35,8 +35,9 @@ void lora4j_axpy(int64_t n, float alpha, const float* x, float* y) {
 
 void lora4j_attention_decode(const float* q, const float* k_cache, const float* v_cache,
                              int64_t B, int64_t L, int64_t cache_len, int64_t Hq, int64_t Hkv,
-                             int64_t D, float* out) {
+                             int64_t D, float softcap, float* out) {
   LORA4J_CHECK(L >= 1 && L <= cache_len, "decode attention needs 1 <= L <= cache_len");
+  LORA4J_CHECK(softcap >= 0.0f, "decode attention: softcap must be >= 0");
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "query heads must be a multiple of KV heads");
   const int64_t group = Hq / Hkv;
   const int64_t kv_row = Hkv * D;
@@ -52,6 +53,7 @@ void lora4j_attention_decode(const float* q, const float* k_cache, const float* 
       float m = -INFINITY;
       for (int64_t j = 0; j < L; j++) {
         s[j] = scale * dot(qh, kb + j * kv_row, D);
+        if (softcap > 0.0f) s[j] = softcap * std::tanh(s[j] / softcap);
         m = std::max(m, s[j]);
       }
       float denom = 0.0f;

@@ -3,11 +3,13 @@
 //
 //   allowed(i, j) = j <= i && (seg == null || seg[b*S+j] == seg[b*S+i]);  scale = 1/sqrt(D)
 //   forward (per query tile, online softmax over key tiles):
-//     S_ij = (scale q_i) . k_j;  m' = max(m, max_j S_ij);  P_ij = exp(S_ij - m')
+//     S_ij = (scale q_i) . k_j [softcap c > 0: c tanh(S_ij / c)];  m' = max(m, max_j S_ij);
+//     P_ij = exp(S_ij - m')
 //     l = l exp(m - m') + sum_j P_ij;   o = o exp(m - m') + sum_j P_ij v_j
 //     out_i = o / l;  lse_i = m + log l                          lse: [B, Hq, S]
 //   backward (P recomputed from lse, Dl_i = dout_i . out_i computed per tile):
 //     P_ij = exp(S_ij - lse_i);  dP_ij = dout_i . v_j;  dS_ij = P_ij (dP_ij - Dl_i)
+//     [softcap: dS_ij times 1 - (S_ij / c)^2, S_ij the capped score]
 //     kernel dkdv, one block per (key tile, kv head, batch), looping over the query heads
 //     of the group and the query tiles at or below the diagonal:
 //       dv_j = sum_i P_ij dout_i;   dk_j = sum_i dS_ij (scale q_i)
@@ -29,12 +31,24 @@ __device__ __forceinline__ bool allowed(const int32_t* sg, int64_t S, int64_t i,
   return i < S && j <= i && (sg == nullptr || sg[i] == sg[j]);
 }
 
+// The score s soft-capped to c tanh(s / c); c = 0: s itself.
+__device__ __forceinline__ float capped(float s, float c) {
+  return c > 0.0f ? c * tanhf(s / c) : s;
+}
+
+// dS through the cap at the capped score s: dS (1 - (s / c)^2); c = 0: dS itself.
+__device__ __forceinline__ float through_cap(float ds, float s, float c) {
+  if (c <= 0.0f) return ds;
+  const float t = s / c;
+  return ds * (1.0f - t * t);
+}
+
 template <int TILE>
 __global__ void __launch_bounds__(kThreads)
 attn_fwd_kernel(const float* __restrict__ q, const float* __restrict__ k,
                 const float* __restrict__ v, const int32_t* __restrict__ seg, int64_t S,
-                int64_t Hq, int64_t Hkv, int D, float scale, float* __restrict__ out,
-                float* __restrict__ lse) {
+                int64_t Hq, int64_t Hkv, int D, float scale, float softcap,
+                float* __restrict__ out, float* __restrict__ lse) {
   LORA4J_DYNAMIC_SHARED(float, smem);
   float* Qs = smem;                          // [TILE][D]   scale * q
   float* Ks = Qs + TILE * D;                 // [TILE][D+1]
@@ -76,6 +90,7 @@ attn_fwd_kernel(const float* __restrict__ q, const float* __restrict__ k,
       if (allowed(sg, S, i0 + ii, j0 + jj)) {
         s = 0.0f;
         for (int d = 0; d < D; d++) s = fmaf(Qs[ii * D + d], Ks[jj * (D + 1) + d], s);
+        s = capped(s, softcap);
       }
       Ss[ii * (TILE + 1) + jj] = s;
     }
@@ -160,7 +175,7 @@ attn_bwd_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k,
                      const float* __restrict__ v, const float* __restrict__ out,
                      const float* __restrict__ dout, const float* __restrict__ lse,
                      const int32_t* __restrict__ seg, int64_t S, int64_t Hq, int64_t Hkv, int D,
-                     float scale, float* __restrict__ dk, float* __restrict__ dv) {
+                     float scale, float softcap, float* __restrict__ dk, float* __restrict__ dv) {
   LORA4J_DYNAMIC_SHARED(float, smem);
   const int ld = D + 1;
   float* Ks = smem;                       // [TILE][D+1]
@@ -200,8 +215,9 @@ attn_bwd_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k,
             s = fmaf(Qs[ii * ld + d], Ks[jj * ld + d], s);
             dp = fmaf(dOs[ii * ld + d], Vs[jj * ld + d], dp);
           }
+          s = capped(s, softcap);
           p = expf(s - lseS[ii]);
-          ds = p * (dp - DlS[ii]);
+          ds = through_cap(p * (dp - DlS[ii]), s, softcap);
         }
         Ps[ii * (TILE + 1) + jj] = p;
         dSs[ii * (TILE + 1) + jj] = ds;
@@ -236,7 +252,7 @@ attn_bwd_dq_kernel(const float* __restrict__ q, const float* __restrict__ k,
                    const float* __restrict__ v, const float* __restrict__ out,
                    const float* __restrict__ dout, const float* __restrict__ lse,
                    const int32_t* __restrict__ seg, int64_t S, int64_t Hq, int64_t Hkv, int D,
-                   float scale, float* __restrict__ dq) {
+                   float scale, float softcap, float* __restrict__ dq) {
   LORA4J_DYNAMIC_SHARED(float, smem);
   const int ld = D + 1;
   float* Qs = smem;                       // [TILE][D+1] scale * q
@@ -273,7 +289,8 @@ attn_bwd_dq_kernel(const float* __restrict__ q, const float* __restrict__ k,
           s = fmaf(Qs[ii * ld + d], Ks[jj * ld + d], s);
           dp = fmaf(dOs[ii * ld + d], Vs[jj * ld + d], dp);
         }
-        ds = expf(s - lseS[ii]) * (dp - DlS[ii]);
+        s = capped(s, softcap);
+        ds = through_cap(expf(s - lseS[ii]) * (dp - DlS[ii]), s, softcap);
       }
       dSs[ii * (TILE + 1) + jj] = ds;
     }
@@ -315,28 +332,31 @@ size_t smem_optin() {
   return static_cast<size_t>(v);
 }
 
-void check_shapes(int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D) {
+void check_shapes(int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D, float softcap) {
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "attention: Hq must be a multiple of Hkv");
+  LORA4J_CHECK(softcap >= 0.0f, "attention: softcap must be >= 0");
   LORA4J_CHECK(D > 0 && D <= kMaxD, "cuda attention: head_dim must be in [1, 256], got " + std::to_string(D));
   LORA4J_CHECK(Hq <= 65535 && B <= 65535, "cuda attention: grid limits (Hq, B <= 65535)");
 }
 
 template <int TILE>
 void fwd_launch(const float* q, const float* k, const float* v, const int32_t* seg, int64_t B,
-                int64_t S, int64_t Hq, int64_t Hkv, int D, float* out, float* lse, cudaStream_t st) {
+                int64_t S, int64_t Hq, int64_t Hkv, int D, float softcap, float* out, float* lse,
+                cudaStream_t st) {
   const size_t smem = fwd_smem<TILE>(D);
   allow_smem(attn_fwd_kernel<TILE>, smem);
   const dim3 grid(static_cast<unsigned>((S + TILE - 1) / TILE), static_cast<unsigned>(Hq),
                   static_cast<unsigned>(B));
   LORA4J_LAUNCH(grid, kThreads, smem, st, attn_fwd_kernel<TILE>)(
-      q, k, v, seg, S, Hq, Hkv, D, 1.0f / sqrtf(static_cast<float>(D)), out, lse);
+      q, k, v, seg, S, Hq, Hkv, D, 1.0f / sqrtf(static_cast<float>(D)), softcap, out, lse);
   LORA4J_CUDA_LAUNCH_CHECK("attention_fwd");
 }
 
 template <int TILE>
 void bwd_launch(const float* q, const float* k, const float* v, const float* out,
                 const float* dout, const float* lse, const int32_t* seg, int64_t B, int64_t S,
-                int64_t Hq, int64_t Hkv, int D, float* dq, float* dk, float* dv, cudaStream_t st) {
+                int64_t Hq, int64_t Hkv, int D, float softcap, float* dq, float* dk, float* dv,
+                cudaStream_t st) {
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
   const unsigned tiles = static_cast<unsigned>((S + TILE - 1) / TILE);
   const size_t s1 = dkdv_smem<TILE>(D), s2 = dq_smem<TILE>(D);
@@ -344,10 +364,10 @@ void bwd_launch(const float* q, const float* k, const float* v, const float* out
   allow_smem(attn_bwd_dq_kernel<TILE>, s2);
   LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hkv), static_cast<unsigned>(B)), kThreads, s1, st,
                 attn_bwd_dkdv_kernel<TILE>)(
-      q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, dk, dv);
+      q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, softcap, dk, dv);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dkdv");
   LORA4J_LAUNCH(dim3(tiles, static_cast<unsigned>(Hq), static_cast<unsigned>(B)), kThreads, s2, st,
-                attn_bwd_dq_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, dq);
+                attn_bwd_dq_kernel<TILE>)(q, k, v, out, dout, lse, seg, S, Hq, Hkv, D, scale, softcap, dq);
   LORA4J_CUDA_LAUNCH_CHECK("attention_bwd dq");
 }
 
@@ -357,28 +377,29 @@ extern "C" {
 
 void lora4j_cuda_attention_fwd(const float* q, const float* k, const float* v,
                                const int32_t* seg, int64_t B, int64_t S, int64_t Hq,
-                               int64_t Hkv, int64_t D, float* out, float* lse, void* stream) {
-  check_shapes(B, S, Hq, Hkv, D);
+                               int64_t Hkv, int64_t D, float softcap, float* out, float* lse,
+                               void* stream) {
+  check_shapes(B, S, Hq, Hkv, D, softcap);
   if (B == 0 || S == 0) return;
   if (D <= 128)
-    fwd_launch<32>(q, k, v, seg, B, S, Hq, Hkv, static_cast<int>(D), out, lse, as_stream(stream));
+    fwd_launch<32>(q, k, v, seg, B, S, Hq, Hkv, static_cast<int>(D), softcap, out, lse, as_stream(stream));
   else
-    fwd_launch<16>(q, k, v, seg, B, S, Hq, Hkv, static_cast<int>(D), out, lse, as_stream(stream));
+    fwd_launch<16>(q, k, v, seg, B, S, Hq, Hkv, static_cast<int>(D), softcap, out, lse, as_stream(stream));
 }
 
 void lora4j_cuda_attention_bwd(const float* q, const float* k, const float* v, const float* out,
                                const float* dout, const float* lse, const int32_t* seg,
                                int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                               float* dq, float* dk, float* dv, void* stream) {
-  check_shapes(B, S, Hq, Hkv, D);
+                               float softcap, float* dq, float* dk, float* dv, void* stream) {
+  check_shapes(B, S, Hq, Hkv, D, softcap);
   if (B == 0 || S == 0) return;
   // dkdv with 32-row tiles needs 105 KiB at D = 128: more than the 99 KiB opt-in of sm_86/sm_89
   // (RTX 30/40, L4, L40S). Take 16-row tiles where the device can't hold the 32-row ones.
   if (D <= 128 && dkdv_smem<32>(static_cast<int>(D)) <= smem_optin())
-    bwd_launch<32>(q, k, v, out, dout, lse, seg, B, S, Hq, Hkv, static_cast<int>(D), dq, dk, dv,
+    bwd_launch<32>(q, k, v, out, dout, lse, seg, B, S, Hq, Hkv, static_cast<int>(D), softcap, dq, dk, dv,
                    as_stream(stream));
   else
-    bwd_launch<16>(q, k, v, out, dout, lse, seg, B, S, Hq, Hkv, static_cast<int>(D), dq, dk, dv,
+    bwd_launch<16>(q, k, v, out, dout, lse, seg, B, S, Hq, Hkv, static_cast<int>(D), softcap, dq, dk, dv,
                    as_stream(stream));
 }
 

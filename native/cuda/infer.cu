@@ -65,7 +65,7 @@ __global__ void decode_attention_kernel(const float* __restrict__ q,
                                         const float* __restrict__ k_cache,
                                         const float* __restrict__ v_cache, int64_t L,
                                         int64_t cache_len, int64_t Hq, int64_t Hkv, int64_t D,
-                                        float scale, float* __restrict__ out) {
+                                        float scale, float softcap, float* __restrict__ out) {
   LORA4J_DYNAMIC_SHARED(float, s);  // [L]
   __shared__ float red[32];
   const int64_t b = blockIdx.x / Hq, h = blockIdx.x % Hq;
@@ -79,7 +79,7 @@ __global__ void decode_attention_kernel(const float* __restrict__ q,
     const float* kj = kb + j * kv_row;
     float acc = 0.0f;
     for (int64_t d = 0; d < D; d++) acc += qh[d] * kj[d];
-    s[j] = acc * scale;
+    s[j] = softcap > 0.0f ? softcap * tanhf(acc * scale / softcap) : acc * scale;
     m = fmaxf(m, s[j]);
   }
   const float inv = softmax_in_place(s, L, m, red);
@@ -205,8 +205,10 @@ void lora4j_cuda_axpy(int64_t n, float alpha, const float* x, float* y, void* st
 
 void lora4j_cuda_attention_decode(const float* q, const float* k_cache, const float* v_cache,
                                   int64_t B, int64_t L, int64_t cache_len, int64_t Hq,
-                                  int64_t Hkv, int64_t D, float* out, void* stream) {
+                                  int64_t Hkv, int64_t D, float softcap, float* out,
+                                  void* stream) {
   LORA4J_CHECK(L >= 1 && L <= cache_len, "decode attention needs 1 <= L <= cache_len");
+  LORA4J_CHECK(softcap >= 0.0f, "decode attention: softcap must be >= 0");
   LORA4J_CHECK(Hkv > 0 && Hq % Hkv == 0, "query heads must be a multiple of KV heads");
   LORA4J_CHECK(L * sizeof(float) <= 48 * 1024, "decode attention supports at most 12288 cached positions");
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
@@ -218,7 +220,7 @@ void lora4j_cuda_attention_decode(const float* q, const float* k_cache, const fl
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem)));
   LORA4J_LAUNCH((unsigned)(B * Hq), kThreads, smem, as_stream(stream), decode_attention_kernel)(
-      q, k_cache, v_cache, L, cache_len, Hq, Hkv, D, scale, out);
+      q, k_cache, v_cache, L, cache_len, Hq, Hkv, D, scale, softcap, out);
   LORA4J_CUDA_LAUNCH_CHECK("attention_decode");
 }
 

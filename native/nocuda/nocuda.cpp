@@ -61,7 +61,7 @@ void lora4j_cuda_bf16_matmul_fwd(const float*, int64_t, int64_t, int64_t, const 
 extern "C" {
 void lora4j_cuda_axpy(int64_t, float, const float*, float*, void*) { NO_CUDA("cuda_axpy"); }
 void lora4j_cuda_attention_decode(const float*, const float*, const float*, int64_t, int64_t,
-                                  int64_t, int64_t, int64_t, int64_t, float*, void*) {
+                                  int64_t, int64_t, int64_t, int64_t, float, float*, void*) {
   NO_CUDA("cuda_attention_decode");
 }
 void lora4j_cuda_decode_matvec(const float*, int64_t, const void*, int32_t, int64_t, int32_t,

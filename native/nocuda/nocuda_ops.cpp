@@ -26,13 +26,19 @@ void lora4j_cuda_rope_bwd(const float*, float*, const int32_t*, const float*, in
   NO_CUDA_OPS("cuda_rope_bwd");
 }
 void lora4j_cuda_attention_fwd(const float*, const float*, const float*, const int32_t*, int64_t,
-                               int64_t, int64_t, int64_t, int64_t, float*, float*, void*) {
+                               int64_t, int64_t, int64_t, int64_t, float, float*, float*, void*) {
   NO_CUDA_OPS("cuda_attention_fwd");
 }
 void lora4j_cuda_attention_bwd(const float*, const float*, const float*, const float*,
                                const float*, const float*, const int32_t*, int64_t, int64_t,
-                               int64_t, int64_t, int64_t, float*, float*, float*, void*) {
+                               int64_t, int64_t, int64_t, float, float*, float*, float*, void*) {
   NO_CUDA_OPS("cuda_attention_bwd");
+}
+void lora4j_cuda_softcap_fwd(const float*, int64_t, float, float*, void*) {
+  NO_CUDA_OPS("cuda_softcap_fwd");
+}
+void lora4j_cuda_softcap_bwd(const float*, const float*, int64_t, float, float*, void*) {
+  NO_CUDA_OPS("cuda_softcap_bwd");
 }
 void lora4j_cuda_swiglu_fwd(const float*, const float*, int64_t, float*, void*) {
   NO_CUDA_OPS("cuda_swiglu_fwd");

@@ -27,6 +27,15 @@ installed beside Debian's torch 1.13):
                    query_pre_attn_scalar^-0.5; layer i slides when (i + 1) % sliding_window_pattern
                    != 0, with RoPE base rope_local_base_freq and no scaling, the others use rope_theta
                    and rope_scaling (linear: inv_freq / factor); tied embeddings.
+  gemma2           modeling_gemma2.py: Gemma 3's layer without q_norm/k_norm and without a local RoPE
+                   base (rope_theta on every layer); layer i slides when (i + 1) % 2 != 0 (layer_types'
+                   default); attn_logit_softcapping c: scores = c * tanh(scores / c) after the
+                   query_pre_attn_scalar^-0.5 scale and before the mask; final_logit_softcapping c:
+                   logits = c * tanh(logits / c).
+  phi3             modeling_phi3.py: Llama's layer with fused projections: qkv_proj [Q | K | V] rows
+                   (query_pos = heads * head_dim, then the key and value heads) and gate_up_proj
+                   [gate | up] rows (chunk(2): up * silu(gate)); PEFT adapts each fused module with one
+                   lora_A [r, in] and one lora_B [rows of the module, r].
 LoRA (PEFT): y = x W^T (+ b) + s (x A^T) B^T, s = alpha / r. Training as
 lora_train_reference.py: micro-batches of 2 right-padded rows, 2 micro-batches per step with the
 GA fix (CE sums / window target count), clip_grad_norm_(0.5), AdamW(0.9, 0.999, 1e-8, wd 0.01),
@@ -79,9 +88,29 @@ FAMILIES = {
     # Mistral v0.1-style: sliding window (5 here, shorter than the prompt and the greedy run), head_dim given
     "mistral": dict(COMMON, model_type="mistral", architectures=["MistralForCausalLM"], head_dim=8, rms_norm_eps=1e-5,
                     rope_theta=10000.0, tie_word_embeddings=False, sliding_window=5),
+    # Gemma 2: 3 layers (0 and 2 slide with window 5, 1 is global), head_dim 16 with query_pre_attn_scalar 24,
+    # caps low enough that the tanh bends the scores and the logits of these weights
+    "gemma2": dict(COMMON, model_type="gemma2", architectures=["Gemma2ForCausalLM"], num_hidden_layers=3,
+                   head_dim=16, hidden_act="gelu_pytorch_tanh", hidden_activation="gelu_pytorch_tanh",
+                   rms_norm_eps=1e-6, rope_theta=10000.0, query_pre_attn_scalar=24, sliding_window=5,
+                   attn_logit_softcapping=1.0, final_logit_softcapping=2.0, tie_word_embeddings=True,
+                   bos_token_id=2, eos_token_id=1, pad_token_id=0),
+    # Phi-3: fused qkv_proj / gate_up_proj, GQA 4 / 2 heads of 8, no sliding window here
+    "phi3": dict(COMMON, model_type="phi3", architectures=["Phi3ForCausalLM"], rms_norm_eps=1e-5, rope_theta=10000.0,
+                 tie_word_embeddings=False, sliding_window=None, rope_scaling=None, attention_bias=False,
+                 original_max_position_embeddings=128, pad_token_id=0),
 }
 # training rows stay within Mistral's window: lora4j trains windowed families on rows <= the window
-MAX_ROW = {"qwen2": 14, "qwen3": 14, "mistral": 5, "gemma3_text": 5}
+MAX_ROW = {"qwen2": 14, "qwen3": 14, "mistral": 5, "gemma3_text": 5, "gemma2": 5, "phi3": 14}
+FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+
+
+def peft_modules(cfg):
+    """The (parent, module) pairs PEFT adapts: the seven projections, or Phi-3's four (two fused)."""
+    if cfg["model_type"] == "phi3":
+        return [("self_attn", "qkv_proj"), ("self_attn", "o_proj"), ("mlp", "gate_up_proj"), ("mlp", "down_proj")]
+    return PROJ
+GEMMA = ("gemma3_text", "gemma2")
 
 
 def write_safetensors(path, tensors):
@@ -112,7 +141,7 @@ def make_weights(cfg, g):
     def normal(*shape, std):
         return torch.randn(*shape, generator=g) * std
 
-    gemma = cfg["model_type"] == "gemma3_text"
+    gemma = cfg["model_type"] in GEMMA
 
     def around_one(n):  # Gemma stores w - 1: the norm multiplies by 1 + w
         return (torch.rand(n, generator=g) - 0.5) if gemma else 0.5 + torch.rand(n, generator=g)
@@ -135,6 +164,11 @@ def make_weights(cfg, g):
     W["model.norm.weight"] = around_one(d)
     if not cfg["tie_word_embeddings"]:
         W["lm_head.weight"] = normal(VOCAB, d, std=0.25)
+    if cfg["model_type"] == "phi3":  # the same draws, stored fused as Phi-3 checkpoints hold them
+        for l in range(L):
+            for blk, fused in (("self_attn", "qkv_proj"), ("mlp", "gate_up_proj")):
+                parts = ["model.layers.%d.%s.%s.weight" % (l, blk, n) for n in FUSED[fused]]
+                W["model.layers.%d.%s.%s.weight" % (l, blk, fused)] = torch.cat([W.pop(k) for k in parts], 0)
     return W
 
 
@@ -147,7 +181,7 @@ class Model:
         self.hq, self.hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
         self.hd = cfg.get("head_dim") or d // self.hq
         self.eps = cfg["rms_norm_eps"]
-        self.gemma = cfg["model_type"] == "gemma3_text"
+        self.gemma = cfg["model_type"] in GEMMA
 
         def inv_freq(theta, factor):
             return (torch.tensor([1.0 / (theta ** ((2.0 * i) / self.hd)) for i in range(self.hd // 2)],
@@ -156,10 +190,13 @@ class Model:
         scaling = cfg.get("rope_scaling") or {}
         factor = scaling.get("factor", 1.0) if scaling.get("rope_type") == "linear" else 1.0
         self.inv_freq = inv_freq(cfg.get("rope_theta", 10000.0), factor)
-        self.local_inv_freq = inv_freq(cfg["rope_local_base_freq"], 1.0) if self.gemma else self.inv_freq
-        self.window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "gemma3_text") else None
-        self.pattern = cfg.get("sliding_window_pattern", 0) if self.gemma else 0
+        local = cfg.get("rope_local_base_freq")
+        self.local_inv_freq = inv_freq(local, 1.0) if local else self.inv_freq
+        self.window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral",) + GEMMA else None
+        self.pattern = cfg.get("sliding_window_pattern", 2) if self.gemma else 0
         self.scale = cfg["query_pre_attn_scalar"] ** -0.5 if self.gemma else self.hd ** -0.5
+        self.attn_cap = cfg.get("attn_logit_softcapping")
+        self.final_cap = cfg.get("final_logit_softcapping")
 
     def sliding(self, l):
         return bool(self.window) and (self.pattern == 0 or (l + 1) % self.pattern != 0)
@@ -203,16 +240,25 @@ class Model:
             inv_freq = self.local_inv_freq if self.sliding(l) else self.inv_freq
             p = "model.layers.%d." % l
             h = self.rms(x, W[p + "input_layernorm.weight"])
-            q = self.lin(h, l, "self_attn", "q_proj").view(B, S, hq, hd)
-            k = self.lin(h, l, "self_attn", "k_proj").view(B, S, hkv, hd)
-            v = self.lin(h, l, "self_attn", "v_proj").view(B, S, hkv, hd)
+            if c["model_type"] == "phi3":
+                qkv = self.lin(h, l, "self_attn", "qkv_proj")
+                q = qkv[..., :hq * hd].reshape(B, S, hq, hd)
+                k = qkv[..., hq * hd:(hq + hkv) * hd].reshape(B, S, hkv, hd)
+                v = qkv[..., (hq + hkv) * hd:].reshape(B, S, hkv, hd)
+            else:
+                q = self.lin(h, l, "self_attn", "q_proj").view(B, S, hq, hd)
+                k = self.lin(h, l, "self_attn", "k_proj").view(B, S, hkv, hd)
+                v = self.lin(h, l, "self_attn", "v_proj").view(B, S, hkv, hd)
             if c["model_type"] in ("qwen3", "gemma3_text"):
                 q = self.rms(q, W[p + "self_attn.q_norm.weight"])
                 k = self.rms(k, W[p + "self_attn.k_norm.weight"])
             q, k = self.rope(q, pos, inv_freq), self.rope(k, pos, inv_freq)
             k = k.repeat_interleave(hq // hkv, dim=2)
             v = v.repeat_interleave(hq // hkv, dim=2)
-            att = (q.transpose(1, 2) @ k.transpose(1, 2).transpose(-1, -2)) * self.scale + mask
+            att = (q.transpose(1, 2) @ k.transpose(1, 2).transpose(-1, -2)) * self.scale
+            if self.attn_cap:
+                att = torch.tanh(att / self.attn_cap) * self.attn_cap
+            att = att + mask
             o = (att.softmax(-1) @ v.transpose(1, 2)).transpose(1, 2).reshape(B, S, hq * hd)
             o = self.lin(o, l, "self_attn", "o_proj")
             if self.gemma:
@@ -221,13 +267,19 @@ class Model:
             else:
                 x = x + o
                 h = self.rms(x, W[p + "post_attention_layernorm.weight"])
-            g = self.lin(h, l, "mlp", "gate_proj")
-            u = self.lin(h, l, "mlp", "up_proj")
+            if c["model_type"] == "phi3":
+                g, u = self.lin(h, l, "mlp", "gate_up_proj").chunk(2, dim=-1)
+            else:
+                g = self.lin(h, l, "mlp", "gate_proj")
+                u = self.lin(h, l, "mlp", "up_proj")
             act = torch.nn.functional.gelu(g, approximate="tanh") if self.gemma else torch.nn.functional.silu(g)
             m = self.lin(act * u, l, "mlp", "down_proj")
             x = x + (self.rms(m, W[p + "post_feedforward_layernorm.weight"]) if self.gemma else m)
         head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
-        return self.rms(x, W["model.norm.weight"]) @ head.t()
+        logits = self.rms(x, W["model.norm.weight"]) @ head.t()
+        if self.final_cap:
+            logits = torch.tanh(logits / self.final_cap) * self.final_cap
+        return logits
 
 
 def rows_for(family, g):
@@ -243,7 +295,7 @@ def rows_for(family, g):
 def train(cfg, W, AD, rows):
     lora, params = {}, []
     for l in range(cfg["num_hidden_layers"]):
-        for blk, name in PROJ:
+        for blk, name in peft_modules(cfg):
             base = "base_model.model.model.layers.%d.%s.%s" % (l, blk, name)
             a = AD[base + ".lora_A.weight"].clone().requires_grad_(True)
             b = AD[base + ".lora_B.weight"].clone().requires_grad_(True)
@@ -285,14 +337,14 @@ def main():
 
         AD = {}
         for l in range(cfg["num_hidden_layers"]):
-            for blk, name in PROJ:
+            for blk, name in peft_modules(cfg):
                 w = W["model.layers.%d.%s.%s.weight" % (l, blk, name)]
                 base = "base_model.model.model.layers.%d.%s.%s" % (l, blk, name)
                 AD[base + ".lora_A.weight"] = torch.randn(R, w.shape[1], generator=g) * 0.1
                 AD[base + ".lora_B.weight"] = torch.randn(w.shape[0], R, generator=g) * 0.1
         write_safetensors(os.path.join(out, "init_adapter", "adapter_model.safetensors"), AD)
         with open(os.path.join(out, "init_adapter", "adapter_config.json"), "w") as f:
-            json.dump(adapter_config([n for _, n in PROJ]), f, indent=2)
+            json.dump(adapter_config([n for _, n in peft_modules(cfg)]), f, indent=2)
             f.write("\n")
         rows = rows_for(family, g)
         with open(os.path.join(out, "data.jsonl"), "w") as f:

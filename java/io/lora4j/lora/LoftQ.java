@@ -130,6 +130,8 @@ public final class LoftQ {
      * @throws IllegalArgumentException when {@code dense} has NF4 projections or config's init is not LoftQ
      */
     public static Result initialize(Backend backend, LlamaWeights dense, LoraConfig config, int blocksize, boolean doubleQuant, Split split) {
+        if (dense.config().architecture().fusedProjections())
+            throw new IllegalArgumentException("LoftQ initialisation of fused projections (Phi-3's qkv_proj, gate_up_proj) is not supported");
         if (config.init() != LoraConfig.Init.LOFTQ) throw new IllegalArgumentException("config init is " + config.init() + ", not LOFTQ");
         int r = config.r();
         double s = config.scaling();

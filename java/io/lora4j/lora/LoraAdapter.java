@@ -42,6 +42,12 @@ import java.util.SplittableRandom;
  * <p>On disk it is a PEFT adapter directory: {@value #CONFIG_FILE} and {@value #WEIGHTS_FILE} with
  * keys {@code base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight} (F32), which
  * {@code PeftModel.from_pretrained} loads as it is.
+ *
+ * <p>On a model with fused projections (Phi-3) PEFT adapts {@code qkv_proj} and
+ * {@code gate_up_proj} with one A [r, in] and one B [rows of the fused module, r] each. Here the
+ * projections of such a module share one A (their slots have the same {@code offsetA}, so the
+ * backward's += sums their gradients into it), and their Bs follow each other in row order, which
+ * is the fused B itself; the file holds that one A/B pair under the fused module's name.
  */
 public final class LoraAdapter implements AutoCloseable {
     public static final String CONFIG_FILE = "adapter_config.json";
@@ -88,19 +94,57 @@ public final class LoraAdapter implements AutoCloseable {
         return (long) layer * 16 + p.ordinal();
     }
 
-    /** The slots of {@code config} on a model of shape {@code model}, in flat order. */
+    /**
+     * The slots of {@code config} on a model of shape {@code model}, in flat order (a fused
+     * module's projections: one A, then their Bs in row order).
+     *
+     * @throws IllegalArgumentException when a fused module (Phi-3) is only partly targeted
+     */
     public static List<Slot> layout(LlamaConfig model, LoraConfig config) {
+        boolean fused = model.architecture().fusedProjections();
+        if (fused) config.targetModuleNames(true); // refuses a partly targeted fused module
         List<Slot> out = new ArrayList<>();
         long off = 0;
         int r = config.r();
         for (int l = 0; l < model.numHiddenLayers(); l++)
             for (Projection p : Projection.values()) {
-                if (!config.targets(p)) continue;
-                long in = p.inFeatures(model), o = p.outFeatures(model);
-                out.add(new Slot(l, p, in, o, off, off + r * in));
-                off += r * in + o * r;
+                if (!config.targets(p) || (fused && p != p.fusedLeader())) continue;
+                long in = p.inFeatures(model), offsetA = off;
+                off += r * in;
+                for (Projection q : fused ? p.fusedGroup() : new Projection[] {p}) {
+                    long o = q.outFeatures(model);
+                    out.add(new Slot(l, q, in, o, offsetA, off));
+                    off += o * r;
+                }
             }
         return Collections.unmodifiableList(out);
+    }
+
+    /**
+     * One PEFT module's A/B pair in the flat vector: a slot, or a fused module's shared A and
+     * its Bs together.
+     *
+     * @param path the module path, e.g. {@code model.layers.0.self_attn.qkv_proj}
+     */
+    record Module(String path, long in, long out, long offsetA, long offsetB) {
+        String key(boolean isA) {
+            return KEY_PREFIX + path + (isA ? ".lora_A.weight" : ".lora_B.weight");
+        }
+    }
+
+    /** The PEFT modules of {@code slots} in flat order. */
+    private static List<Module> modules(LlamaConfig model, List<Slot> slots) {
+        boolean fused = model.architecture().fusedProjections();
+        List<Module> out = new ArrayList<>();
+        for (Slot s : slots) {
+            if (!fused) {
+                out.add(new Module(s.projection.modulePath(s.layer), s.in, s.out, s.offsetA, s.offsetB));
+            } else if (s.projection == s.projection.fusedLeader()) {
+                out.add(new Module(s.projection.fusedModulePath(s.layer), s.in, s.projection.fusedOutFeatures(model), s.offsetA,
+                        s.offsetB));
+            }
+        }
+        return out;
     }
 
     /**
@@ -117,7 +161,7 @@ public final class LoraAdapter implements AutoCloseable {
         Slot last = slots.get(slots.size() - 1);
         float[] v = new float[Math.toIntExact(last.offsetB + last.out * config.r())];
         SplittableRandom rnd = new SplittableRandom(config.randomState());
-        for (Slot s : slots) {
+        for (Module s : modules(model, slots)) { // a fused module's shared A once
             int na = Math.toIntExact(config.r() * s.in);
             if (config.init() == LoraConfig.Init.KAIMING) {
                 // nn.init.kaiming_uniform_(a=√5) on [r, in]: gain √(2/(1+5)), bound gain·√(3/in) = 1/√in
@@ -201,16 +245,22 @@ public final class LoraAdapter implements AutoCloseable {
     public void writeInto(Path dir, String baseModel) throws IOException {
         float[] v = toFloats();
         SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
-        for (Slot s : slots) {
+        for (Module s : modules(model, slots)) {
             w.addFloats(s.key(true), new long[] {config.r(), s.in}, Arrays.copyOfRange(v, (int) s.offsetA, (int) (s.offsetA + config.r() * s.in)));
             w.addFloats(s.key(false), new long[] {s.out, config.r()}, Arrays.copyOfRange(v, (int) s.offsetB, (int) (s.offsetB + s.out * config.r())));
         }
         w.write(dir.resolve(WEIGHTS_FILE));
-        AtomicFiles.writeBytes(dir.resolve(CONFIG_FILE), configJson(config, baseModel).getBytes(StandardCharsets.UTF_8));
+        AtomicFiles.writeBytes(dir.resolve(CONFIG_FILE), configJson(config, baseModel, model.architecture().fusedProjections())
+                .getBytes(StandardCharsets.UTF_8));
     }
 
     /** PEFT's adapter_config.json for {@code c}. */
     public static String configJson(LoraConfig c, String baseModel) {
+        return configJson(c, baseModel, false);
+    }
+
+    /** PEFT's adapter_config.json for {@code c}, with fused module names (Phi-3) when {@code fused}. */
+    public static String configJson(LoraConfig c, String baseModel, boolean fused) {
         JsonObject o = new JsonObject();
         o.add("alpha_pattern", new JsonObject());
         o.add("auto_mapping", JsonNull.INSTANCE);
@@ -240,7 +290,7 @@ public final class LoraAdapter implements AutoCloseable {
         o.add("rank_pattern", new JsonObject());
         o.add("revision", JsonNull.INSTANCE);
         JsonArray t = new JsonArray();
-        for (String n : c.targetModuleNames()) t.add(n);
+        for (String n : c.targetModuleNames(fused)) t.add(n);
         o.add("target_modules", t);
         o.addProperty("task_type", "CAUSAL_LM");
         o.addProperty("use_dora", false);
@@ -321,7 +371,12 @@ public final class LoraAdapter implements AutoCloseable {
         SafeTensors st = SafeTensors.open(f);
         Map<String, String> names = new LinkedHashMap<>();
         for (String n : st.entries().keySet()) names.put(normalizeKey(n), n);
-        List<Slot> slots = layout(model, c);
+        List<Slot> slots;
+        try {
+            slots = layout(model, c);
+        } catch (IllegalArgumentException e) {
+            throw new FormatException(dir.resolve(CONFIG_FILE), e.getMessage());
+        }
         if (slots.isEmpty()) throw new FormatException(dir.resolve(CONFIG_FILE), "target_modules select no projection of the model");
         Slot last = slots.get(slots.size() - 1);
         // r comes from the file: check the parameter count it implies against the weights file
@@ -337,11 +392,12 @@ public final class LoraAdapter implements AutoCloseable {
                     + st.fileSize() + "-byte file can hold");
         float[] v = new float[(int) params];
         Set<String> used = new HashSet<>();
-        for (Slot s : slots) {
+        for (Module s : modules(model, slots)) {
             for (boolean isA : new boolean[] {true, false}) {
                 String k = s.key(isA);
                 String real = names.get(k);
-                if (real == null) throw new FormatException(f, "missing tensor " + k + " (target_modules lists " + s.projection.moduleName + ")");
+                if (real == null)
+                    throw new FormatException(f, "missing tensor " + k + " (target_modules lists " + s.path.substring(s.path.lastIndexOf('.') + 1) + ")");
                 used.add(real);
                 SafeTensors.Entry e = st.entry(real);
                 long[] want = isA ? new long[] {c.r(), s.in} : new long[] {s.out, c.r()};
@@ -357,7 +413,7 @@ public final class LoraAdapter implements AutoCloseable {
         for (String n : st.entries().keySet())
             if (!used.contains(n) && (n.contains("lora_A") || n.contains("lora_B")))
                 throw new FormatException(f, "tensor " + n + " does not belong to the model (" + model.numHiddenLayers() + " layers, targets "
-                        + c.targetModuleNames() + ")");
+                        + c.targetModuleNames(model.architecture().fusedProjections()) + ")");
         return new LoraAdapter(backend, model, c, v);
     }
 

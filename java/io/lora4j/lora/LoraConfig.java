@@ -139,7 +139,8 @@ public record LoraConfig(int r, double loraAlpha, double loraDropout, Bias bias,
 
     /**
      * Parses PEFT's {@code target_modules}: module names (q_proj, k_proj, v_proj, o_proj,
-     * gate_proj, up_proj, down_proj) or the single string "all-linear".
+     * gate_proj, up_proj, down_proj; Phi-3's fused qkv_proj and gate_up_proj stand for their
+     * projections) or the single string "all-linear".
      *
      * @throws IllegalArgumentException naming the unknown entries and listing the valid ones
      */
@@ -154,7 +155,9 @@ public record LoraConfig(int r, double loraAlpha, double loraDropout, Bias bias,
             }
             Projection found = null;
             for (Projection p : Projection.values()) if (p.moduleName.equals(s)) found = p;
-            if (found == null) bad.add("'" + s + "'");
+            if (s.equals(Projection.QKV)) set.addAll(List.of(Projection.Q.fusedGroup()));
+            else if (s.equals(Projection.GATE_UP)) set.addAll(List.of(Projection.GATE.fusedGroup()));
+            else if (found == null) bad.add("'" + s + "'");
             else set.add(found);
         }
         if (!bad.isEmpty())
@@ -166,8 +169,31 @@ public record LoraConfig(int r, double loraAlpha, double loraDropout, Bias bias,
     public static String validTargets() {
         List<String> v = new ArrayList<>();
         for (Projection p : Projection.values()) v.add(p.moduleName);
+        v.add(Projection.QKV);
+        v.add(Projection.GATE_UP);
         v.add("all-linear");
         return String.join(", ", v);
+    }
+
+    /**
+     * The target module names as PEFT writes them for a model whose q/k/v and gate/up are fused
+     * modules (Phi-3): qkv_proj and gate_up_proj for whole groups, sorted.
+     *
+     * @throws IllegalArgumentException when a fused module is only partly targeted
+     */
+    public List<String> targetModuleNames(boolean fused) {
+        if (!fused) return targetModuleNames();
+        List<String> v = new ArrayList<>();
+        for (Projection p : targetModules) {
+            if (p != p.fusedLeader() && targetModules.contains(p.fusedLeader())) continue;
+            for (Projection q : p.fusedGroup())
+                if (!targetModules.contains(q))
+                    throw new IllegalArgumentException("target_modules names " + p.moduleName + " but not " + q.moduleName + ": "
+                            + "this model fuses them into " + p.fusedModuleName() + " (PEFT's target); target all of them or none");
+            v.add(p.fusedModuleName());
+        }
+        Collections.sort(v);
+        return v;
     }
 
     /** The target module names, sorted (as PEFT writes them). */

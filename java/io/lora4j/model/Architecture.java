@@ -23,12 +23,15 @@ import java.util.List;
  * @param embeddingScale     the embedding output is multiplied by √hidden_size, rounded to fp32 (Gemma)
  * @param queryPreAttnScalar the attention scale is this^-0.5 instead of head_dim^-0.5; 0 = head_dim (Gemma)
  * @param localRopeTheta     RoPE base of the sliding layers, without rope_scaling; 0 = as the others (Gemma 3)
- * @param unsupported        null, or why lora4j can only plan this model, not load it (Gemma 2's soft-capped
- *                           logits, Phi-3's fused projections): the shapes are known, the layer is not implemented
+ * @param attnSoftcap        attn_logit_softcapping c: every attention score s becomes c·tanh(s / c) before the
+ *                           softmax; 0 = off (Gemma 2)
+ * @param finalSoftcap       final_logit_softcapping c: the lm_head logits z become c·tanh(z / c); 0 = off (Gemma 2)
+ * @param unsupported        null, or why lora4j can only plan this model, not load it (Phi-3's partial
+ *                           RoPE): the shapes are known, the layer is not implemented
  */
 public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, int slidingWindow, int slidingPattern,
         boolean normOffset, Activation activation, boolean sandwichNorms, boolean embeddingScale, double queryPreAttnScalar,
-        double localRopeTheta, String unsupported) {
+        double localRopeTheta, double attnSoftcap, double finalSoftcap, String unsupported) {
 
     /** The MLP's gate activation: down(act(gate(x)) · up(x)). */
     public enum Activation {
@@ -47,11 +50,15 @@ public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, 
             throw new IllegalArgumentException("query_pre_attn_scalar must be > 0, got " + queryPreAttnScalar);
         if (!(localRopeTheta >= 0) || Double.isInfinite(localRopeTheta))
             throw new IllegalArgumentException("rope_local_base_freq must be > 0, got " + localRopeTheta);
+        if (!(attnSoftcap >= 0) || Double.isInfinite(attnSoftcap))
+            throw new IllegalArgumentException("attn_logit_softcapping must be > 0 or null, got " + attnSoftcap);
+        if (!(finalSoftcap >= 0) || Double.isInfinite(finalSoftcap))
+            throw new IllegalArgumentException("final_logit_softcapping must be > 0 or null, got " + finalSoftcap);
     }
 
     /** A Llama-style layer with Qwen's additions. */
     public Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, int slidingWindow) {
-        this(family, qkvBias, qkNorm, slidingWindow, 0, false, Activation.SILU, false, false, 0, 0, null);
+        this(family, qkvBias, qkNorm, slidingWindow, 0, false, Activation.SILU, false, false, 0, 0, 0, 0, null);
     }
 
     /** Plain Llama layers under {@code family}'s name. */
@@ -66,26 +73,32 @@ public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, 
     public static Architecture defaults(ModelFamily family) {
         if (family == ModelFamily.GEMMA3_TEXT || family == ModelFamily.GEMMA2)
             return new Architecture(family, false, family == ModelFamily.GEMMA3_TEXT, 0, 0, true, Activation.GELU_TANH, true, true, 0, 0,
-                    null);
+                    0, 0, null);
         return new Architecture(family, family == ModelFamily.QWEN2, family == ModelFamily.QWEN3, 0);
     }
 
     /** A copy with another sliding window (0 = none) on the layers of {@code pattern}. */
     public Architecture withSlidingWindow(int window, int pattern) {
         return new Architecture(family, qkvBias, qkNorm, window, pattern, normOffset, activation, sandwichNorms, embeddingScale,
-                queryPreAttnScalar, localRopeTheta, unsupported);
+                queryPreAttnScalar, localRopeTheta, attnSoftcap, finalSoftcap, unsupported);
     }
 
     /** A copy with the attention scale's query_pre_attn_scalar and the sliding layers' RoPE base. */
     public Architecture withAttention(double queryPreAttnScalar, double localRopeTheta) {
         return new Architecture(family, qkvBias, qkNorm, slidingWindow, slidingPattern, normOffset, activation, sandwichNorms,
-                embeddingScale, queryPreAttnScalar, localRopeTheta, unsupported);
+                embeddingScale, queryPreAttnScalar, localRopeTheta, attnSoftcap, finalSoftcap, unsupported);
+    }
+
+    /** A copy with the attention scores' and the final logits' soft caps (0 = off). */
+    public Architecture withSoftcaps(double attnSoftcap, double finalSoftcap) {
+        return new Architecture(family, qkvBias, qkNorm, slidingWindow, slidingPattern, normOffset, activation, sandwichNorms,
+                embeddingScale, queryPreAttnScalar, localRopeTheta, attnSoftcap, finalSoftcap, unsupported);
     }
 
     /** A copy that can be planned but not loaded, for {@code reason} (null: loadable). */
     public Architecture withUnsupported(String reason) {
         return new Architecture(family, qkvBias, qkNorm, slidingWindow, slidingPattern, normOffset, activation, sandwichNorms,
-                embeddingScale, queryPreAttnScalar, localRopeTheta, reason);
+                embeddingScale, queryPreAttnScalar, localRopeTheta, attnSoftcap, finalSoftcap, reason);
     }
 
     /**
@@ -94,6 +107,20 @@ public record Architecture(ModelFamily family, boolean qkvBias, boolean qkNorm, 
     public void requireSupported() {
         if (unsupported != null)
             throw new IllegalArgumentException("model_type '" + family.modelType + "' can be planned but not loaded: " + unsupported);
+    }
+
+    /**
+     * True when q/k/v and gate/up are fused modules (Phi-3's {@code qkv_proj} and
+     * {@code gate_up_proj}): the checkpoint holds one weight per module, PEFT adapts each with one
+     * A/B pair over the fused output rows.
+     */
+    public boolean fusedProjections() {
+        return family == ModelFamily.PHI3;
+    }
+
+    /** The HF weight name of projection {@code p} in layer {@code layer} under this architecture. */
+    public String weightName(Projection p, int layer) {
+        return (fusedProjections() ? p.fusedModulePath(layer) : p.modulePath(layer)) + ".weight";
     }
 
     /** True when layer {@code layer} attends within the sliding window. */

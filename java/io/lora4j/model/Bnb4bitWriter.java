@@ -81,6 +81,9 @@ public final class Bnb4bitWriter {
 
     /** As {@link #write(LlamaWeights, Path, Options)}, quantizing on {@code backend} (host tensors). */
     public static Summary write(LlamaWeights w, Path out, Options o, Backend backend) throws IOException {
+        if (w.config().architecture().fusedProjections())
+            throw new IllegalArgumentException("bnb-4bit output of a model with fused projections (Phi-3's qkv_proj, gate_up_proj) "
+                    + "is not supported; write it in 16 bits and load it with load_in_4bit");
         AtomicFiles.checkOutput(out.toAbsolutePath(), o.overwrite());
         List<Nf4Weight> made = new ArrayList<>();
         long[] result = new long[2];

@@ -174,6 +174,7 @@ public final class DecodeSession implements AutoCloseable {
     private FloatBuffer head(Tensor last) {
         backend.rmsnormFwd(last, weights.norm(), eps, h, rstd);
         backend.decodeMatvec(h, weights.lmHead(), false, logits);
+        block.capLogits(logits);
         return logitsView();
     }
 

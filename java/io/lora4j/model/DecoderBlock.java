@@ -21,6 +21,7 @@ import java.util.Map;
  *   h1 = rmsnorm(x)·w1;  q,k,v = lin(h1) [+ bias (Qwen2)];  [q,k = per-head rmsnorm (Qwen3, Gemma 3)]
  *   q,k = rope(q,k) [local base on sliding layers (Gemma 3)];  [q ·= √head_dim / √query_pre_attn_scalar (Gemma)]
  *   a = attn(q,k,v) [within the sliding window (Mistral; Gemma's sliding layers)]
+ *                   [scores soft-capped: c·tanh(s / c), attn_logit_softcapping (Gemma 2)]
  *   m  = x + [rmsnorm](lin_o(a));   h2 = rmsnorm(m)·w2;  g,u = lin(h2);  s = act(g)·u [silu, or gelu_tanh (Gemma)]
  *   x' = m + [rmsnorm](lin_down(s))       [the bracketed output norms: Gemma's four norms per layer]
  * </pre>
@@ -36,6 +37,7 @@ public final class DecoderBlock implements AutoCloseable {
     private final DeviceWeights weights;
     private final Architecture arch;
     private final float queryScale; // √head_dim / √query_pre_attn_scalar: 1 unless the family sets the scalar
+    private final float softcap;    // attn_logit_softcapping, 0 = off
     private Tensor ones;      // [n] of 1.0: the bias broadcast (y += 1·bᵀ)
 
     public DecoderBlock(DeviceWeights weights) {
@@ -45,6 +47,7 @@ public final class DecoderBlock implements AutoCloseable {
         this.arch = config.architecture();
         double qpas = arch.queryPreAttnScalar();
         this.queryScale = qpas > 0 ? (float) (Math.sqrt(config.headDim()) / Math.sqrt(qpas)) : 1f;
+        this.softcap = (float) arch.attnSoftcap();
     }
 
     public DeviceWeights weights() {
@@ -134,20 +137,20 @@ public final class DecoderBlock implements AutoCloseable {
                     long start = Math.max(row - row % seq, row - window + 1), len = row - start + 1;
                     try (Tensor qr = q.slice(row * qDim, 1, qDim); Tensor ks = k.slice(start * kvDim, len, kvDim);
                          Tensor vs = v.slice(start * kvDim, len, kvDim); Tensor out = a.att.slice(row * qDim, 1, qDim)) {
-                        backend.attentionDecode(qr, ks, vs, 1, len, len, hq, hkv, hd, out);
+                        backend.attentionDecode(qr, ks, vs, 1, len, len, hq, hkv, hd, softcap, out);
                     }
                 }
                 return a.att;
             }
             a.lse = act((long) batch * hq * seq);
-            backend.attentionFwd(q, k, v, seg, batch, seq, hq, hkv, hd, a.att, a.lse);
+            backend.attentionFwd(q, k, v, seg, batch, seq, hq, hkv, hd, softcap, a.att, a.lse);
             return a.att;
         }
 
         @Override
         public void backward(Activations a, Tensor dOut, Tensor dq, Tensor dk, Tensor dv) {
             backend.attentionBwd(a.q, a.k, a.v, a.att, dOut, a.lse, seg, batch, seq, config.numAttentionHeads(),
-                    config.numKeyValueHeads(), config.headDim(), dq, dk, dv);
+                    config.numKeyValueHeads(), config.headDim(), softcap, dq, dk, dv);
         }
     }
 
@@ -180,12 +183,12 @@ public final class DecoderBlock implements AutoCloseable {
             int window = arch.window(layer);
             int start = window > 0 ? Math.max(0, position + 1 - window) : 0;
             if (start == 0) {
-                backend.attentionDecode(q, kCache[layer], vCache[layer], 1, position + 1, capacity, hq, hkv, hd, a.att);
+                backend.attentionDecode(q, kCache[layer], vCache[layer], 1, position + 1, capacity, hq, hkv, hd, softcap, a.att);
                 return a.att;
             }
             long len = position + 1 - start;
             try (Tensor ks = kCache[layer].slice(start * kvDim, len, kvDim); Tensor vs = vCache[layer].slice(start * kvDim, len, kvDim)) {
-                backend.attentionDecode(q, ks, vs, 1, len, len, hq, hkv, hd, a.att);
+                backend.attentionDecode(q, ks, vs, 1, len, len, hq, hkv, hd, softcap, a.att);
             }
             return a.att;
         }
@@ -365,6 +368,15 @@ public final class DecoderBlock implements AutoCloseable {
         Tensor x = act(ids.numel(), config.hiddenSize());
         backend.embeddingFwd(ids, weights.embedding(), x);
         return arch.embeddingScale() ? scaled(x, (float) Math.sqrt(config.hiddenSize()), true) : x;
+    }
+
+    /**
+     * The family's final_logit_softcapping on lm_head logits, in place: z ← c·tanh(z / c)
+     * (Gemma 2); nothing without a cap. Evaluation and generation call it; the training head
+     * applies the same cap inside its chunked cross-entropy.
+     */
+    public void capLogits(Tensor logits) {
+        if (arch.finalSoftcap() > 0) backend.softcapFwd(logits, (float) arch.finalSoftcap(), logits);
     }
 
     /** x [T, heads·hd] viewed as [T·heads, hd]: one row per head. */

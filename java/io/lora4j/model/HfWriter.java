@@ -52,16 +52,18 @@ public final class HfWriter {
             for (int l = 0; l < w.layers().size(); l++) {
                 LayerWeights layer = w.layer(l);
                 st.add(LlamaWeights.inputNormName(l), convert(layer.inputLayernorm(), o.dtype(), made));
+                Architecture arch = w.config().architecture();
                 for (Projection p : Projection.values()) {
-                    ProjectionWeight pw = layer.projection(p);
-                    Tensor t;
-                    if (pw instanceof ProjectionWeight.Dense d) {
-                        t = d.tensor();
-                    } else {
-                        t = Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) pw).weight());
-                        made.add(t);
+                    if (arch.fusedProjections() && p != p.fusedLeader()) continue; // written with its leader
+                    Projection[] group = arch.fusedProjections() ? p.fusedGroup() : new Projection[] {p};
+                    Tensor t = dense(layer.projection(group[0]), made);
+                    if (group.length > 1) { // Phi-3: the fused module's rows, [Q | K | V] or [gate | up]
+                        Tensor[] parts = new Tensor[group.length];
+                        for (int i = 0; i < group.length; i++)
+                            parts[i] = convert(i == 0 ? t : dense(layer.projection(group[i]), made), DType.F32, made);
+                        t = concatRows(parts, made);
                     }
-                    st.add(p.weightName(l), convert(t, o.dtype(), made));
+                    st.add(arch.weightName(p, l), convert(t, o.dtype(), made));
                 }
                 st.add(LlamaWeights.postNormName(l), convert(layer.postAttentionLayernorm(), o.dtype(), made));
                 for (var e : layer.extras().entrySet()) st.add("model.layers." + l + "." + e.getKey(), convert(e.getValue(), o.dtype(), made));
@@ -81,6 +83,25 @@ public final class HfWriter {
         } finally {
             for (Tensor t : made) t.close();
         }
+    }
+
+    /** A projection's dense weight: the tensor itself, or the dequantized NF4 (recorded in made). */
+    private static Tensor dense(ProjectionWeight pw, List<Tensor> made) {
+        if (pw instanceof ProjectionWeight.Dense d) return d.tensor();
+        Tensor t = Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) pw).weight());
+        made.add(t);
+        return t;
+    }
+
+    /** F32 host matrices of equal width stacked by rows into a new tensor (recorded in made). */
+    private static Tensor concatRows(Tensor[] parts, List<Tensor> made) {
+        long rows = 0, in = parts[0].dim(1);
+        for (Tensor p : parts) rows += p.dim(0);
+        Tensor out = Tensor.allocate(DType.F32, MemoryCategory.WORKSPACE, rows, in);
+        made.add(out);
+        java.nio.FloatBuffer dst = out.buffer().asFloatBuffer();
+        for (Tensor p : parts) dst.put(p.buffer().asFloatBuffer());
+        return out;
     }
 
     /** {@code t} itself when it already has {@code dtype}, else a converted host copy (recorded in made). */

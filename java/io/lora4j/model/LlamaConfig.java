@@ -220,10 +220,9 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             errors.add("use_sliding_window true is not supported (" + modelType + " with sliding-window layers)");
         // what lora4j can plan but not run: the model loads nowhere, plan still estimates it
         List<String> unsupported = new ArrayList<>();
-        for (String capped : new String[] {"attn_logit_softcapping", "final_logit_softcapping"})
-            if (!isAbsent(o, capped)) unsupported.add(capped + " " + o.get(capped) + " (soft-capped logits are not implemented)");
+        if (!gemma) for (String capped : new String[] {"attn_logit_softcapping", "final_logit_softcapping"})
+            if (!isAbsent(o, capped)) errors.add(capped + " is not supported for model_type '" + modelType + "' (Gemma only)");
         if (family == ModelFamily.PHI3) {
-            unsupported.add("fused qkv_proj and gate_up_proj (and PEFT's fused LoRA targets) are not implemented");
             double partial = number(o, "partial_rotary_factor", 1.0, errors);
             if (partial != 1.0) unsupported.add("partial_rotary_factor " + partial + " (partial RoPE) is not implemented");
         }
@@ -242,6 +241,8 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             arch = arch.withSlidingWindow(Math.max(window, 0), Math.max(pattern, 0))
                     .withAttention(number(o, "query_pre_attn_scalar", 256, errors),
                             family == ModelFamily.GEMMA2 ? 0 : number(o, "rope_local_base_freq", 10000.0, errors));
+            double attnCap = softcap(o, "attn_logit_softcapping", errors), finalCap = softcap(o, "final_logit_softcapping", errors);
+            arch = arch.withSoftcaps(Math.max(attnCap, 0), Math.max(finalCap, 0));
         }
         if (!unsupported.isEmpty()) arch = arch.withUnsupported(String.join("; ", unsupported));
         int hidden = integer(o, "hidden_size", null, errors);
@@ -278,7 +279,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             theta = number(p, "rope_theta", number(o, "rope_theta", 10000.0, errors), errors);
             scaling = scaling(p, errors);
         } else {
-            theta = number(o, "rope_theta", gemma ? 1_000_000.0 : 10000.0, errors);
+            theta = number(o, "rope_theta", family == ModelFamily.GEMMA3_TEXT ? 1_000_000.0 : 10000.0, errors);
             if (rs != null && rs.isJsonObject()) scaling = scaling(rs.getAsJsonObject(), errors);
             else if (rs != null && !rs.isJsonNull()) errors.add("rope_scaling is not an object");
         }
@@ -344,9 +345,12 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             o.addProperty("sliding_window", architecture.slidingWindow());
             o.addProperty("sliding_window_pattern", architecture.slidingPattern());
             o.addProperty("query_pre_attn_scalar", new PyFloat(architecture.queryPreAttnScalar()));
-            o.addProperty("rope_local_base_freq", new PyFloat(architecture.localRopeTheta()));
-            o.add("attn_logit_softcapping", JsonNull.INSTANCE);
-            o.add("final_logit_softcapping", JsonNull.INSTANCE);
+            if (architecture.family() == ModelFamily.GEMMA3_TEXT)
+                o.addProperty("rope_local_base_freq", new PyFloat(architecture.localRopeTheta()));
+            o.add("attn_logit_softcapping", architecture.attnSoftcap() == 0 ? JsonNull.INSTANCE
+                    : new JsonPrimitive(new PyFloat(architecture.attnSoftcap())));
+            o.add("final_logit_softcapping", architecture.finalSoftcap() == 0 ? JsonNull.INSTANCE
+                    : new JsonPrimitive(new PyFloat(architecture.finalSoftcap())));
         }
         o.addProperty("rms_norm_eps", new PyFloat(rmsNormEps));
         o.addProperty("rope_theta", new PyFloat(ropeTheta));
@@ -378,6 +382,13 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     }
 
     // ---- JSON field helpers: a wrong type is recorded in errors, never thrown ----------------
+
+    /** A soft cap: a positive number, or 0 when the key is absent or null. */
+    private static double softcap(JsonObject o, String key, List<String> errors) {
+        double c = number(o, key, 0, errors);
+        if (!isAbsent(o, key) && !(c > 0)) errors.add(key + " must be a positive number or null, got " + o.get(key));
+        return c;
+    }
 
     private static boolean isAbsent(JsonObject o, String key) {
         JsonElement e = o.get(key);

@@ -78,12 +78,13 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
-    /** logits [T, vocab] = h [T, hidden] · lm_headᵀ; caller closes them. */
+    /** logits [T, vocab] = h [T, hidden] · lm_headᵀ (soft-capped when the family caps them); caller closes them. */
     private Tensor logits(Tensor h) {
         long t = h.dim(0), vocab = config.vocabSize();
         int d = config.hiddenSize();
         Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, t, vocab);
         backend.sgemm(false, true, t, vocab, d, 1f, h, d, weights.lmHead(), d, 0f, logits, vocab);
+        block.capLogits(logits);
         return logits;
     }
 

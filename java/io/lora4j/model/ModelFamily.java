@@ -10,9 +10,8 @@ public enum ModelFamily {
     QWEN2("qwen2", "Qwen2ForCausalLM"),
     QWEN3("qwen3", "Qwen3ForCausalLM"),
     GEMMA3_TEXT("gemma3_text", "Gemma3ForCausalLM"),
-    /** Planned only: its soft-capped attention and final logits are not implemented. */
     GEMMA2("gemma2", "Gemma2ForCausalLM"),
-    /** Planned only: its fused qkv_proj and gate_up_proj (and PEFT's fused targets) are not implemented. */
+    /** Fused qkv_proj and gate_up_proj ({@link Architecture#fusedProjections()}). */
     PHI3("phi3", "Phi3ForCausalLM");
 
     /** config.json's model_type. */

@@ -229,6 +229,10 @@ public final class ModelLoader {
         for (int l = 0; l < cfg.numHiddenLayers(); l++) {
             Map<Projection, ProjectionWeight> proj = new EnumMap<>(Projection.class);
             for (Projection p : Projection.values()) {
+                if (cfg.architecture().fusedProjections() && p.fusedGroup().length > 1) {
+                    if (p == p.fusedLeader()) r.fused(p, l, proj);
+                    continue;
+                }
                 ProjectionWeight w = r.projection(p.weightName(l), p.shape(cfg));
                 anyNf4 |= w instanceof ProjectionWeight.Quantized;
                 proj.put(p, w);
@@ -297,6 +301,37 @@ public final class ModelLoader {
                 throw new FormatException(fileOf(name), "tensor '" + name + "' has shape " + Arrays.toString(e.shape())
                         + ", config.json implies " + Arrays.toString(shape));
             return place(o, st.tensor(name), false);
+        }
+
+        /**
+         * The projections of {@code leader}'s fused module in layer {@code layer} (Phi-3's
+         * qkv_proj, gate_up_proj) as row views of its one weight, into {@code out}.
+         */
+        void fused(Projection leader, int layer, Map<Projection, ProjectionWeight> out) throws IOException {
+            String name = cfg.architecture().weightName(leader, layer);
+            if (st.contains(name + Bnb4bit.QUANT_STATE_SUFFIX))
+                throw new FormatException(fileOf(name), "tensor '" + name + "' is 4-bit quantized: pre-quantized fused Phi-3 "
+                        + "projections are not supported (load the 16-bit checkpoint with load_in_4bit)");
+            long in = leader.inFeatures(cfg);
+            Tensor whole = dense(name, leader.fusedOutFeatures(cfg), in);
+            long row = 0;
+            for (Projection p : leader.fusedGroup()) {
+                long rows = p.outFeatures(cfg);
+                Tensor part = whole.slice(row * in, rows, in);
+                out.put(p, new ProjectionWeight.Dense(whole.device() == Device.CPU ? part : copyRows(part)));
+                row += rows;
+            }
+            if (whole.device() != Device.CPU) whole.close(); // its rows were copied
+        }
+
+        /** A device copy of a slice of an uploaded fused weight (the views of an upload could not be freed alone). */
+        private Tensor copyRows(Tensor part) {
+            Tensor host = o.backend().download(part);
+            try {
+                return o.backend().upload(host, MemoryCategory.WEIGHTS);
+            } finally {
+                if (host != part) host.close();
+            }
         }
 
         ProjectionWeight projection(String name, long[] shape) throws IOException {

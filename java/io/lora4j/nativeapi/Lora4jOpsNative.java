@@ -29,9 +29,9 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_rope_bwd(@Cast("const float*") Pointer dy, @Cast("float*") Pointer dx, @Cast("const int32_t*") Pointer pos, @Cast("const float*") Pointer inv_freq, long T, long n_heads, long head_dim);
 
-    public static native void lora4j_attention_fwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, @Cast("float*") Pointer out, @Cast("float*") Pointer lse);
+    public static native void lora4j_attention_fwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, float softcap, @Cast("float*") Pointer out, @Cast("float*") Pointer lse);
 
-    public static native void lora4j_attention_bwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const float*") Pointer out, @Cast("const float*") Pointer dout, @Cast("const float*") Pointer lse, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, @Cast("float*") Pointer dq, @Cast("float*") Pointer dk, @Cast("float*") Pointer dv);
+    public static native void lora4j_attention_bwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const float*") Pointer out, @Cast("const float*") Pointer dout, @Cast("const float*") Pointer lse, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, float softcap, @Cast("float*") Pointer dq, @Cast("float*") Pointer dk, @Cast("float*") Pointer dv);
 
     public static native void lora4j_swiglu_fwd(@Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer h);
 
@@ -53,6 +53,10 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_ce_chunked_fwd_bwd(@Cast("const float*") Pointer hidden, @Cast("const float*") Pointer lm_head, @Cast("const int32_t*") Pointer labels, long T, long dim, long V, long chunk_tokens, float scale, @Cast("float*") Pointer loss, @Cast("float*") Pointer loss_sum, @Cast("float*") Pointer dhidden, @Cast("float*") Pointer workspace);
 
+    public static native void lora4j_softcap_fwd(@Cast("const float*") Pointer x, long n, float c, @Cast("float*") Pointer y);
+
+    public static native void lora4j_softcap_bwd(@Cast("const float*") Pointer dy, @Cast("const float*") Pointer x, long n, float c, @Cast("float*") Pointer dx);
+
     public static native void lora4j_ce_chunk_stats(@Cast("const float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long n, long vc, long v0, int first, @Cast("float*") Pointer row_max, @Cast("float*") Pointer row_sum, @Cast("float*") Pointer target_logit);
 
     public static native void lora4j_ce_chunk_finalize(@Cast("const int32_t*") Pointer labels, @Cast("const float*") Pointer row_max, @Cast("const float*") Pointer row_sum, @Cast("const float*") Pointer target_logit, long n, @Cast("float*") Pointer lse, @Cast("float*") Pointer loss, @Cast("float*") Pointer loss_sum);
@@ -71,9 +75,9 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_cuda_rope_bwd(@Cast("const float*") Pointer dy, @Cast("float*") Pointer dx, @Cast("const int32_t*") Pointer pos, @Cast("const float*") Pointer inv_freq, long T, long n_heads, long head_dim, @Cast("void*") Pointer stream);
 
-    public static native void lora4j_cuda_attention_fwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, @Cast("float*") Pointer out, @Cast("float*") Pointer lse, @Cast("void*") Pointer stream);
+    public static native void lora4j_cuda_attention_fwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, float softcap, @Cast("float*") Pointer out, @Cast("float*") Pointer lse, @Cast("void*") Pointer stream);
 
-    public static native void lora4j_cuda_attention_bwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const float*") Pointer out, @Cast("const float*") Pointer dout, @Cast("const float*") Pointer lse, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, @Cast("float*") Pointer dq, @Cast("float*") Pointer dk, @Cast("float*") Pointer dv, @Cast("void*") Pointer stream);
+    public static native void lora4j_cuda_attention_bwd(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, @Cast("const float*") Pointer out, @Cast("const float*") Pointer dout, @Cast("const float*") Pointer lse, @Cast("const int32_t*") Pointer seg, long B, long S, long Hq, long Hkv, long D, float softcap, @Cast("float*") Pointer dq, @Cast("float*") Pointer dk, @Cast("float*") Pointer dv, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_swiglu_fwd(@Cast("const float*") Pointer gate, @Cast("const float*") Pointer up, long n, @Cast("float*") Pointer h, @Cast("void*") Pointer stream);
 
@@ -96,6 +100,10 @@ public final class Lora4jOpsNative {
     public static native void lora4j_cuda_ce_chunk_finalize(@Cast("const int32_t*") Pointer labels, @Cast("const float*") Pointer row_max, @Cast("const float*") Pointer row_sum, @Cast("const float*") Pointer target_logit, long n, @Cast("float*") Pointer lse, @Cast("float*") Pointer loss, @Cast("float*") Pointer loss_sum, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_ce_chunk_grad(@Cast("float*") Pointer logits, @Cast("const int32_t*") Pointer labels, long n, long vc, long v0, @Cast("const float*") Pointer lse, float scale, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_softcap_fwd(@Cast("const float*") Pointer x, long n, float c, @Cast("float*") Pointer y, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_softcap_bwd(@Cast("const float*") Pointer dy, @Cast("const float*") Pointer x, long n, float c, @Cast("float*") Pointer dx, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_adamw_step(@Cast("float*") Pointer p, @Cast("const float*") Pointer grad, @Cast("float*") Pointer m, @Cast("float*") Pointer v, long n, float lr, float beta1, float beta2, float eps, float weight_decay, long t, float grad_scale, @Cast("void*") Pointer stream);
 
@@ -121,11 +129,11 @@ public final class Lora4jOpsNative {
     // ---- native/include/lora4j/infer.h ----
     public static native void lora4j_axpy(long n, float alpha, @Cast("const float*") Pointer x, @Cast("float*") Pointer y);
 
-    public static native void lora4j_attention_decode(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k_cache, @Cast("const float*") Pointer v_cache, long B, long L, long cache_len, long Hq, long Hkv, long D, @Cast("float*") Pointer out);
+    public static native void lora4j_attention_decode(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k_cache, @Cast("const float*") Pointer v_cache, long B, long L, long cache_len, long Hq, long Hkv, long D, float softcap, @Cast("float*") Pointer out);
 
     public static native void lora4j_cuda_axpy(long n, float alpha, @Cast("const float*") Pointer x, @Cast("float*") Pointer y, @Cast("void*") Pointer stream);
 
-    public static native void lora4j_cuda_attention_decode(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k_cache, @Cast("const float*") Pointer v_cache, long B, long L, long cache_len, long Hq, long Hkv, long D, @Cast("float*") Pointer out, @Cast("void*") Pointer stream);
+    public static native void lora4j_cuda_attention_decode(@Cast("const float*") Pointer q, @Cast("const float*") Pointer k_cache, @Cast("const float*") Pointer v_cache, long B, long L, long cache_len, long Hq, long Hkv, long D, float softcap, @Cast("float*") Pointer out, @Cast("void*") Pointer stream);
 
     public static native @Cast("const char*") BytePointer lora4j_decode_isa();
 

@@ -76,16 +76,39 @@ public interface Backend {
 
     void ropeBwd(Tensor dy, Tensor dx, Tensor pos, Tensor invFreq, long heads, long headDim);
 
-    /** Causal GQA attention over B sequences of S tokens; seg may be null; lse [B, Hq, S]. */
+    /**
+     * Causal GQA attention over B sequences of S tokens; seg may be null; lse [B, Hq, S]. With
+     * {@code softcap} > 0 each score s becomes softcap·tanh(s / softcap) before the softmax
+     * (Gemma 2's attn_logit_softcapping); 0 = off.
+     */
     void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
-            long headDim, Tensor out, Tensor lse);
+            long headDim, float softcap, Tensor out, Tensor lse);
 
+    /** Without a soft cap. */
+    default void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
+            long headDim, Tensor out, Tensor lse) {
+        attentionFwd(q, k, v, seg, batch, seq, hq, hkv, headDim, 0f, out, lse);
+    }
+
+    /** The backward of {@link #attentionFwd} with the same {@code softcap}. */
     void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg, long batch,
-            long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv);
+            long seq, long hq, long hkv, long headDim, float softcap, Tensor dq, Tensor dk, Tensor dv);
 
-    /** One query token per sequence against L cached positions (KV-cache decoding). */
+    /** Without a soft cap. */
+    default void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg, long batch,
+            long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv) {
+        attentionBwd(q, k, v, out, dout, lse, seg, batch, seq, hq, hkv, headDim, 0f, dq, dk, dv);
+    }
+
+    /** One query token per sequence against L cached positions (KV-cache decoding); softcap as in attentionFwd. */
     void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen, long hq,
-            long hkv, long headDim, Tensor out);
+            long hkv, long headDim, float softcap, Tensor out);
+
+    /** Without a soft cap. */
+    default void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen, long hq,
+            long hkv, long headDim, Tensor out) {
+        attentionDecode(q, kCache, vCache, batch, len, cacheLen, hq, hkv, headDim, 0f, out);
+    }
 
     // ---- single-token decode (infer.h lora4j_decode_*: T = 1, nothing allocated) ----
 
@@ -127,6 +150,12 @@ public interface Backend {
 
     /** dlogits = scale·(softmax - onehot), 0 rows where ignored. */
     void crossEntropyBwd(Tensor logits, Tensor labels, float scale, Tensor dlogits);
+
+    /** y = cap·tanh(x / cap) elementwise (Gemma 2's final_logit_softcapping); y may be x; cap > 0. */
+    void softcapFwd(Tensor x, float cap, Tensor y);
+
+    /** dx = dy·(1 − tanh²(x / cap)), x the forward's input; dx may be dy. */
+    void softcapBwd(Tensor dy, Tensor x, float cap, Tensor dx);
 
     // ---- vocabulary-chunked cross-entropy (ops.h lora4j_ce_chunk_*: online log-sum-exp) ----
 

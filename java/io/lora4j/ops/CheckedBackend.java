@@ -230,8 +230,9 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
-            long headDim, Tensor out, Tensor lse) {
+            long headDim, float softcap, Tensor out, Tensor lse) {
         long rows = attentionShape(batch, seq, hq, hkv, headDim);
+        softcap(softcap);
         long qn = mul(rows, mul(hq, headDim, "Hq*D"), "B*S*Hq*D");
         long kn = mul(rows, mul(hkv, headDim, "Hkv*D"), "B*S*Hkv*D");
         f32(q, qn, "q");
@@ -240,13 +241,14 @@ public final class CheckedBackend implements Backend {
         if (seg != null) i32(seg, rows, "seg");
         f32(out, qn, "out");
         f32(lse, mul(rows, hq, "B*Hq*S"), "lse");
-        delegate.attentionFwd(q, k, v, seg, batch, seq, hq, hkv, headDim, out, lse);
+        delegate.attentionFwd(q, k, v, seg, batch, seq, hq, hkv, headDim, softcap, out, lse);
     }
 
     @Override
     public void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg,
-            long batch, long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv) {
+            long batch, long seq, long hq, long hkv, long headDim, float softcap, Tensor dq, Tensor dk, Tensor dv) {
         long rows = attentionShape(batch, seq, hq, hkv, headDim);
+        softcap(softcap);
         long qn = mul(rows, mul(hq, headDim, "Hq*D"), "B*S*Hq*D");
         long kn = mul(rows, mul(hkv, headDim, "Hkv*D"), "B*S*Hkv*D");
         f32(q, qn, "q");
@@ -259,7 +261,13 @@ public final class CheckedBackend implements Backend {
         f32(dq, qn, "dq");
         f32(dk, kn, "dk");
         f32(dv, kn, "dv");
-        delegate.attentionBwd(q, k, v, out, dout, lse, seg, batch, seq, hq, hkv, headDim, dq, dk, dv);
+        delegate.attentionBwd(q, k, v, out, dout, lse, seg, batch, seq, hq, hkv, headDim, softcap, dq, dk, dv);
+    }
+
+    /** An attention soft cap: finite and >= 0 (0 = off). */
+    private static void softcap(float softcap) {
+        if (!(softcap >= 0) || Float.isInfinite(softcap))
+            throw new IllegalArgumentException("attention softcap must be finite and >= 0, got " + softcap);
     }
 
     private static long attentionShape(long batch, long seq, long hq, long hkv, long headDim) {
@@ -275,7 +283,8 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen,
-            long hq, long hkv, long headDim, Tensor out) {
+            long hq, long hkv, long headDim, float softcap, Tensor out) {
+        softcap(softcap);
         positive(batch, "batch");
         positive(len, "len");
         positive(cacheLen, "cacheLen");
@@ -291,7 +300,7 @@ public final class CheckedBackend implements Backend {
         f32(kCache, cn, "kCache");
         f32(vCache, cn, "vCache");
         f32(out, qn, "out");
-        delegate.attentionDecode(q, kCache, vCache, batch, len, cacheLen, hq, hkv, headDim, out);
+        delegate.attentionDecode(q, kCache, vCache, batch, len, cacheLen, hq, hkv, headDim, softcap, out);
     }
 
     // ---- single-token decode ----
@@ -398,6 +407,26 @@ public final class CheckedBackend implements Backend {
     public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
         gluBwdShapes(dh, gate, up, dgate, dup);
         delegate.gegluBwd(dh, gate, up, dgate, dup);
+    }
+
+    @Override
+    public void softcapFwd(Tensor x, float cap, Tensor y) {
+        softcapShapes(x, cap, y, "y");
+        delegate.softcapFwd(x, cap, y);
+    }
+
+    @Override
+    public void softcapBwd(Tensor dy, Tensor x, float cap, Tensor dx) {
+        softcapShapes(x, cap, dy, "dy");
+        f32(dx, x.numel(), "dx");
+        delegate.softcapBwd(dy, x, cap, dx);
+    }
+
+    /** x F32 on this device, other of its element count, cap finite and > 0. */
+    private void softcapShapes(Tensor x, float cap, Tensor other, String otherName) {
+        if (!(cap > 0) || Float.isInfinite(cap)) throw new IllegalArgumentException("softcap must be finite and > 0, got " + cap);
+        f32(x, 0, "x");
+        f32(other, x.numel(), otherName);
     }
 
     @Override

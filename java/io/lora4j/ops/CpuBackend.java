@@ -131,23 +131,33 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
-            long headDim, Tensor out, Tensor lse) {
-        lora4j_attention_fwd(q.pointer(), k.pointer(), v.pointer(), p(seg), batch, seq, hq, hkv, headDim,
+            long headDim, float softcap, Tensor out, Tensor lse) {
+        lora4j_attention_fwd(q.pointer(), k.pointer(), v.pointer(), p(seg), batch, seq, hq, hkv, headDim, softcap,
                 out.pointer(), lse.pointer());
     }
 
     @Override
     public void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg,
-            long batch, long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv) {
+            long batch, long seq, long hq, long hkv, long headDim, float softcap, Tensor dq, Tensor dk, Tensor dv) {
         lora4j_attention_bwd(q.pointer(), k.pointer(), v.pointer(), out.pointer(), dout.pointer(), lse.pointer(),
-                p(seg), batch, seq, hq, hkv, headDim, dq.pointer(), dk.pointer(), dv.pointer());
+                p(seg), batch, seq, hq, hkv, headDim, softcap, dq.pointer(), dk.pointer(), dv.pointer());
     }
 
     @Override
     public void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen,
-            long hq, long hkv, long headDim, Tensor out) {
+            long hq, long hkv, long headDim, float softcap, Tensor out) {
         lora4j_attention_decode(q.pointer(), kCache.pointer(), vCache.pointer(), batch, len, cacheLen, hq, hkv,
-                headDim, out.pointer());
+                headDim, softcap, out.pointer());
+    }
+
+    @Override
+    public void softcapFwd(Tensor x, float cap, Tensor y) {
+        lora4j_softcap_fwd(x.pointer(), x.numel(), cap, y.pointer());
+    }
+
+    @Override
+    public void softcapBwd(Tensor dy, Tensor x, float cap, Tensor dx) {
+        lora4j_softcap_bwd(dy.pointer(), x.pointer(), x.numel(), cap, dx.pointer());
     }
 
     /** The SIMD path of the decode kernels ("avx512", "avx2" or "scalar"; LORA4J_DECODE_ISA forces one). */

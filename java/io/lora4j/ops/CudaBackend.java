@@ -181,23 +181,33 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void attentionFwd(Tensor q, Tensor k, Tensor v, Tensor seg, long batch, long seq, long hq, long hkv,
-            long headDim, Tensor out, Tensor lse) {
-        lora4j_cuda_attention_fwd(q.pointer(), k.pointer(), v.pointer(), p(seg), batch, seq, hq, hkv, headDim,
+            long headDim, float softcap, Tensor out, Tensor lse) {
+        lora4j_cuda_attention_fwd(q.pointer(), k.pointer(), v.pointer(), p(seg), batch, seq, hq, hkv, headDim, softcap,
                 out.pointer(), lse.pointer(), stream);
     }
 
     @Override
     public void attentionBwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor dout, Tensor lse, Tensor seg,
-            long batch, long seq, long hq, long hkv, long headDim, Tensor dq, Tensor dk, Tensor dv) {
+            long batch, long seq, long hq, long hkv, long headDim, float softcap, Tensor dq, Tensor dk, Tensor dv) {
         lora4j_cuda_attention_bwd(q.pointer(), k.pointer(), v.pointer(), out.pointer(), dout.pointer(), lse.pointer(),
-                p(seg), batch, seq, hq, hkv, headDim, dq.pointer(), dk.pointer(), dv.pointer(), stream);
+                p(seg), batch, seq, hq, hkv, headDim, softcap, dq.pointer(), dk.pointer(), dv.pointer(), stream);
     }
 
     @Override
     public void attentionDecode(Tensor q, Tensor kCache, Tensor vCache, long batch, long len, long cacheLen,
-            long hq, long hkv, long headDim, Tensor out) {
+            long hq, long hkv, long headDim, float softcap, Tensor out) {
         lora4j_cuda_attention_decode(q.pointer(), kCache.pointer(), vCache.pointer(), batch, len, cacheLen, hq, hkv,
-                headDim, out.pointer(), stream);
+                headDim, softcap, out.pointer(), stream);
+    }
+
+    @Override
+    public void softcapFwd(Tensor x, float cap, Tensor y) {
+        lora4j_cuda_softcap_fwd(x.pointer(), x.numel(), cap, y.pointer(), stream);
+    }
+
+    @Override
+    public void softcapBwd(Tensor dy, Tensor x, float cap, Tensor dx) {
+        lora4j_cuda_softcap_bwd(dy.pointer(), x.pointer(), x.numel(), cap, dx.pointer(), stream);
     }
 
     @Override

@@ -168,10 +168,17 @@ public final class MemoryPlanner {
         return b;
     }
 
-    /** LoRA parameters: r·(in + out) per adapted projection per layer. */
+    /**
+     * LoRA parameters: r·(in + out) per adapted projection per layer; on fused modules (Phi-3's
+     * qkv_proj, gate_up_proj) one A for the module (r·in once) and the Bs of its projections.
+     */
     public static long loraParameterCount(LlamaConfig c, int r, Set<Projection> targets) {
         long per = 0;
-        for (Projection p : targets) per += (long) r * (p.inFeatures(c) + p.outFeatures(c));
+        boolean fused = c.architecture().fusedProjections();
+        for (Projection p : targets) {
+            boolean sharesA = fused && p != p.fusedLeader() && targets.contains(p.fusedLeader());
+            per += (long) r * ((sharesA ? 0 : p.inFeatures(c)) + p.outFeatures(c));
+        }
         return per * c.numHiddenLayers();
     }
 

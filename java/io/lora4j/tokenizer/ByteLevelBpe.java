@@ -29,6 +29,14 @@ import java.util.regex.Pattern;
  * </ol>
  * Decoding maps tokens back through the byte alphabet to UTF-8 (invalid bytes become U+FFFD).
  * HF's {@code clean_up_tokenization_spaces} is not applied: it would break round trips.
+ *
+ * <p>The same merge-rank BPE also runs SentencePiece-style vocabularies exported to
+ * {@code tokenizer.json} (Gemma 3; {@link Alphabet#CHARS_WITH_BYTE_FALLBACK}): the normalizer's
+ * {@code Replace} steps (Gemma: every space becomes {@code "▁"}, U+2581) run instead of the byte
+ * mapping, a word's symbols are its Unicode code points, and a code point the vocabulary lacks
+ * becomes the {@code <0xNN>} tokens of its UTF-8 bytes (HF's {@code byte_fallback}). Decoding
+ * turns {@code "▁"} back into spaces and byte tokens back into UTF-8 (HF's Replace, ByteFallback
+ * and Fuse decoders).
  */
 public final class ByteLevelBpe implements Tokenizer {
     /** Word cache bound: past it the cache is dropped (the working set of a corpus is far smaller). */
@@ -55,6 +63,19 @@ public final class ByteLevelBpe implements Tokenizer {
         void apply(String piece, List<String> out);
     }
 
+    /** What a word's initial symbols are. */
+    enum Alphabet {
+        /** GPT-2's byte alphabet: one symbol per UTF-8 byte (a ByteLevel pre-tokenizer). */
+        BYTE_LEVEL,
+        /** One symbol per code point; a code point outside the vocabulary falls back to {@code <0xNN>} byte tokens. */
+        CHARS_WITH_BYTE_FALLBACK
+    }
+
+    /** A normalizer's literal {@code Replace} step: every {@code from} becomes {@code to}. */
+    record Replace(String from, String to) {}
+
+    private static final char METASPACE = '\u2581';
+
     private final String[] tokens;
     private final boolean[] special;
     private final boolean[] added;
@@ -63,16 +84,29 @@ public final class ByteLevelBpe implements Tokenizer {
     private final MergeTable merges;
     private final boolean ignoreMerges;
     private final boolean nfc;
+    private final Alphabet alphabet;
+    private final List<Replace> replaces;
+    private final boolean[] byteToken; // CHARS_WITH_BYTE_FALLBACK: ids that are <0xNN> tokens
     private final List<PreTokenizer> preTokenizers;
     private final SpecialTokenMatcher plainMatcher, allMatcher;
     private final Map<String, Integer> specials;
     private final int bosId, eosId, padId;
     private final ConcurrentHashMap<String, int[]> cache = new ConcurrentHashMap<>();
 
+    /**
+     * @param byteIds the token of each byte: its byte-alphabet char (BYTE_LEVEL) or its
+     *                {@code <0xNN>} token (CHARS_WITH_BYTE_FALLBACK)
+     * @param replaces the normalizer's Replace steps, in order (after NFC)
+     */
     ByteLevelBpe(String[] tokens, boolean[] special, boolean[] added, Map<String, Integer> tokenToId, int[] byteIds,
-                 MergeTable merges, boolean ignoreMerges, boolean nfc, List<PreTokenizer> preTokenizers,
-                 List<SpecialTokenMatcher.Token> addedTokens, int bosId, int eosId, int padId) {
+                 MergeTable merges, boolean ignoreMerges, boolean nfc, Alphabet alphabet, List<Replace> replaces,
+                 List<PreTokenizer> preTokenizers, List<SpecialTokenMatcher.Token> addedTokens, int bosId, int eosId,
+                 int padId) {
         this.tokens = tokens;
+        this.alphabet = alphabet;
+        this.replaces = List.copyOf(replaces);
+        this.byteToken = new boolean[tokens.length];
+        if (alphabet == Alphabet.CHARS_WITH_BYTE_FALLBACK) for (int id : byteIds) byteToken[id] = true;
         this.special = special;
         this.added = added;
         this.tokenToId = tokenToId;
@@ -104,6 +138,20 @@ public final class ByteLevelBpe implements Tokenizer {
                 if (m.end() == m.start()) continue; // HF ignores empty matches
                 if (m.start() > last) out.add(piece.substring(last, m.start()));
                 if (!removeMatches) out.add(m.group());
+                last = m.end();
+            }
+            if (last < piece.length()) out.add(piece.substring(last));
+        };
+    }
+
+    /** The Split pre-tokenizer with HF's "MergedWithPrevious" behaviour: each match ends the piece before it. */
+    static PreTokenizer splitMergedWithPrevious(Pattern pattern) {
+        return (piece, out) -> {
+            Matcher m = pattern.matcher(piece);
+            int last = 0;
+            while (m.find()) {
+                if (m.end() == m.start()) continue;
+                out.add(piece.substring(last, m.end()));
                 last = m.end();
             }
             if (last < piece.length()) out.add(piece.substring(last));
@@ -161,6 +209,7 @@ public final class ByteLevelBpe implements Tokenizer {
 
     private void encodePlain(String text, IntList out) {
         String t = nfc ? java.text.Normalizer.normalize(text, java.text.Normalizer.Form.NFC) : text;
+        for (Replace r : replaces) t = t.replace(r.from(), r.to());
         List<String> pieces = new ArrayList<>();
         pieces.add(t);
         for (PreTokenizer p : preTokenizers) {
@@ -171,12 +220,15 @@ public final class ByteLevelBpe implements Tokenizer {
         StringBuilder sb = new StringBuilder();
         for (String piece : pieces) {
             if (piece.isEmpty()) continue;
-            sb.setLength(0);
-            for (byte b : piece.getBytes(StandardCharsets.UTF_8)) sb.append(BYTE_TO_CHAR[b & 0xff]);
-            String word = sb.toString();
+            String word = piece;
+            if (alphabet == Alphabet.BYTE_LEVEL) {
+                sb.setLength(0);
+                for (byte b : piece.getBytes(StandardCharsets.UTF_8)) sb.append(BYTE_TO_CHAR[b & 0xff]);
+                word = sb.toString();
+            }
             int[] ids = cache.get(word);
             if (ids == null) {
-                ids = bpe(word);
+                ids = bpe(word, symbols(word));
                 if (cache.size() >= CACHE_LIMIT) cache.clear();
                 cache.put(word, ids);
             }
@@ -184,16 +236,37 @@ public final class ByteLevelBpe implements Tokenizer {
         }
     }
 
-    /** BPE over one byte-level word: lowest rank first, leftmost on ties (HF Word::merge_all). */
-    private int[] bpe(String word) {
+    /**
+     * A word's initial symbols: one per byte-alphabet char (BYTE_LEVEL), or one per code point
+     * with the byte tokens of its UTF-8 in place of a code point the vocabulary lacks.
+     */
+    private int[] symbols(String word) {
+        if (alphabet == Alphabet.BYTE_LEVEL) {
+            int[] ids = new int[word.length()];
+            for (int i = 0; i < ids.length; i++) ids[i] = byteIds[CHAR_TO_BYTE[word.charAt(i)]];
+            return ids;
+        }
+        IntList ids = new IntList(word.length() + 4);
+        for (int i = 0; i < word.length(); ) {
+            int cp = word.codePointAt(i);
+            String ch = word.substring(i, i + Character.charCount(cp));
+            Integer id = tokenToId.get(ch);
+            if (id != null && !added[id]) ids.add(id);
+            else for (byte b : ch.getBytes(StandardCharsets.UTF_8)) ids.add(byteIds[b & 0xff]);
+            i += ch.length();
+        }
+        return ids.toArray();
+    }
+
+    /** BPE over one word's symbols: lowest rank first, leftmost on ties (HF Word::merge_all). */
+    private int[] bpe(String word, int[] ids) {
         if (ignoreMerges) {
             Integer whole = tokenToId.get(word);
             if (whole != null) return new int[] {whole};
         }
-        int n = word.length();
-        int[] ids = new int[n], prev = new int[n], next = new int[n];
+        int n = ids.length;
+        int[] prev = new int[n], next = new int[n];
         for (int i = 0; i < n; i++) {
-            ids[i] = byteIds[CHAR_TO_BYTE[word.charAt(i)]];
             prev[i] = i - 1;
             next[i] = i + 1;
         }
@@ -251,7 +324,10 @@ public final class ByteLevelBpe implements Tokenizer {
 
     private void writeToken(int id, ByteArrayOutputStream out) {
         String t = tokens[id];
-        if (!added[id]) {
+        if (alphabet == Alphabet.CHARS_WITH_BYTE_FALLBACK) {
+            if (byteToken[id]) out.write(SentencePieceBpe.parseBytePiece(t));
+            else out.writeBytes(t.replace(METASPACE, ' ').getBytes(StandardCharsets.UTF_8));
+        } else if (!added[id]) {
             // A vocabulary token is all byte-alphabet chars (checked at load).
             for (int i = 0; i < t.length(); i++) out.write(CHAR_TO_BYTE[t.charAt(i)]);
         } else {

@@ -14,9 +14,11 @@ import java.util.regex.PatternSyntaxException;
 
 /**
  * Builds a {@link ByteLevelBpe} from HF's {@code tokenizer.json}. Supported: model BPE (vocab,
- * merges as "a b" strings or [a, b] pairs, ignore_merges); normalizer null or NFC; pre_tokenizer
- * Sequence / Split (Isolated or Removed) / ByteLevel; added_tokens. Anything else is refused
- * with a message rather than tokenized differently.
+ * merges as "a b" strings or [a, b] pairs, ignore_merges), either byte-level (a ByteLevel
+ * pre-tokenizer) or SentencePiece-style with {@code byte_fallback} and all 256 {@code <0xNN>}
+ * tokens (Gemma 3); normalizer null, NFC or literal Replace steps (or a Sequence of them);
+ * pre_tokenizer Sequence / Split (Isolated, Removed or MergedWithPrevious) / ByteLevel;
+ * added_tokens. Anything else is refused with a message rather than tokenized differently.
  */
 final class HfTokenizerJsonReader {
     private HfTokenizerJsonReader() {}
@@ -41,9 +43,11 @@ final class HfTokenizerJsonReader {
         JsonObject model = Json.object(file, root, "model");
         String type = Json.optString(file, model, "type");
         if (type != null && !type.equals("BPE"))
-            throw new TokenizerException(file, "model type " + type + " is not supported (only byte-level BPE)");
-        if (!isByteLevel(root))
-            throw new TokenizerException(file, "pre_tokenizer has no ByteLevel step: not a byte-level BPE tokenizer "
+            throw new TokenizerException(file, "model type " + type + " is not supported (only BPE)");
+        ByteLevelBpe.Alphabet alphabet = isByteLevel(root) ? ByteLevelBpe.Alphabet.BYTE_LEVEL
+                : ByteLevelBpe.Alphabet.CHARS_WITH_BYTE_FALLBACK;
+        if (alphabet == ByteLevelBpe.Alphabet.CHARS_WITH_BYTE_FALLBACK && !Json.optBoolean(file, model, "byte_fallback", false))
+            throw new TokenizerException(file, "BPE without a ByteLevel pre-tokenizer needs model.byte_fallback true "
                     + "(for a SentencePiece model load its tokenizer.model)");
         String prefix = Json.optString(file, model, "continuing_subword_prefix");
         String suffix = Json.optString(file, model, "end_of_word_suffix");
@@ -85,7 +89,7 @@ final class HfTokenizerJsonReader {
             if (tokens[id] != null)
                 throw new TokenizerException(file, "model.vocab gives id " + id + " to both " + Quoted.of(tokens[id]) + " and " + Quoted.of(e.getKey()));
             tokens[id] = e.getKey();
-            for (int i = 0; i < e.getKey().length(); i++)
+            if (alphabet == ByteLevelBpe.Alphabet.BYTE_LEVEL) for (int i = 0; i < e.getKey().length(); i++)
                 if (!ByteLevelBpe.isByteChar(e.getKey().charAt(i)))
                     throw new TokenizerException(file, "vocab token " + Quoted.of(e.getKey()) + " (id " + id
                             + ") has a char outside the byte-level alphabet");
@@ -104,9 +108,12 @@ final class HfTokenizerJsonReader {
         }
         int[] byteIds = new int[256];
         for (int b = 0; b < 256; b++) {
-            Integer id = tokenToId.get(String.valueOf(ByteLevelBpe.BYTE_TO_CHAR[b]));
+            String piece = alphabet == ByteLevelBpe.Alphabet.BYTE_LEVEL ? String.valueOf(ByteLevelBpe.BYTE_TO_CHAR[b])
+                    : String.format("<0x%02X>", b);
+            Integer id = tokenToId.get(piece);
             if (id == null || isAdded[id])
-                throw new TokenizerException(file, "the vocabulary lacks the byte-level token for byte " + b);
+                throw new TokenizerException(file, "the vocabulary lacks the " + (alphabet == ByteLevelBpe.Alphabet.BYTE_LEVEL
+                        ? "byte-level token" : "byte-fallback token " + piece) + " for byte " + b);
             byteIds[b] = id;
         }
 
@@ -135,7 +142,8 @@ final class HfTokenizerJsonReader {
         }
         boolean ignoreMerges = Json.optBoolean(file, model, "ignore_merges", false);
 
-        boolean nfc = readNormalizer(file, Json.optObject(file, root, "normalizer"));
+        List<ByteLevelBpe.Replace> replaces = new ArrayList<>();
+        boolean nfc = readNormalizer(file, Json.optObject(file, root, "normalizer"), replaces);
         List<ByteLevelBpe.PreTokenizer> pre = new ArrayList<>();
         readPreTokenizer(file, Json.object(file, root, "pre_tokenizer"), pre);
 
@@ -145,8 +153,8 @@ final class HfTokenizerJsonReader {
         int pad = resolve(file, config, "pad_token", config.padToken(), tokenToId);
         if (config.bosToken() == null) bos = templateBos(file, Json.optObject(file, root, "post_processor"), tokenToId);
 
-        return new ByteLevelBpe(tokens, special, isAdded, tokenToId, byteIds, table, ignoreMerges, nfc, pre,
-                addedTokens, bos, eos, pad);
+        return new ByteLevelBpe(tokens, special, isAdded, tokenToId, byteIds, table, ignoreMerges, nfc, alphabet, replaces,
+                pre, addedTokens, bos, eos, pad);
     }
 
     private static int resolve(Path file, TokenizerConfig config, String key, String token, Map<String, Integer> ids)
@@ -170,16 +178,34 @@ final class HfTokenizerJsonReader {
         return id == null ? -1 : id;
     }
 
-    private static boolean readNormalizer(Path file, JsonObject n) throws TokenizerException {
+    /**
+     * Reads the normalizer: returns whether it applies NFC, and collects its literal Replace steps
+     * into {@code replaces}. NFC must come before any Replace (the order the tokenizer runs them).
+     */
+    private static boolean readNormalizer(Path file, JsonObject n, List<ByteLevelBpe.Replace> replaces) throws TokenizerException {
         if (n == null) return false;
         String type = Json.optString(file, n, "type");
-        if ("NFC".equals(type)) return true;
+        if ("NFC".equals(type)) {
+            if (!replaces.isEmpty()) throw new TokenizerException(file, "normalizer NFC after a Replace is not supported");
+            return true;
+        }
+        if ("Replace".equals(type)) {
+            String from = Json.optString(file, Json.object(file, n, "pattern"), "String");
+            if (from == null || from.isEmpty())
+                throw new TokenizerException(file, "normalizer Replace is supported with a non-empty String pattern only");
+            replaces.add(new ByteLevelBpe.Replace(from, Json.string(file, n.get("content"), "normalizer Replace content")));
+            return false;
+        }
         if ("Sequence".equals(type)) {
             JsonArray list = Json.optArray(file, n, "normalizers");
-            if (list == null || list.isEmpty()) return false;
-            if (list.size() == 1 && list.get(0).isJsonObject()) return readNormalizer(file, list.get(0).getAsJsonObject());
+            boolean nfc = false;
+            if (list != null) for (JsonElement e : list) {
+                if (!e.isJsonObject()) throw new TokenizerException(file, "a normalizer is not an object");
+                nfc |= readNormalizer(file, e.getAsJsonObject(), replaces);
+            }
+            return nfc;
         }
-        throw new TokenizerException(file, "normalizer " + type + " is not supported (only none or NFC)");
+        throw new TokenizerException(file, "normalizer " + type + " is not supported (none, NFC or Replace)");
     }
 
     private static void readPreTokenizer(Path file, JsonObject p, List<ByteLevelBpe.PreTokenizer> out)
@@ -204,10 +230,9 @@ final class HfTokenizerJsonReader {
                 String behavior = Json.optString(file, p, "behavior");
                 if (Json.optBoolean(file, p, "invert", false))
                     throw new TokenizerException(file, "Split with invert=true is not supported");
-                boolean removed;
-                if ("Isolated".equals(behavior)) removed = false;
-                else if ("Removed".equals(behavior)) removed = true;
-                else throw new TokenizerException(file, "Split behavior " + behavior + " is not supported (Isolated, Removed)");
+                if (!"Isolated".equals(behavior) && !"Removed".equals(behavior) && !"MergedWithPrevious".equals(behavior))
+                    throw new TokenizerException(file, "Split behavior " + behavior
+                            + " is not supported (Isolated, Removed, MergedWithPrevious)");
                 Pattern pattern;
                 try {
                     // HF runs these through Oniguruma, whose \s, \p{..} and case folding are Unicode:
@@ -217,7 +242,8 @@ final class HfTokenizerJsonReader {
                 } catch (PatternSyntaxException e) {
                     throw new TokenizerException(file, "Split regex does not compile in Java: " + e.getDescription());
                 }
-                out.add(ByteLevelBpe.split(pattern, removed));
+                out.add("MergedWithPrevious".equals(behavior) ? ByteLevelBpe.splitMergedWithPrevious(pattern)
+                        : ByteLevelBpe.split(pattern, "Removed".equals(behavior)));
             }
             case "ByteLevel" -> out.add(ByteLevelBpe.byteLevel(Json.optBoolean(file, p, "add_prefix_space", false),
                     Json.optBoolean(file, p, "use_regex", true)));

@@ -13,7 +13,8 @@ import java.util.Locale;
  * <ul>
  * <li>{@code tokenizer.model}: a SentencePiece BPE protobuf (Llama 2) -> {@link SentencePieceBpe};</li>
  * <li>{@code tokenizer.bin}: llama2.c's export of the same -> {@link SentencePieceBpe};</li>
- * <li>{@code tokenizer.json}: HF byte-level BPE (Llama 3) -> {@link ByteLevelBpe};</li>
+ * <li>{@code tokenizer.json}: HF BPE, byte-level (Llama 3, Qwen) or SentencePiece-style with byte
+ *     fallback (Gemma 3) -> {@link ByteLevelBpe};</li>
  * <li>a directory: its {@code tokenizer.json} when that is byte-level BPE, else its
  *     {@code tokenizer.model} (HF Llama 2 directories carry both), else {@code tokenizer.bin}.</li>
  * </ul>
@@ -73,7 +74,7 @@ public final class Tokenizers {
         return sentencePiece(file, Llama2cTokenizerReader.read(file, read(file)));
     }
 
-    /** Loads an HF byte-level BPE {@code tokenizer.json} (with its sibling tokenizer_config.json). */
+    /** Loads an HF BPE {@code tokenizer.json} (with its sibling tokenizer_config.json). */
     public static ByteLevelBpe loadHfJson(Path file) throws IOException {
         return HfTokenizerJsonReader.read(file, Json.parseObject(file, read(file)), config(file));
     }

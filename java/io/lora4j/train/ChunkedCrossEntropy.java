@@ -26,7 +26,12 @@ import org.bytedeco.javacpp.FloatPointer;
  *                      dh += z·W[v0:v1]   [n, d]
  * </pre>
  * Equal to the token-chunked head up to fp32 rounding of the sums; pass 2 costs a third lm_head
- * matmul (the price of never holding [n, V]). Rows of a chunk without any target are skipped and
+ * matmul (the price of never holding [n, V]).
+ *
+ * <p>With a final-logit soft cap c > 0 (Gemma 2's final_logit_softcapping) the loss is taken over
+ * y = c·tanh(z / c) instead of z, and the gradient is carried back through the cap:
+ * dz = dy·(1 − tanh²(z / c)). The capped logits of a slice go into a second buffer of the logits'
+ * size (category {@link MemoryCategory#LOGITS}), so that z survives for that backward. Rows of a chunk without any target are skipped and
  * their dh rows left as they are (the caller passes zeroed dh). The logits buffer is one tensor of
  * category {@link MemoryCategory#LOGITS}: [min(T, tokenChunk), min(V, vocabSlice)] fp32.
  *
@@ -84,11 +89,17 @@ public final class ChunkedCrossEntropy {
      */
     public static double lossAndGradient(Backend backend, Tensor h, Tensor lmHead, Tensor labels, int[] hostLabels,
             long tokenChunk, long vocabSlice, float lossScale, Tensor dh) {
+        return lossAndGradient(backend, h, lmHead, labels, hostLabels, tokenChunk, vocabSlice, lossScale, 0f, dh);
+    }
+
+    /** {@link #lossAndGradient} over logits soft-capped at {@code softcap} (> 0; 0 = no cap). */
+    public static double lossAndGradient(Backend backend, Tensor h, Tensor lmHead, Tensor labels, int[] hostLabels,
+            long tokenChunk, long vocabSlice, float lossScale, float softcap, Tensor dh) {
         check(h, lmHead, labels, hostLabels, tokenChunk, vocabSlice, dh);
         int n = 0;
         int[] rows = new int[hostLabels.length];
         for (int i = 0; i < hostLabels.length; i++) if (hostLabels[i] != Example.IGNORE_INDEX) rows[n++] = i;
-        return run(backend, h, lmHead, hostLabels, Arrays.copyOf(rows, n), tokenChunk, vocabSlice, lossScale, dh);
+        return run(backend, h, lmHead, hostLabels, Arrays.copyOf(rows, n), tokenChunk, vocabSlice, lossScale, softcap, dh);
     }
 
     /**
@@ -101,12 +112,14 @@ public final class ChunkedCrossEntropy {
         check(h, lmHead, labels, hostLabels, tokenChunk, vocabSlice, dh);
         int[] rows = new int[hostLabels.length];
         for (int i = 0; i < rows.length; i++) rows[i] = i;
-        return run(backend, h, lmHead, hostLabels, rows, tokenChunk, vocabSlice, lossScale, dh);
+        return run(backend, h, lmHead, hostLabels, rows, tokenChunk, vocabSlice, lossScale, 0f, dh);
     }
 
     /** The head on h's rows {@code rows} (ascending), in aligned chunks; see the class comment. */
     private static double run(Backend backend, Tensor h, Tensor lmHead, int[] hostLabels, int[] rows, long tokenChunk,
-            long vocabSlice, float lossScale, Tensor dh) {
+            long vocabSlice, float lossScale, float softcap, Tensor dh) {
+        if (!(softcap >= 0) || Float.isInfinite(softcap))
+            throw new IllegalArgumentException("final logit softcap must be finite and >= 0, got " + softcap);
         int n = rows.length, t = hostLabels.length;
         if (n == 0) return 0; // dh stays as the caller passed it: zeros
         long d = h.dim(1), vocab = lmHead.dim(0);
@@ -115,6 +128,7 @@ public final class ChunkedCrossEntropy {
         double total = 0;
         int[] ids = new int[(int) chunk], lab = new int[(int) chunk];
         try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vc);
+             Tensor cappedBuf = softcap > 0 ? backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vc) : null;
              Tensor hc = act(backend, chunk, d);
              Tensor dhg = dh == null ? null : act(backend, padded + 1, d);
              Tensor rowMax = act(backend, chunk); Tensor rowSum = act(backend, chunk); Tensor zy = act(backend, chunk);
@@ -132,7 +146,8 @@ public final class ChunkedCrossEntropy {
                 try (Tensor idc = ints(backend, ids, m); Tensor lb = ints(backend, lab, m); Tensor hcm = hc.slice(0, m, d);
                      Tensor lo = loss.slice(0, m); Tensor dhc = dhg == null ? null : dhg.slice((long) c0 * d, m, d)) {
                     backend.embeddingFwd(idc, h, hcm);
-                    head(backend, hcm, lmHead, lb, lo, m, d, vocab, vc, lossScale, dhc, logits, rowMax, rowSum, zy, lse, sum);
+                    head(backend, hcm, lmHead, lb, lo, m, d, vocab, vc, lossScale, softcap, dhc, logits, cappedBuf, rowMax, rowSum,
+                            zy, lse, sum);
                     total = addRows(backend, lo, k, total);
                 }
             }
@@ -148,16 +163,22 @@ public final class ChunkedCrossEntropy {
         return total;
     }
 
-    /** One chunk of m rows: the per-row loss into lo, dL/dhc into dhc. */
+    /**
+     * One chunk of m rows: the per-row loss into lo, dL/dhc into dhc. With a soft cap the capped
+     * logits y live in {@code cappedBuf}, the raw z in {@code logits}, and dz ends in {@code logits}.
+     */
     private static void head(Backend backend, Tensor hc, Tensor lmHead, Tensor lab, Tensor lo, long m, long d, long vocab,
-            long vc, float lossScale, Tensor dhc, Tensor logits, Tensor rowMax, Tensor rowSum, Tensor zy, Tensor lse,
-            Tensor sum) {
+            long vc, float lossScale, float softcap, Tensor dhc, Tensor logits, Tensor cappedBuf, Tensor rowMax, Tensor rowSum,
+            Tensor zy, Tensor lse, Tensor sum) {
         if (vc == vocab) {
-            try (Tensor lg = logits.slice(0, m, vocab)) {
+            try (Tensor lg = logits.slice(0, m, vocab); Tensor y = softcap > 0 ? cappedBuf.slice(0, m, vocab) : null) {
                 backend.sgemm(false, true, m, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
-                backend.crossEntropyFwd(lg, lab, lo, sum);
+                Tensor capped = y == null ? lg : y;
+                if (y != null) backend.softcapFwd(lg, softcap, y);
+                backend.crossEntropyFwd(capped, lab, lo, sum);
                 if (dhc != null) {
-                    backend.crossEntropyBwd(lg, lab, lossScale, lg);
+                    backend.crossEntropyBwd(capped, lab, lossScale, capped);
+                    if (y != null) backend.softcapBwd(y, lg, softcap, lg);
                     backend.sgemm(false, false, m, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dhc, d);
                 }
             }
@@ -169,6 +190,7 @@ public final class ChunkedCrossEntropy {
                 long w = Math.min(vc, vocab - v0);
                 try (Tensor lg = logits.slice(0, m, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
                     backend.sgemm(false, true, m, w, d, 1f, hc, d, wv, d, 0f, lg, w);
+                    if (softcap > 0) backend.softcapFwd(lg, softcap, lg); // z itself is not needed in pass 1
                     backend.crossEntropyChunkStats(lg, lab, v0, v0 == 0, rm, rs, ty);
                 }
             }
@@ -176,9 +198,15 @@ public final class ChunkedCrossEntropy {
             if (dhc != null) {
                 for (long v0 = 0; v0 < vocab; v0 += vc) {
                     long w = Math.min(vc, vocab - v0);
-                    try (Tensor lg = logits.slice(0, m, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
+                    try (Tensor lg = logits.slice(0, m, w); Tensor wv = lmHead.slice(v0 * d, w, d);
+                         Tensor y = softcap > 0 ? cappedBuf.slice(0, m, w) : null) {
                         backend.sgemm(false, true, m, w, d, 1f, hc, d, wv, d, 0f, lg, w);
-                        backend.crossEntropyChunkGrad(lg, lab, v0, ls, lossScale);
+                        if (y == null) backend.crossEntropyChunkGrad(lg, lab, v0, ls, lossScale);
+                        else {
+                            backend.softcapFwd(lg, softcap, y);
+                            backend.crossEntropyChunkGrad(y, lab, v0, ls, lossScale);
+                            backend.softcapBwd(y, lg, softcap, lg);
+                        }
                         backend.sgemm(false, false, m, d, w, 1f, lg, w, wv, d, v0 == 0 ? 0f : 1f, dhc, d);
                     }
                 }

@@ -243,7 +243,9 @@ public final class LoraTrainingModel implements AutoCloseable {
             Tensor mask = null;
             if (dropout > 0 && c.training) {
                 mask = act(t, in);
-                backend.dropoutMask(dropoutSeed(c.seed, l, p), dropout, mask);
+                // a fused module's projections (Phi-3) share one input and, as in PEFT, one mask
+                Projection maskOf = config.architecture().fusedProjections() ? p.fusedLeader() : p;
+                backend.dropoutMask(dropoutSeed(c.seed, l, maskOf), dropout, mask);
                 a.mask.put(p, mask);
             }
             Tensor xa = act(t, adapter.config().r());
@@ -435,7 +437,7 @@ public final class LoraTrainingModel implements AutoCloseable {
         try (Tensor h = act(c.t, d); Tensor rstd = act(c.t)) {
             backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
             double total = ChunkedCrossEntropy.lossAndGradient(backend, h, lmHead, c.labels, c.flatLabels, CE_CHUNK_TOKENS,
-                    ceChunkVocab, lossScale, dRes);
+                    ceChunkVocab, lossScale, (float) config.architecture().finalSoftcap(), dRes);
             if (dRes != null) backend.rmsnormBwd(dRes, x, norm, rstd, dRes, null);
             return total;
         }

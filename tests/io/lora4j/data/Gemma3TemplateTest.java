@@ -25,9 +25,7 @@ class Gemma3TemplateTest {
         int n = 0;
         for (JsonElement r : v.getAsJsonArray("renders")) {
             JsonObject o = r.getAsJsonObject();
-            List<Message> messages = new ArrayList<>();
-            for (JsonElement m : o.getAsJsonArray("messages"))
-                messages.add(new Message(m.getAsJsonObject().get("role").getAsString(), m.getAsJsonObject().get("content").getAsString()));
+            List<Message> messages = messages(o);
             assertEquals(o.get("text").getAsString(), t.render(messages, o.get("add_generation_prompt").getAsBoolean()));
             n++;
         }
@@ -38,4 +36,43 @@ class Gemma3TemplateTest {
         assertTrue(e.getMessage().contains("Conversation roles must alternate"), e.getMessage());
     }
 
+    /**
+     * With the real Gemma 3 tokenizer (fetched by scripts/fetch-assets.sh): the template found
+     * beside it renders, tokenizes to transformers.js's ids, and response masking trains exactly
+     * the model turns (their text and the closing {@code <end_of_turn>}).
+     */
+    @Test
+    void realTokenizerGivesTheReferenceIdsAndMasksToTheModelTurns() throws IOException {
+        java.nio.file.Path tokFile = io.lora4j.model.Assets.require("gemma3/tokenizer.json");
+        io.lora4j.tokenizer.Tokenizer tok = io.lora4j.tokenizer.Tokenizers.load(tokFile);
+        ChatTemplate t = DataPipeline.resolveTemplate("auto", tok, tokFile);
+        assertEquals(new ChatTemplate.Markers("<start_of_turn>user\n", "<start_of_turn>model\n", "<end_of_turn>", false), t.markers());
+        ResponseMasker masker = ResponseMasker.of(tok, t.markers(), false);
+        JsonObject v = JsonParser.parseString(DataTesting.resource("gemma3_chat_vectors.json")).getAsJsonObject();
+        int n = 0;
+        for (JsonElement r : v.getAsJsonArray("renders")) {
+            JsonObject o = r.getAsJsonObject();
+            List<Message> messages = messages(o);
+            String text = t.render(messages, o.get("add_generation_prompt").getAsBoolean());
+            assertEquals(o.get("text").getAsString(), text);
+            int[] ids = tok.encodeWithSpecials(text, false, false);
+            assertArrayEquals(new com.google.gson.Gson().fromJson(o.get("ids"), int[].class), ids, () -> "ids of " + text);
+            if (o.get("add_generation_prompt").getAsBoolean() || !messages.get(messages.size() - 1).role().equals(Message.ASSISTANT))
+                continue;
+            int[] train = tok.encodeWithSpecials(t.renderForTraining(messages), false, false);
+            List<String> expected = new ArrayList<>();
+            for (Message m : messages) if (m.role().equals(Message.ASSISTANT)) expected.add(m.content().strip() + "<end_of_turn>");
+            assertEquals(expected, DataTesting.trainedSpans(tok, train, masker.labels(train)));
+            n++;
+        }
+        assertTrue(n >= 3, "conversations ending in a model turn: " + n);
+    }
+
+
+    private static List<Message> messages(JsonObject render) {
+        List<Message> messages = new ArrayList<>();
+        for (JsonElement m : render.getAsJsonArray("messages"))
+            messages.add(new Message(m.getAsJsonObject().get("role").getAsString(), m.getAsJsonObject().get("content").getAsString()));
+        return messages;
+    }
 }

@@ -34,22 +34,41 @@ class ModelFamilyConfigTest {
         assertEquals(8.0, gemma3.ropeScaling().factor());
         assertNull(g.unsupported());
         assertEquals(11_766_034_176L, gemma3.parameterCount()); // Gemma 3 12B: 11.77 B text parameters (+0.4 B vision)
+        LlamaConfig gemma2 = LlamaConfig.read(Path.of("examples/configs/Gemma-2-9B.json"));
+        Architecture g2 = gemma2.architecture();
+        assertTrue(g2.normOffset() && g2.sandwichNorms() && !g2.qkNorm() && g2.embeddingScale());
+        assertEquals(50.0, g2.attnSoftcap());
+        assertEquals(30.0, g2.finalSoftcap());
+        assertEquals(256.0, g2.queryPreAttnScalar());
+        assertTrue(g2.sliding(0) && !g2.sliding(1) && g2.sliding(40) && !g2.sliding(41), "every other layer slides");
+        assertEquals(4096, g2.window(0));
+        assertEquals(0.0, g2.localRopeTheta(), "one RoPE base (rope_theta) on every layer");
+        assertEquals(10000.0, gemma2.ropeTheta());
+        assertNull(g2.unsupported());
+        assertEquals(9_241_705_984L, gemma2.parameterCount()); // Gemma 2 9B: "9.24B"
         LlamaConfig phi3 = LlamaConfig.read(Path.of("examples/configs/Phi-3-mini-4k-instruct.json"));
         assertEquals(3_821_079_552L, phi3.parameterCount()); // Phi-3-mini: 3.8 B
-        assertTrue(phi3.architecture().unsupported().contains("fused qkv_proj"), "planned, not loaded");
-        assertThrows(IllegalArgumentException.class, () -> phi3.architecture().requireSupported());
+        assertNull(phi3.architecture().unsupported());
+        assertTrue(phi3.architecture().fusedProjections());
+        assertEquals(2047, phi3.architecture().window(0));
+        // PEFT's r = 16 on qkv_proj [9216, 3072], o_proj, gate_up_proj [16384, 3072], down_proj: one A/B per module
+        long peft = 32L * 16 * ((3072 + 9216) + (3072 + 3072) + (3072 + 16384) + (8192 + 3072));
+        assertEquals(25_165_824L, peft);
+        assertEquals(peft, io.lora4j.plan.MemoryPlanner.loraParameterCount(phi3, 16, java.util.EnumSet.allOf(Projection.class)),
+                "plan counts the fused modules' LoRA exactly");
+        var slots = io.lora4j.lora.LoraAdapter.layout(phi3, io.lora4j.lora.LoraConfig.defaults());
+        var last = slots.get(slots.size() - 1);
+        assertEquals(peft, last.offsetB() + last.out() * 16, "the adapter's flat layout holds the same count");
     }
 
     @Test
     void planOnlyFamiliesAreRefusedByTheLoaderNamingWhy() throws Exception {
         // an empty safetensors file: the config is refused before any tensor is read
         Files.write(dir.resolve("model.safetensors"), new byte[] {2, 0, 0, 0, 0, 0, 0, 0, '{', '}'});
-        Files.writeString(dir.resolve("config.json"), config("gemma2", ",\"attn_logit_softcapping\":50.0,\"final_logit_softcapping\":30.0"));
-        FormatException e = assertThrows(FormatException.class, () -> ModelLoader.load(dir));
-        assertTrue(e.getMessage().contains("attn_logit_softcapping 50.0") && e.getMessage().contains("planned but not loaded"), e.getMessage());
         Files.writeString(dir.resolve("config.json"), config("phi3", ",\"partial_rotary_factor\":0.75"));
-        e = assertThrows(FormatException.class, () -> ModelLoader.load(dir));
-        assertTrue(e.getMessage().contains("partial_rotary_factor 0.75") && e.getMessage().contains("fused qkv_proj"), e.getMessage());
+        FormatException e = assertThrows(FormatException.class, () -> ModelLoader.load(dir));
+        assertTrue(e.getMessage().contains("partial_rotary_factor 0.75") && e.getMessage().contains("planned but not loaded"), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), "one line");
     }
 
     private String error(String json) throws Exception {
@@ -77,6 +96,10 @@ class ModelFamilyConfigTest {
         assertTrue(error(config("mistral", ",\"sliding_window\":0")).contains("sliding_window"));
         assertTrue(error(config("qwen2", ",\"hidden_act\":\"gelu\"")).contains("hidden_act"));
         assertTrue(error(config("qwen2", ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0}")).contains("rope_type 'yarn'"));
+        assertTrue(error(config("llama", ",\"final_logit_softcapping\":30.0")).contains("final_logit_softcapping"));
+        assertTrue(error(config("phi3", ",\"rope_scaling\":{\"type\":\"longrope\",\"long_factor\":[1.0],\"short_factor\":[1.0]}"))
+                .contains("rope_type 'longrope'"), "Phi-3-128k's longrope is refused naming it");
+        assertTrue(error(config("gemma2", ",\"attn_logit_softcapping\":-1.0")).contains("attn_logit_softcapping"));
     }
 
     @Test

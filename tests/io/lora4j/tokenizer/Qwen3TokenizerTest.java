@@ -2,9 +2,6 @@ package io.lora4j.tokenizer;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import com.google.gson.JsonArray;
-import com.google.gson.JsonElement;
-import com.google.gson.JsonObject;
 import java.io.IOException;
 import org.junit.jupiter.api.Test;
 
@@ -22,18 +19,7 @@ class Qwen3TokenizerTest {
 
     @Test
     void transformersJsVectors() throws IOException {
-        Tokenizer t = tok();
-        JsonArray rows = TokenizerAssets.resourceArray("qwen3_vectors.json");
-        assertTrue(rows.size() >= 20, "vector file too small: " + rows.size());
-        for (JsonElement row : rows) {
-            JsonObject o = row.getAsJsonObject();
-            String text = o.get("text").getAsString();
-            int[] ids = TokenizerAssets.ints(o.get("ids").getAsJsonArray());
-            assertArrayEquals(ids, t.encodeWithSpecials(text), () -> "encodeWithSpecials '" + text + "'");
-            if (!o.get("plain").isJsonNull())
-                assertArrayEquals(TokenizerAssets.ints(o.get("plain").getAsJsonArray()), t.encode(text, false, false), () -> "encode '" + text + "'");
-            assertEquals(o.get("decoded").getAsString(), t.decode(ids, true), () -> "decode '" + text + "'");
-        }
+        TokenizerAssets.assertTransformersJsVectors(tok(), "qwen3_vectors.json");
     }
 
     @Test

@@ -1,8 +1,13 @@
 package io.lora4j.tokenizer;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.io.InputStream;
@@ -38,5 +43,24 @@ final class TokenizerAssets {
         int[] r = new int[a.size()];
         for (int i = 0; i < r.length; i++) r[i] = a.get(i).getAsInt();
         return r;
+    }
+
+    /**
+     * Checks {@code t} against a transformers.js vector file of rows {"text", "ids", "plain",
+     * "decoded"} (scripts/reference/tokenizer_vectors.mjs): encodeWithSpecials gives ids, encode
+     * gives plain (where not null), decode(ids) gives decoded.
+     */
+    static void assertTransformersJsVectors(Tokenizer t, String resource) throws IOException {
+        JsonArray rows = resourceArray(resource);
+        assertTrue(rows.size() >= 20, "vector file too small: " + rows.size());
+        for (JsonElement row : rows) {
+            JsonObject o = row.getAsJsonObject();
+            String text = o.get("text").getAsString();
+            int[] ids = ints(o.get("ids").getAsJsonArray());
+            assertArrayEquals(ids, t.encodeWithSpecials(text), () -> "encodeWithSpecials '" + text + "'");
+            if (!o.get("plain").isJsonNull())
+                assertArrayEquals(ints(o.get("plain").getAsJsonArray()), t.encode(text, false, false), () -> "encode '" + text + "'");
+            assertEquals(o.get("decoded").getAsString(), t.decode(ids, true), () -> "decode '" + text + "'");
+        }
     }
 }

@@ -56,7 +56,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text", "gemma2", "phi3"})
     void logitsAndGreedyDecodingMatchTheReference(String family) throws Exception {
         JsonObject exp = expected(family);
         try (LlamaWeights w = ModelLoader.load(DIR.resolve(family).resolve("model")); LlamaModel m = LlamaModel.create(CPU, w)) {
@@ -93,7 +93,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text", "gemma2", "phi3"})
     void loraStepsMatchTheReferenceAndTheAdapterHasPeftNames(String family, @TempDir Path tmp) throws Exception {
         JsonObject exp = expected(family);
         Path dir = DIR.resolve(family);
@@ -120,7 +120,7 @@ class FamilyReferenceTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text"})
+    @ValueSource(strings = {"qwen2", "qwen3", "mistral", "gemma3_text", "gemma2"})
     void bnb4bitCheckpointOfTheFamilyLoads(String family, @TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("bnb");
         int[] prompt = ints(expected(family).getAsJsonArray("prompt"));
@@ -133,6 +133,42 @@ class FamilyReferenceTest {
             assertTrue(b.quantized());
             assertEquals(q.config().architecture(), b.config().architecture());
             assertArrayEquals(lq.toFloats(), lb.toFloats(), family + ": the bnb-4bit checkpoint computes what quantizing on load does");
+        }
+    }
+
+    /**
+     * Phi-3's fused qkv_proj/gate_up_proj: written back fused (16-bit output computes the same
+     * logits), quantized on load (QLoRA), and refused as bnb-4bit output, naming why.
+     */
+    @org.junit.jupiter.api.Test
+    void phi3FusedWeightsRoundTripAndQuantizeOnLoad(@TempDir Path tmp) throws Exception {
+        Path dir = DIR.resolve("phi3");
+        int[] prompt = ints(expected("phi3").getAsJsonArray("prompt"));
+        try (LlamaWeights w = ModelLoader.load(dir.resolve("model"))) {
+            io.lora4j.model.HfWriter.write(w, tmp.resolve("f32"), io.lora4j.model.HfWriter.Options.of(io.lora4j.tensor.DType.F32));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> Bnb4bitWriter.write(w, tmp.resolve("bnb"), Bnb4bitWriter.Options.defaults()));
+            assertTrue(e.getMessage().contains("qkv_proj"), e.getMessage());
+        }
+        assertTrue(SafeTensors.open(tmp.resolve("f32/model.safetensors")).entries().containsKey("model.layers.0.self_attn.qkv_proj.weight"));
+        assertFalse(SafeTensors.open(tmp.resolve("f32/model.safetensors")).entries().containsKey("model.layers.0.self_attn.q_proj.weight"));
+        try (LlamaWeights q = ModelLoader.load(dir.resolve("model"), ModelLoader.Options.in4bit())) {
+            assertTrue(q.quantized());
+            // the NF4 projections dequantized and written fused: the dense model of the same numbers
+            io.lora4j.model.HfWriter.write(q, tmp.resolve("dq"), io.lora4j.model.HfWriter.Options.of(io.lora4j.tensor.DType.F32));
+        }
+        try (LlamaWeights a = ModelLoader.load(dir.resolve("model")); LlamaWeights b = ModelLoader.load(tmp.resolve("f32"));
+             LlamaWeights q = ModelLoader.load(dir.resolve("model"), ModelLoader.Options.in4bit());
+             LlamaWeights dq = ModelLoader.load(tmp.resolve("dq"));
+             LlamaModel ma = LlamaModel.create(CPU, a); LlamaModel mb = LlamaModel.create(CPU, b); LlamaModel mq = LlamaModel.create(CPU, q);
+             LlamaModel mdq = LlamaModel.create(CPU, dq);
+             Tensor la = ma.forward(new int[][] {prompt}); Tensor lb = mb.forward(new int[][] {prompt}); Tensor lq = mq.forward(new int[][] {prompt});
+             Tensor ldq = mdq.forward(new int[][] {prompt})) {
+            assertArrayEquals(la.toFloats(), lb.toFloats(), "the fused rows are written back in their order");
+            float[] fq = lq.toFloats(), fdq = ldq.toFloats();
+            double max = 0;
+            for (int i = 0; i < fq.length; i++) max = Math.max(max, Math.abs(fq[i] - fdq[i]));
+            assertTrue(max <= LOGIT_ATOL, "QLoRA's NF4 model computes its dequantized weights' logits: " + max);
         }
     }
 

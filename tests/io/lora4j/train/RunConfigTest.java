@@ -96,10 +96,10 @@ class RunConfigTest {
     void listsEveryProblemWithSuggestions(@TempDir Path dir) throws Exception {
         Path y = dir.resolve("run.yaml");
         Files.writeString(y, "model: m.bin\ndataset: d.jsonl\nlearning_rat: 1e-4\nr: sixteen\nlora_dropout: 1.5\n"
-                + "target_modules: [q_proj, qkv_proj]\nper_device_train_batch_size: 0\nuse_gradient_checkpointing: maybe\npacking: sometimes\n");
+                + "target_modules: [q_proj, c_attn]\nper_device_train_batch_size: 0\nuse_gradient_checkpointing: maybe\npacking: sometimes\n");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> RunConfig.load(y, Map.of("seed", "x")));
         String m = e.getMessage();
-        for (String want : new String[] {"unknown key 'learning_rat' (did you mean 'learning_rate'?)", "r must be an integer", "'qkv_proj'",
+        for (String want : new String[] {"unknown key 'learning_rat' (did you mean 'learning_rate'?)", "r must be an integer", "'c_attn'",
                 "use_gradient_checkpointing must be false, true, unsloth or chunked", "packing", "seed must be an integer"})
             assertTrue(m.contains(want), "missing '" + want + "' in: " + m);
         assertFalse(m.contains("\n"));
