@@ -53,6 +53,8 @@ public final class GgufAdapterExport {
                 long src = headDim > 0 ? GgufArchitecture.sourceRow(row, headDim) : row;
                 System.arraycopy(v, (int) (offB + src * r), b, row * r, r);
             }
+            // B·A adds to the stored weight, so it is stored as that weight is (Gemma 2's scaled q)
+            arch.stored(base0, base).apply(b);
             w.addTensor(base0 + ".lora_b", GgmlType.F32, new long[] {r, outF}, floats(b, 0, b.length));
         }
         return w.write(out);

@@ -99,7 +99,8 @@ public final class GgufModelExport {
             LayerWeights lw = w.layer(l);
             plan.add(plain(arch, c, arch.inputNormName(l), lw.inputLayernorm()));
             for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.O})
-                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), arch.permuteHeads(p, c), GgufArchitecture.Stored.IDENTITY));
+                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), arch.permuteHeads(p, c),
+                        arch.stored(arch.weightName(l, p), c)));
             for (String suffix : arch.extras().keySet()) plan.add(plain(arch, c, arch.extraName(l, suffix), lw.extra(suffix)));
             plan.add(plain(arch, c, arch.postNormName(l), lw.postAttentionLayernorm()));
             for (Projection p : new Projection[] {Projection.GATE, Projection.UP, Projection.DOWN})

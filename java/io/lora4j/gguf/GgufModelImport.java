@@ -48,7 +48,7 @@ public final class GgufModelImport {
                     int heads = arch.permuteHeads(p, c);
                     long[] s = p.shape(c);
                     m.put(p, new ProjectionWeight.Dense(read(f, arch.weightName(l, p), heads == 0 ? 0 : (int) (s[0] / heads),
-                            GgufArchitecture.Stored.IDENTITY, made, s)));
+                            arch.stored(arch.weightName(l, p), c), made, s)));
                 }
                 Map<String, Tensor> extras = new LinkedHashMap<>();
                 for (Architecture.LayerTensor t : c.architecture().layerTensors(c))

@@ -129,6 +129,39 @@ class GgufModelExportTest {
         }
     }
 
+    @Test
+    void gemma2SoftCapsAndWindowAreMetadataAndTheQueryScaleIsInAttnQ(@TempDir Path dir) throws Exception {
+        // the families' Gemma 2 config: head_dim 16, query_pre_attn_scalar 24, soft-caps 1 and 2, window 5
+        Path cfg = Path.of("tests/resources/model/families/gemma2/model/config.json");
+        LlamaConfig c = LlamaConfig.read(cfg);
+        Path f = dir.resolve("g2.gguf");
+        try (LlamaWeights w = TestModels.random(c, 5)) {
+            GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F32, "g2", null, null, null), f);
+            try (GgufFile g = GgufFile.open(f); LlamaWeights back = GgufModelImport.load(g, c)) {
+                assertEquals("gemma2", g.get("general.architecture").asString());
+                assertEquals(1.0, g.get("gemma2.attn_logit_softcapping").asDouble());
+                assertEquals(2.0, g.get("gemma2.final_logit_softcapping").asDouble());
+                assertEquals(5, g.get("gemma2.attention.sliding_window").asLong());
+                float[] q = ((ProjectionWeight.Dense) w.layer(2).projection(Projection.Q)).tensor().toFloats();
+                float[] storedQ = g.floats(g.tensor("blk.2.attn_q.weight"));
+                float s = (float) Math.sqrt(16.0 / 24.0);
+                for (int i = 0; i < q.length; i++) assertEquals(q[i] * s, storedQ[i]);
+                float[] backQ = ((ProjectionWeight.Dense) back.layer(2).projection(Projection.Q)).tensor().toFloats();
+                assertArrayEquals(q, backQ, 1e-6f);
+            }
+        }
+        // llama.cpp's gemma2 always soft-caps: a model without caps is refused, naming the keys
+        com.google.gson.JsonObject json = com.google.gson.JsonParser.parseString(java.nio.file.Files.readString(cfg)).getAsJsonObject();
+        json.remove("attn_logit_softcapping");
+        json.remove("final_logit_softcapping");
+        try (LlamaWeights w = TestModels.random(LlamaConfig.fromJson(json, cfg), 5)) {
+            FormatException e = assertThrows(FormatException.class,
+                    () -> GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F16, "m", null, null, null), dir.resolve("u.gguf")));
+            assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+            assertTrue(e.getMessage().contains("final_logit_softcapping"), e.getMessage());
+        }
+    }
+
     private static List<String> listing(Path dir) throws Exception {
         try (java.util.stream.Stream<Path> s = java.nio.file.Files.list(dir)) {
             return s.map(p -> p.getFileName().toString()).sorted().toList();
