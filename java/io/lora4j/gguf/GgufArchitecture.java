@@ -70,8 +70,15 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
     public static final GgufArchitecture GEMMA2 = new GgufArchitecture(List.of("gemma2"), "gemma2", false, LLAMA_NAMES, "attn_norm",
             "post_attention_norm", ordered(Architecture.PRE_FFN_NORM, "ffn_norm.weight", Architecture.POST_FFN_NORM, "post_ffw_norm.weight"), true);
 
+    /**
+     * Phi-3: the fused modules as llama.cpp's phi3 takes them, {@code attn_qkv} [Q | K | V] rows and
+     * {@code ffn_up} [gate | up] rows (its SwiGLU gates with the first half); NEOX RoPE.
+     */
+    public static final GgufArchitecture PHI3 = new GgufArchitecture(List.of("phi3"), "phi3", false,
+            names("attn_qkv", "attn_qkv", "attn_qkv", "attn_output", "ffn_up", "ffn_up", "ffn_down"), "attn_norm", "ffn_norm", Map.of(), false);
+
     /** Every family lora4j exports. */
-    public static final List<GgufArchitecture> TABLE = List.of(LLAMA, QWEN2, QWEN3, GEMMA3, GEMMA2);
+    public static final List<GgufArchitecture> TABLE = List.of(LLAMA, QWEN2, QWEN3, GEMMA3, GEMMA2, PHI3);
 
     /** llama.cpp's LLM_TYPE_27B for gemma3 (62 blocks): the one Gemma 3 whose attention scale it takes from hidden/heads. */
     static final int GEMMA3_27B_LAYERS = 62;
@@ -132,8 +139,8 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         LlamaConfig.RopeScaling s = c.ropeScaling();
         if (s != null && !"linear".equals(s.ropeType()) && this != LLAMA)
             return "rope_scaling '" + s.ropeType() + "' exists in llama.cpp's llama architecture only";
-        if (this == QWEN2 && c.qDim() != c.hiddenSize())
-            return "llama.cpp's qwen2 needs num_attention_heads x head_dim = hidden_size, got " + c.numAttentionHeads() + " x " + c.headDim()
+        if ((this == QWEN2 || this == PHI3) && c.qDim() != c.hiddenSize())
+            return "llama.cpp's " + name + " needs num_attention_heads x head_dim = hidden_size, got " + c.numAttentionHeads() + " x " + c.headDim()
                     + " != " + c.hiddenSize();
         if (this == GEMMA3 && a.slidingWindow() > 0 && a.localRopeTheta() == 0 && s != null)
             return "its sliding layers use the scaled RoPE of the others; llama.cpp's gemma3 does not scale theirs";
@@ -161,6 +168,8 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         if (this == LLAMA && window > 0)
             return "llama.cpp's llama architecture has no sliding window (convert_hf_to_gguf writes Mistral the same way): beyond "
                     + window + " tokens its attention reaches further back than lora4j's";
+        if (this == PHI3 && window > 0)
+            return "llama.cpp's phi3 turns its sliding window off: beyond " + window + " tokens its attention reaches further back than lora4j's";
         return null;
     }
 

@@ -162,6 +162,39 @@ class GgufModelExportTest {
         }
     }
 
+    @Test
+    void phi3FusedModulesAreOneTensorEachAndQ4KmIsRefused(@TempDir Path dir) throws Exception {
+        // the families' Phi-3 config: hidden 32, 4 heads of 8, 2 kv heads, intermediate 48
+        LlamaConfig c = LlamaConfig.read(Path.of("tests/resources/model/families/phi3/model/config.json"));
+        Path f = dir.resolve("p.gguf");
+        try (LlamaWeights w = TestModels.random(c, 6)) {
+            GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F32, "p", null, null, null), f);
+            try (GgufFile g = GgufFile.open(f); LlamaWeights back = GgufModelImport.load(g, c)) {
+                assertEquals("phi3", g.get("general.architecture").asString());
+                // rows [Q | K | V] = 32 + 16 + 16 and [gate | up] = 48 + 48, of 32 columns
+                assertArrayEquals(new long[] {64, 32}, g.tensor("blk.1.attn_qkv.weight").shape());
+                assertArrayEquals(new long[] {96, 32}, g.tensor("blk.1.ffn_up.weight").shape());
+                assertTrue(!g.tensors().containsKey("blk.1.attn_q.weight") && !g.tensors().containsKey("blk.1.ffn_gate.weight"));
+                float[] qkv = g.floats(g.tensor("blk.1.attn_qkv.weight")), up = g.floats(g.tensor("blk.1.ffn_up.weight"));
+                int at = 0;
+                for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.GATE, Projection.UP}) {
+                    if (p == Projection.GATE) at = 0;
+                    float[] want = ((ProjectionWeight.Dense) w.layer(1).projection(p)).tensor().toFloats();
+                    float[] stored = java.util.Arrays.copyOfRange(p.ordinal() <= Projection.V.ordinal() ? qkv : up, at, at + want.length);
+                    assertArrayEquals(want, stored, p.toString());
+                    assertArrayEquals(want, ((ProjectionWeight.Dense) back.layer(1).projection(p)).tensor().toFloats(), p.toString());
+                    at += want.length;
+                }
+            }
+            // llama-quantize puts attn_qkv in q5_K for q4_K_M, a type lora4j does not write: refused, no file
+            Path q = dir.resolve("q.gguf");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.Q4_K_M, "p", null, null, null), q));
+            assertTrue(e.getMessage().contains("attn_qkv") && e.getMessage().contains("q5_K"), e.getMessage());
+            assertTrue(!java.nio.file.Files.exists(q));
+        }
+    }
+
     private static List<String> listing(Path dir) throws Exception {
         try (java.util.stream.Stream<Path> s = java.nio.file.Files.list(dir)) {
             return s.map(p -> p.getFileName().toString()).sorted().toList();
