@@ -49,7 +49,7 @@ public final class ExportCommand implements Command {
 
     @Override public String description() {
         return "With --model: the model as llama.cpp's converter writes it (its architecture for the family: llama for Llama and\n"
-                + "Mistral, with q/k rows in its interleaved order; qwen2, qwen3, gemma3; its tensor names, architecture and tokenizer\n"
+                + "Mistral, with q/k rows in its interleaved order; qwen2, qwen3, gemma3, gemma2, phi3; its tensor names, architecture and tokenizer\n"
                 + "metadata, the chat template), the adapter merged in fp32 first (an NF4 base is\n"
                 + "dequantized, with a warning, as merge does). --quant (default f16): norms stay f32; q8_0, q4_0 and q4_K_M use ggml's\n"
                 + "reference quantizers and llama-quantize's choice of type per tensor (q4_K_M: q6_K for output, half of attn_v and\n"

@@ -42,17 +42,23 @@ public final class GgufAdapterExport {
         w.put("adapter.type", GgufValue.string("lora"));
         w.put("adapter.lora.alpha", GgufValue.f32(ggufAlpha(adapter.config().scaling() * scaleMultiplier, r)));
         float[] v = adapter.toFloats();
+        boolean fused = base.architecture().fusedProjections();
         for (LoraAdapter.Slot s : adapter.slots()) {
+            // a fused module's (Phi-3) slots share one A and their Bs follow each other: the module's B, written once
+            if (fused && s.projection() != s.projection().fusedLeader()) continue;
             String base0 = arch.weightName(s.layer(), s.projection());
             int heads = arch.permuteHeads(s.projection(), base);
-            int headDim = heads == 0 ? 0 : (int) (s.out() / heads);
-            int offA = (int) s.offsetA(), offB = (int) s.offsetB(), in = (int) s.in(), outF = (int) s.out();
+            int offA = (int) s.offsetA(), offB = (int) s.offsetB(), in = (int) s.in();
+            int outF = (int) (fused ? s.projection().fusedOutFeatures(base) : s.out());
+            int headDim = heads == 0 ? 0 : outF / heads;
             w.addTensor(base0 + ".lora_a", GgmlType.F32, new long[] {in, r}, floats(v, offA, r * in));
             float[] b = new float[outF * r];
             for (int row = 0; row < outF; row++) {
                 long src = headDim > 0 ? GgufArchitecture.sourceRow(row, headDim) : row;
                 System.arraycopy(v, (int) (offB + src * r), b, row * r, r);
             }
+            // B·A adds to the stored weight, so it is stored as that weight is (Gemma 2's scaled q)
+            arch.stored(base0, base).apply(b);
             w.addTensor(base0 + ".lora_b", GgmlType.F32, new long[] {r, outF}, floats(b, 0, b.length));
         }
         return w.write(out);

@@ -63,11 +63,27 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
             "post_attention_norm", ordered(Architecture.Q_NORM, "attn_q_norm.weight", Architecture.K_NORM, "attn_k_norm.weight",
                     Architecture.PRE_FFN_NORM, "ffn_norm.weight", Architecture.POST_FFN_NORM, "post_ffw_norm.weight"), true);
 
+    /**
+     * Gemma 2: Gemma 3's layer without q/k norms, attention and final logit soft-capping, every other
+     * layer sliding (llama.cpp's gemma2 fixes the pattern at 2 and always soft-caps).
+     */
+    public static final GgufArchitecture GEMMA2 = new GgufArchitecture(List.of("gemma2"), "gemma2", false, LLAMA_NAMES, "attn_norm",
+            "post_attention_norm", ordered(Architecture.PRE_FFN_NORM, "ffn_norm.weight", Architecture.POST_FFN_NORM, "post_ffw_norm.weight"), true);
+
+    /**
+     * Phi-3: the fused modules as llama.cpp's phi3 takes them, {@code attn_qkv} [Q | K | V] rows and
+     * {@code ffn_up} [gate | up] rows (its SwiGLU gates with the first half); NEOX RoPE.
+     */
+    public static final GgufArchitecture PHI3 = new GgufArchitecture(List.of("phi3"), "phi3", false,
+            names("attn_qkv", "attn_qkv", "attn_qkv", "attn_output", "ffn_up", "ffn_up", "ffn_down"), "attn_norm", "ffn_norm", Map.of(), false);
+
     /** Every family lora4j exports. */
-    public static final List<GgufArchitecture> TABLE = List.of(LLAMA, QWEN2, QWEN3, GEMMA3);
+    public static final List<GgufArchitecture> TABLE = List.of(LLAMA, QWEN2, QWEN3, GEMMA3, GEMMA2, PHI3);
 
     /** llama.cpp's LLM_TYPE_27B for gemma3 (62 blocks): the one Gemma 3 whose attention scale it takes from hidden/heads. */
     static final int GEMMA3_27B_LAYERS = 62;
+    /** llama.cpp's LLM_TYPE_27B for gemma2 (46 blocks), likewise. */
+    static final int GEMMA2_27B_LAYERS = 46;
 
     private static Map<String, String> ordered(String... kv) {
         Map<String, String> m = new LinkedHashMap<>();
@@ -123,11 +139,21 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         LlamaConfig.RopeScaling s = c.ropeScaling();
         if (s != null && !"linear".equals(s.ropeType()) && this != LLAMA)
             return "rope_scaling '" + s.ropeType() + "' exists in llama.cpp's llama architecture only";
-        if (this == QWEN2 && c.qDim() != c.hiddenSize())
-            return "llama.cpp's qwen2 needs num_attention_heads x head_dim = hidden_size, got " + c.numAttentionHeads() + " x " + c.headDim()
+        if ((this == QWEN2 || this == PHI3) && c.qDim() != c.hiddenSize())
+            return "llama.cpp's " + name + " needs num_attention_heads x head_dim = hidden_size, got " + c.numAttentionHeads() + " x " + c.headDim()
                     + " != " + c.hiddenSize();
         if (this == GEMMA3 && a.slidingWindow() > 0 && a.localRopeTheta() == 0 && s != null)
             return "its sliding layers use the scaled RoPE of the others; llama.cpp's gemma3 does not scale theirs";
+        if (this == GEMMA2) {
+            if (!(a.attnSoftcap() > 0) || !(a.finalSoftcap() > 0))
+                return "llama.cpp's gemma2 always soft-caps attention and final logits, the model has attn_logit_softcapping "
+                        + a.attnSoftcap() + " and final_logit_softcapping " + a.finalSoftcap();
+            if (a.slidingWindow() <= 0 || a.slidingPattern() != 2)
+                return "llama.cpp's gemma2 slides every other layer, the model has sliding_window " + a.slidingWindow() + " and pattern " + a.slidingPattern();
+            if (!c.tieWordEmbeddings()) return "llama.cpp's gemma2 has no output.weight (the head is the embedding)";
+        } else if (a.attnSoftcap() > 0 || a.finalSoftcap() > 0) {
+            return "its logit soft-capping has no key in llama.cpp's " + name + " architecture";
+        }
         if (this == LLAMA && (a.embeddingScale() || a.sandwichNorms() || a.qkNorm() || a.qkvBias() || a.activation() != Architecture.Activation.SILU))
             return "its layer is not a Llama layer";
         return null;
@@ -142,6 +168,8 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         if (this == LLAMA && window > 0)
             return "llama.cpp's llama architecture has no sliding window (convert_hf_to_gguf writes Mistral the same way): beyond "
                     + window + " tokens its attention reaches further back than lora4j's";
+        if (this == PHI3 && window > 0)
+            return "llama.cpp's phi3 turns its sliding window off: beyond " + window + " tokens its attention reaches further back than lora4j's";
         return null;
     }
 
@@ -154,17 +182,28 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
      *     divides by (head_dim; hidden/heads for its 27B): llama.cpp scales q by 1/√d, HF by
      *     1/√query_pre_attn_scalar, and q is linear in the norm's weight (RoPE is a rotation). 1 for the
      *     released models, where the two agree.</li>
+     * <li>Gemma 2's {@code attn_q.weight} (it has no q norm): scaled by the same √(d/query_pre_attn_scalar),
+     *     and its adapter's q rows of B likewise ({@link #queryScale}).</li>
      * </ul>
      */
     public Stored stored(String ggufName, LlamaConfig c) {
+        if (this == GEMMA2 && ggufName.endsWith(".attn_q.weight")) return new Stored(0f, queryScale(c));
         boolean norm = ggufName.endsWith("norm.weight");
         if (!normPlusOne || !norm) return Stored.IDENTITY;
-        float scale = 1f;
-        if (this == GEMMA3 && ggufName.endsWith(".attn_q_norm.weight") && c.architecture().queryPreAttnScalar() > 0) {
-            double d = c.numHiddenLayers() == GEMMA3_27B_LAYERS ? c.hiddenSize() / c.numAttentionHeads() : c.headDim();
-            scale = (float) Math.sqrt(d / c.architecture().queryPreAttnScalar());
-        }
+        float scale = this == GEMMA3 && ggufName.endsWith(".attn_q_norm.weight") ? queryScale(c) : 1f;
         return new Stored(1f, scale);
+    }
+
+    /**
+     * √(d/query_pre_attn_scalar) for Gemma 2 and 3, d what llama.cpp divides q by (head_dim; hidden/heads for
+     * their 27B), folded into what q is linear in; 1 for the other families.
+     */
+    public float queryScale(LlamaConfig c) {
+        double q = c.architecture().queryPreAttnScalar();
+        if ((this != GEMMA2 && this != GEMMA3) || !(q > 0)) return 1f;
+        int layers27b = this == GEMMA2 ? GEMMA2_27B_LAYERS : GEMMA3_27B_LAYERS;
+        double d = c.numHiddenLayers() == layers27b ? c.hiddenSize() / c.numAttentionHeads() : c.headDim();
+        return (float) Math.sqrt(d / q);
     }
 
     /** stored = (value + offset) · scale, in fp32 ({@link #stored}). */
@@ -219,7 +258,7 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
         w.put(a + "attention.head_count_kv", GgufValue.u32(c.numKeyValueHeads()));
         w.put(a + "rope.freq_base", GgufValue.f32(c.ropeTheta()));
         w.put(a + "attention.layer_norm_rms_epsilon", GgufValue.f32(c.rmsNormEps()));
-        if (c.headDim() * c.numAttentionHeads() != c.hiddenSize() || this == GEMMA3) {
+        if (c.headDim() * c.numAttentionHeads() != c.hiddenSize() || this == GEMMA3 || this == GEMMA2) {
             w.put(a + "attention.key_length", GgufValue.u32(c.headDim()));
             w.put(a + "attention.value_length", GgufValue.u32(c.headDim()));
         }
@@ -237,6 +276,12 @@ public record GgufArchitecture(List<String> modelTypes, String name, boolean per
             w.put(a + "attention.sliding_window", GgufValue.u32(arch.slidingWindow()));
             w.put(a + "attention.sliding_window_pattern", GgufValue.u32(arch.slidingPattern()));
             w.put(a + "rope.freq_base_swa", GgufValue.f32(arch.localRopeTheta() > 0 ? arch.localRopeTheta() : c.ropeTheta()));
+        }
+        if (this == GEMMA2) {
+            // the pattern is llama.cpp's fixed 2 (unsupported refuses others), as convert_hf_to_gguf's Gemma2Model writes it
+            w.put(a + "attention.sliding_window", GgufValue.u32(arch.slidingWindow()));
+            w.put(a + "attn_logit_softcapping", GgufValue.f32(arch.attnSoftcap()));
+            w.put(a + "final_logit_softcapping", GgufValue.f32(arch.finalSoftcap()));
         }
     }
 

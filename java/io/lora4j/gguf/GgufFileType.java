@@ -101,6 +101,9 @@ public enum GgufFileType {
                     throw new IllegalArgumentException("q4_K_M of an 80-layer GQA llama (llama.cpp's 70B rule) needs q5_K for "
                             + name + ", which lora4j does not write: choose q8_0 or q4_0");
                 attnV++;
+            } else if (name.contains("attn_qkv.weight") && GgufFileType.this == Q4_K_M) {
+                throw new IllegalArgumentException("q4_K_M puts the fused " + name + " in q5_K (llama-quantize's rule), which lora4j does not write: "
+                        + "choose q8_0 or q4_0");
             } else if (name.contains("ffn_down")) {
                 int layer = layerOf(name);
                 if (GgufFileType.this == Q4_K_M && useMoreBits(layer, layers)) t = GgmlType.Q6_K;

@@ -87,26 +87,24 @@ public final class GgufModelExport {
         Map<GgmlType, Integer> counts = new EnumMap<>(GgmlType.class);
         List<String> fallbacks = new ArrayList<>();
         List<Planned> plan = new ArrayList<>();
-        plan.add(new Planned(GgufArchitecture.TOKEN_EMBD + ".weight", w.embedding(), null, 0, GgufArchitecture.Stored.IDENTITY));
+        plan.add(new Planned(GgufArchitecture.TOKEN_EMBD + ".weight", w.embedding(), List.of(), 0, GgufArchitecture.Stored.IDENTITY));
         float[] ropeFactors = GgufArchitecture.ropeFreqFactors(c);
         List<Tensor> made = new ArrayList<>();
         if (ropeFactors != null) {
             Tensor f = Tensor.ofFloats(ropeFactors, ropeFactors.length);
             made.add(f);
-            plan.add(new Planned(GgufArchitecture.ROPE_FREQS + ".weight", f, null, 0, GgufArchitecture.Stored.IDENTITY));
+            plan.add(new Planned(GgufArchitecture.ROPE_FREQS + ".weight", f, List.of(), 0, GgufArchitecture.Stored.IDENTITY));
         }
         for (int l = 0; l < c.numHiddenLayers(); l++) {
             LayerWeights lw = w.layer(l);
             plan.add(plain(arch, c, arch.inputNormName(l), lw.inputLayernorm()));
-            for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.O})
-                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), arch.permuteHeads(p, c), GgufArchitecture.Stored.IDENTITY));
+            for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.O}) projection(plan, arch, c, lw, l, p);
             for (String suffix : arch.extras().keySet()) plan.add(plain(arch, c, arch.extraName(l, suffix), lw.extra(suffix)));
             plan.add(plain(arch, c, arch.postNormName(l), lw.postAttentionLayernorm()));
-            for (Projection p : new Projection[] {Projection.GATE, Projection.UP, Projection.DOWN})
-                plan.add(new Planned(arch.weightName(l, p), null, lw.projection(p), 0, GgufArchitecture.Stored.IDENTITY));
+            for (Projection p : new Projection[] {Projection.GATE, Projection.UP, Projection.DOWN}) projection(plan, arch, c, lw, l, p);
         }
         plan.add(plain(arch, c, GgufArchitecture.OUTPUT_NORM + ".weight", w.norm()));
-        if (!w.tied()) plan.add(new Planned(GgufArchitecture.OUTPUT + ".weight", w.lmHead(), null, 0, GgufArchitecture.Stored.IDENTITY));
+        if (!w.tied()) plan.add(new Planned(GgufArchitecture.OUTPUT + ".weight", w.lmHead(), List.of(), 0, GgufArchitecture.Stored.IDENTITY));
 
         try {
             for (Planned pl : plan) {
@@ -129,34 +127,53 @@ public final class GgufModelExport {
 
     private static Planned plain(GgufArchitecture arch, LlamaConfig c, String name, Tensor t) {
         if (t == null) throw new IllegalArgumentException("the model has no tensor for " + name);
-        return new Planned(name, t, null, 0, arch.stored(name, c));
+        return new Planned(name, t, List.of(), 0, arch.stored(name, c));
     }
 
     /**
-     * One tensor of the file: a plain tensor or a projection, whose rows are permuted per head when
-     * heads &gt; 0, its values stored as {@code stored} says.
+     * Plans projection {@code p} of layer {@code l}; with fused projections (Phi-3) the module's
+     * projections go out as one tensor of their rows in order, under its first one.
      */
-    private record Planned(String name, Tensor tensor, ProjectionWeight projection, int heads, GgufArchitecture.Stored stored) {
+    private static void projection(List<Planned> plan, GgufArchitecture arch, LlamaConfig c, LayerWeights lw, int l, Projection p) {
+        boolean fused = c.architecture().fusedProjections();
+        if (fused && p != p.fusedLeader()) return;
+        List<ProjectionWeight> parts = new ArrayList<>();
+        for (Projection q : fused ? p.fusedGroup() : new Projection[] {p}) parts.add(lw.projection(q));
+        String name = arch.weightName(l, p);
+        plan.add(new Planned(name, null, parts, arch.permuteHeads(p, c), arch.stored(name, c)));
+    }
+
+    /**
+     * One tensor of the file: a plain tensor, or the rows of one or more (fused) projections, permuted
+     * per head when heads &gt; 0, its values stored as {@code stored} says.
+     */
+    private record Planned(String name, Tensor tensor, List<ProjectionWeight> parts, int heads, GgufArchitecture.Stored stored) {
         long[] shape() {
-            return tensor != null ? tensor.shape() : projection.shape();
+            if (tensor != null) return tensor.shape();
+            long[] s = parts.get(0).shape().clone();
+            for (int i = 1; i < parts.size(); i++) s[0] += parts.get(i).shape()[0];
+            return s;
+        }
+    }
+
+    /** Streams the rows of a plan in {@code type}: its tensor, or its projections one after the other. */
+    private static void rows(Planned src, long[] shape, int headDim, GgmlType type, GgufWriter.ByteSink sink) throws IOException {
+        if (src.tensor != null) {
+            rows(src.tensor, false, shape, headDim, src.stored, type, sink);
+            return;
+        }
+        for (ProjectionWeight p : src.parts) {
+            if (p instanceof ProjectionWeight.Dense d) rows(d.tensor(), false, p.shape(), headDim, src.stored, type, sink);
+            else rows(Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) p).weight()), true, p.shape(), headDim, src.stored, type, sink);
         }
     }
 
     /**
-     * Streams the rows of a tensor or projection in {@code type}: fp32 rows in chunks (rows permuted
-     * per head when {@code headDim} &gt; 0), quantized into the sink.
+     * Streams the rows of {@code t} (closed after when {@code own}) in {@code type}: fp32 rows in chunks
+     * (rows permuted per head when {@code headDim} &gt; 0), stored as {@code stored} says, quantized into the sink.
      */
-    private static void rows(Planned src, long[] shape, int headDim, GgmlType type, GgufWriter.ByteSink sink) throws IOException {
-        Tensor t;
-        boolean own = false;
-        if (src.tensor != null) {
-            t = src.tensor;
-        } else if (src.projection instanceof ProjectionWeight.Dense d) {
-            t = d.tensor();
-        } else {
-            t = Nf4.dequantize(Backends.cpu(), ((ProjectionWeight.Quantized) src.projection).weight());
-            own = true;
-        }
+    private static void rows(Tensor t, boolean own, long[] shape, int headDim, GgufArchitecture.Stored stored, GgmlType type,
+            GgufWriter.ByteSink sink) throws IOException {
         try {
             long cols = shape.length == 1 ? shape[0] : shape[1];
             long rows = shape.length == 1 ? 1 : shape[0];
@@ -168,7 +185,7 @@ public final class GgufModelExport {
                 try (Tensor view = t.slice(r0 * cols, n, cols)) {
                     x = view.toFloats();
                 }
-                if (!src.stored.identity()) src.stored.apply(x);
+                if (!stored.identity()) stored.apply(x);
                 if (headDim > 0) {
                     float[] p = new float[x.length];
                     for (int r = 0; r < n; r++)

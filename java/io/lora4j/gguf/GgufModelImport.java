@@ -44,11 +44,28 @@ public final class GgufModelImport {
             List<LayerWeights> layers = new ArrayList<>();
             for (int l = 0; l < c.numHiddenLayers(); l++) {
                 Map<Projection, ProjectionWeight> m = new EnumMap<>(Projection.class);
+                boolean fused = c.architecture().fusedProjections();
                 for (Projection p : Projection.values()) {
+                    if (fused && p != p.fusedLeader()) continue;
                     int heads = arch.permuteHeads(p, c);
-                    long[] s = p.shape(c);
-                    m.put(p, new ProjectionWeight.Dense(read(f, arch.weightName(l, p), heads == 0 ? 0 : (int) (s[0] / heads),
-                            GgufArchitecture.Stored.IDENTITY, made, s)));
+                    Projection[] group = fused ? p.fusedGroup() : new Projection[] {p};
+                    long[] s = {0, p.inFeatures(c)};
+                    for (Projection q : group) s[0] += q.outFeatures(c);
+                    Tensor whole = read(f, arch.weightName(l, p), heads == 0 ? 0 : (int) (s[0] / heads), arch.stored(arch.weightName(l, p), c), made, s);
+                    if (group.length == 1) {
+                        m.put(p, new ProjectionWeight.Dense(whole));
+                        continue;
+                    }
+                    // a fused module (Phi-3): each projection gets a copy of its rows
+                    float[] x = whole.toFloats();
+                    int row = 0;
+                    for (Projection q : group) {
+                        int rows = (int) q.outFeatures(c);
+                        Tensor part = Tensor.ofFloats(Arrays.copyOfRange(x, (int) (row * s[1]), (int) ((row + rows) * s[1])), rows, s[1]);
+                        made.add(part);
+                        m.put(q, new ProjectionWeight.Dense(part));
+                        row += rows;
+                    }
                 }
                 Map<String, Tensor> extras = new LinkedHashMap<>();
                 for (Architecture.LayerTensor t : c.architecture().layerTensors(c))

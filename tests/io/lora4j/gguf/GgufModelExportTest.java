@@ -101,31 +101,100 @@ class GgufModelExportTest {
     @Test
     void gemma3NormsAreStoredAsOnePlusWAndTheQueryScaleInAttnQNorm(@TempDir Path dir) throws Exception {
         // the families' Gemma 3 config: head_dim 16, query_pre_attn_scalar 24, sliding window 5 on layers 0 and 1 of 3
-        Path cfg = Path.of("tests/resources/model/families/gemma3_text/model/config.json");
-        LlamaConfig c = LlamaConfig.read(cfg);
-        Path f = dir.resolve("g.gguf");
-        try (LlamaWeights w = TestModels.random(c, 4)) {
-            GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F32, "g", null, null, null), f);
+        f32RoundTrip("gemma3_text", 4, dir, (w, g, back) -> {
+            assertEquals("gemma3", g.get("general.architecture").asString());
+            assertEquals(5, g.get("gemma3.attention.sliding_window").asLong());
+            assertEquals(3, g.get("gemma3.attention.sliding_window_pattern").asLong());
+            assertEquals(10000.0, g.get("gemma3.rope.freq_base_swa").asDouble());
+            assertEquals("linear", g.get("gemma3.rope.scaling.type").asString());
+            assertEquals(16, g.get("gemma3.attention.key_length").asLong());
+            float[] norm = w.layer(1).inputLayernorm().toFloats(), stored = g.floats(g.tensor("blk.1.attn_norm.weight"));
+            for (int i = 0; i < norm.length; i++) assertEquals(1f + norm[i], stored[i]);
+            float[] post = w.layer(1).extra(io.lora4j.model.Architecture.POST_FFN_NORM).toFloats();
+            float[] storedPost = g.floats(g.tensor("blk.1.post_ffw_norm.weight"));
+            for (int i = 0; i < post.length; i++) assertEquals(1f + post[i], storedPost[i]);
+            float[] q = w.layer(0).extra(io.lora4j.model.Architecture.Q_NORM).toFloats(), storedQ = g.floats(g.tensor("blk.0.attn_q_norm.weight"));
+            float s = (float) Math.sqrt(16.0 / 24.0);
+            for (int i = 0; i < q.length; i++) assertEquals((1f + q[i]) * s, storedQ[i]);
+            // read back: what the norm multiplies by (1 + w in fp32, as lora4j computes it) exactly, the folded q norm to rounding
+            float[] backNorm = back.layer(1).inputLayernorm().toFloats();
+            for (int i = 0; i < norm.length; i++) assertEquals(1f + norm[i], 1f + backNorm[i]);
+            assertArrayEquals(q, back.layer(0).extra(io.lora4j.model.Architecture.Q_NORM).toFloats(), 1e-6f);
+        });
+    }
+
+    /** What a check of an f32 export gets: the model, the file, and the model read back from it. */
+    private interface ExportCheck {
+        void check(LlamaWeights w, GgufFile g, LlamaWeights back) throws Exception;
+    }
+
+    /** The seeded random model of {@code family}'s tiny test config, exported as f32 and read back, checked by {@code check}. */
+    private static void f32RoundTrip(String family, long seed, Path dir, ExportCheck check) throws Exception {
+        LlamaConfig c = LlamaConfig.read(Path.of("tests/resources/model/families", family, "model", LlamaConfig.FILE));
+        Path f = dir.resolve(family + ".gguf");
+        try (LlamaWeights w = TestModels.random(c, seed)) {
+            GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F32, family, null, null, null), f);
             try (GgufFile g = GgufFile.open(f); LlamaWeights back = GgufModelImport.load(g, c)) {
-                assertEquals("gemma3", g.get("general.architecture").asString());
-                assertEquals(5, g.get("gemma3.attention.sliding_window").asLong());
-                assertEquals(3, g.get("gemma3.attention.sliding_window_pattern").asLong());
-                assertEquals(10000.0, g.get("gemma3.rope.freq_base_swa").asDouble());
-                assertEquals("linear", g.get("gemma3.rope.scaling.type").asString());
-                assertEquals(16, g.get("gemma3.attention.key_length").asLong());
-                float[] norm = w.layer(1).inputLayernorm().toFloats(), stored = g.floats(g.tensor("blk.1.attn_norm.weight"));
-                for (int i = 0; i < norm.length; i++) assertEquals(1f + norm[i], stored[i]);
-                float[] post = w.layer(1).extra(io.lora4j.model.Architecture.POST_FFN_NORM).toFloats();
-                float[] storedPost = g.floats(g.tensor("blk.1.post_ffw_norm.weight"));
-                for (int i = 0; i < post.length; i++) assertEquals(1f + post[i], storedPost[i]);
-                float[] q = w.layer(0).extra(io.lora4j.model.Architecture.Q_NORM).toFloats(), storedQ = g.floats(g.tensor("blk.0.attn_q_norm.weight"));
-                float s = (float) Math.sqrt(16.0 / 24.0);
-                for (int i = 0; i < q.length; i++) assertEquals((1f + q[i]) * s, storedQ[i]);
-                // read back: what the norm multiplies by (1 + w in fp32, as lora4j computes it) exactly, the folded q norm to rounding
-                float[] backNorm = back.layer(1).inputLayernorm().toFloats();
-                for (int i = 0; i < norm.length; i++) assertEquals(1f + norm[i], 1f + backNorm[i]);
-                assertArrayEquals(q, back.layer(0).extra(io.lora4j.model.Architecture.Q_NORM).toFloats(), 1e-6f);
+                check.check(w, g, back);
             }
+        }
+    }
+
+    @Test
+    void gemma2SoftCapsAndWindowAreMetadataAndTheQueryScaleIsInAttnQ(@TempDir Path dir) throws Exception {
+        // the families' Gemma 2 config: head_dim 16, query_pre_attn_scalar 24, soft-caps 1 and 2, window 5
+        f32RoundTrip("gemma2", 5, dir, (w, g, back) -> {
+            assertEquals("gemma2", g.get("general.architecture").asString());
+            assertEquals(1.0, g.get("gemma2.attn_logit_softcapping").asDouble());
+            assertEquals(2.0, g.get("gemma2.final_logit_softcapping").asDouble());
+            assertEquals(5, g.get("gemma2.attention.sliding_window").asLong());
+            float[] q = ((ProjectionWeight.Dense) w.layer(2).projection(Projection.Q)).tensor().toFloats();
+            float[] storedQ = g.floats(g.tensor("blk.2.attn_q.weight"));
+            float s = (float) Math.sqrt(16.0 / 24.0);
+            for (int i = 0; i < q.length; i++) assertEquals(q[i] * s, storedQ[i]);
+            float[] backQ = ((ProjectionWeight.Dense) back.layer(2).projection(Projection.Q)).tensor().toFloats();
+            assertArrayEquals(q, backQ, 1e-6f);
+        });
+        // llama.cpp's gemma2 always soft-caps: a model without caps is refused, naming the keys
+        Path cfg = Path.of("tests/resources/model/families/gemma2/model/config.json");
+        com.google.gson.JsonObject json = com.google.gson.JsonParser.parseString(java.nio.file.Files.readString(cfg)).getAsJsonObject();
+        json.remove("attn_logit_softcapping");
+        json.remove("final_logit_softcapping");
+        try (LlamaWeights w = TestModels.random(LlamaConfig.fromJson(json, cfg), 5)) {
+            FormatException e = assertThrows(FormatException.class,
+                    () -> GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.F16, "m", null, null, null), dir.resolve("u.gguf")));
+            assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+            assertTrue(e.getMessage().contains("final_logit_softcapping"), e.getMessage());
+        }
+    }
+
+    @Test
+    void phi3FusedModulesAreOneTensorEachAndQ4KmIsRefused(@TempDir Path dir) throws Exception {
+        // the families' Phi-3 config: hidden 32, 4 heads of 8, 2 kv heads, intermediate 48
+        f32RoundTrip("phi3", 6, dir, (w, g, back) -> {
+            assertEquals("phi3", g.get("general.architecture").asString());
+            // rows [Q | K | V] = 32 + 16 + 16 and [gate | up] = 48 + 48, of 32 columns
+            assertArrayEquals(new long[] {64, 32}, g.tensor("blk.1.attn_qkv.weight").shape());
+            assertArrayEquals(new long[] {96, 32}, g.tensor("blk.1.ffn_up.weight").shape());
+            assertTrue(!g.tensors().containsKey("blk.1.attn_q.weight") && !g.tensors().containsKey("blk.1.ffn_gate.weight"));
+            float[] qkv = g.floats(g.tensor("blk.1.attn_qkv.weight")), up = g.floats(g.tensor("blk.1.ffn_up.weight"));
+            int at = 0;
+            for (Projection p : new Projection[] {Projection.Q, Projection.K, Projection.V, Projection.GATE, Projection.UP}) {
+                if (p == Projection.GATE) at = 0;
+                float[] want = ((ProjectionWeight.Dense) w.layer(1).projection(p)).tensor().toFloats();
+                float[] stored = java.util.Arrays.copyOfRange(p.ordinal() <= Projection.V.ordinal() ? qkv : up, at, at + want.length);
+                assertArrayEquals(want, stored, p.toString());
+                assertArrayEquals(want, ((ProjectionWeight.Dense) back.layer(1).projection(p)).tensor().toFloats(), p.toString());
+                at += want.length;
+            }
+        });
+        // llama-quantize puts attn_qkv in q5_K for q4_K_M, a type lora4j does not write: refused, no file
+        try (LlamaWeights w = TestModels.random(LlamaConfig.read(Path.of("tests/resources/model/families/phi3/model/config.json")), 6)) {
+            Path q = dir.resolve("q.gguf");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> GgufModelExport.write(w, new GgufModelExport.Options(GgufFileType.Q4_K_M, "p", null, null, null), q));
+            assertTrue(e.getMessage().contains("attn_qkv") && e.getMessage().contains("q5_K"), e.getMessage());
+            assertTrue(!java.nio.file.Files.exists(q));
         }
     }
 
