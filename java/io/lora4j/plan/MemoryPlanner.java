@@ -484,7 +484,10 @@ public final class MemoryPlanner {
             long chunk = ChunkedCrossEntropy.bufferRows(t, LoraTrainingModel.CE_CHUNK_TOKENS);
             long step = ChunkedCrossEntropy.chunkRows(LoraTrainingModel.CE_CHUNK_TOKENS);
             long padded = (t / step) * step + ChunkedCrossEntropy.aligned(t % step);
-            Buf logits = sim.dev(MemoryCategory.LOGITS, chunk * Math.min((long) c.vocabSize(), LOGITS_VOCAB_CHUNK) * F32);
+            long logitsBytes = chunk * Math.min((long) c.vocabSize(), LOGITS_VOCAB_CHUNK) * F32;
+            Buf logits = sim.dev(MemoryCategory.LOGITS, logitsBytes);
+            // a final-logit soft cap (Gemma 2) keeps the capped logits beside the raw ones
+            Buf capped = c.architecture().finalSoftcap() > 0 ? sim.dev(MemoryCategory.LOGITS, logitsBytes) : null;
             Buf hc = act(chunk * d), dhg = act((padded + 1) * d);
             // the online log-sum-exp state of ChunkedCrossEntropy (row max, row sum, target logit, lse)
             Buf rowMax = act(chunk), rowSum = act(chunk), target = act(chunk), lse = act(chunk);
@@ -492,7 +495,9 @@ public final class MemoryPlanner {
             for (Buf b : new Buf[] {rowIds(chunk), rowIds(chunk)}) sim.free(b); // a chunk's row numbers and targets
             if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, chunk * F32)); // the loss rows read back (the CPU reads them in place)
             sim.free(rowIds(t)); // the scatter map of dL/dh
-            for (Buf b : new Buf[] {sum, loss, lse, target, rowSum, rowMax, dhg, hc, logits, rstd, h}) sim.free(b);
+            for (Buf b : new Buf[] {sum, loss, lse, target, rowSum, rowMax, dhg, hc}) sim.free(b);
+            if (capped != null) sim.free(capped);
+            for (Buf b : new Buf[] {logits, rstd, h}) sim.free(b);
         }
 
         void forwardBackward() {
