@@ -11,24 +11,15 @@ import argparse
 import glob
 import os
 import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cheaders  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 HEADERS = "native/include/lora4j/*.h"
 HAND_WRITTEN = "native/nocuda/*.cpp"
-# A declaration: return type, name, parameters, ';' (definitions end in '{' and are not matched).
-DECLARATION = re.compile(r"([A-Za-z_][\w ]*?[\w*])\s*\b(lora4j_cuda_\w+)\s*\(([^)]*)\)\s*;", re.S)
 DEFINITION = re.compile(r"\b(lora4j_cuda_\w+)\s*\([^)]*\)\s*\{", re.S)
-
-
-def strip_comments(text):
-    return re.sub(r"/\*.*?\*/", " ", re.sub(r"//[^\n]*", "", text), flags=re.S)
-
-
-def declarations(text):
-    """(return type, name, parameter list) of each lora4j_cuda_* declaration, whitespace-normalised."""
-    for m in DECLARATION.finditer(strip_comments(text)):
-        ret, name, params = (" ".join(g.split()) for g in m.groups())
-        yield ret.replace(" *", "*"), name, params
 
 
 def main():
@@ -38,16 +29,17 @@ def main():
     hand = set()
     for f in sorted(glob.glob(os.path.join(ROOT, HAND_WRITTEN))):
         with open(f) as fh:
-            hand.update(DEFINITION.findall(strip_comments(fh.read())))
+            hand.update(DEFINITION.findall(cheaders.strip_comments(fh.read())))
     headers = sorted(glob.glob(os.path.join(ROOT, HEADERS)))
     stubs, seen = [], set()
     for h in headers:
         with open(h) as fh:
-            for ret, name, params in declarations(fh.read()):
-                if name in hand or name in seen:
+            for d in cheaders.declarations(fh.read(), h):
+                if not d.name.startswith("lora4j_cuda_") or d.name in hand or d.name in seen:
                     continue
-                seen.add(name)
-                stubs.append('%s %s(%s) {\n  NO_CUDA("%s");\n}\n' % (ret, name, params, name[len("lora4j_"):]))
+                seen.add(d.name)
+                params = ", ".join("%s %s" % (p.ctype, p.name) for p in d.params) or "void"
+                stubs.append('%s %s(%s) {\n  NO_CUDA("%s");\n}\n' % (d.ret, d.name, params, d.name[len("lora4j_"):]))
     if not stubs:
         raise SystemExit("gen_nocuda.py: no lora4j_cuda_* declaration found in " + HEADERS)
     includes = "".join('#include "lora4j/%s"\n' % os.path.basename(h) for h in headers)

@@ -9,14 +9,16 @@ import org.bytedeco.javacpp.annotation.Cast;
 import org.bytedeco.javacpp.annotation.Platform;
 
 /**
- * Raw JavaCPP binding of liblora4j's C API ({@code native/include/lora4j/*.h}).
+ * Raw JavaCPP binding of liblora4j's runtime ({@code native/include/lora4j/runtime.h}): build facts, BLAS,
+ * CUDA devices, memory, streams and events. The ops (nf4.h, ops.h, lora.h, infer.h, storage.h) are
+ * bound in the generated {@link Lora4jOpsNative}.
  *
  * <p>Nothing here validates arguments: callers go through {@code io.lora4j.ops} and
  * {@code io.lora4j.quant}, which check shapes, sizes and dtypes before any native call. A
  * {@code std::runtime_error} thrown natively arrives as a {@link RuntimeException} carrying its
  * message. CUDA entries take device pointers and a stream (may be null).
  */
-@Platform(include = {"lora4j/runtime.h", "lora4j/nf4.h"}, link = "lora4j")
+@Platform(include = "lora4j/runtime.h", link = "lora4j")
 public final class Lora4jNative {
     static {
         Loader.load();
@@ -26,66 +28,6 @@ public final class Lora4jNative {
 
     /** Forces the class (and so the native libraries) to load; throws if they cannot. */
     public static void ensureLoaded() {}
-
-    // ---- nf4.h (CPU) ----
-    public static native void lora4j_nf4_code(FloatPointer out);
-
-    public static native void lora4j_dynamic_map(FloatPointer out);
-
-    public static native void lora4j_nf4_quantize(@Cast("const void*") Pointer w, int dtype, long n,
-            int blocksize, @Cast("uint8_t*") BytePointer packed, FloatPointer absmax);
-
-    public static native void lora4j_nf4_dequantize(@Cast("const uint8_t*") BytePointer packed,
-            @Cast("const float*") FloatPointer absmax, long n, int blocksize, FloatPointer out);
-
-    public static native void lora4j_nf4_double_quant(@Cast("const float*") FloatPointer absmax,
-            long nblocks, @Cast("uint8_t*") BytePointer qabsmax, FloatPointer nestedAbsmax,
-            FloatPointer offset);
-
-    public static native void lora4j_nf4_quantize_nested(@Cast("const float*") FloatPointer centered,
-            long nblocks, @Cast("uint8_t*") BytePointer qabsmax, FloatPointer nestedAbsmax);
-
-    public static native void lora4j_nf4_dequant_absmax(@Cast("const uint8_t*") BytePointer qabsmax,
-            @Cast("const float*") FloatPointer nestedAbsmax, float offset, long nblocks,
-            FloatPointer absmax);
-
-    public static native void lora4j_nf4_matmul_fwd(@Cast("const float*") FloatPointer x, long T,
-            long in, long out, @Cast("const uint8_t*") BytePointer w,
-            @Cast("const float*") FloatPointer absmax, int blocksize, FloatPointer y);
-
-    public static native void lora4j_nf4_matmul_bwd_input(@Cast("const float*") FloatPointer dy,
-            long T, long in, long out, @Cast("const uint8_t*") BytePointer w,
-            @Cast("const float*") FloatPointer absmax, int blocksize, FloatPointer dx);
-
-    // ---- nf4.h (CUDA: device pointers, a stream or null) ----
-    public static native void lora4j_cuda_nf4_quantize(@Cast("const void*") Pointer w, int dtype,
-            long n, int blocksize, @Cast("uint8_t*") Pointer packed, @Cast("float*") Pointer absmax,
-            Pointer stream);
-
-    public static native void lora4j_cuda_nf4_dequantize(@Cast("const uint8_t*") Pointer packed,
-            @Cast("const float*") Pointer absmax, long n, int blocksize, @Cast("float*") Pointer out,
-            Pointer stream);
-
-    public static native void lora4j_cuda_nf4_dequantize_bf16(@Cast("const uint8_t*") Pointer packed,
-            @Cast("const float*") Pointer absmax, long n, int blocksize,
-            @Cast("uint16_t*") Pointer out, Pointer stream);
-
-    public static native void lora4j_cuda_nf4_double_quant(@Cast("const float*") Pointer absmax,
-            long nblocks, @Cast("uint8_t*") Pointer qabsmax, @Cast("float*") Pointer nestedAbsmax,
-            @Cast("float*") Pointer offset, Pointer stream);
-
-    public static native void lora4j_cuda_nf4_dequant_absmax(@Cast("const uint8_t*") Pointer qabsmax,
-            @Cast("const float*") Pointer nestedAbsmax, float offset, long nblocks,
-            @Cast("float*") Pointer absmax, Pointer stream);
-
-    public static native void lora4j_cuda_nf4_matmul_fwd(@Cast("const float*") Pointer x, long T,
-            long in, long out, @Cast("const uint8_t*") Pointer w, @Cast("const float*") Pointer absmax,
-            int blocksize, @Cast("float*") Pointer y, Pointer stream);
-
-    public static native void lora4j_cuda_nf4_matmul_bwd_input(@Cast("const float*") Pointer dy,
-            long T, long in, long out, @Cast("const uint8_t*") Pointer w,
-            @Cast("const float*") Pointer absmax, int blocksize, @Cast("float*") Pointer dx,
-            Pointer stream);
 
     // ---- runtime.h ----
     public static native int lora4j_built_with_cuda();
@@ -103,10 +45,6 @@ public final class Lora4jNative {
             @Cast("const float*") FloatPointer B, long ldb, float beta, FloatPointer C, long ldc);
 
     public static native @Cast("uint64_t") long lora4j_bench_read(@Cast("const void*") Pointer p, long bytes);
-
-    public static native void lora4j_set_num_threads(int n);
-
-    public static native int lora4j_get_num_threads();
 
     public static native int lora4j_physical_cores();
 

@@ -76,7 +76,7 @@ public final class NativeLibrary {
      */
     public static void setNumThreads(int n) {
         load();
-        Lora4jNative.lora4j_set_num_threads(n);
+        Lora4jOpsNative.lora4j_set_num_threads(n);
     }
 
     /**
@@ -85,7 +85,7 @@ public final class NativeLibrary {
      */
     public static int numThreads() {
         load();
-        return Lora4jNative.lora4j_get_num_threads();
+        return Lora4jOpsNative.lora4j_get_num_threads();
     }
 
     /**

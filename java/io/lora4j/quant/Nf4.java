@@ -1,6 +1,6 @@
 package io.lora4j.quant;
 
-import io.lora4j.nativeapi.Lora4jNative;
+import io.lora4j.nativeapi.Lora4jOpsNative;
 import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.ops.Backend;
 import io.lora4j.tensor.DType;
@@ -31,7 +31,7 @@ public final class Nf4 {
         if (code == null) {
             NativeLibrary.load();
             try (FloatPointer p = new FloatPointer(16)) {
-                Lora4jNative.lora4j_nf4_code(p);
+                Lora4jOpsNative.lora4j_nf4_code(p);
                 code = new float[16];
                 p.get(code);
             }
@@ -44,7 +44,7 @@ public final class Nf4 {
         if (dynamicMap == null) {
             NativeLibrary.load();
             try (FloatPointer p = new FloatPointer(256)) {
-                Lora4jNative.lora4j_dynamic_map(p);
+                Lora4jOpsNative.lora4j_dynamic_map(p);
                 dynamicMap = new float[256];
                 p.get(dynamicMap);
             }

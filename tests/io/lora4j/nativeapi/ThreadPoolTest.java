@@ -64,12 +64,12 @@ class ThreadPoolTest {
         try (FloatPointer wp = new FloatPointer(w); BytePointer packed = new BytePointer(n / 2);
              FloatPointer absmax = new FloatPointer(n / 64)) {
             RuntimeException e = assertThrows(RuntimeException.class,
-                    () -> Lora4jNative.lora4j_nf4_quantize(wp, 0, n, 64, packed, absmax));
+                    () -> Lora4jOpsNative.lora4j_nf4_quantize(wp, 0, n, 64, packed, absmax));
             assertTrue(e.getMessage().contains("at element " + (n - 5)), e.getMessage());
             // The pool is still usable afterwards.
             w[n - 5] = 1f;
             wp.put(w);
-            Lora4jNative.lora4j_nf4_quantize(wp, 0, n, 64, packed, absmax);
+            Lora4jOpsNative.lora4j_nf4_quantize(wp, 0, n, 64, packed, absmax);
         }
     }
 

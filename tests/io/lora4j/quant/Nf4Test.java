@@ -2,7 +2,7 @@ package io.lora4j.quant;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import io.lora4j.nativeapi.Lora4jNative;
+import io.lora4j.nativeapi.Lora4jOpsNative;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.tensor.DType;
@@ -57,8 +57,8 @@ class Nf4Test {
     @Test
     void codeTableAndDynamicMapAreBitsandbytesBitForBit() {
         try (FloatPointer code = new FloatPointer(16); FloatPointer map = new FloatPointer(256)) {
-            Lora4jNative.lora4j_nf4_code(code);
-            Lora4jNative.lora4j_dynamic_map(map);
+            Lora4jOpsNative.lora4j_nf4_code(code);
+            Lora4jOpsNative.lora4j_dynamic_map(map);
             float[] c = new float[16], m = new float[256];
             code.get(c);
             map.get(m);
@@ -106,7 +106,7 @@ class Nf4Test {
                  Tensor qa = Tensor.allocate(DType.U8, MemoryCategory.WORKSPACE, absmax.length);
                  Tensor na = Tensor.allocate(DType.F32, MemoryCategory.WORKSPACE, nested);
                  Tensor back = Tensor.allocate(DType.F32, MemoryCategory.WORKSPACE, absmax.length)) {
-                Lora4jNative.lora4j_nf4_quantize_nested(cen.floatPointer(), absmax.length, qa.bytePointer(),
+                Lora4jOpsNative.lora4j_nf4_quantize_nested(cen.floatPointer(), absmax.length, qa.bytePointer(),
                         na.floatPointer());
                 assertArrayEquals(c.bytes("qabsmax"), qa.toBytes(), "nested codes of " + c);
                 assertArrayEquals(c.floats("nested_absmax"), na.toFloats(), "nested absmax of " + c);
