@@ -1,5 +1,10 @@
 package io.lora4j.ops;
 
+import io.lora4j.ops.OpShapes.Lora;
+import io.lora4j.ops.OpShapes.Matvec;
+import io.lora4j.ops.OpShapes.Nf4Matmul;
+import io.lora4j.ops.OpShapes.Rows;
+import io.lora4j.ops.OpShapes.Table;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
@@ -129,14 +134,20 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void nf4MatmulFwd(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
-        long n = nf4Operands(x, "x", "in", packed, blocksize, out, "out", y, "y");
+        nf4Input(x, "x", blocksize);
+        Nf4Matmul s = Nf4Matmul.forward(x, out);
+        long n = nf4Weight(s, packed);
+        f32(y, mul(s.t(), s.out(), "T*out"), "y");
         f32(absmax, blocks(n, blocksize), "absmax");
         delegate.nf4MatmulFwd(x, packed, absmax, blocksize, out, y);
     }
 
     @Override
     public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
-        long n = nf4Operands(dy, "dy", "out", packed, blocksize, in, "in", dx, "dx");
+        nf4Input(dy, "dy", blocksize);
+        Nf4Matmul s = Nf4Matmul.backwardInput(dy, in);
+        long n = nf4Weight(s, packed);
+        f32(dx, mul(s.t(), s.in(), "T*in"), "dx");
         f32(absmax, blocks(n, blocksize), "absmax");
         delegate.nf4MatmulBwdInput(dy, packed, absmax, blocksize, in, dx);
     }
@@ -144,7 +155,10 @@ public final class CheckedBackend implements Backend {
     @Override
     public void nf4DqMatmulFwd(Tensor x, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long out,
             Tensor y) {
-        long n = nf4Operands(x, "x", "in", packed, blocksize, out, "out", y, "y");
+        nf4Input(x, "x", blocksize);
+        Nf4Matmul s = Nf4Matmul.forward(x, out);
+        long n = nf4Weight(s, packed);
+        f32(y, mul(s.t(), s.out(), "T*out"), "y");
         doubleQuantScales(qabsmax, nested, offset, blocks(n, blocksize));
         delegate.nf4DqMatmulFwd(x, packed, qabsmax, nested, offset, blocksize, out, y);
     }
@@ -152,26 +166,27 @@ public final class CheckedBackend implements Backend {
     @Override
     public void nf4DqMatmulBwdInput(Tensor dy, Tensor packed, Tensor qabsmax, Tensor nested, float offset, int blocksize, long in,
             Tensor dx) {
-        long n = nf4Operands(dy, "dy", "out", packed, blocksize, in, "in", dx, "dx");
+        nf4Input(dy, "dy", blocksize);
+        Nf4Matmul s = Nf4Matmul.backwardInput(dy, in);
+        long n = nf4Weight(s, packed);
+        f32(dx, mul(s.t(), s.in(), "T*in"), "dx");
         doubleQuantScales(qabsmax, nested, offset, blocks(n, blocksize));
         delegate.nf4DqMatmulBwdInput(dy, packed, qabsmax, nested, offset, blocksize, in, dx);
     }
 
-    /**
-     * The operands of an NF4 matmul: a [T, k] F32 (x with k = in, or dy with k = out), the packed
-     * [out, in] weight, the F32 result [T, other]; returns the weight's element count out·in.
-     */
-    private long nf4Operands(Tensor a, String aName, String kName, Tensor packed, int blocksize, long other, String otherName, Tensor r,
-            String rName) {
+    /** The activation an NF4 matmul reads (x [T, in] forward, dy [T, out] backward) and its blocksize. */
+    private void nf4Input(Tensor a, String what, int blocksize) {
         blocksize(blocksize);
-        matrix(a, aName);
-        long t = a.dim(0), k = a.dim(1);
-        positive(t, "T");
-        positive(k, kName);
-        positive(other, otherName);
-        long n = mul(other, k, "out*in");
+        matrix(a, what);
+    }
+
+    /** Positive dimensions and the packed [out, in] weight of an NF4 matmul; returns its element count out·in. */
+    private long nf4Weight(Nf4Matmul s, Tensor packed) {
+        positive(s.t(), "T");
+        positive(s.in(), "in");
+        positive(s.out(), "out");
+        long n = mul(s.out(), s.in(), "out*in");
         packed(packed, n, "packed");
-        f32(r, mul(t, other, "T*" + otherName), rName);
         return n;
     }
 
@@ -208,24 +223,24 @@ public final class CheckedBackend implements Backend {
     @Override
     public void rmsnormFwd(Tensor x, Tensor w, float eps, Tensor y, Tensor rstd) {
         matrix(x, "x");
-        long t = x.dim(0), dim = x.dim(1);
-        positive(dim, "dim");
-        f32(w, dim, "w");
+        Rows s = Rows.of(x);
+        positive(s.cols(), "dim");
+        f32(w, s.cols(), "w");
         f32(y, x.numel(), "y");
-        f32(rstd, t, "rstd");
+        f32(rstd, s.rows(), "rstd");
         delegate.rmsnormFwd(x, w, eps, y, rstd);
     }
 
     @Override
     public void rmsnormBwd(Tensor dy, Tensor x, Tensor w, Tensor rstd, Tensor dx, Tensor dw) {
         matrix(x, "x");
-        long t = x.dim(0), dim = x.dim(1);
-        positive(dim, "dim");
+        Rows s = Rows.of(x);
+        positive(s.cols(), "dim");
         f32(dy, x.numel(), "dy");
-        f32(w, dim, "w");
-        f32(rstd, t, "rstd");
+        f32(w, s.cols(), "w");
+        f32(rstd, s.rows(), "rstd");
         f32(dx, x.numel(), "dx");
-        if (dw != null) f32(dw, dim, "dw");
+        if (dw != null) f32(dw, s.cols(), "dw");
         delegate.rmsnormBwd(dy, x, w, rstd, dx, dw);
     }
 
@@ -342,8 +357,9 @@ public final class CheckedBackend implements Backend {
     @Override
     public void decodeMatvec(Tensor x, Tensor w, boolean accumulate, Tensor y) {
         decodeWeight(w, "w");
-        f32(x, w.dim(1), "x");
-        f32(y, w.dim(0), "y");
+        Matvec s = Matvec.of(w);
+        f32(x, s.in(), "x");
+        f32(y, s.out(), "y");
         delegate.decodeMatvec(x, w, accumulate, y);
     }
 
@@ -353,8 +369,9 @@ public final class CheckedBackend implements Backend {
         decodeWeight(wUp, "wUp");
         if (wGate.dtype() != wUp.dtype() || wGate.dim(0) != wUp.dim(0) || wGate.dim(1) != wUp.dim(1))
             throw new IllegalArgumentException("gate and up weights must have one shape and type, got " + wGate + " and " + wUp);
-        f32(x, wGate.dim(1), "x");
-        f32(s, wGate.dim(0), "s");
+        Matvec g = Matvec.of(wGate);
+        f32(x, g.in(), "x");
+        f32(s, g.out(), "s");
         delegate.decodeGateUp(x, wGate, wUp, s);
     }
 
@@ -388,9 +405,10 @@ public final class CheckedBackend implements Backend {
     @Override
     public void decodeEmbedding(Tensor table, int token, Tensor out) {
         weightMatrix(table, "table");
-        if (token < 0 || token >= table.dim(0))
-            throw new IllegalArgumentException("token id " + token + " outside the vocabulary of " + table.dim(0));
-        f32(out, table.dim(1), "out");
+        Table s = Table.of(table);
+        if (token < 0 || token >= s.vocab())
+            throw new IllegalArgumentException("token id " + token + " outside the vocabulary of " + s.vocab());
+        f32(out, s.dim(), "out");
         delegate.decodeEmbedding(table, token, out);
     }
 
@@ -459,17 +477,19 @@ public final class CheckedBackend implements Backend {
     public void embeddingFwd(Tensor ids, Tensor table, Tensor out) {
         i32(ids, 0, "ids");
         weightMatrix(table, "table");
-        positive(table.dim(0), "vocab");
-        positive(table.dim(1), "dim");
-        f32(out, mul(ids.numel(), table.dim(1), "T*dim"), "out");
+        Table s = Table.of(table);
+        positive(s.vocab(), "vocab");
+        positive(s.dim(), "dim");
+        f32(out, mul(ids.numel(), s.dim(), "T*dim"), "out");
         delegate.embeddingFwd(ids, table, out);
     }
 
     @Override
     public void crossEntropyFwd(Tensor logits, Tensor labels, Tensor loss, Tensor lossSum) {
         matrix(logits, "logits");
-        long t = logits.dim(0);
-        positive(logits.dim(1), "V");
+        Rows s = Rows.of(logits);
+        long t = s.rows();
+        positive(s.cols(), "V");
         i32(labels, t, "labels");
         f32(loss, t, "loss");
         if (lossSum != null) f32(lossSum, 1, "lossSum");
@@ -479,8 +499,9 @@ public final class CheckedBackend implements Backend {
     @Override
     public void crossEntropyBwd(Tensor logits, Tensor labels, float scale, Tensor dlogits) {
         matrix(logits, "logits");
-        long t = logits.dim(0);
-        positive(logits.dim(1), "V");
+        Rows s = Rows.of(logits);
+        long t = s.rows();
+        positive(s.cols(), "V");
         i32(labels, t, "labels");
         f32(dlogits, logits.numel(), "dlogits");
         delegate.crossEntropyBwd(logits, labels, scale, dlogits);
@@ -490,8 +511,9 @@ public final class CheckedBackend implements Backend {
     public void crossEntropyChunkStats(Tensor logits, Tensor labels, long v0, boolean first, Tensor rowMax,
             Tensor rowSum, Tensor targetLogit) {
         matrix(logits, "logits");
-        long n = logits.dim(0);
-        positive(logits.dim(1), "vocab slice");
+        Rows s = Rows.of(logits);
+        long n = s.rows();
+        positive(s.cols(), "vocab slice");
         nonNegative(v0, "v0");
         i32(labels, n, "labels");
         f32(rowMax, n, "rowMax");
@@ -517,8 +539,9 @@ public final class CheckedBackend implements Backend {
     @Override
     public void crossEntropyChunkGrad(Tensor logits, Tensor labels, long v0, Tensor lse, float scale) {
         matrix(logits, "logits");
-        long n = logits.dim(0);
-        positive(logits.dim(1), "vocab slice");
+        Rows s = Rows.of(logits);
+        long n = s.rows();
+        positive(s.cols(), "vocab slice");
         nonNegative(v0, "v0");
         i32(labels, n, "labels");
         f32(lse, n, "lse");
@@ -527,45 +550,43 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public void loraFwd(Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, float scale, Tensor y, Tensor xa) {
-        long[] d = loraDims(x, a, b);
-        long t = d[0], in = d[1], out = d[2], r = d[3];
-        if (w != null) weightOf(w, mul(out, in, "out*in"), "w");
+        Lora s = loraShape(x, a, b);
+        if (w != null) weightOf(w, mul(s.out(), s.in(), "out*in"), "w");
         if (dropMask != null) f32(dropMask, x.numel(), "dropMask");
-        f32(y, mul(t, out, "T*out"), "y");
-        f32(xa, mul(t, r, "T*r"), "xa");
+        f32(y, mul(s.t(), s.out(), "T*out"), "y");
+        f32(xa, mul(s.t(), s.r(), "T*r"), "xa");
         delegate.loraFwd(x, w, a, b, dropMask, scale, y, xa);
     }
 
     @Override
     public void loraBwd(Tensor dy, Tensor x, Tensor w, Tensor a, Tensor b, Tensor dropMask, Tensor xa, float scale,
             Tensor dx, boolean accumulateDx, Tensor da, Tensor db, Tensor workspace) {
-        long[] d = loraDims(x, a, b);
-        long t = d[0], in = d[1], out = d[2], r = d[3];
-        f32(dy, mul(t, out, "T*out"), "dy");
-        if (w != null) weightOf(w, mul(out, in, "out*in"), "w");
+        Lora s = loraShape(x, a, b);
+        f32(dy, mul(s.t(), s.out(), "T*out"), "dy");
+        if (w != null) weightOf(w, mul(s.out(), s.in(), "out*in"), "w");
         if (dropMask != null) f32(dropMask, x.numel(), "dropMask");
-        f32(xa, mul(t, r, "T*r"), "xa");
+        f32(xa, mul(s.t(), s.r(), "T*r"), "xa");
         if (dx != null) f32(dx, x.numel(), "dx");
         if (da != null) f32(da, a.numel(), "da");
         if (db != null) f32(db, b.numel(), "db");
         // lora.h: lora4j_lora_bwd_workspace_floats(T, r) = T*r floats (G = dY·B)
-        f32(workspace, mul(t, r, "T*r"), "workspace");
+        f32(workspace, mul(s.t(), s.r(), "T*r"), "workspace");
         delegate.loraBwd(dy, x, w, a, b, dropMask, xa, scale, dx, accumulateDx, da, db, workspace);
     }
 
-    /** {T, in, out, r} of a LoRA call: x [T, in], a [r, in], b [out, r]. */
-    private long[] loraDims(Tensor x, Tensor a, Tensor b) {
+    /** The shape of a LoRA call, x [T, in], a [r, in], b [out, r], once x, a and b agree on it. */
+    private Lora loraShape(Tensor x, Tensor a, Tensor b) {
         matrix(x, "x");
         matrix(a, "a");
         matrix(b, "b");
-        long t = x.dim(0), in = x.dim(1), r = a.dim(0), out = b.dim(0);
-        positive(t, "T");
-        positive(in, "in");
-        positive(r, "r");
-        positive(out, "out");
-        if (a.dim(1) != in) throw new IllegalArgumentException("lora: a is " + a + ", x has " + in + " columns");
-        if (b.dim(1) != r) throw new IllegalArgumentException("lora: b is " + b + ", a has rank " + r);
-        return new long[] {t, in, out, r};
+        Lora s = Lora.of(x, a, b);
+        positive(s.t(), "T");
+        positive(s.in(), "in");
+        positive(s.r(), "r");
+        positive(s.out(), "out");
+        if (a.dim(1) != s.in()) throw new IllegalArgumentException("lora: a is " + a + ", x has " + s.in() + " columns");
+        if (b.dim(1) != s.r()) throw new IllegalArgumentException("lora: b is " + b + ", a has rank " + s.r());
+        return s;
     }
 
     @Override
