@@ -17,13 +17,18 @@ import org.junit.jupiter.api.Test;
  * lora4j_cuda_* entry of the bindings exists (the stubs scripts/gen_nocuda.py generates from the
  * headers at build time) and throws "built without CUDA", naming itself.
  */
-class NoCudaStubsTest {
-    private static Object zero(Class<?> t) {
-        if (t == long.class) return 0L;
-        if (t == int.class) return 0;
-        if (t == float.class) return 0f;
-        if (t == double.class) return 0.0;
-        return null; // a Pointer: the stub throws before anything could read it
+public class NoCudaStubsTest {
+    /** Arguments for a call that must reach a stub: zero scalars, null pointers (the stub throws before anything could read them). */
+    public static Object[] zeroArguments(Method m) {
+        Class<?>[] types = m.getParameterTypes();
+        Object[] args = new Object[types.length]; // a Pointer stays null
+        for (int i = 0; i < args.length; i++) {
+            if (types[i] == long.class) args[i] = 0L;
+            else if (types[i] == int.class) args[i] = 0;
+            else if (types[i] == float.class) args[i] = 0f;
+            else if (types[i] == double.class) args[i] = 0.0;
+        }
+        return args;
     }
 
     @Test
@@ -35,10 +40,8 @@ class NoCudaStubsTest {
             for (Method m : c.getDeclaredMethods()) {
                 if (!Modifier.isNative(m.getModifiers()) || !m.getName().startsWith("lora4j_cuda_")) continue;
                 if (m.getName().equals("lora4j_cuda_device_count")) continue;
-                Object[] args = new Object[m.getParameterCount()];
-                for (int i = 0; i < args.length; i++) args[i] = zero(m.getParameterTypes()[i]);
                 try {
-                    m.invoke(null, args);
+                    m.invoke(null, zeroArguments(m));
                     fail(m.getName() + " returned instead of throwing");
                 } catch (InvocationTargetException e) {
                     String msg = String.valueOf(e.getCause().getMessage());

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.lora4j.nativeapi.Lora4jNative;
 import io.lora4j.nativeapi.Lora4jOpsNative;
+import io.lora4j.nativeapi.NoCudaStubsTest;
 import java.io.IOException;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
@@ -91,23 +92,14 @@ class KernelEntriesTest {
                 .orElseThrow(() -> new AssertionError(entry + " is not bound in Lora4jOpsNative"));
     }
 
-    private static Object zero(Class<?> t) {
-        if (t == long.class) return 0L;
-        if (t == int.class) return 0;
-        if (t == float.class) return 0f;
-        if (t == double.class) return 0.0;
-        return null; // a Pointer: the stub throws before anything could read it
-    }
-
     /** Each method of KernelEntries.Cuda reaches its own lora4j_cuda_ entry: on a no-CUDA build its stub names it. */
     @Test
     void eachCudaEntryCallsItsOwnTwin() throws IllegalAccessException {
         KernelEntries cuda = new KernelEntries.Cuda(null);
         assumeTrue(Lora4jNative.lora4j_built_with_cuda() == 0, "this liblora4j was built with CUDA (or its emulator)");
         for (Method m : KernelEntries.class.getDeclaredMethods()) {
-            Object[] args = Arrays.stream(m.getParameterTypes()).map(KernelEntriesTest::zero).toArray();
             try {
-                m.invoke(cuda, args);
+                m.invoke(cuda, NoCudaStubsTest.zeroArguments(m));
                 fail(m.getName() + " returned instead of reaching a no-CUDA stub");
             } catch (InvocationTargetException e) {
                 String msg = String.valueOf(e.getCause().getMessage());
