@@ -19,7 +19,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The CUDA backend: liblora4j's hand-written kernels on device 0, all queued on one stream.
+ * The CUDA backend: liblora4j's hand-written kernels on one device (0, or a data-parallel rank's
+ * local rank: {@link CudaDevices}), all queued on one stream.
  * Device memory comes from cudaMalloc and is counted by the tensor memory tracker.
  */
 public final class CudaBackend implements Backend {
@@ -27,6 +28,8 @@ public final class CudaBackend implements Backend {
     private static final int HOST_TO_DEVICE = 1, DEVICE_TO_HOST = 2;
     private final Pointer stream;
     private final String deviceInfo;
+    /** The device's ordinal among the visible ones (see {@link CudaDevices}). */
+    private final int ordinal;
     /** The library runs the kernels on the SIMT emulator (native/emu), not on a GPU. */
     private final boolean emulated;
     /** Side stream of the asynchronous offload copies (created on first use). */
@@ -44,21 +47,27 @@ public final class CudaBackend implements Backend {
      */
     private final ArrayDeque<Pointer> idleEvents = new ArrayDeque<>();
 
-    /** Opens device 0; throws {@link IllegalStateException} when no usable device exists. */
+    /**
+     * Opens the device {@link CudaDevices} chose (0 unless a data-parallel rank asked for its local
+     * rank's); throws {@link IllegalStateException} when no usable device exists or that one is not visible.
+     */
     public CudaBackend() {
         NativeLibrary.load();
         int n = lora4j_cuda_device_count();
         if (n <= 0) throw new IllegalStateException("CUDA requested but unavailable: " + Backends.cudaProbeReason(n));
-        lora4j_cuda_set_device(0);
+        ordinal = CudaDevices.open(n);
+        lora4j_cuda_set_device(ordinal);
         emulated = NativeLibrary.cudaEmulated();
         // the emulator names its device "lora4j cuda (emulated) <profile>, ...": say it once
-        deviceInfo = lora4j_cuda_device_info(0).getString().replaceFirst("^lora4j cuda \\(emulated\\) ", "");
+        deviceInfo = lora4j_cuda_device_info(ordinal).getString().replaceFirst("^lora4j cuda \\(emulated\\) ", "");
         stream = lora4j_cuda_stream_create();
     }
 
     @Override public Device device() { return Device.CUDA; }
 
-    @Override public String description() { return (emulated ? "cuda (emulated) (" : "cuda (") + deviceInfo + ")"; }
+    @Override public String description() {
+        return (ordinal == 0 ? "cuda" : "cuda:" + ordinal) + (emulated ? " (emulated) (" : " (") + deviceInfo + ")";
+    }
 
     /** True when the kernels run on the SIMT emulator ({@code -Dlora4j.native=emu}), not on a GPU. */
     public boolean emulated() {
