@@ -3,8 +3,26 @@
 #include "lora4j/runtime.h"
 #include "cuda/cuda_common.cuh"
 
+#include <atomic>
 #include <cstdio>
 #include <string>
+
+namespace {
+// The device lora4j_cuda_set_device chose for this process (a data-parallel rank's local rank).
+// CUDA's current device belongs to each host thread: the entries that allocate memory or create
+// streams and events re-bind a thread that has not set it yet, so that they never land on device 0
+// by default. Kernel launches need no re-binding: one into a stream of another device fails.
+std::atomic<int> g_device{0};
+thread_local int t_bound = -1;
+
+void bind_device() {
+  const int d = g_device.load(std::memory_order_relaxed);
+  if (t_bound != d) {
+    LORA4J_CUDA_CHECK(cudaSetDevice(d));
+    t_bound = d;
+  }
+}
+}  // namespace
 
 extern "C" {
 
@@ -32,11 +50,16 @@ const char* lora4j_cuda_device_info(int32_t dev) {
   return info.c_str();
 }
 
-void lora4j_cuda_set_device(int32_t dev) { LORA4J_CUDA_CHECK(cudaSetDevice(dev)); }
+void lora4j_cuda_set_device(int32_t dev) {
+  LORA4J_CUDA_CHECK(cudaSetDevice(dev));
+  g_device.store(dev, std::memory_order_relaxed);
+  t_bound = dev;
+}
 
 void* lora4j_cuda_malloc(int64_t bytes) {
   void* p = nullptr;
   if (bytes == 0) return nullptr;
+  bind_device();
   cudaError_t e = cudaMalloc(&p, static_cast<size_t>(bytes));
   if (e != cudaSuccess) {
     cudaGetLastError();
@@ -54,6 +77,7 @@ void lora4j_cuda_free(void* p) {
 void* lora4j_cuda_host_alloc(int64_t bytes) {
   void* p = nullptr;
   if (bytes == 0) return nullptr;
+  bind_device();
   LORA4J_CUDA_CHECK(cudaMallocHost(&p, static_cast<size_t>(bytes)));
   return p;
 }
@@ -78,6 +102,7 @@ void lora4j_cuda_memset(void* dst, int32_t value, int64_t bytes, void* stream) {
 }
 
 void* lora4j_cuda_stream_create(void) {
+  bind_device();
   cudaStream_t s;
   LORA4J_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   return s;
@@ -91,9 +116,13 @@ void lora4j_cuda_stream_synchronize(void* stream) {
   LORA4J_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
 }
 
-void lora4j_cuda_device_synchronize(void) { LORA4J_CUDA_CHECK(cudaDeviceSynchronize()); }
+void lora4j_cuda_device_synchronize(void) {
+  bind_device();
+  LORA4J_CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 void* lora4j_cuda_event_create(void) {
+  bind_device();
   cudaEvent_t e;
   LORA4J_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   return e;
@@ -123,6 +152,7 @@ int32_t lora4j_cuda_event_query(void* event) {
 }
 
 void lora4j_cuda_mem_info(int64_t* out) {
+  bind_device();
   size_t f = 0, t = 0;
   LORA4J_CUDA_CHECK(cudaMemGetInfo(&f, &t));
   out[0] = static_cast<int64_t>(f);

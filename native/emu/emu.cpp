@@ -87,6 +87,22 @@ size_t memory_total() {
   return t;
 }
 
+// Devices the runtime reports (LORA4J_EMU_DEVICES, 1..16): all share the one profile, memory and
+// device lock; what differs is only the ordinal a host thread has set, so that a data-parallel
+// rank's choice of device (its local rank) reaches cudaSetDevice and is checked against the count.
+int device_count() {
+  static const int n = [] {
+    const char* e = std::getenv("LORA4J_EMU_DEVICES");
+    if (!e || !*e) return 1;
+    const long v = std::strtol(e, nullptr, 10);
+    if (v >= 1 && v <= 16) return int(v);
+    std::fprintf(stderr, "lora4j cuda emulator: LORA4J_EMU_DEVICES=%s is not in 1..16, using 1\n", e);
+    return 1;
+  }();
+  return n;
+}
+thread_local int t_device = 0;  // cudaSetDevice is per host thread, as in CUDA
+
 uint64_t seed() {
   static const uint64_t s = [] {
     const char* e = std::getenv("LORA4J_EMU_SEED");
@@ -950,18 +966,24 @@ using namespace lora4j_emu;
 extern "C" {
 
 cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
+  *n = device_count();
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* dev) {
-  *dev = 0;
+  *dev = t_device;
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int dev) {
-  return dev == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "the emulator has device 0 only");
+  if (dev < 0 || dev >= device_count())
+    return fail(cudaErrorInvalidDevice, "device " + std::to_string(dev) + " of " + std::to_string(device_count()) +
+                                            " emulated (LORA4J_EMU_DEVICES)");
+  t_device = dev;
+  return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int dev) {
-  if (dev != 0) return fail(cudaErrorInvalidDevice, "the emulator has device 0 only");
+  if (dev < 0 || dev >= device_count())
+    return fail(cudaErrorInvalidDevice, "device " + std::to_string(dev) + " of " + std::to_string(device_count()) +
+                                            " emulated (LORA4J_EMU_DEVICES)");
   const Profile& q = profile();
   std::memset(p, 0, sizeof *p);
   std::snprintf(p->name, sizeof p->name, "lora4j cuda (emulated) %s, %s", q.key, q.what);

@@ -24,6 +24,10 @@ namespace {
 bool g_init = false;
 bool g_final = false;
 std::string g_version;
+// The ranks of the run: MPI_COMM_WORLD under a launcher (mpirun, srun), or the communicator that
+// joining singletons built (lora4j_mpi_join_*: a torchrun-style start without an MPI launcher).
+MPI_Comm g_comm = MPI_COMM_WORLD;
+std::string g_port;
 
 std::string mpi_error(int code) {
     char text[MPI_MAX_ERROR_STRING];
@@ -68,7 +72,7 @@ void allreduce(T* buf, int64_t n, MPI_Datatype type, double timeout_s, const cha
     for (int64_t off = 0; off < n; off += INT_MAX / 2) {
         int count = (int) std::min<int64_t>(INT_MAX / 2, n - off);
         MPI_Request req;
-        check(MPI_Iallreduce(MPI_IN_PLACE, buf + off, count, type, MPI_SUM, MPI_COMM_WORLD, &req), what);
+        check(MPI_Iallreduce(MPI_IN_PLACE, buf + off, count, type, MPI_SUM, g_comm, &req), what);
         wait_for(&req, timeout_s, what);
     }
 }
@@ -102,6 +106,7 @@ void lora4j_mpi_init(void) {
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     g_init = true;
     check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    check(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
 }
 
 int32_t lora4j_mpi_initialized(void) { return g_init && !g_final ? 1 : 0; }
@@ -109,14 +114,14 @@ int32_t lora4j_mpi_initialized(void) { return g_init && !g_final ? 1 : 0; }
 int32_t lora4j_mpi_rank(void) {
     need_init("rank");
     int r = 0;
-    check(MPI_Comm_rank(MPI_COMM_WORLD, &r), "MPI_Comm_rank");
+    check(MPI_Comm_rank(g_comm, &r), "MPI_Comm_rank");
     return r;
 }
 
 int32_t lora4j_mpi_size(void) {
     need_init("size");
     int s = 0;
-    check(MPI_Comm_size(MPI_COMM_WORLD, &s), "MPI_Comm_size");
+    check(MPI_Comm_size(g_comm, &s), "MPI_Comm_size");
     return s;
 }
 
@@ -130,7 +135,7 @@ void lora4j_mpi_broadcast(void* buf, int64_t bytes, int32_t root, double timeout
     for (int64_t off = 0; off < bytes; off += INT_MAX / 2) {
         int count = (int) std::min<int64_t>(INT_MAX / 2, bytes - off);
         MPI_Request req;
-        check(MPI_Ibcast(p + off, count, MPI_BYTE, root, MPI_COMM_WORLD, &req), "broadcast");
+        check(MPI_Ibcast(p + off, count, MPI_BYTE, root, g_comm, &req), "broadcast");
         wait_for(&req, timeout_s, "broadcast");
     }
 }
@@ -138,18 +143,71 @@ void lora4j_mpi_broadcast(void* buf, int64_t bytes, int32_t root, double timeout
 void lora4j_mpi_barrier(double timeout_s) {
     need_init("barrier");
     MPI_Request req;
-    check(MPI_Ibarrier(MPI_COMM_WORLD, &req), "barrier");
+    check(MPI_Ibarrier(g_comm, &req), "barrier");
     wait_for(&req, timeout_s, "barrier");
 }
 
 void lora4j_mpi_abort(int32_t code) {
-    if (g_init && !g_final) MPI_Abort(MPI_COMM_WORLD, code);
+    if (g_init && !g_final) MPI_Abort(g_comm, code);
     std::_Exit(code);
+}
+
+void lora4j_mpi_use_name_server(const char* uri) {
+    if (g_init) throw std::runtime_error("lora4j mpi: the name server must be set before lora4j_mpi_init");
+    if (!uri || !*uri) throw std::runtime_error("lora4j mpi: empty name server URI");
+    // Open MPI 4 reads it at MPI_Init (mpirun's --ompi-server sets the same MCA parameter); the
+    // orted that a singleton's MPI_Init starts inherits it with the environment.
+    setenv("OMPI_MCA_pmix_server_uri", uri, 1);
+}
+
+const char* lora4j_mpi_open_port(void) {
+    need_init("open port");
+    if (g_port.empty()) {
+        char name[MPI_MAX_PORT_NAME] = {0};
+        check(MPI_Open_port(MPI_INFO_NULL, name), "MPI_Open_port");
+        g_port = name;
+    }
+    return g_port.c_str();
+}
+
+void lora4j_mpi_close_port(void) {
+    if (!g_init || g_final || g_port.empty()) return;
+    std::string port = g_port;
+    g_port.clear();
+    check(MPI_Close_port(port.c_str()), "MPI_Close_port");
+}
+
+void lora4j_mpi_join_accept(void) {
+    need_init("join (accept)");
+    int rank = 0;
+    check(MPI_Comm_rank(g_comm, &rank), "MPI_Comm_rank");
+    if (rank == 0 && g_port.empty()) throw std::runtime_error("lora4j mpi: join (accept) on rank 0 before lora4j_mpi_open_port");
+    // the port name matters on the root only; the other members take part in the collective accept
+    MPI_Comm inter = MPI_COMM_NULL, merged = MPI_COMM_NULL;
+    check(MPI_Comm_accept(rank == 0 ? g_port.c_str() : nullptr, MPI_INFO_NULL, 0, g_comm, &inter), "MPI_Comm_accept");
+    check(MPI_Intercomm_merge(inter, 0, &merged), "MPI_Intercomm_merge");  // the members first, the newcomer last
+    check(MPI_Comm_free(&inter), "MPI_Comm_free");
+    check(MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    if (g_comm != MPI_COMM_WORLD) check(MPI_Comm_free(&g_comm), "MPI_Comm_free");
+    g_comm = merged;
+}
+
+void lora4j_mpi_join_connect(const char* port) {
+    need_init("join (connect)");
+    if (g_comm != MPI_COMM_WORLD) throw std::runtime_error("lora4j mpi: join (connect) by a process that already joined");
+    MPI_Comm inter = MPI_COMM_NULL, merged = MPI_COMM_NULL;
+    check(MPI_Comm_connect(port, MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter), "MPI_Comm_connect");
+    check(MPI_Intercomm_merge(inter, 1, &merged), "MPI_Intercomm_merge");
+    check(MPI_Comm_free(&inter), "MPI_Comm_free");
+    check(MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    g_comm = merged;
 }
 
 void lora4j_mpi_finalize(void) {
     if (!g_init || g_final) return;
     g_final = true;
+    if (g_comm != MPI_COMM_WORLD) MPI_Comm_free(&g_comm);  // best effort: finalizing regardless
+    g_comm = MPI_COMM_WORLD;
     check(MPI_Finalize(), "MPI_Finalize");
 }
 }

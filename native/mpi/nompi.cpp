@@ -21,5 +21,10 @@ void lora4j_mpi_allreduce_sum_f64(double*, int64_t, double) { NO_MPI("allreduce"
 void lora4j_mpi_broadcast(void*, int64_t, int32_t, double) { NO_MPI("broadcast"); }
 void lora4j_mpi_barrier(double) { NO_MPI("barrier"); }
 void lora4j_mpi_abort(int32_t) { NO_MPI("abort"); }
+void lora4j_mpi_use_name_server(const char*) { NO_MPI("name server"); }
+const char* lora4j_mpi_open_port(void) { NO_MPI("open port"); }
+void lora4j_mpi_close_port(void) {}
+void lora4j_mpi_join_accept(void) { NO_MPI("join"); }
+void lora4j_mpi_join_connect(const char*) { NO_MPI("join"); }
 void lora4j_mpi_finalize(void) {}
 }

@@ -34,8 +34,30 @@ void lora4j_mpi_allreduce_sum_f64(double* buf, int64_t n, double timeout_s);
 void lora4j_mpi_broadcast(void* buf, int64_t bytes, int32_t root, double timeout_s);
 // Returns once every rank has called it, or throws after timeout_s seconds.
 void lora4j_mpi_barrier(double timeout_s);
-// MPI_Abort(MPI_COMM_WORLD, code): ends every rank of the job. Only the CLI calls it.
+// MPI_Abort on the run's communicator (MPI_COMM_WORLD under a launcher): ends every rank of the
+// job. Only the CLI calls it.
 void lora4j_mpi_abort(int32_t code);
+
+// ---- Joining singletons: a torchrun-style start, no MPI launcher ----
+// Every process calls lora4j_mpi_init (a singleton world of one); rank 0 opens a port and hands
+// its name to the others through the rendezvous (io.lora4j.dist.Rendezvous); the world then grows
+// one process at a time, in rank order. The collectives above then run over the joined
+// communicator. MPI_Comm_accept/connect cannot be waited on with a deadline: a process that dies
+// between getting the port and connecting leaves the others in accept (the launcher ends them).
+//
+// Before lora4j_mpi_init: the URI of Open MPI's name server (ompi-server --report-uri), which
+// Open MPI 4 needs to connect processes that no single launcher started.
+void lora4j_mpi_use_name_server(const char* uri);
+// MPI_Open_port once (later calls return the same name); rank 0 only.
+const char* lora4j_mpi_open_port(void);
+// MPI_Close_port of the open port, if any.
+void lora4j_mpi_close_port(void);
+// Every member of the world so far admits the next process: MPI_Comm_accept over the world
+// (rank 0 is the root, on its open port), then MPI_Intercomm_merge with the newcomer last.
+void lora4j_mpi_join_accept(void);
+// A singleton joins the world whose rank 0 opened `port`: MPI_Comm_connect, then the merge that
+// makes it the last rank.
+void lora4j_mpi_join_connect(const char* port);
 // MPI_Finalize. A second call, or one without init, is a no-op.
 void lora4j_mpi_finalize(void);
 

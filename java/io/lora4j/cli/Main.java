@@ -1,6 +1,7 @@
 package io.lora4j.cli;
 
 import io.lora4j.io.FormatException;
+import io.lora4j.ops.Mpi;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -38,6 +39,9 @@ public final class Main {
             System.setProperty("java.util.logging.SimpleFormatter.format", "lora4j: %4$s: %5$s%6$s%n");
         int code = run(args, System.out, System.err, System.getenv());
         System.out.flush();
+        // a rank of a data-parallel job that failed (its one-line error printed above) ends the whole
+        // job: the others may wait in a collective, and srun does not end them on a non-zero exit
+        if (code != Command.OK) Mpi.abortJobIfJoined(code);
         System.exit(code);
     }
 

@@ -110,20 +110,37 @@ public final class TrainCommand implements Command {
         }
         int hashEvery = cl.hasOption("hash-every") ? Cli.parseInt(cl, "hash-every", 0) : MpiDataParallel.DEFAULT_HASH_EVERY;
         if (hashEvery < 1) throw new UsageException("--hash-every must be >= 1, got " + hashEvery);
-        RunConfig cfg = Cli.runConfig(cl, OWN);
-        Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
-        Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
-        if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
-        if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
-        if (world.distributed()) return runRank(cl, ctx, cfg, resume, out, world, timeout, hashEvery, maxBad);
-        return runAlone(cl, ctx, cfg, resume, out, maxBad);
+        if (world.distributed()) return runRank(cl, ctx, world, timeout, hashEvery, maxBad);
+        Target t = Target.of(cl);
+        return runAlone(cl, ctx, t.cfg, t.resume, t.out, maxBad);
     }
 
-    /** One rank of a data-parallel run (see {@link MpiDataParallel}): rank 0 speaks and writes; every rank's warnings and errors name it. */
-    private int runRank(CommandLine cl, CliContext ctx, RunConfig cfg, Path resume, Path out, World world, double timeout, int hashEvery, int maxBad) throws Exception {
+    /** What a run trains and where it writes: the config and --out or --resume. */
+    private record Target(RunConfig cfg, Path resume, Path out) {
+        static Target of(CommandLine cl) throws Exception {
+            RunConfig cfg = Cli.runConfig(cl, OWN);
+            Path resume = cl.hasOption("resume") ? Path.of(cl.getOptionValue("resume")) : null;
+            Path out = cl.hasOption("out") ? Path.of(cl.getOptionValue("out")) : resume == null ? cfg.outputDir() : null;
+            if (resume != null && cl.hasOption("overwrite")) throw new UsageException("--resume continues a run: it cannot be combined with --overwrite");
+            if (resume == null && out == null) throw new UsageException("give --out DIR (or output_dir in the config)");
+            return new Target(cfg, resume, out);
+        }
+    }
+
+    /**
+     * One rank of a data-parallel run (see {@link MpiDataParallel}): rank 0 speaks and writes; every
+     * rank's warnings and errors name it. MPI starts first, before the config is read: a rank that
+     * fails after that is ended with the whole job ({@link Main} calls MPI_Abort), while one that
+     * failed before it would leave the others waiting in MPI_Init under a launcher that does not
+     * end the job when one task exits non-zero.
+     */
+    private int runRank(CommandLine cl, CliContext ctx, World world, double timeout, int hashEvery, int maxBad) throws Exception {
         PrintStream log = RankLog.of(ctx.err(), world);
         try {
             DataParallel parallel = MpiDataParallel.create(world, timeout, hashEvery);
+            Target t = Target.of(cl);
+            RunConfig cfg = t.cfg;
+            Path resume = t.resume, out = t.out;
             if (world.isLeader())
                 log.println("data-parallel: " + world.size() + " ranks (" + world.launcher() + ", " + Mpi.libraryVersion() + "), global batch "
                         + cfg.train().perDeviceTrainBatchSize() + " x " + cfg.train().gradientAccumulationSteps() + " x " + world.size());
@@ -139,7 +156,7 @@ public final class TrainCommand implements Command {
             Mpi.finalizeMpi();
             return s.status() == TrainingRun.Status.DIVERGED ? FAILURE : OK;
         } catch (Mpi.MpiException | IllegalStateException e) {
-            // no MPI_Finalize: the other ranks may sit in a collective; mpirun ends them when this one exits non-zero
+            // no MPI_Finalize: the other ranks may sit in a collective; Main ends them (MPI_Abort)
             ctx.err().println(world.prefix() + "lora4j train: " + e.getMessage());
             return FAILURE;
         } catch (Exception e) {

@@ -3,6 +3,7 @@ package io.lora4j.dist;
 import io.lora4j.data.Batch;
 import io.lora4j.data.DataPipeline;
 import io.lora4j.ops.Backend;
+import io.lora4j.ops.CudaDevices;
 import io.lora4j.ops.Mpi;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
@@ -65,25 +66,38 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
 
     /**
      * The {@link DataParallel} of this rank of {@code world} (which must be distributed), after
-     * checking that MPI sees the same world as the launcher's variables.
+     * checking that MPI sees the same world as the launcher's variables. A CUDA backend opened
+     * after this call runs on the GPU of the rank's local rank ({@link CudaDevices}).
      *
      * @throws Mpi.MpiException         when MPI is missing or does not start
-     * @throws IllegalStateException    when MPI's rank or size differ from the launcher's variables
-     * @throws IllegalArgumentException for a torchrun-style world (see the README: not supported)
+     * @throws IllegalStateException    when MPI's rank or size differ from the launcher's variables, or
+     *                                  the rendezvous of a torchrun-style world fails ({@link Rendezvous})
      */
     public static DataParallel create(World world, double timeoutSeconds, int hashEvery) {
         if (!world.distributed()) throw new IllegalArgumentException("a world of one rank needs no data parallelism");
-        if (world.launcher() == World.Launcher.TORCHRUN)
-            throw new IllegalArgumentException("torchrun-style variables (RANK=" + world.rank() + ", WORLD_SIZE=" + world.size() + ", MASTER_ADDR="
-                    + world.masterAddr() + "): lora4j's collectives run on MPI, which cannot join ranks from these variables alone;"
-                    + " start the ranks with mpirun or srun (or lora4j train --nproc N on one machine)");
-        Mpi.init();
+        joinWorld(world, timeoutSeconds);
+        // rank r of a multi-GPU node trains on GPU LOCAL_RANK, should its backend be CUDA
+        CudaDevices.useLocalRank(world.localRank(), world.localRankVariable());
+        MpiDataParallel p = new MpiDataParallel(world, timeoutSeconds, hashEvery);
+        return new DataParallel(world.rank(), world.size(), p, p);
+    }
+
+    /**
+     * Starts MPI in this process of {@code world}: under mpirun or srun, MPI_Init; from
+     * torchrun-style variables, the {@link Rendezvous} that joins the processes into one world,
+     * waiting at most {@code timeoutSeconds} for the others.
+     *
+     * @throws Mpi.MpiException      when MPI is missing or does not start
+     * @throws IllegalStateException when MPI's rank or size differ from the launcher's variables,
+     *                               or the rendezvous fails
+     */
+    public static void joinWorld(World world, double timeoutSeconds) {
+        if (world.launcher() == World.Launcher.TORCHRUN) Rendezvous.join(world, timeoutSeconds);
+        else Mpi.init();
         int rank = Mpi.rank(), size = Mpi.size();
         if (rank != world.rank() || size != world.size())
             throw new IllegalStateException("MPI places this process at rank " + rank + " of " + size + ", the launcher's variables ("
                     + world.launcher() + ") at rank " + world.rank() + " of " + world.size());
-        MpiDataParallel p = new MpiDataParallel(world, timeoutSeconds, hashEvery);
-        return new DataParallel(world.rank(), world.size(), p, p);
     }
 
     // ---- Shard ----

@@ -56,6 +56,20 @@ public record World(int rank, int size, int localRank, Launcher launcher, String
     /** True when other ranks take part (world size above 1). */
     public boolean distributed() { return size > 1; }
 
+    /**
+     * The launcher's variable that holds {@link #localRank()} ({@code OMPI_COMM_WORLD_LOCAL_RANK},
+     * {@code SLURM_LOCALID}, {@code LOCAL_RANK}); null for a single process. Where it was unset the
+     * local rank is the rank.
+     */
+    public String localRankVariable() {
+        switch (launcher) {
+            case OPEN_MPI: return "OMPI_COMM_WORLD_LOCAL_RANK";
+            case SLURM: return "SLURM_LOCALID";
+            case TORCHRUN: return "LOCAL_RANK";
+            default: return null;
+        }
+    }
+
     /** "rank 1/2: " for messages of a distributed run, "" for a single process. */
     public String prefix() { return size > 1 ? "rank " + rank + "/" + size + ": " : ""; }
 

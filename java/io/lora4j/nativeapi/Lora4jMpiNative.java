@@ -47,5 +47,15 @@ public final class Lora4jMpiNative {
 
     public static native void lora4j_mpi_abort(int code);
 
+    public static native void lora4j_mpi_use_name_server(String uri);
+
+    public static native @Cast("const char*") BytePointer lora4j_mpi_open_port();
+
+    public static native void lora4j_mpi_close_port();
+
+    public static native void lora4j_mpi_join_accept();
+
+    public static native void lora4j_mpi_join_connect(String port);
+
     public static native void lora4j_mpi_finalize();
 }

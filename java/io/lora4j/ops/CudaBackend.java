@@ -17,15 +17,18 @@ import java.util.Map;
 import java.util.function.Consumer;
 
 /**
- * The CUDA backend: liblora4j's hand-written kernels on device 0, all queued on one stream. The ops are
- * {@link NativeBackend}'s over the CUDA entries; this class holds what is particular to the device: memory
- * from cudaMalloc (counted by the tensor memory tracker), copies, the stream, and the offload's side stream.
+ * The CUDA backend: liblora4j's hand-written kernels on one device (0, or a data-parallel rank's local
+ * rank: {@link CudaDevices}), all queued on one stream. The ops are {@link NativeBackend}'s over the CUDA
+ * entries; this class holds what is particular to the device: memory from cudaMalloc (counted by the tensor
+ * memory tracker), copies, the stream, and the offload's side stream.
  */
 public final class CudaBackend extends NativeBackend {
     /** lora4j_cuda_memcpy's kind (native/include/lora4j/runtime.h). */
     private static final int HOST_TO_DEVICE = 1, DEVICE_TO_HOST = 2;
     private final Pointer stream;
     private final String deviceInfo;
+    /** The device's ordinal among the visible ones (see {@link CudaDevices}). */
+    private final int ordinal;
     /** The library runs the kernels on the SIMT emulator (native/emu), not on a GPU. */
     private final boolean emulated;
     /** Side stream of the asynchronous offload copies (created on first use). */
@@ -43,31 +46,41 @@ public final class CudaBackend extends NativeBackend {
      */
     private final ArrayDeque<Pointer> idleEvents = new ArrayDeque<>();
 
-    /** Opens device 0; throws {@link IllegalStateException} when no usable device exists. */
+    /**
+     * Opens the device {@link CudaDevices} chose (0 unless a data-parallel rank asked for its local
+     * rank's); throws {@link IllegalStateException} when no usable device exists or that one is not visible.
+     */
     public CudaBackend() {
         this(openDevice());
     }
 
-    private CudaBackend(Pointer stream) {
-        super(new KernelEntries.Cuda(stream));
-        this.stream = stream;
+    private CudaBackend(Opened device) {
+        super(new KernelEntries.Cuda(device.stream()));
+        this.stream = device.stream();
+        this.ordinal = device.ordinal();
         emulated = NativeLibrary.cudaEmulated();
         // the emulator names its device "lora4j cuda (emulated) <profile>, ...": say it once
-        deviceInfo = lora4j_cuda_device_info(0).getString().replaceFirst("^lora4j cuda \\(emulated\\) ", "");
+        deviceInfo = lora4j_cuda_device_info(ordinal).getString().replaceFirst("^lora4j cuda \\(emulated\\) ", "");
     }
 
-    /** Selects device 0 and returns a new stream on it, the one every op of this backend is queued on. */
-    private static Pointer openDevice() {
+    /** The device ordinal chosen and the stream every op of this backend is queued on. */
+    private record Opened(int ordinal, Pointer stream) {}
+
+    /** Selects the device {@link CudaDevices} chose and returns it with a new stream on it. */
+    private static Opened openDevice() {
         NativeLibrary.load();
         int n = lora4j_cuda_device_count();
         if (n <= 0) throw new IllegalStateException("CUDA requested but unavailable: " + Backends.cudaProbeReason(n));
-        lora4j_cuda_set_device(0);
-        return lora4j_cuda_stream_create();
+        int ordinal = CudaDevices.open(n);
+        lora4j_cuda_set_device(ordinal);
+        return new Opened(ordinal, lora4j_cuda_stream_create());
     }
 
     @Override public Device device() { return Device.CUDA; }
 
-    @Override public String description() { return (emulated ? "cuda (emulated) (" : "cuda (") + deviceInfo + ")"; }
+    @Override public String description() {
+        return (ordinal == 0 ? "cuda" : "cuda:" + ordinal) + (emulated ? " (emulated) (" : " (") + deviceInfo + ")";
+    }
 
     /** True when the kernels run on the SIMT emulator ({@code -Dlora4j.native=emu}), not on a GPU. */
     public boolean emulated() {

@@ -20,6 +20,9 @@ public final class Mpi {
         public MpiException(String message, Throwable cause) { super(message, cause); }
     }
 
+    /** True once {@link #init()} succeeded in this process (a Java flag: asking it loads nothing). */
+    private static volatile boolean started;
+
     private Mpi() {}
 
     /**
@@ -37,6 +40,24 @@ public final class Mpi {
         if (Lora4jMpiNative.lora4j_mpi_available() == 0)
             throw new MpiException("this lora4j was built without MPI: install openmpi-bin and libopenmpi-dev, then rebuild", null);
         call(Lora4jMpiNative::lora4j_mpi_init);
+        started = true;
+    }
+
+    /**
+     * {@link #init()} of a process that joins others without an MPI launcher: Open MPI's name
+     * server at {@code uri} ({@code ompi-server --report-uri}) lets separately started processes
+     * connect.
+     */
+    public static synchronized void initWithNameServer(String uri) {
+        if (uri == null || uri.isBlank()) throw new IllegalArgumentException("empty ompi-server URI");
+        try {
+            NativeLibrary.load();
+            Lora4jMpiNative.ensureLoaded();
+        } catch (LinkageError e) {
+            throw new MpiException("MPI is not available (" + e.getMessage() + "): install openmpi-bin and libopenmpi-dev", e);
+        }
+        if (!started) call(() -> Lora4jMpiNative.lora4j_mpi_use_name_server(uri));
+        init();
     }
 
     /** True between {@link #init()} and {@link #finalizeMpi()}. */
@@ -93,10 +114,40 @@ public final class Mpi {
     }
 
     /**
-     * Ends every rank of the job with {@code code} (MPI_Abort). For the CLI's last word after an
-     * error, when the other ranks may sit in a collective: never returns.
+     * The CLI's last word after a failure: when this process takes part in a world of more than
+     * one rank (MPI initialized, not finalized), ends every rank of the job with {@code code}
+     * (MPI_Abort) and never returns; otherwise returns at once. A rank that failed alone would
+     * otherwise leave the others waiting in a collective until its deadline, and a launcher such as
+     * {@code srun} does not end the other tasks when one exits non-zero.
      */
-    public static void abortJob(int code) { Lora4jMpiNative.lora4j_mpi_abort(code); }
+    public static void abortJobIfJoined(int code) {
+        if (!started || !initialized()) return;
+        int size;
+        try {
+            size = size();
+        } catch (RuntimeException e) {
+            size = 2; // MPI cannot say: abort rather than leave others waiting
+        }
+        if (size > 1) Lora4jMpiNative.lora4j_mpi_abort(code);
+    }
+
+    // ---- joining singletons (a torchrun-style start; see io.lora4j.dist.Rendezvous) ----
+
+    /** Rank 0: opens the port the others connect to, and returns its name (a few hundred bytes of text). */
+    public static String openPort() {
+        String[] name = new String[1];
+        call(() -> name[0] = Lora4jMpiNative.lora4j_mpi_open_port().getString());
+        return name[0];
+    }
+
+    /** Rank 0, once every process joined: closes the port. */
+    public static void closePort() { call(Lora4jMpiNative::lora4j_mpi_close_port); }
+
+    /** Every member of the world so far admits the next process, which becomes the last rank. */
+    public static void joinAccept() { call(Lora4jMpiNative::lora4j_mpi_join_accept); }
+
+    /** This singleton joins the world whose rank 0 opened {@code port}, as its last rank. */
+    public static void joinConnect(String port) { call(() -> Lora4jMpiNative.lora4j_mpi_join_connect(port)); }
 
     private static void checkTimeout(double s) {
         if (!(s > 0) || Double.isInfinite(s)) throw new IllegalArgumentException("collective timeout must be a positive number of seconds, got " + s);

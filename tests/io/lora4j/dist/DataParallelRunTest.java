@@ -3,6 +3,7 @@ package io.lora4j.dist;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -84,12 +85,11 @@ class DataParallelRunTest {
     @Test
     void cudaRanksStageTheirSumsThroughTheHost(@TempDir Path dir) throws Exception {
         MpiRun.mpirun();
-        Path emu = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).getParent().resolve("native-emu")
-                .resolve("liblora4j.so");
-        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isRegularFile(emu), "no emulated CUDA build at " + emu + " (mvn -B test builds it)");
+        Path emu = emulatedLibrary();
         Path yaml = TinyRun.write(dir.resolve("assets"), "r: 4\nlora_alpha: 8\nlora_dropout: 0.1\nmax_steps: 3\nper_device_train_batch_size: 2\n"
                 + "learning_rate: 1e-2\nwarmup_steps: 0\nmax_seq_length: 32\nseed: 5\ndevice: cuda\n");
-        List<String> env = List.of("LORA4J_NATIVE=" + emu, "LORA4J_NUM_THREADS=1", "LORA4J_EMU_DEVICE=sm_90");
+        // two emulated devices: rank r trains on device r, its local rank
+        List<String> env = List.of("LORA4J_NATIVE=" + emu, "LORA4J_NUM_THREADS=1", "LORA4J_EMU_DEVICE=sm_90", "LORA4J_EMU_DEVICES=2");
         Path one = dir.resolve("one"), two = dir.resolve("two");
         MpiRun.Result r1 = MpiRun.run(1, env, JOB_TIMEOUT_S, Main.class.getName(), "train", "--config", yaml.toString(), "--out", one.toString(),
                 "--gradient_accumulation_steps", "2");
@@ -97,7 +97,8 @@ class DataParallelRunTest {
         MpiRun.Result r2 = MpiRun.run(2, env, JOB_TIMEOUT_S, Main.class.getName(), "train", "--config", yaml.toString(), "--out", two.toString(),
                 "--gradient_accumulation_steps", "1", "--hash-every", "1");
         assertEquals(0, r2.exit(), r2.output());
-        assertTrue(r2.output().contains("cuda (emulated"), r2.output());
+        assertTrue(r2.output().contains("backend: cuda (emulated"), r2.output());
+        assertTrue(r2.output().contains("backend: cuda:1 (emulated"), "rank 1 on device 1:\n" + r2.output());
         assertTrue(r2.output().contains("data-parallel: 2 ranks"), r2.output());
         float[] a = floats(one), b = floats(two);
         double maxAbs = 0;
@@ -105,6 +106,65 @@ class DataParallelRunTest {
         System.out.printf("emulated CUDA, 2x1 vs 1x2: max |dtheta| %.3e%n", maxAbs);
         assertTrue(maxAbs <= 2 * 1e-2 * 3, "max |difference| " + maxAbs);
         assertTrue(maxAbs <= 1e-4, "the bulk agrees to rounding: max |difference| " + maxAbs);
+    }
+
+    /**
+     * One emulated device and two ranks: rank 1's local rank has no GPU. It says so in one line and
+     * ends the whole job through MPI_Abort, while rank 0 waits in a collective with a 120 s deadline.
+     * mpirun is told not to end the job when a rank exits non-zero, as srun does by default: only the
+     * abort can end it early.
+     */
+    @Test
+    void aCudaRankWithoutAGpuOfItsOwnSaysSoAndAbortsTheJob(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path emu = emulatedLibrary();
+        Path yaml = TinyRun.write(dir.resolve("assets"), "max_steps: 2\nmax_seq_length: 32\ndevice: cuda\n");
+        List<String> args = List.of("train", "--config", yaml.toString(), "--out", dir.resolve("out").toString(), "--collective-timeout", ABORT_TEST_DEADLINE_S);
+        MpiRun.Result r = MpiRun.runEach(SRUN_LIKE, List.of("LORA4J_NATIVE=" + emu, "LORA4J_NUM_THREADS=1"), JOB_TIMEOUT_S, Main.class.getName(),
+                List.of(args, args));
+        assertNotEquals(0, r.exit(), r.output());
+        assertTrue(r.output().contains("rank 1/2: lora4j train: device cuda: OMPI_COMM_WORLD_LOCAL_RANK=1 asks for CUDA device 1, but 1 device is visible: "),
+                r.output());
+        // Open MPI's own "MPI_ABORT was invoked" banner is not always printed whole: time and exit code tell
+        assertFalse(r.output().contains("did not complete within"), "rank 0 was ended, not timed out:\n" + r.output());
+        assertTrue(r.seconds() < 60, "the job took " + r.seconds() + " s:\n" + r.output());
+    }
+
+    /**
+     * A rank that fails on its own (here: its config file is missing, the others have theirs) after
+     * MPI started prints its one-line error and ends every rank with MPI_Abort, under a launcher
+     * that leaves the others running when one exits non-zero (srun's default).
+     */
+    @Test
+    void aRankThatFailsAloneAbortsTheWholeJob(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path missing = dir.resolve("nowhere.yaml");
+        String out = dir.resolve("out").toString();
+        MpiRun.Result r = MpiRun.runEach(SRUN_LIKE, List.of("LORA4J_NUM_THREADS=1"), JOB_TIMEOUT_S, Main.class.getName(),
+                List.of(List.of("train", "--config", yaml.toString(), "--out", out, "--collective-timeout", ABORT_TEST_DEADLINE_S),
+                        List.of("train", "--config", missing.toString(), "--out", out)));
+        assertNotEquals(0, r.exit(), r.output());
+        assertTrue(r.output().contains("rank 1/2: lora4j train: " + missing + ": no such file or directory"), r.output());
+        // Open MPI's own "MPI_ABORT was invoked" banner is not always printed whole: time and exit code tell
+        assertFalse(r.output().contains("did not complete within"), "rank 0 was ended, not timed out:\n" + r.output());
+        assertTrue(r.seconds() < 60, "the job took " + r.seconds() + " s:\n" + r.output());
+    }
+
+    /**
+     * Rank 0's collective deadline in the abort tests: without the abort it would end the job after
+     * this long, past the 60 s the tests allow (a job of two JVMs ends in about 5 s here).
+     */
+    private static final String ABORT_TEST_DEADLINE_S = "120";
+
+    /** mpirun told to keep the other ranks running when one exits non-zero, as srun does unless --kill-on-bad-exit. */
+    private static final List<String> SRUN_LIKE = List.of("--mca", "orte_abort_on_non_zero_status", "0");
+
+    private static Path emulatedLibrary() throws Exception {
+        Path emu = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).getParent().resolve("native-emu")
+                .resolve("liblora4j.so");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isRegularFile(emu), "no emulated CUDA build at " + emu + " (mvn -B test builds it)");
+        return emu;
     }
 
     /** The adapter's values, every tensor in file order. */
@@ -118,15 +178,36 @@ class DataParallelRunTest {
         return v;
     }
 
+    /** The same job started twice, by mpirun and by hand with torchrun-style variables (no MPI launcher): the same adapter, bit for bit. */
     @Test
-    void torchrunStyleVariablesAreReadThenRefusedClearly(@TempDir Path dir) throws Exception {
+    void aTorchrunStyleStartTrainsWhatMpirunTrains(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
+        Path viaMpirun = dir.resolve("mpirun"), viaTorchrun = dir.resolve("torchrun");
+        String main = Main.class.getName();
+        MpiRun.Result a = MpiRun.run(2, List.of("LORA4J_NUM_THREADS=1"), JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--out", viaMpirun.toString());
+        assertEquals(0, a.exit(), a.output());
+        Map<String, String> oneThread = Map.of("LORA4J_NUM_THREADS", "1");
+        MpiRun.Result b = MpiRun.torchrun(List.of(oneThread, oneThread), JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--out",
+                viaTorchrun.toString());
+        assertEquals(0, b.exit(), b.output());
+        assertTrue(b.output().contains("data-parallel: 2 ranks (torchrun-style variables"), b.output());
+        assertTrue(b.output().contains("step 8/8"), b.output());
+        assertArrayEquals(adapter(viaMpirun), adapter(viaTorchrun), "same ranks, same collectives: the same adapter");
+    }
+
+    @Test
+    void badLauncherVariablesAndAnAbsentRankZeroAreOneLineErrors(@TempDir Path dir) throws Exception {
         Path yaml = TinyRun.write(dir.resolve("assets"), SETTINGS);
         Path out = dir.resolve("out");
-        MpiRun.Cli r = MpiRun.main(Map.of("RANK", "1", "WORLD_SIZE", "2", "LOCAL_RANK", "1", "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", "29500"), "train", "--config",
-                yaml.toString(), "--out", out.toString());
+        int port;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
+            port = s.getLocalPort(); // closed again: nobody listens there
+        }
+        MpiRun.Cli r = MpiRun.main(Map.of("RANK", "1", "WORLD_SIZE", "2", "LOCAL_RANK", "1", "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", Integer.toString(port)),
+                "train", "--config", yaml.toString(), "--out", out.toString(), "--collective-timeout", "2");
         assertEquals(1, r.code(), r.err());
-        assertTrue(r.err().contains("rank 1/2: lora4j train: torchrun-style variables (RANK=1, WORLD_SIZE=2, MASTER_ADDR=127.0.0.1)"), r.err());
-        assertTrue(r.err().contains("start the ranks with mpirun or srun"), r.err());
+        assertTrue(r.err().startsWith("rank 1/2: lora4j train: rendezvous at 127.0.0.1:" + port + ": rank 0 did not answer before the deadline"), r.err());
         assertEquals(1, r.err().strip().split("\n").length, r.err());
 
         MpiRun.Cli bad = MpiRun.main(Map.of("RANK", "0", "WORLD_SIZE", "2"), "train", "--config", yaml.toString(), "--out", out.toString());

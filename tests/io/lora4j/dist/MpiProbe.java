@@ -5,8 +5,9 @@ import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 
 /**
- * A child process of {@link MpiCollectivesTest}, started N times by {@code mpirun}: the
- * collectives on known inputs, or a rank that dies or hangs in front of a collective.
+ * A child process of {@link MpiCollectivesTest}, started N times by {@code mpirun} (or by hand with
+ * torchrun-style variables): the collectives on known inputs, or a rank that dies or hangs in front
+ * of a collective.
  *
  * <pre>MpiProbe sums | die RANK | hang RANK  [timeout-seconds]</pre>
  */
@@ -15,10 +16,14 @@ public final class MpiProbe {
         String mode = args[0];
         double timeout = args.length > 2 ? Double.parseDouble(args[2]) : 30;
         World world = World.fromEnvironment();
-        Mpi.init();
+        try {
+            MpiDataParallel.joinWorld(world, timeout); // mpirun's MPI_Init, or the rendezvous of torchrun-style variables
+        } catch (RuntimeException e) {
+            System.out.println("rank " + world.rank() + " error: " + e.getMessage());
+            System.out.flush();
+            System.exit(2);
+        }
         int rank = Mpi.rank(), size = Mpi.size();
-        if (rank != world.rank() || size != world.size())
-            throw new IllegalStateException("MPI says rank " + rank + "/" + size + ", the environment " + world);
         if (!mode.equals("sums") && rank == Integer.parseInt(args[1])) {
             if (mode.equals("die")) { // SIGKILL of itself: no exit code, no shutdown hook, no MPI goodbye
                 new ProcessBuilder("kill", "-9", Long.toString(ProcessHandle.current().pid())).start().waitFor();

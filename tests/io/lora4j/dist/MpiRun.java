@@ -126,13 +126,81 @@ final class MpiRun {
     static Job start(int n, List<String> env, String main, String... args) throws IOException {
         List<String> cmd = new ArrayList<>(List.of(mpirun(), "--oversubscribe", "--bind-to", "none", "-np", Integer.toString(n)));
         for (String e : env) cmd.addAll(List.of("-x", e));
-        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        cmd.addAll(List.of("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx768m", "-cp", System.getProperty("java.class.path"), main));
+        cmd.addAll(java(main));
         cmd.addAll(List.of(args));
+        return new Job(process(cmd).start(), n);
+    }
+
+    /**
+     * {@code mpirun [mpirunArgs] -np 1 java ... main args[0] : -np 1 java ... main args[1] ...}: one
+     * rank per entry of {@code argsPerRank}, each with its own arguments (MPMD), waited for as
+     * {@link #run} does.
+     */
+    static Result runEach(List<String> mpirunArgs, List<String> env, long timeoutS, String main, List<List<String>> argsPerRank)
+            throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>(List.of(mpirun(), "--oversubscribe", "--bind-to", "none"));
+        cmd.addAll(mpirunArgs);
+        for (int r = 0; r < argsPerRank.size(); r++) {
+            if (r > 0) cmd.add(":");
+            cmd.addAll(List.of("-np", "1"));
+            for (String e : env) cmd.addAll(List.of("-x", e));
+            cmd.addAll(java(main));
+            cmd.addAll(argsPerRank.get(r));
+        }
+        try (Job job = new Job(process(cmd).start(), argsPerRank.size())) {
+            return job.await(timeoutS);
+        }
+    }
+
+    /**
+     * A torchrun-style start without any MPI launcher: {@code extraEnv.size()} JVMs started by hand
+     * with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, plus rank r's
+     * {@code extraEnv.get(r)} (which may override them); all waited for at most {@code timeoutS}.
+     * The exit is the first non-zero exit in rank order, else 0; the output is rank 0's, then rank 1's ...
+     */
+    static Result torchrun(List<Map<String, String>> extraEnv, long timeoutS, String main, String... args) throws IOException, InterruptedException {
+        mpirun(); // Open MPI must be installed (ompi-server comes with it)
+        int n = extraEnv.size(), port;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        List<String> cmd = new ArrayList<>(java(main));
+        cmd.addAll(List.of(args));
+        List<Job> jobs = new ArrayList<>();
+        long t0 = System.nanoTime();
+        try {
+            for (int r = 0; r < n; r++) {
+                ProcessBuilder pb = process(cmd);
+                pb.environment().putAll(Map.of("RANK", Integer.toString(r), "WORLD_SIZE", Integer.toString(n), "LOCAL_RANK", Integer.toString(r),
+                        "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", Integer.toString(port)));
+                pb.environment().putAll(extraEnv.get(r));
+                jobs.add(new Job(pb.start(), n));
+            }
+            int exit = 0;
+            StringBuilder out = new StringBuilder();
+            for (Job j : jobs) {
+                long left = Math.max(1, timeoutS - (System.nanoTime() - t0) / 1_000_000_000L);
+                Result r = j.await(left);
+                if (exit == 0) exit = r.exit();
+                out.append(r.output());
+            }
+            return new Result(exit, out.toString(), (System.nanoTime() - t0) / 1e9);
+        } finally {
+            for (Job j : jobs) j.close();
+        }
+    }
+
+    /** A test JVM's command line up to its arguments: this JVM's java and class path, a small quick-starting heap. */
+    static List<String> java(String main) {
+        return List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx768m",
+                "-cp", System.getProperty("java.class.path"), main);
+    }
+
+    private static ProcessBuilder process(List<String> cmd) {
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
         // Root in a container: Open MPI refuses to start without both of these.
         pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT", "1");
         pb.environment().put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-        return new Job(pb.start(), n);
+        return pb;
     }
 }

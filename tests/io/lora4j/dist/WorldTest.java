@@ -17,12 +17,14 @@ class WorldTest {
         assertFalse(w.distributed());
         assertTrue(w.isLeader());
         assertEquals("", w.prefix());
+        assertNull(w.localRankVariable());
     }
 
     @Test
     void openMpiVariables() {
         World w = World.discover(Map.of("OMPI_COMM_WORLD_RANK", "3", "OMPI_COMM_WORLD_SIZE", "4", "OMPI_COMM_WORLD_LOCAL_RANK", "1"));
         assertEquals(new World(3, 4, 1, World.Launcher.OPEN_MPI, null, 0), w);
+        assertEquals("OMPI_COMM_WORLD_LOCAL_RANK", w.localRankVariable(), "the variable a GPU choice names");
         assertEquals("rank 3/4: ", w.prefix());
         assertFalse(w.isLeader());
     }
@@ -39,6 +41,7 @@ class WorldTest {
     void slurmStepVariables() {
         World w = World.discover(Map.of("SLURM_PROCID", "5", "SLURM_NTASKS", "8", "SLURM_LOCALID", "1", "SLURM_STEP_ID", "0"));
         assertEquals(new World(5, 8, 1, World.Launcher.SLURM, null, 0), w);
+        assertEquals("SLURM_LOCALID", w.localRankVariable());
     }
 
     @Test
@@ -51,6 +54,7 @@ class WorldTest {
     void torchrunVariables() {
         World w = World.discover(Map.of("RANK", "1", "WORLD_SIZE", "2", "LOCAL_RANK", "1", "MASTER_ADDR", " node0 ", "MASTER_PORT", "29500"));
         assertEquals(new World(1, 2, 1, World.Launcher.TORCHRUN, "node0", 29500), w);
+        assertEquals("LOCAL_RANK", w.localRankVariable());
     }
 
     @Test
