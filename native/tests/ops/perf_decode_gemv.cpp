@@ -15,7 +15,6 @@
 #include "lora4j/runtime.h"
 
 #include <immintrin.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -24,12 +23,6 @@
 using namespace h;
 
 namespace {
-
-double thread_cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
 
 // The bytes [p, p + bytes) read as 4 concurrent sequential streams, one per quarter (as the GEMV's
 // 4 row streams walk W); XOR so nothing can be skipped.
