@@ -3,9 +3,10 @@
 //
 // At T = 1 every projection is a GEMV: each weight is read once and used for one multiply-add,
 // so the speed limit is the weight read (fp32 4 B/weight, bf16 2 B/weight). The kernels below
-// stream each weight row once with 4 independent FMA chains (enough to hide FMA latency on one
-// core) and split output rows across lora4j's thread pool (parallel.h) in one region per op, which
-// stays on the calling thread unless the op moves enough weights to pay for waking a worker.
+// read 4 weight rows per pass as 4 concurrent sequential streams (see "row dot products"), each
+// row with 4 independent FMA chains (enough to hide FMA latency on one core), and split output
+// rows across lora4j's thread pool (parallel.h) in one region per op, which stays on the calling
+// thread unless the op moves enough weights to pay for waking a worker.
 //
 // ISA dispatch (chosen once, reported by lora4j_decode_isa, shared with the NF4 GEMV through
 // isa.h): AVX-512F when the CPU has it, else AVX2+FMA, else portable scalar loops.
@@ -30,7 +31,24 @@ namespace {
 // Largest head_dim the attention kernel keeps on the stack (cos/sin and the output accumulator).
 constexpr int64_t kMaxHeadDim = 1024;
 
-// ---- row dot products: sum_i w[r, i] * x[i] -------------------------------------------------
+// ---- row dot products: out[k] = sum_i w_k[i] * x[i] for kRows rows at once -------------------
+//
+// Why several rows per pass, and which ones (measured: perf cpu "decode gemv floor",
+// native/tests/ops/perf_decode_gemv.cpp, 1 thread, weights in DRAM; bench/results/
+// decode-2026-12-03-gemv-floor.md): one row at a time is ONE sequential read stream through the
+// matrix, and one stream tops out near a plain streaming read of the same bytes (0.8-1.0 of it,
+// lower on rows >= 16 KiB). Four streams in flight at once read faster than one: a GEMV reads
+// kRows rows together, taken a quarter of the op's rows apart (rows r, r+q, r+2q, r+3q of a
+// slice of 4q rows), so that each stream still walks its own quarter of W contiguously from
+// start to end. Four adjacent rows instead would restart all four streams at every row (slower
+// than one stream on rows under 16 KiB); software prefetch measured no better than none.
+// x is loaded once per kRows rows.
+//
+// Each row keeps its own 4 accumulator chains in exactly the order of a one-row pass (lane l of
+// chain c sums elements i = 4*L*t + c*L + l, L lanes; tail elements last, in order), so a row's
+// result does not depend on which rows it shares a pass with: reading rows in groups changes no
+// bit of y.
+constexpr int kRows = 4;
 
 float dot_f32_scalar(const void* w, const float* x, int64_t n) {
   const float* a = static_cast<const float*>(w);
@@ -53,6 +71,12 @@ float dot_bf16_scalar(const void* w, const float* x, int64_t n) {
   return s;
 }
 
+// The portable path reads one row at a time (it is the oracle, not a fast path).
+template <float (*Dot)(const void*, const float*, int64_t)>
+void dots_scalar(const void* const* w, const float* x, int64_t n, float* out) {
+  for (int k = 0; k < kRows; k++) out[k] = Dot(w[k], x, n);
+}
+
 __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -72,66 +96,116 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) {
 inline float widen(float v) { return v; }
 inline float widen(uint16_t v) { return bf16_to_f32(v); }
 
-template <typename W>
-__attribute__((target("avx2,fma"))) float dot_avx2(const void* w, const float* x, int64_t n) {
-  const W* a = static_cast<const W*>(w);
-  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+// R rows (R = 1: one row, the attention kernel's q.k; R = kRows: the GEMVs), 4 chains of 8
+// lanes per row, 32 weights per row per iteration.
+template <typename W, int R>
+__attribute__((target("avx2,fma"))) void dots_avx2(const void* const* wv, const float* x, int64_t n,
+                                                   float* out) {
+  const W* w[R];
+  __m256 c[R][4];
+#pragma GCC unroll 4
+  for (int k = 0; k < R; k++) {
+    w[k] = static_cast<const W*>(wv[k]);
+    c[k][0] = c[k][1] = c[k][2] = c[k][3] = _mm256_setzero_ps();
+  }
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    c0 = _mm256_fmadd_ps(load8(a + i), _mm256_loadu_ps(x + i), c0);
-    c1 = _mm256_fmadd_ps(load8(a + i + 8), _mm256_loadu_ps(x + i + 8), c1);
-    c2 = _mm256_fmadd_ps(load8(a + i + 16), _mm256_loadu_ps(x + i + 16), c2);
-    c3 = _mm256_fmadd_ps(load8(a + i + 24), _mm256_loadu_ps(x + i + 24), c3);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const __m256 xv = _mm256_loadu_ps(x + i + 8 * j);
+#pragma GCC unroll 4
+      for (int k = 0; k < R; k++) c[k][j] = _mm256_fmadd_ps(load8(w[k] + i + 8 * j), xv, c[k][j]);
+    }
   }
-  for (; i + 8 <= n; i += 8) c0 = _mm256_fmadd_ps(load8(a + i), _mm256_loadu_ps(x + i), c0);
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
-  for (; i < n; i++) s += widen(a[i]) * x[i];
-  return s;
+  const int64_t tail = i;
+#pragma GCC unroll 4
+  for (int k = 0; k < R; k++) {
+    i = tail;
+    for (; i + 8 <= n; i += 8) c[k][0] = _mm256_fmadd_ps(load8(w[k] + i), _mm256_loadu_ps(x + i), c[k][0]);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(c[k][0], c[k][1]), _mm256_add_ps(c[k][2], c[k][3])));
+    for (; i < n; i++) s += widen(w[k][i]) * x[i];
+    out[k] = s;
+  }
 }
 
-// AVX-512F: the same with 16 lanes (4 chains of 16, 64 weights per iteration). GCC 12's
+// AVX-512F: the same with 16 lanes (4 chains of 16, 64 weights per row per iteration). GCC 12's
 // avx512fintrin.h builds its "undefined" pass-through operands by self-initialisation, which
 // -Wuninitialized reports at every inlined use: silenced for these functions only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 16 fp32 weights as two 32-byte loads: weights are rarely 64-byte aligned (malloc'd tensors sit
+// 16 bytes into a page), and a 64-byte load then splits across two cache lines at every
+// iteration, which cost a third of the bandwidth from DRAM (0.62 of the read floor against 1.0
+// for the same loop on 64-byte-aligned rows); two 32-byte loads run at the floor at any
+// alignment. bf16: 16 weights are one 32-byte load already.
 __attribute__((target("avx512f"))) inline __m512 load16(const float* p) {
-  return _mm512_loadu_ps(p);
+  const __m256d lo = _mm256_castps_pd(_mm256_loadu_ps(p)), hi = _mm256_castps_pd(_mm256_loadu_ps(p + 8));
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(lo), hi, 1));
 }
 __attribute__((target("avx512f"))) inline __m512 load16(const uint16_t* p) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-template <typename W>
-__attribute__((target("avx512f"))) float dot_avx512(const void* w, const float* x, int64_t n) {
-  const W* a = static_cast<const W*>(w);
-  __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+template <typename W, int R>
+__attribute__((target("avx512f"))) void dots_avx512(const void* const* wv, const float* x, int64_t n,
+                                                     float* out) {
+  const W* w[R];
+  __m512 c[R][4];
+#pragma GCC unroll 4
+  for (int k = 0; k < R; k++) {
+    w[k] = static_cast<const W*>(wv[k]);
+    c[k][0] = c[k][1] = c[k][2] = c[k][3] = _mm512_setzero_ps();
+  }
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
-    c0 = _mm512_fmadd_ps(load16(a + i), _mm512_loadu_ps(x + i), c0);
-    c1 = _mm512_fmadd_ps(load16(a + i + 16), _mm512_loadu_ps(x + i + 16), c1);
-    c2 = _mm512_fmadd_ps(load16(a + i + 32), _mm512_loadu_ps(x + i + 32), c2);
-    c3 = _mm512_fmadd_ps(load16(a + i + 48), _mm512_loadu_ps(x + i + 48), c3);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const __m512 xv = _mm512_loadu_ps(x + i + 16 * j);
+#pragma GCC unroll 4
+      for (int k = 0; k < R; k++) c[k][j] = _mm512_fmadd_ps(load16(w[k] + i + 16 * j), xv, c[k][j]);
+    }
   }
-  for (; i + 16 <= n; i += 16) c0 = _mm512_fmadd_ps(load16(a + i), _mm512_loadu_ps(x + i), c0);
-  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)));
-  for (; i < n; i++) s += widen(a[i]) * x[i];
-  return s;
+  const int64_t tail = i;
+#pragma GCC unroll 4
+  for (int k = 0; k < R; k++) {
+    i = tail;
+    for (; i + 16 <= n; i += 16) c[k][0] = _mm512_fmadd_ps(load16(w[k] + i), _mm512_loadu_ps(x + i), c[k][0]);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c[k][0], c[k][1]), _mm512_add_ps(c[k][2], c[k][3])));
+    for (; i < n; i++) s += widen(w[k][i]) * x[i];
+    out[k] = s;
+  }
 }
 
 #pragma GCC diagnostic pop
 
+// One row (the attention kernel's q.k over the KV cache).
+template <void (*Dots)(const void* const*, const float*, int64_t, float*)>
+float dot_one(const void* w, const float* x, int64_t n) {
+  float s;
+  Dots(&w, x, n, &s);
+  return s;
+}
+
 using DotFn = float (*)(const void* w, const float* x, int64_t n);
+using DotsFn = void (*)(const void* const* w, const float* x, int64_t n, float* out);  // kRows rows
 
 struct Kernels {
   const char* name;
-  DotFn dot[2];  // indexed by wtype: LORA4J_DECODE_F32, LORA4J_DECODE_BF16
+  DotFn dot[2];    // indexed by wtype: LORA4J_DECODE_F32, LORA4J_DECODE_BF16
+  DotsFn dots[2];  // the same, kRows rows per pass
 };
 
-constexpr Kernels kScalar = {"scalar", {dot_f32_scalar, dot_bf16_scalar}};
-constexpr Kernels kAvx2 = {"avx2", {dot_avx2<float>, dot_avx2<uint16_t>}};
-constexpr Kernels kAvx512 = {"avx512", {dot_avx512<float>, dot_avx512<uint16_t>}};
+constexpr Kernels kScalar = {"scalar",
+                             {dot_f32_scalar, dot_bf16_scalar},
+                             {dots_scalar<dot_f32_scalar>, dots_scalar<dot_bf16_scalar>}};
+constexpr Kernels kAvx2 = {"avx2",
+                           {dot_one<dots_avx2<float, 1>>, dot_one<dots_avx2<uint16_t, 1>>},
+                           {dots_avx2<float, kRows>, dots_avx2<uint16_t, kRows>}};
+constexpr Kernels kAvx512 = {"avx512",
+                             {dot_one<dots_avx512<float, 1>>, dot_one<dots_avx512<uint16_t, 1>>},
+                             {dots_avx512<float, kRows>, dots_avx512<uint16_t, kRows>}};
 
 const Kernels& isa() {
   static const Kernels& chosen = []() -> const Kernels& {
@@ -142,6 +216,17 @@ const Kernels& isa() {
     }
   }();
   return chosen;
+}
+
+// The row streams of one thread's slice [r0, r1): the slice is cut into G contiguous parts of
+// q = (r1 - r0) / G rows, and group(r, q) is called for r = r0 .. r0 + q - 1 to read rows
+// r, r + q, ..., r + (G-1)q in one pass (G streams, each walking its part in order); then one(r)
+// for the (r1 - r0) % G rows left over.
+template <int G, class Group, class One>
+void in_streams(int64_t r0, int64_t r1, Group&& group, One&& one) {
+  const int64_t q = (r1 - r0) / G;
+  for (int64_t r = r0; r < r0 + q; r++) group(r, q);
+  for (int64_t r = r0 + G * q; r < r1; r++) one(r);
 }
 
 size_t elem_bytes(int32_t wtype) {
@@ -165,13 +250,21 @@ void lora4j_decode_matvec(const float* x, int64_t in, const void* w, int32_t wty
                           int32_t accumulate, float* y) {
   check_wtype(wtype);
   const DotFn dot = isa().dot[wtype];
+  const DotsFn dots = isa().dots[wtype];
   const char* base = static_cast<const char*>(w);
   const size_t row_bytes = elem_bytes(wtype) * static_cast<size_t>(in);
+  auto store = [&](int64_t r, float v) { y[r] = accumulate ? y[r] + v : v; };
   lora4j::cpu::parallel_for(out, static_cast<double>(in), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float v = dot(base + r * row_bytes, x, in);
-      y[r] = accumulate ? y[r] + v : v;
-    }
+    in_streams<kRows>(
+        r0, r1,
+        [&](int64_t r, int64_t q) {
+          const void* p[kRows];
+          float v[kRows];
+          for (int k = 0; k < kRows; k++) p[k] = base + (r + k * q) * row_bytes;
+          dots(p, x, in, v);
+          for (int k = 0; k < kRows; k++) store(r + k * q, v[k]);
+        },
+        [&](int64_t r) { store(r, dot(base + r * row_bytes, x, in)); });
   });
 }
 
@@ -179,15 +272,30 @@ void lora4j_decode_gate_up(const float* x, int64_t in, const void* w_gate, const
                            int32_t wtype, int64_t inter, float* s) {
   check_wtype(wtype);
   const DotFn dot = isa().dot[wtype];
+  const DotsFn dots = isa().dots[wtype];
   const char* g_base = static_cast<const char*>(w_gate);
   const char* u_base = static_cast<const char*>(w_up);
   const size_t row_bytes = elem_bytes(wtype) * static_cast<size_t>(in);
+  auto swiglu = [](float g, float u) { return g / (1.0f + std::exp(-g)) * u; };  // as lora4j_swiglu_fwd
+  // kRows / 2 parts, each read as two streams: its gate rows and its up rows.
+  constexpr int kParts = kRows / 2;
+  static_assert(kRows % 2 == 0, "gate and up streams come in pairs");
   lora4j::cpu::parallel_for(inter, 2.0 * static_cast<double>(in), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float g = dot(g_base + r * row_bytes, x, in);
-      const float u = dot(u_base + r * row_bytes, x, in);
-      s[r] = g / (1.0f + std::exp(-g)) * u;  // silu(g)·u as lora4j_swiglu_fwd
-    }
+    in_streams<kParts>(
+        r0, r1,
+        [&](int64_t r, int64_t q) {
+          const void* p[kRows];
+          float v[kRows];
+          for (int k = 0; k < kParts; k++) {
+            p[2 * k] = g_base + (r + k * q) * row_bytes;
+            p[2 * k + 1] = u_base + (r + k * q) * row_bytes;
+          }
+          dots(p, x, in, v);
+          for (int k = 0; k < kParts; k++) s[r + k * q] = swiglu(v[2 * k], v[2 * k + 1]);
+        },
+        [&](int64_t r) {
+          s[r] = swiglu(dot(g_base + r * row_bytes, x, in), dot(u_base + r * row_bytes, x, in));
+        });
   });
 }
 

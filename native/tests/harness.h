@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <time.h>
+
 #include "lora4j/runtime.h"
 
 namespace h {
@@ -285,6 +287,13 @@ inline uint8_t ref_dquantize(const float* code, float x) {
 inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+// CPU seconds of the calling thread: what a 1-thread kernel costs on a shared machine, where wall
+// time measures the neighbours' load as well.
+inline double thread_cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 // Best-of-`reps` seconds of f() after one warm-up call.
 inline double time_best(int reps, const std::function<void()>& f) {

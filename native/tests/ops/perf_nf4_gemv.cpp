@@ -10,7 +10,6 @@
 #include "lora4j/nf4.h"
 #include "lora4j/runtime.h"
 
-#include <time.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -19,12 +18,6 @@
 using namespace h;
 
 namespace {
-
-double thread_cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
 
 void nf4_gemv_floor() {
   lora4j_set_num_threads(1);

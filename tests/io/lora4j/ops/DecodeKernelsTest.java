@@ -85,6 +85,48 @@ class DecodeKernelsTest {
         }
     }
 
+    /**
+     * The GEMVs read several rows per pass (decode.cpp: 4 streams a quarter of the slice apart),
+     * each row in the chains of a one-row pass: y[r] must be bit for bit what a matvec of row r
+     * alone gives (out = 1 reads it by itself), whatever rows shared its pass. Sizes: tails of
+     * every vector width (1000 = 15·64 + 40, 301), out not a multiple of 4 (leftover rows).
+     */
+    @ParameterizedTest
+    @CsvSource({"1000, 37", "301, 19", "64, 8", "1024, 9"})
+    void aRowsResultDoesNotDependOnTheRowsReadWithIt(int in, int out) {
+        Random r = new Random(in * 7L + out);
+        try (Tensor x = rand(r, 1, in); Tensor w = rand(r, out, in); Tensor wu = rand(r, out, in);
+             Tensor y = Tensor.allocate(DType.F32, MemoryCategory.ACTIVATIONS, 1, out);
+             Tensor y1 = Tensor.allocate(DType.F32, MemoryCategory.ACTIVATIONS, 1, 1)) {
+            Tensor[] wb = bf16(w), wub = bf16(wu);
+            try (Tensor bw = wb[0]; Tensor bwf = wb[1]; Tensor bwu = wub[0]; Tensor bwuf = wub[1]) {
+                for (Tensor[] gu : new Tensor[][] {{w, wu}, {bw, bwu}}) {
+                    cpu.decodeMatvec(x, gu[0], false, y);
+                    float[] mv = y.toFloats();
+                    cpu.decodeGateUp(x, gu[0], gu[1], y);
+                    float[] s = y.toFloats();
+                    for (int row = 0; row < out; row++) {
+                        String what = gu[0].dtype() + " row " + row + " of " + out;
+                        try (Tensor g1 = rowOf(gu[0], row); Tensor u1 = rowOf(gu[1], row)) {
+                            cpu.decodeMatvec(x, g1, false, y1);
+                            assertEquals(Float.floatToRawIntBits(mv[row]), Float.floatToRawIntBits(y1.toFloats()[0]), "matvec " + what);
+                            cpu.decodeGateUp(x, g1, u1, y1);
+                            assertEquals(Float.floatToRawIntBits(s[row]), Float.floatToRawIntBits(y1.toFloats()[0]), "gate/up " + what);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** Row {@code row} of a 2-D tensor as its own [1, cols] tensor (a copy). */
+    static Tensor rowOf(Tensor m, int row) {
+        int rowBytes = (int) (m.bytes() / m.dim(0));
+        byte[] b = new byte[rowBytes];
+        m.buffer().position(row * rowBytes).get(b);
+        return Tensor.ofBytes(b, m.dtype(), 1, m.dim(1));
+    }
+
     @ParameterizedTest
     @CsvSource({"5, 3", "288, 768", "64, 96"})
     void gateUpIsTwoProjectionsAndSwiglu(int in, int inter) {
