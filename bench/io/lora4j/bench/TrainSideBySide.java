@@ -14,6 +14,7 @@ import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
 import io.lora4j.tensor.DType;
+import io.lora4j.tensor.HostAllocator;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import io.lora4j.train.LoraTrainingModel;
@@ -33,7 +34,9 @@ import java.util.Locale;
  * peer (scripts/reference/torch_train_peer.py --data) trains on too: {"input_ids": [[...]],
  * "labels": [[...]]}, B rows of S, labels aligned to input_ids (HF; the loss shifts). In the same
  * process it times OpenBLAS sgemm on the step's largest GEMM shape ([B·S, d]·[d, hidden]), the
- * ceiling of the step's FLOP rate. Prints one JSON line.
+ * ceiling of the step's FLOP rate, and on lm_head's chunk shape ([240, d]·[d, V]ᵀ, the step's
+ * largest FLOP share) for reference. host_cache: the host allocator's reused and fresh blocks per
+ * timed step. Prints one JSON line.
  *
  * <p>Usage: TrainSideBySide MODEL DATA.json STEPS   (threads: LORA4J_NUM_THREADS, 1 for quoted figures)
  */
@@ -55,6 +58,7 @@ public final class TrainSideBySide {
         int batch = rows.size(), seq = rows.get(0).inputIds().length;
         List<Batch> window = List.of(Batch.of(rows, 0));
         double[] ms = new double[steps];
+        long hits0 = 0, misses0 = 0;
         LlamaConfig c;
         try (LlamaWeights w = ModelLoader.load(model, ModelLoader.Options.defaults());
              LoraAdapter adapter = LoraAdapter.create(Backends.cpu(), w.config(), LoraConfig.defaults());
@@ -63,6 +67,10 @@ public final class TrainSideBySide {
                      .withSchedule(2e-4, 0, LrSchedule.CONSTANT, 0.01, 1.0, 1_000_000), 1_000_000)) {
             c = w.config();
             for (int s = 0; s < steps + 2; s++) {
+                if (s == 2) {
+                    hits0 = HostAllocator.GLOBAL.hits();
+                    misses0 = HostAllocator.GLOBAL.misses();
+                }
                 long t0 = System.nanoTime();
                 trainer.step(window);
                 if (s >= 2) ms[s - 2] = (System.nanoTime() - t0) / 1e6; // two warm-up steps, as the peer
@@ -72,14 +80,19 @@ public final class TrainSideBySide {
         Arrays.sort(sorted);
         double median = steps % 2 == 1 ? sorted[steps / 2] : 0.5 * (sorted[steps / 2 - 1] + sorted[steps / 2]);
         long t = (long) batch * seq;
+        double hitsPerStep = (double) (HostAllocator.GLOBAL.hits() - hits0) / steps;
+        double missesPerStep = (double) (HostAllocator.GLOBAL.misses() - misses0) / steps;
         double gemmGflops = sgemmGflops(Backends.cpu(), t, c.hiddenSize(), c.intermediateSize());
+        double headGflops = sgemmGflops(Backends.cpu(), LoraTrainingModel.CE_CHUNK_TOKENS, c.hiddenSize(), c.vocabSize());
         double flops = stepFlops(c, batch, seq, labelled);
         System.out.println(String.format(Locale.ROOT,
                 "{\"side\": \"lora4j\", \"batch\": %d, \"seq\": %d, \"labelled\": %d, \"threads\": %d, \"cpu_threads_note\": \"%s\","
                         + " \"train_step\": {\"median_ms\": %.2f, \"min_ms\": %.2f, \"max_ms\": %.2f, \"all_ms\": %s},"
-                        + " \"tokens_per_second\": %.1f, \"step_gflop\": %.3f, \"step_gflops_per_s\": %.2f, \"sgemm_gflops_per_s\": %.2f}",
+                        + " \"tokens_per_second\": %.1f, \"step_gflop\": %.3f, \"step_gflops_per_s\": %.2f, \"sgemm_gflops_per_s\": %.2f,"
+                        + " \"sgemm_head_gflops_per_s\": %.2f, \"host_cache\": {\"hits_per_step\": %.1f, \"misses_per_step\": %.1f}}",
                 batch, seq, labelled, NativeLibrary.numThreads(), NativeLibrary.blasName(), median, sorted[0], sorted[steps - 1],
-                Arrays.toString(ms), t / (median / 1000), flops / 1e9, flops / 1e9 / (median / 1000), gemmGflops));
+                Arrays.toString(ms), t / (median / 1000), flops / 1e9, flops / 1e9 / (median / 1000), gemmGflops, headGflops,
+                hitsPerStep, missesPerStep));
     }
 
     /**

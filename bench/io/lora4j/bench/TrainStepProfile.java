@@ -9,6 +9,9 @@ import io.lora4j.model.ModelLoader;
 import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.HostAllocator;
+import io.lora4j.tensor.MemoryTracker;
 import io.lora4j.train.CheckpointMode;
 import io.lora4j.train.LoraTrainingModel;
 import io.lora4j.train.LrSchedule;
@@ -37,7 +40,10 @@ import java.util.TreeMap;
  * to show what the profiling costs. Threads: LORA4J_NUM_THREADS.
  *
  * <p>Prints one JSON object: {"threads", "blas", "plain_ms": [...], "profiled_ms": [...],
- * "ops": {KEY: {"calls", "ms"}}} with per-step figures (ops summed over the profiled steps ÷ steps).
+ * "ops": {KEY: {"calls", "ms"}}, "host_cache": {...}} with per-step figures (ops summed over the
+ * profiled steps ÷ steps); host_cache: the host allocator's hits and misses per measured step (both
+ * models), its limit, and the peaks of allocated and reserved host bytes over the measured steps.
+ * {@code -Dlora4j.host_cache_bytes=0} runs without the cache (every block fresh from the system).
  *
  * <p>Usage: TrainStepProfile MODEL [STEPS [B [S]]]   (defaults 5 steps after 2 warm-up, 4, 256)
  */
@@ -76,6 +82,7 @@ public final class TrainStepProfile {
             TrainConfig tc = TrainConfig.defaults().withBatch(batch, 1).withSchedule(2e-4, 0, LrSchedule.CONSTANT, 0.01, 1.0, 1_000_000)
                     .withCheckpointing(CheckpointMode.NONE);
             double[] plain = new double[steps], prof = new double[steps];
+            long hits0 = 0, misses0 = 0;
             try (LoraAdapter a1 = LoraAdapter.create(cpu, w.config(), LoraConfig.defaults());
                  LoraTrainingModel m1 = new LoraTrainingModel(cpu, w, a1);
                  Trainer t1 = new Trainer(m1, tc, 1_000_000);
@@ -83,6 +90,11 @@ public final class TrainStepProfile {
                  LoraTrainingModel m2 = new LoraTrainingModel(profiled, w, a2);
                  Trainer t2 = new Trainer(m2, tc, 1_000_000)) {
                 for (int s = -2; s < steps; s++) { // two warm-up steps of each
+                    if (s == 0) {
+                        hits0 = HostAllocator.GLOBAL.hits();
+                        misses0 = HostAllocator.GLOBAL.misses();
+                        MemoryTracker.GLOBAL.resetPeaks();
+                    }
                     long t0 = System.nanoTime();
                     t1.step(window);
                     long t1ns = System.nanoTime() - t0;
@@ -97,6 +109,10 @@ public final class TrainStepProfile {
                     }
                 }
             }
+            HostAllocator h = HostAllocator.GLOBAL;
+            String cache = String.format(Locale.ROOT, "{\"limit_bytes\": %d, \"hits_per_step\": %.1f, \"misses_per_step\": %.1f,"
+                    + " \"peak_allocated_bytes\": %d, \"peak_reserved_bytes\": %d}", h.cacheLimit(), (double) (h.hits() - hits0) / steps,
+                    (double) (h.misses() - misses0) / steps, MemoryTracker.GLOBAL.peakTotal(Device.CPU), MemoryTracker.GLOBAL.peakReserved(Device.CPU));
             StringBuilder sb = new StringBuilder();
             sb.append(String.format(Locale.ROOT, "{\"threads\": %d, \"blas\": \"%s\", \"batch\": %d, \"seq\": %d, \"steps\": %d, \"plain_ms\": %s, \"profiled_ms\": %s, \"ops\": {",
                     NativeLibrary.numThreads(), NativeLibrary.blasName(), batch, seq, steps, Arrays.toString(plain), Arrays.toString(prof)));
@@ -104,7 +120,7 @@ public final class TrainStepProfile {
             for (Map.Entry<String, Acc> e : ops.entrySet())
                 rows.add(String.format(Locale.ROOT, "\"%s\": {\"calls\": %.1f, \"ms\": %.3f}", e.getKey(), (double) e.getValue().calls / steps,
                         e.getValue().ns / 1e6 / steps));
-            sb.append(String.join(", ", rows)).append("}}");
+            sb.append(String.join(", ", rows)).append("}, \"host_cache\": ").append(cache).append("}");
             System.out.println(sb);
         }
     }
