@@ -76,8 +76,8 @@ if peer:
     print("| set | labelled targets | lora4j median step (min..max over rounds) | peer | ratio per round | median ratio | step GFLOP/s / sgemm GFLOP/s |")
     print("|---|---|---|---|---|---|---|")
 else:
-    print("| set | labelled targets | lora4j median step (min..max over rounds) | step GFLOP/s | sgemm GFLOP/s | step / sgemm per round | median |")
-    print("|---|---|---|---|---|---|---|")
+    print("| set | labelled targets | lora4j median step (min..max over rounds) | step GFLOP/s | sgemm GFLOP/s | step / sgemm per round | median | the same per CPU second: step, sgemm, ratio per round |")
+    print("|---|---|---|---|---|---|---|---|")
 for s in ("capitals", "text", "random"):
     rs = [r for r in rows if r["set"] == s]
     if not rs: continue
@@ -88,8 +88,11 @@ for s in ("capitals", "text", "random"):
     if not peer:
         sg = [r["lora4j"]["step_gflops_per_s"] for r in rs]
         gg = [r["lora4j"]["sgemm_gflops_per_s"] for r in rs]
+        cpu = [r["lora4j"]["cpu"] for r in rs]
+        ce = [x["step_gflops_per_cpu_s"] / x["sgemm_gflops_per_cpu_s"] for x in cpu]
         print(head + f"{statistics.median(sg):.1f} | {statistics.median(gg):.1f} | {', '.join(f'{x:.2f}' for x in eff)} | "
-              f"**{statistics.median(eff):.2f}** |")
+              f"**{statistics.median(eff):.2f}** | {statistics.median([x['step_gflops_per_cpu_s'] for x in cpu]):.1f}, "
+              f"{statistics.median([x['sgemm_gflops_per_cpu_s'] for x in cpu]):.1f}, {', '.join(f'{x:.2f}' for x in ce)} |")
         continue
     pm = [r["peer"]["train_step"]["median_ms"] for r in rs]
     ratios = [p / l for l, p in zip(lm, pm)]
