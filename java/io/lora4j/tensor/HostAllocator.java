@@ -17,7 +17,8 @@ import org.bytedeco.javacpp.Pointer;
  *
  * <p>Size classes: up to 4 KiB, multiples of 64 bytes; above, 8 classes per power of two (a
  * block is less than 12.5 % larger than the request; the untouched tail of a large block is never
- * faulted in). Blocks are JavaCPP {@link BytePointer}s, so JavaCPP's {@code maxBytes} and
+ * faulted in), in steps of at most 2 MiB (a 1 GiB weight is not rounded up by 128 MiB: JavaCPP's
+ * maxBytes counts a block's full size). Blocks are JavaCPP {@link BytePointer}s, so JavaCPP's {@code maxBytes} and
  * {@code maxPhysicalBytes} limits still see them; before a fresh block would cross either limit,
  * or when the system refuses one, the cache is emptied first.
  *
@@ -46,6 +47,7 @@ public final class HostAllocator {
 
     private static final long SMALL = 4096, ALIGN = 64;
     private static final int CLASSES_PER_OCTAVE_LOG2 = 3;
+    private static final long MAX_STEP = 2L << 20;
 
     private final Map<Long, ArrayDeque<BytePointer>> free = new HashMap<>();
     private final MemoryTracker tracker;
@@ -80,7 +82,7 @@ public final class HostAllocator {
     /** The block size that serves a request of {@code bytes} (>= 1): its size class. */
     public static long blockSize(long bytes) {
         if (bytes <= SMALL) return Math.max(ALIGN, (bytes + ALIGN - 1) & -ALIGN);
-        long step = Long.highestOneBit(bytes - 1) >>> CLASSES_PER_OCTAVE_LOG2;
+        long step = Math.min(Long.highestOneBit(bytes - 1) >>> CLASSES_PER_OCTAVE_LOG2, MAX_STEP);
         return Math.addExact(bytes, step - 1) & -step;
     }
 
