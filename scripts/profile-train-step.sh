@@ -7,6 +7,7 @@
 # quote it with the figures.
 # Usage: scripts/profile-train-step.sh [ROUNDS] [STEPS]   (default 1 round of 3 steps after 2 warm-up)
 # Output: bench/results/<date>-train-step-profile.md (the table) and .jsonl (the raw runs).
+#   LORA4J_JAVA_OPTS  extra JVM options, e.g. -Dlora4j.host_cache_bytes=0 (no host cache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-1}" steps="${2:-3}"
@@ -23,7 +24,7 @@ raw="bench/results/$stamp-train-step-profile.jsonl"
 for ((r = 1; r <= rounds; r++)); do
   for threads in 1 2; do
     before="$(cut -d' ' -f1-3 /proc/loadavg)"
-    line="$(LORA4J_NUM_THREADS=$threads java -cp "$cp" io.lora4j.bench.TrainStepProfile "$model" "$steps" 4 256)"
+    line="$(LORA4J_NUM_THREADS=$threads java ${LORA4J_JAVA_OPTS:-} -cp "$cp" io.lora4j.bench.TrainStepProfile "$model" "$steps" 4 256)"
     after="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "${line%\}}, \"round\": $r, \"loadavg_before\": \"$before\", \"loadavg_after\": \"$after\"}" >> "$raw"
     echo "round $r, $threads thread(s): done (load $before -> $after)" >&2

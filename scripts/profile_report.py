@@ -74,6 +74,12 @@ def main():
     w(f"| step, median ms (profiled) | {p1:.0f} | {p2:.0f} | {p1 / p2:.2f}x |")
     w(f"\nProfiling overhead: {100 * (p1 / s1 - 1):+.1f} % at 1 thread (the proxy times every backend call; plain and "
       "profiled steps are interleaved in one process).\n")
+    hc = [r["host_cache"] for r in by_t[1] if "host_cache" in r]
+    if hc:
+        w(f"Host caching allocator (1 thread, medians over runs; limit {hc[0]['limit_bytes'] / 2**20:.0f} MiB): "
+          f"{med([c['hits_per_step'] for c in hc]):.0f} blocks reused and {med([c['misses_per_step'] for c in hc]):.0f} fresh per step; "
+          f"peak host bytes allocated {med([c['peak_allocated_bytes'] for c in hc]) / 2**20:.1f} MiB, "
+          f"reserved {med([c['peak_reserved_bytes'] for c in hc]) / 2**20:.1f} MiB.\n")
     w("## By group (1 thread)\n")
     w("Shares are of the median profiled step; \"outside the backend\" is the mean profiled step minus the ops' per-step sums.\n")
     groups = {}

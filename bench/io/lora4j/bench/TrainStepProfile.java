@@ -9,6 +9,9 @@ import io.lora4j.model.ModelLoader;
 import io.lora4j.nativeapi.NativeLibrary;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.Backends;
+import io.lora4j.tensor.Device;
+import io.lora4j.tensor.HostAllocator;
+import io.lora4j.tensor.MemoryTracker;
 import io.lora4j.train.CheckpointMode;
 import io.lora4j.train.LoraTrainingModel;
 import io.lora4j.train.LrSchedule;
@@ -37,15 +40,22 @@ import java.util.TreeMap;
  * to show what the profiling costs. Threads: LORA4J_NUM_THREADS.
  *
  * <p>Prints one JSON object: {"threads", "blas", "plain_ms": [...], "profiled_ms": [...],
- * "ops": {KEY: {"calls", "ms"}}} with per-step figures (ops summed over the profiled steps ÷ steps).
+ * "plain_cpu_ms": [...], "profiled_cpu_ms": [...], "ops": {KEY: {"calls", "ms", "cpu_ms"}},
+ * "host_cache": {...}} with per-step figures (ops summed over the profiled steps ÷ steps). cpu_ms
+ * is the calling thread's CPU time (user + system, page faults included): at 1 thread the whole
+ * step's work, and far less disturbed than wall time on a loaded machine. host_cache: the host allocator's hits and misses per measured step (both
+ * models), its limit, and the peaks of allocated and reserved host bytes over the measured steps.
+ * {@code -Dlora4j.host_cache_bytes=0} runs without the cache (every block fresh from the system).
  *
  * <p>Usage: TrainStepProfile MODEL [STEPS [B [S]]]   (defaults 5 steps after 2 warm-up, 4, 256)
  */
 public final class TrainStepProfile {
-    /** Accumulated wall time and calls of one op key. */
+    /** Accumulated wall time, calling-thread CPU time and calls of one op key. */
     private static final class Acc {
-        long ns, calls;
+        long ns, cpuNs, calls;
     }
+
+    private static final java.lang.management.ThreadMXBean THREADS = java.lang.management.ManagementFactory.getThreadMXBean();
 
     public static void main(String[] args) throws Exception {
         Path model = Path.of(args[0]);
@@ -55,6 +65,7 @@ public final class TrainStepProfile {
         Map<String, Acc> ops = new TreeMap<>();
         boolean[] recording = {false};
         InvocationHandler timing = (proxy, m, a) -> {
+            long c0 = THREADS.getCurrentThreadCpuTime();
             long t0 = System.nanoTime();
             Object r;
             try {
@@ -65,6 +76,7 @@ public final class TrainStepProfile {
             if (recording[0]) {
                 Acc acc = ops.computeIfAbsent(key(m.getName(), a), k -> new Acc());
                 acc.ns += System.nanoTime() - t0;
+                acc.cpuNs += THREADS.getCurrentThreadCpuTime() - c0;
                 acc.calls++;
             }
             return r;
@@ -75,7 +87,8 @@ public final class TrainStepProfile {
             // no activation checkpointing: the setup (a recomputing mode adds one more forward)
             TrainConfig tc = TrainConfig.defaults().withBatch(batch, 1).withSchedule(2e-4, 0, LrSchedule.CONSTANT, 0.01, 1.0, 1_000_000)
                     .withCheckpointing(CheckpointMode.NONE);
-            double[] plain = new double[steps], prof = new double[steps];
+            double[] plain = new double[steps], prof = new double[steps], plainCpu = new double[steps], profCpu = new double[steps];
+            long hits0 = 0, misses0 = 0;
             try (LoraAdapter a1 = LoraAdapter.create(cpu, w.config(), LoraConfig.defaults());
                  LoraTrainingModel m1 = new LoraTrainingModel(cpu, w, a1);
                  Trainer t1 = new Trainer(m1, tc, 1_000_000);
@@ -83,28 +96,42 @@ public final class TrainStepProfile {
                  LoraTrainingModel m2 = new LoraTrainingModel(profiled, w, a2);
                  Trainer t2 = new Trainer(m2, tc, 1_000_000)) {
                 for (int s = -2; s < steps; s++) { // two warm-up steps of each
-                    long t0 = System.nanoTime();
+                    if (s == 0) {
+                        hits0 = HostAllocator.GLOBAL.hits();
+                        misses0 = HostAllocator.GLOBAL.misses();
+                        MemoryTracker.GLOBAL.resetPeaks();
+                    }
+                    long c0 = THREADS.getCurrentThreadCpuTime(), t0 = System.nanoTime();
                     t1.step(window);
-                    long t1ns = System.nanoTime() - t0;
+                    long t1ns = System.nanoTime() - t0, c1ns = THREADS.getCurrentThreadCpuTime() - c0;
                     recording[0] = s >= 0;
+                    c0 = THREADS.getCurrentThreadCpuTime();
                     t0 = System.nanoTime();
                     t2.step(window);
-                    long t2ns = System.nanoTime() - t0;
+                    long t2ns = System.nanoTime() - t0, c2ns = THREADS.getCurrentThreadCpuTime() - c0;
                     recording[0] = false;
                     if (s >= 0) {
                         plain[s] = t1ns / 1e6;
                         prof[s] = t2ns / 1e6;
+                        plainCpu[s] = c1ns / 1e6;
+                        profCpu[s] = c2ns / 1e6;
                     }
                 }
             }
+            HostAllocator h = HostAllocator.GLOBAL;
+            String cache = String.format(Locale.ROOT, "{\"limit_bytes\": %d, \"hits_per_step\": %.1f, \"misses_per_step\": %.1f,"
+                    + " \"peak_allocated_bytes\": %d, \"peak_reserved_bytes\": %d}", h.cacheLimit(), (double) (h.hits() - hits0) / steps,
+                    (double) (h.misses() - misses0) / steps, MemoryTracker.GLOBAL.peakTotal(Device.CPU), MemoryTracker.GLOBAL.peakReserved(Device.CPU));
             StringBuilder sb = new StringBuilder();
-            sb.append(String.format(Locale.ROOT, "{\"threads\": %d, \"blas\": \"%s\", \"batch\": %d, \"seq\": %d, \"steps\": %d, \"plain_ms\": %s, \"profiled_ms\": %s, \"ops\": {",
-                    NativeLibrary.numThreads(), NativeLibrary.blasName(), batch, seq, steps, Arrays.toString(plain), Arrays.toString(prof)));
+            sb.append(String.format(Locale.ROOT, "{\"threads\": %d, \"blas\": \"%s\", \"batch\": %d, \"seq\": %d, \"steps\": %d, \"plain_ms\": %s, \"profiled_ms\": %s,"
+                    + " \"plain_cpu_ms\": %s, \"profiled_cpu_ms\": %s, \"ops\": {",
+                    NativeLibrary.numThreads(), NativeLibrary.blasName(), batch, seq, steps, Arrays.toString(plain), Arrays.toString(prof),
+                    Arrays.toString(plainCpu), Arrays.toString(profCpu)));
             List<String> rows = new ArrayList<>();
             for (Map.Entry<String, Acc> e : ops.entrySet())
-                rows.add(String.format(Locale.ROOT, "\"%s\": {\"calls\": %.1f, \"ms\": %.3f}", e.getKey(), (double) e.getValue().calls / steps,
-                        e.getValue().ns / 1e6 / steps));
-            sb.append(String.join(", ", rows)).append("}}");
+                rows.add(String.format(Locale.ROOT, "\"%s\": {\"calls\": %.1f, \"ms\": %.3f, \"cpu_ms\": %.3f}", e.getKey(),
+                        (double) e.getValue().calls / steps, e.getValue().ns / 1e6 / steps, e.getValue().cpuNs / 1e6 / steps));
+            sb.append(String.join(", ", rows)).append("}, \"host_cache\": ").append(cache).append("}");
             System.out.println(sb);
         }
     }

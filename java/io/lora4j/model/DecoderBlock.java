@@ -129,7 +129,7 @@ public final class DecoderBlock implements AutoCloseable {
         @Override
         public Tensor forward(int layer, Tensor q, Tensor k, Tensor v, Activations a) {
             int hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
-            a.att = act(q.dim(0), (long) hq * hd);
+            a.att = overwritten(q.dim(0), (long) hq * hd);
             int window = arch.window(layer);
             if (window > 0 && seq > window) {
                 long qDim = (long) hq * hd, kvDim = config.kvDim();
@@ -142,7 +142,7 @@ public final class DecoderBlock implements AutoCloseable {
                 }
                 return a.att;
             }
-            a.lse = act((long) batch * hq * seq);
+            a.lse = overwritten((long) batch * hq * seq);
             backend.attentionFwd(q, k, v, seg, batch, seq, hq, hkv, hd, softcap, a.att, a.lse);
             return a.att;
         }
@@ -235,6 +235,15 @@ public final class DecoderBlock implements AutoCloseable {
         return backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, shape);
     }
 
+    /**
+     * An activation that the op it is handed to overwrites completely ("overwritten" in
+     * native/include/lora4j; sgemm with beta 0): not zero-filled ({@link Backend#empty}). The
+     * parity tests run with poisoned memory (tests/io/lora4j/tensor/PoisonedMemoryTest).
+     */
+    private Tensor overwritten(long... shape) {
+        return backend.empty(DType.F32, MemoryCategory.ACTIVATIONS, shape);
+    }
+
     // ---------------------------------------------------------------- the layer
 
     /**
@@ -250,8 +259,8 @@ public final class DecoderBlock implements AutoCloseable {
         try {
             a.xIn = xIn;
             long t = xIn.dim(0);
-            a.h1 = act(t, d);
-            a.rstd1 = act(t);
+            a.h1 = overwritten(t, d);
+            a.rstd1 = overwritten(t);
             backend.rmsnormFwd(xIn, ly.inputNorm(), eps, a.h1, a.rstd1);
             a.q = projector.project(l, Projection.Q, a.h1, a);
             a.k = projector.project(l, Projection.K, a.h1, a);
@@ -260,12 +269,12 @@ public final class DecoderBlock implements AutoCloseable {
                 addBias(b.getKey() == Projection.Q ? a.q : b.getKey() == Projection.K ? a.k : a.v, b.getValue());
             if (ly.qNorm() != null) {
                 a.qRaw = a.q;
-                a.rstdQ = act(t * hq);
+                a.rstdQ = overwritten(t * hq);
                 a.q = headNorm(a.qRaw, ly.qNorm(), hq, a.rstdQ);
             }
             if (ly.kNorm() != null) {
                 a.kRaw = a.k;
-                a.rstdK = act(t * hkv);
+                a.rstdK = overwritten(t * hkv);
                 a.k = headNorm(a.kRaw, ly.kNorm(), hkv, a.rstdK);
             }
             backend.ropeFwd(a.q, a.q, pos, weights.invFreq(l), hq, hd);
@@ -274,19 +283,19 @@ public final class DecoderBlock implements AutoCloseable {
             Tensor att = attention.forward(l, a.q, a.k, a.v, a);
             a.xMid = act(t, d);
             Tensor o = projector.project(l, Projection.O, att, a);
-            if (ly.attnOutNorm() != null) o = normed(a.o = o, ly.attnOutNorm(), a.rstdO = act(t));
+            if (ly.attnOutNorm() != null) o = normed(a.o = o, ly.attnOutNorm(), a.rstdO = overwritten(t));
             residual(xIn, o, a.xMid);
-            a.h2 = act(t, d);
-            a.rstd2 = act(t);
+            a.h2 = overwritten(t, d);
+            a.rstd2 = overwritten(t);
             backend.rmsnormFwd(a.xMid, ly.postNorm(), eps, a.h2, a.rstd2);
             a.g = projector.project(l, Projection.GATE, a.h2, a);
             a.u = projector.project(l, Projection.UP, a.h2, a);
-            a.s = act(t, config.intermediateSize());
+            a.s = overwritten(t, config.intermediateSize());
             if (arch.activation() == Architecture.Activation.GELU_TANH) backend.gegluFwd(a.g, a.u, a.s);
             else backend.swigluFwd(a.g, a.u, a.s);
             a.xOut = backend.allocate(DType.F32, outCategory, t, d);
             Tensor down = projector.project(l, Projection.DOWN, a.s, a);
-            if (ly.mlpOutNorm() != null) down = normed(a.down = down, ly.mlpOutNorm(), a.rstdDown = act(t));
+            if (ly.mlpOutNorm() != null) down = normed(a.down = down, ly.mlpOutNorm(), a.rstdDown = overwritten(t));
             residual(a.xMid, down, a.xOut);
             return a;
         } catch (RuntimeException e) {
@@ -300,7 +309,8 @@ public final class DecoderBlock implements AutoCloseable {
         DeviceWeights.Layer ly = weights.layer(l);
         int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
         long t = a.xIn.dim(0), inter = config.intermediateSize();
-        try (Tensor dS = act(t, inter); Tensor dU = act(t, inter); Tensor dH = act(t, d)) {
+        // each is overwritten first: by the backward of DOWN / swigluBwd / the output norm or GATE (accumulate false)
+        try (Tensor dS = overwritten(t, inter); Tensor dU = overwritten(t, inter); Tensor dH = overwritten(t, d)) {
             Tensor dDown = dRes;
             if (ly.mlpOutNorm() != null) { // dH holds d(down before its norm)
                 backend.rmsnormBwd(dRes, a.down, ly.mlpOutNorm(), a.rstdDown, dH, null);
@@ -314,8 +324,9 @@ public final class DecoderBlock implements AutoCloseable {
             backend.rmsnormBwd(dH, a.xMid, ly.postNorm(), a.rstd2, dH, null);
             backend.axpy(1f, dH, dRes); // dRes = dL/dxMid
         }
-        try (Tensor dAtt = act(t, (long) hq * hd); Tensor dq = act(t, (long) hq * hd); Tensor dk = act(t, (long) hkv * hd);
-             Tensor dv = act(t, (long) hkv * hd); Tensor dH = act(t, d)) {
+        // overwritten first: by O's backward (accumulate false), attentionBwd, the output norm or Q's backward
+        try (Tensor dAtt = overwritten(t, (long) hq * hd); Tensor dq = overwritten(t, (long) hq * hd);
+             Tensor dk = overwritten(t, (long) hkv * hd); Tensor dv = overwritten(t, (long) hkv * hd); Tensor dH = overwritten(t, d)) {
             Tensor dO = dRes;
             if (ly.attnOutNorm() != null) { // dH holds d(o before its norm) until the q/k/v backward overwrites it
                 backend.rmsnormBwd(dRes, a.o, ly.attnOutNorm(), a.rstdO, dH, null);
@@ -339,7 +350,7 @@ public final class DecoderBlock implements AutoCloseable {
 
     /** A new activation rmsnorm(y)·w over the rows of y; rstd [rows] saved for the backward. */
     private Tensor normed(Tensor y, Tensor w, Tensor rstd) {
-        Tensor out = act(y.shape());
+        Tensor out = overwritten(y.shape());
         backend.rmsnormFwd(y, w, (float) config.rmsNormEps(), out, rstd);
         return out;
     }
@@ -365,7 +376,7 @@ public final class DecoderBlock implements AutoCloseable {
      * rounded to fp32 for Gemma (HF's {@code embed_scale} in the activation dtype). Caller closes x0.
      */
     public Tensor embed(Tensor ids) {
-        Tensor x = act(ids.numel(), config.hiddenSize());
+        Tensor x = overwritten(ids.numel(), config.hiddenSize());
         backend.embeddingFwd(ids, weights.embedding(), x);
         return arch.embeddingScale() ? scaled(x, (float) Math.sqrt(config.hiddenSize()), true) : x;
     }
@@ -386,7 +397,7 @@ public final class DecoderBlock implements AutoCloseable {
 
     /** RMSNorm over each head of x [T, heads·hd] with weight w [hd]; rstd [T·heads] saved. */
     private Tensor headNorm(Tensor x, Tensor w, int heads, Tensor rstd) {
-        Tensor y = act(x.dim(0), x.dim(1));
+        Tensor y = overwritten(x.dim(0), x.dim(1));
         backend.rmsnormFwd(heads(x, heads), w, (float) config.rmsNormEps(), heads(y, heads), rstd);
         return y;
     }
@@ -412,7 +423,7 @@ public final class DecoderBlock implements AutoCloseable {
         if (w instanceof ProjectionWeight.Quantized q) return Nf4.matmul(backend, x, q.weight());
         Tensor wt = ((ProjectionWeight.Dense) w).tensor();
         long t = x.dim(0), in = wt.dim(1), out = wt.dim(0);
-        Tensor y = act(t, out);
+        Tensor y = overwritten(t, out);
         backend.sgemm(false, true, t, out, in, 1f, x, in, wt, in, 0f, y, out);
         return y;
     }

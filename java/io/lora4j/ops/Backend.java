@@ -20,6 +20,16 @@ public interface Backend {
     /** A zero-filled tensor on this backend's device. */
     Tensor allocate(DType dtype, MemoryCategory category, long... shape);
 
+    /**
+     * A tensor on this backend's device whose contents are unspecified (torch.empty), for an op's
+     * output that the op overwrites completely before anything reads it ("overwritten" in
+     * native/include/lora4j); never for an accumulated (+=) output. Saves {@link #allocate}'s
+     * zero-fill where the backend can (the CPU's {@link Tensor#empty}); zero-filled otherwise.
+     */
+    default Tensor empty(DType dtype, MemoryCategory category, long... shape) {
+        return allocate(dtype, category, shape);
+    }
+
     /** A copy of a host tensor on this device (the same tensor's copy on the CPU backend). */
     Tensor upload(Tensor host, MemoryCategory category);
 

@@ -50,6 +50,17 @@ public final class CheckedBackend implements Backend {
 
     @Override
     public Tensor allocate(DType dtype, MemoryCategory category, long... shape) {
+        checkAllocation(dtype, category, shape);
+        return delegate.allocate(dtype, category, shape);
+    }
+
+    @Override
+    public Tensor empty(DType dtype, MemoryCategory category, long... shape) {
+        checkAllocation(dtype, category, shape);
+        return delegate.empty(dtype, category, shape);
+    }
+
+    private static void checkAllocation(DType dtype, MemoryCategory category, long[] shape) {
         Objects.requireNonNull(dtype, "dtype");
         Objects.requireNonNull(category, "category");
         Objects.requireNonNull(shape, "shape");
@@ -61,7 +72,6 @@ public final class CheckedBackend implements Backend {
             throw new IllegalArgumentException("tensor shape " + java.util.Arrays.toString(shape) + " of " + dtype
                     + " overflows 64-bit byte counts");
         }
-        return delegate.allocate(dtype, category, shape);
     }
 
     @Override

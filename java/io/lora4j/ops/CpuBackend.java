@@ -35,6 +35,11 @@ public final class CpuBackend extends NativeBackend {
     }
 
     @Override
+    public Tensor empty(DType dtype, MemoryCategory category, long... shape) {
+        return Tensor.empty(dtype, category, shape);
+    }
+
+    @Override
     public Tensor upload(Tensor host, MemoryCategory category) {
         host.requireHost();
         return host;
@@ -74,7 +79,7 @@ public final class CpuBackend extends NativeBackend {
     @Override
     public Offloaded offloadAsync(Tensor x) {
         x.requireHost();
-        Tensor host = Tensor.allocate(x.dtype(), MemoryCategory.OFFLOADED, x.shape());
+        Tensor host = Tensor.empty(x.dtype(), MemoryCategory.OFFLOADED, x.shape()); // overwritten by the copy
         Pointer.memcpy(host.pointer(), x.pointer(), x.bytes());
         x.close();
         return new HostCopy(host);

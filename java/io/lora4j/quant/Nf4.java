@@ -152,7 +152,7 @@ public final class Nf4 {
     private static Tensor absmaxOf(Backend backend, Nf4Weight w) {
         if (w.absmax() != null) return w.absmax();
         Nf4Weight.DoubleQuant dq = w.doubleQuant();
-        Tensor abs = backend.allocate(DType.F32, MemoryCategory.WORKSPACE, dq.qabsmax().numel());
+        Tensor abs = backend.empty(DType.F32, MemoryCategory.WORKSPACE, dq.qabsmax().numel()); // overwritten
         backend.nf4DequantAbsmax(dq.qabsmax(), dq.nestedAbsmax(), dq.offset(), abs);
         return abs;
     }
@@ -177,7 +177,7 @@ public final class Nf4 {
             throw new IllegalArgumentException("x must be F32 [T, " + w.cols() + "] for " + w + ", got " + x);
         requireDevice(backend, x, "x");
         requireDevice(backend, w.packed(), "weight");
-        Tensor y = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, x.dim(0), w.rows());
+        Tensor y = backend.empty(DType.F32, MemoryCategory.ACTIVATIONS, x.dim(0), w.rows()); // overwritten
         matmulInto(backend, x, w, y);
         return y;
     }
@@ -208,7 +208,7 @@ public final class Nf4 {
             throw new IllegalArgumentException("dy must be F32 [T, " + w.rows() + "] for " + w + ", got " + dy);
         requireDevice(backend, dy, "dy");
         requireDevice(backend, w.packed(), "weight");
-        Tensor dx = backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, dy.dim(0), w.cols());
+        Tensor dx = backend.empty(DType.F32, MemoryCategory.ACTIVATIONS, dy.dim(0), w.cols()); // overwritten
         matmulBackwardInputInto(backend, dy, w, dx);
         return dx;
     }

@@ -13,7 +13,10 @@ import org.bytedeco.javacpp.ShortPointer;
  * A dense n-dimensional array in row-major order, stored off-heap (host memory or a CUDA device
  * allocation) behind a JavaCPP {@link Pointer}. Owned tensors are counted by
  * {@link MemoryTracker#GLOBAL} under their {@link MemoryCategory} and must be {@link #close()}d;
- * views of a file mapping or of another tensor are not counted and free nothing.
+ * views of a file mapping or of another tensor are not counted and free nothing. Owned host
+ * tensors take their memory from {@link HostAllocator#GLOBAL}, which reuses closed tensors'
+ * blocks: a view must not be used after its owner is closed (its memory may already hold another
+ * tensor).
  */
 public final class Tensor implements AutoCloseable {
     /** Frees a device allocation; the CUDA backend supplies one. */
@@ -54,13 +57,28 @@ public final class Tensor implements AutoCloseable {
         return n;
     }
 
-    /** A zero-filled host tensor. */
+    /** A zero-filled host tensor (its memory comes from {@link HostAllocator#GLOBAL}'s cache when it can). */
     public static Tensor allocate(DType dtype, MemoryCategory category, long... shape) {
+        return host(dtype, category, shape, true);
+    }
+
+    /**
+     * A host tensor whose contents are unspecified, as torch.empty: for an op's output that the op
+     * overwrites completely before anything reads it (an output documented "overwritten" in
+     * native/include/lora4j), which saves {@link #allocate}'s memset. Never for an accumulated
+     * (+=) output. With {@link HostAllocator#setPoison} on, every byte is 0xFF (NaN as a float).
+     */
+    public static Tensor empty(DType dtype, MemoryCategory category, long... shape) {
+        return host(dtype, category, shape, false);
+    }
+
+    private static Tensor host(DType dtype, MemoryCategory category, long[] shape, boolean zero) {
         long bytes = dtype.byteSize(numel(shape));
-        BytePointer p = new BytePointer(Math.max(1, bytes));
-        if (p.isNull()) throw new OutOfMemoryError("host allocation of " + bytes + " bytes for " + category + " failed");
-        Pointer.memset(p, 0, Math.max(1, bytes));
-        return new Tensor(dtype, shape, Device.CPU, category, p, Pointer::close, null);
+        HostAllocator alloc = HostAllocator.GLOBAL;
+        BytePointer p = alloc.acquire(bytes, category);
+        if (zero) Pointer.memset(p, 0, bytes);
+        else if (alloc.poison()) Pointer.memset(p, 0xFF, bytes);
+        return new Tensor(dtype, shape, Device.CPU, category, p, q -> alloc.release(q, bytes), null);
     }
 
     /** A device tensor over memory the caller allocated; {@code releaser} frees it on close. */

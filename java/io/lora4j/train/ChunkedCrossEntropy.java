@@ -127,9 +127,10 @@ public final class ChunkedCrossEntropy {
         long padded = (n / step) * step + aligned(n % step); // rows of dhg the chunks write
         double total = 0;
         int[] ids = new int[(int) chunk], lab = new int[(int) chunk];
-        try (Tensor logits = backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vc);
-             Tensor cappedBuf = softcap > 0 ? backend.allocate(DType.F32, MemoryCategory.LOGITS, chunk, vc) : null;
-             Tensor hc = act(backend, chunk, d);
+        // logits and cappedBuf are overwritten (sgemm beta 0, softcapFwd) and hc (embeddingFwd) before each read
+        try (Tensor logits = backend.empty(DType.F32, MemoryCategory.LOGITS, chunk, vc);
+             Tensor cappedBuf = softcap > 0 ? backend.empty(DType.F32, MemoryCategory.LOGITS, chunk, vc) : null;
+             Tensor hc = backend.empty(DType.F32, MemoryCategory.ACTIVATIONS, chunk, d);
              Tensor dhg = dh == null ? null : act(backend, padded + 1, d);
              Tensor rowMax = act(backend, chunk); Tensor rowSum = act(backend, chunk); Tensor zy = act(backend, chunk);
              Tensor lse = act(backend, chunk); Tensor loss = act(backend, chunk); Tensor sum = act(backend, 1)) {

@@ -222,6 +222,11 @@ public final class LoraTrainingModel implements AutoCloseable {
         return backend.allocate(DType.F32, MemoryCategory.ACTIVATIONS, shape);
     }
 
+    /** An activation its op overwrites completely: not zero-filled ({@link Backend#empty}). */
+    private Tensor overwritten(long... shape) {
+        return backend.empty(DType.F32, MemoryCategory.ACTIVATIONS, shape);
+    }
+
     // ---------------------------------------------------------------- the LoRA projector
 
     /** Per-(micro-batch, layer, projection) dropout seed: the recomputed forward draws the same mask. */
@@ -252,18 +257,18 @@ public final class LoraTrainingModel implements AutoCloseable {
             if (slot == null) return block.linear(x, w);
             Tensor mask = null;
             if (dropout > 0 && c.training) {
-                mask = act(t, in);
+                mask = overwritten(t, in);
                 // a fused module's projections (Phi-3) share one input and, as in PEFT, one mask
                 Projection maskOf = config.architecture().fusedProjections() ? p.fusedLeader() : p;
                 backend.dropoutMask(dropoutSeed(c.seed, l, maskOf), dropout, mask);
                 a.mask.put(p, mask);
             }
-            Tensor xa = act(t, adapter.config().r());
+            Tensor xa = overwritten(t, adapter.config().r());
             a.xa.put(p, xa);
             Tensor y;
             try (Tensor av = adapter.a(l, p); Tensor bv = adapter.b(l, p)) {
                 if (w instanceof ProjectionWeight.Dense d) {
-                    y = act(t, out);
+                    y = overwritten(t, out);
                     backend.loraFwd(x, d.tensor(), av, bv, mask, scale, y, xa);
                 } else {
                     y = Nf4.matmul(backend, x, ((ProjectionWeight.Quantized) w).weight());
@@ -444,7 +449,7 @@ public final class LoraTrainingModel implements AutoCloseable {
      */
     private double head(Tensor x, Ctx c, float lossScale, Tensor dRes) {
         int d = config.hiddenSize();
-        try (Tensor h = act(c.t, d); Tensor rstd = act(c.t)) {
+        try (Tensor h = overwritten(c.t, d); Tensor rstd = overwritten(c.t)) {
             backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
             double total = ChunkedCrossEntropy.lossAndGradient(backend, h, lmHead, c.labels, c.flatLabels, CE_CHUNK_TOKENS,
                     ceChunkVocab, lossScale, (float) config.architecture().finalSoftcap(), dRes);

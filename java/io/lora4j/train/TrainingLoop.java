@@ -266,7 +266,10 @@ final class TrainingLoop {
         return ck;
     }
 
-    /** The last row of metrics.jsonl: runtime, steps, mean train loss, last eval loss, peak memory by category. */
+    /**
+     * The last row of metrics.jsonl: runtime, steps, mean train loss, last eval loss, peak memory by
+     * category, and the peak of host memory the caching allocator reserved.
+     */
     private JsonObject finalRow() {
         JsonObject fin = new JsonObject();
         fin.addProperty("train_runtime_seconds", state.runtimeSeconds);
@@ -278,6 +281,8 @@ final class TrainingLoop {
         peak.addProperty("total", MemoryTracker.GLOBAL.peakTotal(dev));
         fin.add("peak_memory_bytes", peak);
         if (dev != Device.CPU) fin.add("peak_host_memory_bytes", MemoryCategory.toJson(MemoryTracker.GLOBAL.peaks(Device.CPU)));
+        // what the host caching allocator held at its peak (tensors rounded up to size classes + free cached blocks)
+        fin.addProperty("peak_host_reserved_bytes", MemoryTracker.GLOBAL.peakReserved(Device.CPU));
         return fin;
     }
 }
