@@ -218,23 +218,37 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void roundBf16(Tensor x, Tensor out) {
+        lora4j_round_bf16(x.pointer(), x.numel(), out.pointer());
+    }
+
+    @Override
+    public void widenBf16(Tensor x, Tensor out) {
+        lora4j_widen_f32(x.pointer(), 1, x.numel(), out.pointer());
+    }
+
+    @Override
     public void swigluFwd(Tensor gate, Tensor up, Tensor h) {
-        lora4j_swiglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        if (gate.dtype() == DType.BF16) lora4j_swiglu_bf16_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        else lora4j_swiglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
     }
 
     @Override
     public void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
-        lora4j_swiglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        if (gate.dtype() == DType.BF16) lora4j_swiglu_bf16_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        else lora4j_swiglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
     }
 
     @Override
     public void gegluFwd(Tensor gate, Tensor up, Tensor h) {
-        lora4j_geglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        if (gate.dtype() == DType.BF16) lora4j_geglu_bf16_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        else lora4j_geglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
     }
 
     @Override
     public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
-        lora4j_geglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        if (gate.dtype() == DType.BF16) lora4j_geglu_bf16_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        else lora4j_geglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
     }
 
     @Override

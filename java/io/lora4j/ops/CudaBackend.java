@@ -256,23 +256,39 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
+    public void roundBf16(Tensor x, Tensor out) {
+        lora4j_cuda_round_bf16(x.pointer(), x.numel(), out.pointer(), stream);
+    }
+
+    @Override
+    public void widenBf16(Tensor x, Tensor out) {
+        lora4j_cuda_widen_f32(x.pointer(), 1, x.numel(), out.pointer(), stream);
+    }
+
+    @Override
     public void swigluFwd(Tensor gate, Tensor up, Tensor h) {
-        lora4j_cuda_swiglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
+        if (gate.dtype() == DType.BF16) lora4j_cuda_swiglu_bf16_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
+        else lora4j_cuda_swiglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
     }
 
     @Override
     public void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
-        lora4j_cuda_swiglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
+        if (gate.dtype() == DType.BF16)
+            lora4j_cuda_swiglu_bf16_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
+        else lora4j_cuda_swiglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
     }
 
     @Override
     public void gegluFwd(Tensor gate, Tensor up, Tensor h) {
-        lora4j_cuda_geglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
+        if (gate.dtype() == DType.BF16) lora4j_cuda_geglu_bf16_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
+        else lora4j_cuda_geglu_fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer(), stream);
     }
 
     @Override
     public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
-        lora4j_cuda_geglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
+        if (gate.dtype() == DType.BF16)
+            lora4j_cuda_geglu_bf16_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
+        else lora4j_cuda_geglu_bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer(), stream);
     }
 
     @Override
