@@ -117,30 +117,33 @@ void cpu_round_bf16(Rng& rng) {
   check_true("round_bf16 x rounded in place (= widened bits)", badx == 0, fmt("%zu of %zu differ", badx, x0.size()));
 }
 
+// The gated activations' entry points, fp32 and bf16-input, for SwiGLU and GeGLU.
+struct Glu {
+  const char* name;
+  void (*fwd)(const float*, const float*, int64_t, float*);
+  void (*bwd)(const float*, const float*, const float*, int64_t, float*, float*);
+  void (*fwd_bf16)(const uint16_t*, const uint16_t*, int64_t, float*);
+  void (*bwd_bf16)(const float*, const uint16_t*, const uint16_t*, int64_t, float*, float*);
+};
+const Glu kGlus[] = {{"swiglu", lora4j_swiglu_fwd, lora4j_swiglu_bwd, lora4j_swiglu_bf16_fwd, lora4j_swiglu_bf16_bwd},
+                     {"geglu", lora4j_geglu_fwd, lora4j_geglu_bwd, lora4j_geglu_bf16_fwd, lora4j_geglu_bf16_bwd}};
+
 // The bf16-input gated activations equal the fp32 ops on the widened gate and up, bit for bit (n past
 // the CPU's 2^16-element widening block, ragged).
 void cpu_glu_bf16(Rng& rng) {
   const int64_t n = 150001;
-  const std::vector<uint16_t> g = to_bf16(rand_vec(rng, size_t(n), 8)), u = to_bf16(rand_vec(rng, size_t(n), 2));
-  const fvec gf = widened(g), uf = widened(u), dh = rand_vec(rng, size_t(n), 1);
-  for (int act = 0; act < 2; act++) {
-    const char* name = act ? "geglu" : "swiglu";
-    fvec h(static_cast<size_t>(n)), dg(static_cast<size_t>(n)), du(static_cast<size_t>(n)), hb(static_cast<size_t>(n), -1), dgb(dh),
-        dub(static_cast<size_t>(n), -1);
-    if (act) {
-      lora4j_geglu_fwd(gf.data(), uf.data(), n, h.data());
-      lora4j_geglu_bwd(dh.data(), gf.data(), uf.data(), n, dg.data(), du.data());
-      lora4j_geglu_bf16_fwd(g.data(), u.data(), n, hb.data());
-      lora4j_geglu_bf16_bwd(dgb.data(), g.data(), u.data(), n, dgb.data(), dub.data());  // dgate aliases dh
-    } else {
-      lora4j_swiglu_fwd(gf.data(), uf.data(), n, h.data());
-      lora4j_swiglu_bwd(dh.data(), gf.data(), uf.data(), n, dg.data(), du.data());
-      lora4j_swiglu_bf16_fwd(g.data(), u.data(), n, hb.data());
-      lora4j_swiglu_bf16_bwd(dgb.data(), g.data(), u.data(), n, dgb.data(), dub.data());
-    }
-    same_bits(fmt("%s_bf16_fwd (= fp32 op on widened)", name), hb, h);
-    same_bits(fmt("%s_bf16_bwd dgate, aliasing dh", name), dgb, dg);
-    same_bits(fmt("%s_bf16_bwd dup", name), dub, du);
+  const size_t N = static_cast<size_t>(n);
+  const std::vector<uint16_t> g = to_bf16(rand_vec(rng, N, 8)), u = to_bf16(rand_vec(rng, N, 2));
+  const fvec gf = widened(g), uf = widened(u), dh = rand_vec(rng, N, 1);
+  for (const Glu& a : kGlus) {
+    fvec h(N), dg(N), du(N), hb(N, -1), dgb(dh), dub(N, -1);
+    a.fwd(gf.data(), uf.data(), n, h.data());
+    a.bwd(dh.data(), gf.data(), uf.data(), n, dg.data(), du.data());
+    a.fwd_bf16(g.data(), u.data(), n, hb.data());
+    a.bwd_bf16(dgb.data(), g.data(), u.data(), n, dgb.data(), dub.data());  // dgate aliases dh
+    same_bits(fmt("%s_bf16_fwd (= fp32 op on widened)", a.name), hb, h);
+    same_bits(fmt("%s_bf16_bwd dgate, aliasing dh", a.name), dgb, dg);
+    same_bits(fmt("%s_bf16_bwd dup", a.name), dub, du);
   }
 }
 
@@ -261,38 +264,41 @@ void par_round_bf16(Rng& rng) {
 // The CUDA bf16-input gated activations equal the CUDA fp32 kernels on the widened inputs bit for
 // bit (the same kernels, templated on the load), and hence the CPU twin within the fp32 elementwise
 // tolerance of the swiglu/geglu parity cases (1e-6 + 1e-5·|ref|: expf/tanhf of the device library).
+struct CudaGlu {
+  void (*fwd)(const float*, const float*, int64_t, float*, void*);
+  void (*bwd)(const float*, const float*, const float*, int64_t, float*, float*, void*);
+  void (*fwd_bf16)(const uint16_t*, const uint16_t*, int64_t, float*, void*);
+  void (*bwd_bf16)(const float*, const uint16_t*, const uint16_t*, int64_t, float*, float*, void*);
+};
+const CudaGlu kCudaGlus[] = {
+    {lora4j_cuda_swiglu_fwd, lora4j_cuda_swiglu_bwd, lora4j_cuda_swiglu_bf16_fwd, lora4j_cuda_swiglu_bf16_bwd},
+    {lora4j_cuda_geglu_fwd, lora4j_cuda_geglu_bwd, lora4j_cuda_geglu_bf16_fwd, lora4j_cuda_geglu_bf16_bwd}};
+
 void par_glu_bf16(Rng& rng) {
   const int64_t n = 70001;
-  const std::vector<uint16_t> g = to_bf16(rand_vec(rng, size_t(n), 8)), u = to_bf16(rand_vec(rng, size_t(n), 2));
-  const fvec gf = widened(g), uf = widened(u), dh = rand_vec(rng, size_t(n), 1);
+  const size_t N = static_cast<size_t>(n);
+  const std::vector<uint16_t> g = to_bf16(rand_vec(rng, N, 8)), u = to_bf16(rand_vec(rng, N, 2));
+  const fvec gf = widened(g), uf = widened(u), dh = rand_vec(rng, N, 1);
   Dev dg_b(g), du_b(u), dg_f(gf), du_f(uf), ddh(dh);
-  for (int act = 0; act < 2; act++) {
-    const char* name = act ? "geglu" : "swiglu";
-    fvec h(static_cast<size_t>(n)), dg(static_cast<size_t>(n)), du(static_cast<size_t>(n));
-    Dev h1(size_t(n) * 4), h2(size_t(n) * 4), a1(size_t(n) * 4), a2(size_t(n) * 4), b1(size_t(n) * 4), b2(size_t(n) * 4);
+  for (int i = 0; i < 2; i++) {
+    const Glu& a = kGlus[i];
+    const CudaGlu& c = kCudaGlus[i];
+    fvec h(N), dg(N), du(N);
+    a.fwd_bf16(g.data(), u.data(), n, h.data());
+    a.bwd_bf16(dh.data(), g.data(), u.data(), n, dg.data(), du.data());
+    Dev h1(N * 4), h2(N * 4), a1(N * 4), a2(N * 4), b1(N * 4), b2(N * 4);
     for (Dev* d : {&h1, &h2, &a1, &a2, &b1, &b2}) d->poison();
-    if (act) {
-      lora4j_geglu_bf16_fwd(g.data(), u.data(), n, h.data());
-      lora4j_geglu_bf16_bwd(dh.data(), g.data(), u.data(), n, dg.data(), du.data());
-      lora4j_cuda_geglu_fwd(dg_f.as<float>(), du_f.as<float>(), n, h1.as<float>(), nullptr);
-      lora4j_cuda_geglu_bf16_fwd(dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, h2.as<float>(), nullptr);
-      lora4j_cuda_geglu_bwd(ddh.as<float>(), dg_f.as<float>(), du_f.as<float>(), n, a1.as<float>(), b1.as<float>(), nullptr);
-      lora4j_cuda_geglu_bf16_bwd(ddh.as<float>(), dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, a2.as<float>(), b2.as<float>(), nullptr);
-    } else {
-      lora4j_swiglu_bf16_fwd(g.data(), u.data(), n, h.data());
-      lora4j_swiglu_bf16_bwd(dh.data(), g.data(), u.data(), n, dg.data(), du.data());
-      lora4j_cuda_swiglu_fwd(dg_f.as<float>(), du_f.as<float>(), n, h1.as<float>(), nullptr);
-      lora4j_cuda_swiglu_bf16_fwd(dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, h2.as<float>(), nullptr);
-      lora4j_cuda_swiglu_bwd(ddh.as<float>(), dg_f.as<float>(), du_f.as<float>(), n, a1.as<float>(), b1.as<float>(), nullptr);
-      lora4j_cuda_swiglu_bf16_bwd(ddh.as<float>(), dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, a2.as<float>(), b2.as<float>(), nullptr);
-    }
+    c.fwd(dg_f.as<float>(), du_f.as<float>(), n, h1.as<float>(), nullptr);
+    c.fwd_bf16(dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, h2.as<float>(), nullptr);
+    c.bwd(ddh.as<float>(), dg_f.as<float>(), du_f.as<float>(), n, a1.as<float>(), b1.as<float>(), nullptr);
+    c.bwd_bf16(ddh.as<float>(), dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, a2.as<float>(), b2.as<float>(), nullptr);
     const fvec H1 = h1.down(), H2 = h2.down(), A1 = a1.down(), A2 = a2.down(), B1 = b1.down(), B2 = b2.down();
-    same_bits(fmt("cuda %s_bf16_fwd (= cuda fp32 on widened)", name), H2, H1);
-    same_bits(fmt("cuda %s_bf16_bwd dgate (= cuda fp32 on widened)", name), A2, A1);
-    same_bits(fmt("cuda %s_bf16_bwd dup (= cuda fp32 on widened)", name), B2, B1);
-    check_close(fmt("cuda %s_bf16_fwd vs CPU twin", name), H2.data(), to_double(h), 1e-6, 1e-5);
-    check_close(fmt("cuda %s_bf16_bwd dgate vs CPU twin", name), A2.data(), to_double(dg), 1e-6, 1e-5);
-    check_close(fmt("cuda %s_bf16_bwd dup vs CPU twin", name), B2.data(), to_double(du), 1e-6, 1e-5);
+    same_bits(fmt("cuda %s_bf16_fwd (= cuda fp32 on widened)", a.name), H2, H1);
+    same_bits(fmt("cuda %s_bf16_bwd dgate (= cuda fp32 on widened)", a.name), A2, A1);
+    same_bits(fmt("cuda %s_bf16_bwd dup (= cuda fp32 on widened)", a.name), B2, B1);
+    check_close(fmt("cuda %s_bf16_fwd vs CPU twin", a.name), H2.data(), to_double(h), 1e-6, 1e-5);
+    check_close(fmt("cuda %s_bf16_bwd dgate vs CPU twin", a.name), A2.data(), to_double(dg), 1e-6, 1e-5);
+    check_close(fmt("cuda %s_bf16_bwd dup vs CPU twin", a.name), B2.data(), to_double(du), 1e-6, 1e-5);
   }
 }
 
