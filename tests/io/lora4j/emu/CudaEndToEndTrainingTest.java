@@ -52,7 +52,7 @@ class CudaEndToEndTrainingTest {
     @TempDir
     Path tmp;
 
-    private record Run(List<Double> losses, Map<String, float[]> adapter, String log, double finalEval) {}
+    private record Run(List<Double> losses, Map<String, float[]> adapter, String log, double initialEval, double finalEval) {}
 
     private Run train(Path yaml, String device, Path out, Map<String, String> more) throws IOException {
         Map<String, String> o = new TreeMap<>(more);
@@ -71,7 +71,7 @@ class CudaEndToEndTrainingTest {
                 ad.put(k, t.toFloats());
             }
         }
-        return new Run(s.losses(), ad, log.toString(StandardCharsets.UTF_8), s.finalEval());
+        return new Run(s.losses(), ad, log.toString(StandardCharsets.UTF_8), s.initialEval(), s.finalEval());
     }
 
     private void compare(String what, Path yaml, Map<String, String> more, double firstLossRtol, double lossRtol, double adapterRtol)
@@ -81,6 +81,12 @@ class CudaEndToEndTrainingTest {
 
     private Run[] compare(String what, Path yaml, Map<String, String> cpuMore, Map<String, String> cudaMore, double firstLossRtol,
             double lossRtol, double adapterRtol) throws IOException {
+        return compare(what, yaml, cpuMore, cudaMore, firstLossRtol, lossRtol, 0, adapterRtol);
+    }
+
+    /** ... with each later step's loss also allowed {@code movedRtol} of how far training has moved the CPU's loss from step 1. */
+    private Run[] compare(String what, Path yaml, Map<String, String> cpuMore, Map<String, String> cudaMore, double firstLossRtol,
+            double lossRtol, double movedRtol, double adapterRtol) throws IOException {
         Twins.cuda(); // skip (or fail, in the emulated execution) before training on the CPU
         Run cpu = train(yaml, "cpu", tmp.resolve(what + "-cpu"), cpuMore);
         Run cuda = train(yaml, "cuda", tmp.resolve(what + "-cuda"), cudaMore);
@@ -90,7 +96,8 @@ class CudaEndToEndTrainingTest {
         for (int i = 0; i < cpu.losses.size(); i++) {
             double a = cpu.losses.get(i), b = cuda.losses.get(i);
             rows.add(String.format(Locale.ROOT, "step %d: cpu %.6f cuda %.6f", i + 1, a, b));
-            assertEquals(a, b, (i == 0 ? firstLossRtol : lossRtol) * Math.abs(a), what + ": loss of step " + (i + 1) + "\n" + String.join("\n", rows));
+            double bound = (i == 0 ? firstLossRtol : lossRtol) * Math.abs(a) + movedRtol * Math.abs(a - cpu.losses.get(0));
+            assertEquals(a, b, bound, what + ": loss of step " + (i + 1) + "\n" + String.join("\n", rows));
         }
         assertEquals(cpu.adapter.keySet(), cuda.adapter.keySet(), what + ": adapter tensors");
         // training moved B away from 0: ‖p_cpu − p_0‖ ≥ ‖B_cpu‖ (A's initial values are unknown here)
@@ -179,12 +186,15 @@ class CudaEndToEndTrainingTest {
      * layer; the loss is a mean over tokens, which averages these further. Across steps the
      * difference does not compound like an error in a recurrence: both runs descend the same loss,
      * and AdamW's normalised step (≈ ±lr per element in the first steps, whatever the gradient's size)
-     * makes the adapters differ by a fraction of the training update, which moves later losses by a
-     * fraction of how much training moved them. Hence: every step's loss within
-     * {@link #MIXED_LOSS_RTOL} (5u) and the final eval loss within {@link #MIXED_EVAL_RTOL} (2.5u) of
-     * the fp32 run, and the adapter within {@link #NF4_ADAPTER_RTOL} of the training update.
-     * Measured on the emulator: see the printed rows (step losses differ by MEASURED_LOSS,
-     * eval by MEASURED_EVAL).
+     * makes the adapters differ by a fraction ρ of the training update (held here to ρ ≤
+     * {@link #NF4_ADAPTER_RTOL}), which moves a later loss by about ρ times how far training has
+     * moved it. Hence: step 1's loss within {@link #MIXED_LOSS_RTOL} (5u) of the fp32 run; each later
+     * step's within 5u plus {@link #NF4_ADAPTER_RTOL} of |L_k − L_1|; the final eval loss within
+     * {@link #MIXED_EVAL_RTOL} (2.5u) plus the same fraction of |eval_end − eval_start|.
+     * Measured on the emulator: the tiny model (18 steps, loss 6.56 → 5.43) LoRA steps within 1.6e-3
+     * relative, final eval 8.0e-4 (QLoRA 1.5e-3 and 2.4e-4); stories15M (6 steps at lr 3e-3, loss 9.95 →
+     * 2.7) step 1 4.7e-4, later steps within 1.4 % of the loss (1 % of its movement), final eval 8.6e-3 relative,
+     * adapter 0.18 of the update; the rows are printed by each run.
      */
     static final double MIXED_LOSS_RTOL = 1e-2, MIXED_EVAL_RTOL = 5e-3;
 
@@ -192,25 +202,32 @@ class CudaEndToEndTrainingTest {
             + "max_steps: 18\nlearning_rate: 5e-3\nwarmup_steps: 2\nmax_seq_length: 64\nseed: 7\neval_steps: 6\n"
             + "use_gradient_checkpointing: unsloth\n";
 
-    private void mixedRun(String what, Path yaml) throws IOException {
-        Run[] r = compare(what, yaml, Map.of(), Map.of(), MIXED_LOSS_RTOL, MIXED_LOSS_RTOL, NF4_ADAPTER_RTOL);
-        assertTrue(r[1].log.contains("mixed precision: activations kept for the backward in bf16"), what + ": the CUDA run says so:\n" + r[1].log);
-        assertFalse(r[0].log.contains("mixed precision"), what + ": the CPU default is fp32:\n" + r[0].log);
+    private void mixedRun(String what, Path yaml, Map<String, String> more) throws IOException {
+        Run[] r = compare(what, yaml, more, more, MIXED_LOSS_RTOL, MIXED_LOSS_RTOL, NF4_ADAPTER_RTOL, NF4_ADAPTER_RTOL);
+        String says = "mixed precision: activations kept for the backward in bf16";
+        assertTrue(r[1].log.contains(says), what + ": the CUDA run says so:\n" + r[1].log);
+        assertFalse(r[0].log.contains(says), what + ": the CPU default is fp32:\n" + r[0].log);
         double a = r[0].finalEval, b = r[1].finalEval;
         System.out.printf(Locale.ROOT, "%s: final eval loss cpu fp32 %.6f, cuda mixed %.6f (%.2e relative); first loss %.6f, last %.6f%n", what, a, b,
                 Math.abs(a - b) / a, r[0].losses.get(0), r[0].losses.get(r[0].losses.size() - 1));
         assertTrue(Double.isFinite(a) && a < r[0].losses.get(0), what + ": the run trained (eval " + a + ")");
-        assertEquals(a, b, MIXED_EVAL_RTOL * a, what + ": final eval loss");
+        assertEquals(a, b, MIXED_EVAL_RTOL * a + NF4_ADAPTER_RTOL * Math.abs(r[0].initialEval - a), what + ": final eval loss");
     }
 
     @Test
     void mixedPrecisionLoraRunFollowsTheFp32Cpu() throws IOException {
-        mixedRun("tiny LoRA mixed precision", TinyRun.write(tmp.resolve("tiny"), TINY_RUN));
+        mixedRun("tiny LoRA mixed precision", TinyRun.write(tmp.resolve("tiny"), TINY_RUN), Map.of());
     }
 
     @Test
     void mixedPrecisionQloraRunFollowsTheFp32Cpu() throws IOException {
-        mixedRun("tiny QLoRA mixed precision", TinyRun.write(tmp.resolve("tiny"), TINY_RUN + "load_in_4bit: true\n"));
+        mixedRun("tiny QLoRA mixed precision", TinyRun.write(tmp.resolve("tiny"), TINY_RUN + "load_in_4bit: true\n"), Map.of());
+    }
+
+    /** The real stories15M (6 layers, hidden 288), 6 steps with a held-out split evaluated at the end. */
+    @Test
+    void mixedPrecisionStories15mRunFollowsTheFp32Cpu() throws IOException {
+        mixedRun("stories15M LoRA mixed precision", stories(""), Map.of("max_steps", "6", "eval_split", "0.05", "learning_rate", "3e-3"));
     }
 
     @Test
