@@ -43,7 +43,7 @@ import org.yaml.snakeyaml.error.YAMLException;
  *                      of the embedding, lm_head and dense projections, F32 or BF16; null = auto (BF16 on
  *                      CUDA, F32 on the CPU; {@link io.lora4j.model.DeviceWeights#defaultStorage})
  * @param bf16          TRL's {@code bf16} (mixed precision): true keeps the activations the backward reads
- *                      (decoder layer inputs and outputs, projection inputs) in bf16 with fp32 compute and
+ *                      (decoder layer inputs and outputs, projection inputs, the MLP's gate and up) in bf16 with fp32 compute and
  *                      accumulation; false keeps them fp32; null = auto (true on CUDA, false on the CPU;
  *                      {@link LoraTrainingModel#defaultBf16})
  */
