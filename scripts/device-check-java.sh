@@ -114,6 +114,7 @@ run() {
       printf '  %-4s %s\n' "$dev" "$(grep -o '"loss":[^,]*' "$tiny/$dev/metrics.jsonl" | cut -d: -f2 | head -n 8 | cut -c1-7 | tr '\n' ' ')"
     done
     grep -h "backend" "$OUT/java-train.log" | head -n 2 | sed 's/^/  /'
+    grep -h "^mixed precision" "$OUT/java-train.log" | head -n 1 | sed 's/^/  cuda: /'
     echo "-- PEFT loads our adapter (scripts/reference/peft_logits_check.py) --"
     sed -n '/^== PEFT/,$p' "$OUT/java-peft.log" | sed 's/^/  /'
     grep -h "^problem\|not importable" "$OUT/java-peft.log" | sed 's/^/  /'

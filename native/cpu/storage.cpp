@@ -48,6 +48,32 @@ void widen_rows(const uint16_t* b, int64_t rows, int64_t cols, int64_t ld, float
   });
 }
 
+// fp32 -> bf16, round to nearest even (the carry of 0x7fff plus the kept bit's parity); a NaN
+// becomes the quiet NaN 0x7fc0, as c10::BFloat16's round_to_nearest_even.
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+constexpr int64_t kGluBlock = int64_t(1) << 16;  // elements widened at a time: 256 KiB of fp32 per input
+
+// Calls body(gate_f32, up_f32, i0, len) on consecutive blocks of [0, n) with gate and up widened.
+template <typename F>
+void glu_blocks(const uint16_t* gate, const uint16_t* up, int64_t n, F&& body) {
+  if (n <= 0) return;
+  const int64_t cap = std::min(n, kGluBlock);
+  std::vector<float> g(static_cast<size_t>(cap)), u(static_cast<size_t>(cap));
+  for (int64_t i0 = 0; i0 < n; i0 += cap) {
+    const int64_t len = std::min(cap, n - i0);
+    widen_rows(gate + i0, 1, len, len, g.data());
+    widen_rows(up + i0, 1, len, len, u.data());
+    body(g.data(), u.data(), i0, len);
+  }
+}
+
 std::vector<float> scales(const uint8_t* qabsmax, const float* nested, float offset, int64_t n,
                           int32_t blocksize) {
   const int64_t nblocks = (n + blocksize - 1) / blocksize;
@@ -118,6 +144,45 @@ void lora4j_widen_f32(const void* in, int32_t dtype, int64_t n, float* out) {
     return;
   }
   widen_rows(static_cast<const uint16_t*>(in), 1, n, n, out);
+}
+
+void lora4j_round_bf16(float* x, int64_t n, uint16_t* out) {
+  if (n <= 0) return;
+  lora4j::cpu::parallel_for(n, 1.0, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      out[i] = f32_to_bf16(x[i]);
+      x[i] = bf16_to_f32(out[i]);
+    }
+  });
+}
+
+// The bf16-input gated activations: blocks of kGluBlock elements of gate and up widened exactly into
+// per-call scratch (2 x 256 KiB, native, not in the tracker), then the fp32 op on them, so the results
+// equal it bit for bit. The fp32 op splits each block across the thread pool itself.
+void lora4j_swiglu_bf16_fwd(const uint16_t* gate, const uint16_t* up, int64_t n, float* h) {
+  glu_blocks(gate, up, n, [&](const float* g, const float* u, int64_t i0, int64_t len) {
+    lora4j_swiglu_fwd(g, u, len, h + i0);
+  });
+}
+
+void lora4j_swiglu_bf16_bwd(const float* dh, const uint16_t* gate, const uint16_t* up, int64_t n,
+                            float* dgate, float* dup) {
+  glu_blocks(gate, up, n, [&](const float* g, const float* u, int64_t i0, int64_t len) {
+    lora4j_swiglu_bwd(dh + i0, g, u, len, dgate + i0, dup + i0);
+  });
+}
+
+void lora4j_geglu_bf16_fwd(const uint16_t* gate, const uint16_t* up, int64_t n, float* h) {
+  glu_blocks(gate, up, n, [&](const float* g, const float* u, int64_t i0, int64_t len) {
+    lora4j_geglu_fwd(g, u, len, h + i0);
+  });
+}
+
+void lora4j_geglu_bf16_bwd(const float* dh, const uint16_t* gate, const uint16_t* up, int64_t n,
+                           float* dgate, float* dup) {
+  glu_blocks(gate, up, n, [&](const float* g, const float* u, int64_t i0, int64_t len) {
+    lora4j_geglu_bwd(dh + i0, g, u, len, dgate + i0, dup + i0);
+  });
 }
 
 void lora4j_nf4_dq_matmul_fwd(const float* x, int64_t T, int64_t in, int64_t out,

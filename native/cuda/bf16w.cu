@@ -5,6 +5,8 @@
 //                 as its tile enters shared memory; A, C fp32; fp32 FMA accumulation.
 //   (embedding_w, the bf16 table gather, is in embedding.cu beside the fp32 one)
 //   widen_f32:    out[i] = widen(in[i])
+//   round_bf16:   out[i] = bf16(x[i]) (round to nearest even, NaN -> 0x7fc0), x[i] = widen(out[i]):
+//                 an activation kept in bf16 and the value the forward goes on with
 // The GEMM is gemm.cuh's, the one lora4j_cuda_sgemm uses: tensor cores where M, N, K >= 64 (A
 // rounded to bf16, the bf16 weight as is, fp32 accumulation), else the SIMT kernel, which widens
 // the weight exactly. An F32 weight goes to lora4j_cuda_sgemm unchanged.
@@ -25,6 +27,24 @@ __global__ void widen_bf16_kernel(const uint16_t* __restrict__ in, int64_t n, fl
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     out[i] = widen(in[i]);
+}
+
+// fp32 -> bf16 bits, round to nearest even, written out as the CPU twin does (native/cpu/storage.cpp)
+// rather than through __float2bfloat16, so that the emulator's cuda_bf16.h is not what is tested.
+__device__ __forceinline__ uint16_t narrow(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+__global__ void round_bf16_kernel(float* __restrict__ x, int64_t n, uint16_t* __restrict__ out) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint16_t b = narrow(x[i]);
+    out[i] = b;
+    x[i] = widen(b);
+  }
 }
 
 unsigned grid_for(int64_t n) {
@@ -74,6 +94,12 @@ void lora4j_cuda_widen_f32(const void* in, int32_t dtype, int64_t n, float* out,
   LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), widen_bf16_kernel)(
       static_cast<const uint16_t*>(in), n, out);
   LORA4J_CUDA_LAUNCH_CHECK("widen_f32 (bf16)");
+}
+
+void lora4j_cuda_round_bf16(float* x, int64_t n, uint16_t* out, void* stream) {
+  if (n <= 0) return;
+  LORA4J_LAUNCH(grid_for(n), 256, 0, as_stream(stream), round_bf16_kernel)(x, n, out);
+  LORA4J_CUDA_LAUNCH_CHECK("round_bf16");
 }
 
 }  // extern "C"

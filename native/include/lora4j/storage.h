@@ -12,6 +12,12 @@
 // inside the kernel, so no fp32 absmax copy exists; their results equal lora4j_nf4_matmul_* on
 // lora4j_nf4_dequant_absmax's output bit for bit (same scales, same kernels).
 //
+// bf16 activations (mixed precision, as PEFT/Unsloth with bf16=True): an activation that is kept
+// for the backward (a decoder layer's input, the input of a projection) is rounded to bf16 once,
+// where it is stored, and the forward goes on with that same rounded value, so that a backward
+// (or a recomputed forward under gradient checkpointing) that widens the stored copy sees exactly
+// what the forward used. Accumulation, norms' statistics, softmax and the loss stay fp32.
+//
 // Weight dtype codes are nf4.h's LORA4J_DTYPE_F32 (0) and LORA4J_DTYPE_BF16 (1).
 // Every function exists for the CPU and for CUDA (lora4j_cuda_*, device pointers, a cudaStream_t
 // passed as void*). Errors throw std::runtime_error; arguments are validated in Java.
@@ -39,6 +45,22 @@ void lora4j_embedding_w_fwd(const int32_t* ids, const void* table, int32_t dtype
 // out[i] = in[i] widened to fp32 (exact). in: [n] of dtype; out: [n] fp32.
 void lora4j_widen_f32(const void* in, int32_t dtype, int64_t n, float* out);
 
+// out[i] = bf16(x[i]) (round to nearest even; a NaN becomes 0x7fc0, as torch), and x[i] is
+// replaced by widen(out[i]): the kept bf16 copy and the fp32 value the forward goes on with agree.
+// x: [n] fp32, rounded in place; out: [n] bf16 bit patterns. |x - widen(out)| <= 2^-9·|x| for
+// normal x; values past the largest finite bf16 (> 3.3895e38 after rounding) become ±inf.
+void lora4j_round_bf16(float* x, int64_t n, uint16_t* out);
+
+// The gated MLP activations (ops.h lora4j_swiglu_* and lora4j_geglu_*) on a gate and up kept in bf16
+// (mixed precision): bit for bit the fp32 op on widen(gate), widen(up); dh, h, dgate, dup stay fp32.
+// gate, up: [n] bf16 bits; h, dh, dgate, dup: [n] fp32 (dgate may alias dh).
+void lora4j_swiglu_bf16_fwd(const uint16_t* gate, const uint16_t* up, int64_t n, float* h);
+void lora4j_swiglu_bf16_bwd(const float* dh, const uint16_t* gate, const uint16_t* up, int64_t n,
+                            float* dgate, float* dup);
+void lora4j_geglu_bf16_fwd(const uint16_t* gate, const uint16_t* up, int64_t n, float* h);
+void lora4j_geglu_bf16_bwd(const float* dh, const uint16_t* gate, const uint16_t* up, int64_t n,
+                           float* dgate, float* dup);
+
 // Y[T, out] = X[T, in] · dequant(W)ᵀ with double-quantized scales (see above).
 // x: [T, in] fp32; w: [out*in/2] NF4, high nibble first; qabsmax: [nblocks] uint8;
 // nested_absmax: [ceil(nblocks/256)] fp32; y: [T, out] fp32 (overwritten).
@@ -61,6 +83,15 @@ void lora4j_cuda_gemm_w(int32_t transA, int32_t transB, int64_t M, int64_t N, in
 void lora4j_cuda_embedding_w_fwd(const int32_t* ids, const void* table, int32_t dtype, int64_t T,
                                  int64_t dim, int64_t vocab, float* out, void* stream);
 void lora4j_cuda_widen_f32(const void* in, int32_t dtype, int64_t n, float* out, void* stream);
+void lora4j_cuda_round_bf16(float* x, int64_t n, uint16_t* out, void* stream);
+void lora4j_cuda_swiglu_bf16_fwd(const uint16_t* gate, const uint16_t* up, int64_t n, float* h,
+                                 void* stream);
+void lora4j_cuda_swiglu_bf16_bwd(const float* dh, const uint16_t* gate, const uint16_t* up, int64_t n,
+                                 float* dgate, float* dup, void* stream);
+void lora4j_cuda_geglu_bf16_fwd(const uint16_t* gate, const uint16_t* up, int64_t n, float* h,
+                                void* stream);
+void lora4j_cuda_geglu_bf16_bwd(const float* dh, const uint16_t* gate, const uint16_t* up, int64_t n,
+                                float* dgate, float* dup, void* stream);
 void lora4j_cuda_nf4_dq_matmul_fwd(const float* x, int64_t T, int64_t in, int64_t out,
                                    const uint8_t* w, const uint8_t* qabsmax,
                                    const float* nested_absmax, float offset, int32_t blocksize,

@@ -82,6 +82,71 @@ void cpu_gemm_w(Rng& rng) {
   same_bits("widen_f32 bf16 row (exact)", row, fvec(tf.begin() + 7 * dim, tf.begin() + 8 * dim));
 }
 
+// Inputs of round_bf16: random values over many binades, and the edge cases written out: exact ties
+// both ways (round to even), the largest finite bf16 and what rounds past it (-> inf), subnormals,
+// signed zeros, infinities and NaNs (-> 0x7fc0).
+fvec round_bf16_inputs(Rng& rng) {
+  fvec x = rand_vec(rng, 4099, 1);
+  for (size_t i = 0; i < x.size(); i += 3) x[i] = std::ldexp(x[i], int(i % 61) - 30);
+  const uint32_t edges[] = {0x3f808000u, 0x3f818000u, 0x3f808001u, 0xbf818000u, 0x7f7f7fffu, 0x7f7f8000u, 0x7f7fffffu,
+                            0x00008000u, 0x00018000u, 0x00000001u, 0x80000000u, 0x00000000u, 0x7f800000u, 0xff800000u,
+                            0x7fc00000u, 0xffc12345u, 0x7f800001u};
+  for (uint32_t e : edges) {
+    float f;
+    std::memcpy(&f, &e, 4);
+    x.push_back(f);
+  }
+  return x;
+}
+
+// round_bf16 against the harness's plain conversion (harness.h f32_to_bf16), bits and the rounded x.
+void cpu_round_bf16(Rng& rng) {
+  const fvec x0 = round_bf16_inputs(rng);
+  fvec x = x0;
+  std::vector<uint16_t> got(x.size(), 0x5555);
+  lora4j_round_bf16(x.data(), int64_t(x.size()), got.data());
+  size_t bad = 0, badx = 0;
+  for (size_t i = 0; i < x0.size(); i++) {
+    const uint16_t ref = f32_to_bf16(x0[i]);
+    bad += got[i] != ref;
+    const float w = bf16_to_f32(ref), gx = x[i];
+    badx += std::memcmp(&gx, &w, 4) != 0;
+  }
+  check_true("round_bf16 bits (= reference, ties to even, NaN 0x7fc0)", bad == 0,
+             fmt("%zu of %zu differ", bad, x0.size()));
+  check_true("round_bf16 x rounded in place (= widened bits)", badx == 0, fmt("%zu of %zu differ", badx, x0.size()));
+}
+
+// The gated activations' entry points, fp32 and bf16-input, for SwiGLU and GeGLU.
+struct Glu {
+  const char* name;
+  void (*fwd)(const float*, const float*, int64_t, float*);
+  void (*bwd)(const float*, const float*, const float*, int64_t, float*, float*);
+  void (*fwd_bf16)(const uint16_t*, const uint16_t*, int64_t, float*);
+  void (*bwd_bf16)(const float*, const uint16_t*, const uint16_t*, int64_t, float*, float*);
+};
+const Glu kGlus[] = {{"swiglu", lora4j_swiglu_fwd, lora4j_swiglu_bwd, lora4j_swiglu_bf16_fwd, lora4j_swiglu_bf16_bwd},
+                     {"geglu", lora4j_geglu_fwd, lora4j_geglu_bwd, lora4j_geglu_bf16_fwd, lora4j_geglu_bf16_bwd}};
+
+// The bf16-input gated activations equal the fp32 ops on the widened gate and up, bit for bit (n past
+// the CPU's 2^16-element widening block, ragged).
+void cpu_glu_bf16(Rng& rng) {
+  const int64_t n = 150001;
+  const size_t N = static_cast<size_t>(n);
+  const std::vector<uint16_t> g = to_bf16(rand_vec(rng, N, 8)), u = to_bf16(rand_vec(rng, N, 2));
+  const fvec gf = widened(g), uf = widened(u), dh = rand_vec(rng, N, 1);
+  for (const Glu& a : kGlus) {
+    fvec h(N), dg(N), du(N), hb(N, -1), dgb(dh), dub(N, -1);
+    a.fwd(gf.data(), uf.data(), n, h.data());
+    a.bwd(dh.data(), gf.data(), uf.data(), n, dg.data(), du.data());
+    a.fwd_bf16(g.data(), u.data(), n, hb.data());
+    a.bwd_bf16(dgb.data(), g.data(), u.data(), n, dgb.data(), dub.data());  // dgate aliases dh
+    same_bits(fmt("%s_bf16_fwd (= fp32 op on widened)", a.name), hb, h);
+    same_bits(fmt("%s_bf16_bwd dgate, aliasing dh", a.name), dgb, dg);
+    same_bits(fmt("%s_bf16_bwd dup", a.name), dub, du);
+  }
+}
+
 // The double-quantized NF4 matmuls equal the fp32-scale ones on the dequantized absmax, bit for bit.
 void cpu_nf4_dq(Rng& rng) {
   (void)rng;
@@ -107,6 +172,8 @@ void cpu_nf4_dq(Rng& rng) {
 #define TEST_CASE(fn, seed) const h::Register reg_##fn("test", #fn, [] { Rng rng(seed); fn(rng); })
 TEST_CASE(cpu_gemm_w, 3101);
 TEST_CASE(cpu_nf4_dq, 3102);
+TEST_CASE(cpu_round_bf16, 3103);
+TEST_CASE(cpu_glu_bf16, 3104);
 #undef TEST_CASE
 
 #ifdef LORA4J_WITH_CUDA
@@ -173,6 +240,68 @@ void par_gemm_w(Rng& rng) {
   same_bits("cuda widen_f32 bf16 (exact)", r.down(), row);
 }
 
+// round_bf16 on the device equals the CPU twin bit for bit, out and x (NaN-poisoned out).
+void par_round_bf16(Rng& rng) {
+  const fvec x0 = round_bf16_inputs(rng);
+  fvec x = x0;
+  std::vector<uint16_t> ref(x.size());
+  lora4j_round_bf16(x.data(), int64_t(x.size()), ref.data());
+  Dev dx(x0), dout(x0.size() * 2);
+  dout.poison();
+  lora4j_cuda_round_bf16(dx.as<float>(), int64_t(x0.size()), dout.as<uint16_t>(), nullptr);
+  std::vector<uint16_t> got(x0.size());
+  lora4j_cuda_device_synchronize();
+  lora4j_cuda_memcpy(got.data(), dout.p, got.size() * 2, 2, nullptr);
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); i++) bad += got[i] != ref[i];
+  check_true("cuda round_bf16 bits (= CPU twin)", bad == 0, fmt("%zu of %zu differ", bad, got.size()));
+  const fvec gx = dx.down();
+  size_t badx = 0;
+  for (size_t i = 0; i < gx.size(); i++) badx += std::memcmp(&gx[i], &x[i], 4) != 0;
+  check_true("cuda round_bf16 x in place (= CPU twin)", badx == 0, fmt("%zu of %zu differ", badx, gx.size()));
+}
+
+// The CUDA bf16-input gated activations equal the CUDA fp32 kernels on the widened inputs bit for
+// bit (the same kernels, templated on the load), and hence the CPU twin within the fp32 elementwise
+// tolerance of the swiglu/geglu parity cases (1e-6 + 1e-5·|ref|: expf/tanhf of the device library).
+struct CudaGlu {
+  void (*fwd)(const float*, const float*, int64_t, float*, void*);
+  void (*bwd)(const float*, const float*, const float*, int64_t, float*, float*, void*);
+  void (*fwd_bf16)(const uint16_t*, const uint16_t*, int64_t, float*, void*);
+  void (*bwd_bf16)(const float*, const uint16_t*, const uint16_t*, int64_t, float*, float*, void*);
+};
+const CudaGlu kCudaGlus[] = {
+    {lora4j_cuda_swiglu_fwd, lora4j_cuda_swiglu_bwd, lora4j_cuda_swiglu_bf16_fwd, lora4j_cuda_swiglu_bf16_bwd},
+    {lora4j_cuda_geglu_fwd, lora4j_cuda_geglu_bwd, lora4j_cuda_geglu_bf16_fwd, lora4j_cuda_geglu_bf16_bwd}};
+
+void par_glu_bf16(Rng& rng) {
+  const int64_t n = 70001;
+  const size_t N = static_cast<size_t>(n);
+  const std::vector<uint16_t> g = to_bf16(rand_vec(rng, N, 8)), u = to_bf16(rand_vec(rng, N, 2));
+  const fvec gf = widened(g), uf = widened(u), dh = rand_vec(rng, N, 1);
+  Dev dg_b(g), du_b(u), dg_f(gf), du_f(uf), ddh(dh);
+  for (int i = 0; i < 2; i++) {
+    const Glu& a = kGlus[i];
+    const CudaGlu& c = kCudaGlus[i];
+    fvec h(N), dg(N), du(N);
+    a.fwd_bf16(g.data(), u.data(), n, h.data());
+    a.bwd_bf16(dh.data(), g.data(), u.data(), n, dg.data(), du.data());
+    Dev h1(N * 4), h2(N * 4), a1(N * 4), a2(N * 4), b1(N * 4), b2(N * 4);
+    for (Dev* d : {&h1, &h2, &a1, &a2, &b1, &b2}) d->poison();
+    c.fwd(dg_f.as<float>(), du_f.as<float>(), n, h1.as<float>(), nullptr);
+    c.fwd_bf16(dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, h2.as<float>(), nullptr);
+    c.bwd(ddh.as<float>(), dg_f.as<float>(), du_f.as<float>(), n, a1.as<float>(), b1.as<float>(), nullptr);
+    c.bwd_bf16(ddh.as<float>(), dg_b.as<uint16_t>(), du_b.as<uint16_t>(), n, a2.as<float>(), b2.as<float>(), nullptr);
+    const fvec H1 = h1.down(), H2 = h2.down(), A1 = a1.down(), A2 = a2.down(), B1 = b1.down(), B2 = b2.down();
+    same_bits(fmt("cuda %s_bf16_fwd (= cuda fp32 on widened)", a.name), H2, H1);
+    same_bits(fmt("cuda %s_bf16_bwd dgate (= cuda fp32 on widened)", a.name), A2, A1);
+    same_bits(fmt("cuda %s_bf16_bwd dup (= cuda fp32 on widened)", a.name), B2, B1);
+    check_close(fmt("cuda %s_bf16_fwd vs CPU twin", a.name), H2.data(), to_double(h), 1e-6, 1e-5);
+    check_close(fmt("cuda %s_bf16_bwd dgate vs CPU twin", a.name), A2.data(), to_double(dg), 1e-6, 1e-5);
+    check_close(fmt("cuda %s_bf16_bwd dup vs CPU twin", a.name), B2.data(), to_double(du), 1e-6, 1e-5);
+  }
+}
+
 // CUDA dq matmuls equal the CUDA fp32-scale matmuls bit for bit (the fp32-scale kernels are held to
 // the CPU by the `nf4 matmul` case's bf16 bound); blocksizes 64 and 128, fast and general paths.
 void par_nf4_dq(Rng& rng) {
@@ -206,6 +335,8 @@ void par_nf4_dq(Rng& rng) {
 #define PARITY_CASE(fn, seed) const h::Register reg_##fn("cuda", #fn, [] { Rng rng(seed); fn(rng); })
 PARITY_CASE(par_gemm_w, 3201);
 PARITY_CASE(par_nf4_dq, 3202);
+PARITY_CASE(par_round_bf16, 3203);
+PARITY_CASE(par_glu_bf16, 3204);
 #undef PARITY_CASE
 #endif  // LORA4J_WITH_CUDA
 

@@ -75,6 +75,8 @@ public final class PlanCommand implements Command {
                 .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda").desc("training device (default cuda)").get())
                 .addOption(Option.builder().longOpt("dtype").hasArg().argName("auto|bfloat16|float32")
                         .desc("storage of embedding, lm_head and dense projections (default auto: bfloat16 on cuda, float32 on cpu)").get())
+                .addOption(Option.builder().longOpt("bf16").hasArg().argName("auto|true|false")
+                        .desc("TRL's bf16: activations kept for the backward in bf16 (default auto: true on cuda, false on cpu)").get())
                 .addOption(Option.builder().longOpt("json").desc("print the plan as JSON").get());
     }
 
@@ -171,11 +173,18 @@ public final class PlanCommand implements Command {
         } catch (IllegalArgumentException e) {
             throw new UsageException("--dtype: " + e.getMessage());
         }
-        PlanSettings base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device, dtype);
+        Boolean bf16;
+        switch (cl.getOptionValue("bf16", "auto").trim().toLowerCase(Locale.ROOT)) {
+            case "auto": bf16 = null; break;
+            case "true": bf16 = true; break;
+            case "false": bf16 = false; break;
+            default: throw new UsageException("--bf16 must be auto, true or false, got '" + cl.getOptionValue("bf16") + "'");
+        }
+        PlanSettings base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device, dtype, bf16);
         if (mode == CheckpointMode.CHUNKED && every == 0) {
             // as train resolves checkpoint_every 0: the selected column's lowest-peak group size
             every = MemoryPlanner.bestCheckpointEvery(c, base.withLoadIn4bit(selectQ));
-            base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device, dtype);
+            base = new PlanSettings(r, targets, seq, batch, mode, every, false, 64, true, dropout, device, dtype, bf16);
         }
         Column lora = column(c, base, vram, eff), qlora = column(c, base.withLoadIn4bit(true), vram, eff);
         if (cl.hasOption("json")) {
@@ -203,6 +212,7 @@ public final class PlanCommand implements Command {
             st.addProperty("lora_dropout", dropout);
             st.addProperty("device", device.name().toLowerCase(Locale.ROOT));
             st.addProperty("dtype", base.storage() == io.lora4j.tensor.DType.BF16 ? "bfloat16" : "float32");
+            st.addProperty("bf16", base.keptBf16());
             st.addProperty("effective_batch", eff);
             st.addProperty("vram_bytes", vram);
             o.add("settings", st);
@@ -220,9 +230,10 @@ public final class PlanCommand implements Command {
                 c.vocabSize(), c.parameterCount() / 1e9);
         String ck = mode.name().toLowerCase(Locale.ROOT)
                 + (mode == CheckpointMode.CHUNKED ? " every " + io.lora4j.train.LoraTrainingModel.groupSize(mode, every, c.numHiddenLayers()) : "");
-        out.printf(Locale.ROOT, "r %d on %s (%.2f M LoRA parameters), seq %d x batch %d, checkpointing %s, device %s%n%n", r,
+        out.printf(Locale.ROOT, "r %d on %s (%.2f M LoRA parameters), seq %d x batch %d, checkpointing %s, device %s, kept activations %s%n%n", r,
                 String.join(",", LoraConfig.defaults().withTargets(targets).targetModuleNames()),
-                MemoryPlanner.loraParameterCount(c, r, targets) / 1e6, seq, batch, ck, device.name().toLowerCase(Locale.ROOT));
+                MemoryPlanner.loraParameterCount(c, r, targets) / 1e6, seq, batch, ck, device.name().toLowerCase(Locale.ROOT),
+                base.keptBf16() ? "bf16" : "fp32");
         String h1 = (selectQ ? "  " : "* ") + "LoRA (" + (base.storage() == io.lora4j.tensor.DType.BF16 ? "bf16" : "fp32") + " base)",
                 h2 = (selectQ ? "* " : "  ") + "QLoRA (NF4 base)";
         out.printf(Locale.ROOT, "%-34s %18s %18s%n", "peak per category", h1, h2);

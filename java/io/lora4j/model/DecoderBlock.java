@@ -25,9 +25,19 @@ import java.util.Map;
  *   m  = x + [rmsnorm](lin_o(a));   h2 = rmsnorm(m)·w2;  g,u = lin(h2);  s = act(g)·u [silu, or gelu_tanh (Gemma)]
  *   x' = m + [rmsnorm](lin_down(s))       [the bracketed output norms: Gemma's four norms per layer]
  * </pre>
- * RMSNorm and all activations are fp32; Gemma's (1 + w) norm weights are offset once in
+ * RMSNorm and all computed activations are fp32; Gemma's (1 + w) norm weights are offset once in
  * {@link DeviceWeights}. The backward walks the same graph in reverse: each
  * residual branch's input gradient is added to the residual stream's.
+ *
+ * <p><b>Kept activations in bf16</b> (mixed precision, as PEFT/Unsloth with {@code bf16=True};
+ * {@link #DecoderBlock(DeviceWeights, DType)} with BF16): the tensors the backward reads that are
+ * largest are stored in bf16: the layer's input and output x, x' (the residual stream between layers:
+ * what gradient checkpointing stashes or offloads), the inputs of the projections h1, h2 and
+ * s = act(g)·u, and the MLP's gate and up g, u. Each is rounded once, where it is made ({@link Backend#roundBf16}), and the forward
+ * goes on with the rounded value, so the backward, which reads g and u in bf16 (the gated
+ * activations' bf16 kernels) and widens the others exactly ({@link Backend#widenBf16}) into a
+ * transient fp32 tensor just before their use, freeing both copies right after, sees what the forward used, and a recomputed forward repeats the first bit for bit. The
+ * products, norms' statistics, softmax, attention's log-sum-exp and the residual additions stay fp32.
  *
  * <p>Not thread-safe. Closing frees the block's scratch, not the weights.
  */
@@ -38,9 +48,23 @@ public final class DecoderBlock implements AutoCloseable {
     private final Architecture arch;
     private final float queryScale; // √head_dim / √query_pre_attn_scalar: 1 unless the family sets the scalar
     private final float softcap;    // attn_logit_softcapping, 0 = off
+    private final DType kept;       // F32, or BF16: x, x', h1, h2, g, u and s stored in bf16 (see the class comment)
     private Tensor ones;      // [n] of 1.0: the bias broadcast (y += 1·bᵀ)
 
+    /** A block whose kept activations are fp32. */
     public DecoderBlock(DeviceWeights weights) {
+        this(weights, DType.F32);
+    }
+
+    /**
+     * @param kept the dtype of the kept activations (layer inputs/outputs, h1, h2, s): F32, or BF16
+     *             for mixed precision
+     * @throws IllegalArgumentException for another dtype
+     */
+    public DecoderBlock(DeviceWeights weights, DType kept) {
+        if (kept != DType.F32 && kept != DType.BF16)
+            throw new IllegalArgumentException("kept activations are F32 or BF16, not " + kept);
+        this.kept = kept;
         this.backend = weights.backend();
         this.config = weights.config();
         this.weights = weights;
@@ -52,6 +76,11 @@ public final class DecoderBlock implements AutoCloseable {
 
     public DeviceWeights weights() {
         return weights;
+    }
+
+    /** The dtype of the kept activations and of the residual stream between layers: F32 or BF16. */
+    public DType keptDtype() {
+        return kept;
     }
 
     /** Frees the block's own scratch (not the weights). */
@@ -244,6 +273,34 @@ public final class DecoderBlock implements AutoCloseable {
         return backend.empty(DType.F32, MemoryCategory.ACTIVATIONS, shape);
     }
 
+    /**
+     * The kept form of a computed fp32 activation {@code f}: {@code f} itself with fp32 kept
+     * activations; else a new BF16 tensor of {@code category} holding f rounded, f rounded in place
+     * to the same values (the caller closes f after its last use in the forward).
+     */
+    private Tensor keep(Tensor f, MemoryCategory category) {
+        if (kept == DType.F32) return f;
+        Tensor b = backend.allocate(DType.BF16, category, f.shape());
+        backend.roundBf16(f, b);
+        return b;
+    }
+
+    /**
+     * An fp32 form of an activation: {@code x} itself when it is F32, else a new fp32 tensor
+     * (ACTIVATIONS) with x widened, which the caller closes ({@link #release}).
+     */
+    public Tensor wide(Tensor x) {
+        if (x.dtype() == DType.F32) return x;
+        Tensor f = act(x.shape());
+        backend.widenBf16(x, f);
+        return f;
+    }
+
+    /** Closes {@code working} when it is a separate working copy of {@code of} (from {@link #wide} or {@link #keep}). */
+    public static void release(Tensor working, Tensor of) {
+        if (working != null && working != of) working.close();
+    }
+
     // ---------------------------------------------------------------- the layer
 
     /**
@@ -256,15 +313,21 @@ public final class DecoderBlock implements AutoCloseable {
         int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
         float eps = (float) config.rmsNormEps();
         Activations a = new Activations();
+        // fp32 working copies of what is kept in bf16 (each is its kept tensor itself when kept is F32)
+        Tensor x = null, h1 = null, h2 = null, g = null, u = null, s = null, sum = null;
         try {
             a.xIn = xIn;
             long t = xIn.dim(0);
-            a.h1 = overwritten(t, d);
+            x = wide(xIn);
+            h1 = overwritten(t, d);
             a.rstd1 = overwritten(t);
-            backend.rmsnormFwd(xIn, ly.inputNorm(), eps, a.h1, a.rstd1);
-            a.q = projector.project(l, Projection.Q, a.h1, a);
-            a.k = projector.project(l, Projection.K, a.h1, a);
-            a.v = projector.project(l, Projection.V, a.h1, a);
+            backend.rmsnormFwd(x, ly.inputNorm(), eps, h1, a.rstd1);
+            a.h1 = keep(h1, MemoryCategory.ACTIVATIONS);
+            a.q = projector.project(l, Projection.Q, h1, a);
+            a.k = projector.project(l, Projection.K, h1, a);
+            a.v = projector.project(l, Projection.V, h1, a);
+            release(h1, a.h1);
+            h1 = null;
             for (Map.Entry<Projection, Tensor> b : ly.bias().entrySet())
                 addBias(b.getKey() == Projection.Q ? a.q : b.getKey() == Projection.K ? a.k : a.v, b.getValue());
             if (ly.qNorm() != null) {
@@ -284,21 +347,48 @@ public final class DecoderBlock implements AutoCloseable {
             a.xMid = act(t, d);
             Tensor o = projector.project(l, Projection.O, att, a);
             if (ly.attnOutNorm() != null) o = normed(a.o = o, ly.attnOutNorm(), a.rstdO = overwritten(t));
-            residual(xIn, o, a.xMid);
-            a.h2 = overwritten(t, d);
+            residual(x, o, a.xMid);
+            release(x, xIn);
+            x = null;
+            h2 = overwritten(t, d);
             a.rstd2 = overwritten(t);
-            backend.rmsnormFwd(a.xMid, ly.postNorm(), eps, a.h2, a.rstd2);
-            a.g = projector.project(l, Projection.GATE, a.h2, a);
-            a.u = projector.project(l, Projection.UP, a.h2, a);
-            a.s = overwritten(t, config.intermediateSize());
-            if (arch.activation() == Architecture.Activation.GELU_TANH) backend.gegluFwd(a.g, a.u, a.s);
-            else backend.swigluFwd(a.g, a.u, a.s);
-            a.xOut = backend.allocate(DType.F32, outCategory, t, d);
-            Tensor down = projector.project(l, Projection.DOWN, a.s, a);
+            backend.rmsnormFwd(a.xMid, ly.postNorm(), eps, h2, a.rstd2);
+            a.h2 = keep(h2, MemoryCategory.ACTIVATIONS);
+            g = projector.project(l, Projection.GATE, h2, a);
+            a.g = keep(g, MemoryCategory.ACTIVATIONS); // bf16: the activation kernels read the bf16 gate and up
+            release(g, a.g);
+            g = null;
+            u = projector.project(l, Projection.UP, h2, a);
+            a.u = keep(u, MemoryCategory.ACTIVATIONS);
+            release(u, a.u);
+            u = null;
+            release(h2, a.h2);
+            h2 = null;
+            s = overwritten(t, config.intermediateSize());
+            if (arch.activation() == Architecture.Activation.GELU_TANH) backend.gegluFwd(a.g, a.u, s);
+            else backend.swigluFwd(a.g, a.u, s);
+            a.s = keep(s, MemoryCategory.ACTIVATIONS);
+            // the fp32 sum; with bf16 kept activations a working copy, rounded into the bf16 output below
+            sum = kept == DType.F32 ? a.xOut = backend.allocate(DType.F32, outCategory, t, d) : act(t, d);
+            Tensor down = projector.project(l, Projection.DOWN, s, a);
             if (ly.mlpOutNorm() != null) down = normed(a.down = down, ly.mlpOutNorm(), a.rstdDown = overwritten(t));
-            residual(a.xMid, down, a.xOut);
+            residual(a.xMid, down, sum);
+            release(s, a.s);
+            s = null;
+            if (kept != DType.F32) {
+                a.xOut = keep(sum, outCategory);
+                sum.close();
+            }
+            sum = null;
             return a;
         } catch (RuntimeException e) {
+            release(x, xIn);
+            release(h1, a.h1);
+            release(h2, a.h2);
+            release(g, a.g);
+            release(u, a.u);
+            release(s, a.s);
+            release(sum, a.xOut);
             a.close();
             throw e;
         }
@@ -309,6 +399,7 @@ public final class DecoderBlock implements AutoCloseable {
         DeviceWeights.Layer ly = weights.layer(l);
         int d = config.hiddenSize(), hq = config.numAttentionHeads(), hkv = config.numKeyValueHeads(), hd = config.headDim();
         long t = a.xIn.dim(0), inter = config.intermediateSize();
+        a.s = widened(a.s); // bf16 kept: the fp32 copy replaces the bf16 one, and goes after its one use
         // each is overwritten first: by the backward of DOWN / swigluBwd / the output norm or GATE (accumulate false)
         try (Tensor dS = overwritten(t, inter); Tensor dU = overwritten(t, inter); Tensor dH = overwritten(t, d)) {
             Tensor dDown = dRes;
@@ -317,10 +408,17 @@ public final class DecoderBlock implements AutoCloseable {
                 dDown = dH;
             }
             projector.backward(l, Projection.DOWN, dDown, a.s, a, dS, false);
+            if (kept != DType.F32) a.s = closed(a.s);
             if (arch.activation() == Architecture.Activation.GELU_TANH) backend.gegluBwd(dS, a.g, a.u, dS, dU);
             else backend.swigluBwd(dS, a.g, a.u, dS, dU); // dS now holds dgate
+            if (kept != DType.F32) {
+                a.g = closed(a.g);
+                a.u = closed(a.u);
+            }
+            a.h2 = widened(a.h2);
             projector.backward(l, Projection.GATE, dS, a.h2, a, dH, false);
             projector.backward(l, Projection.UP, dU, a.h2, a, dH, true);
+            if (kept != DType.F32) a.h2 = closed(a.h2);
             backend.rmsnormBwd(dH, a.xMid, ly.postNorm(), a.rstd2, dH, null);
             backend.axpy(1f, dH, dRes); // dRes = dL/dxMid
         }
@@ -340,12 +438,32 @@ public final class DecoderBlock implements AutoCloseable {
             backend.ropeBwd(dk, dk, pos, weights.invFreq(l), hkv, hd);
             if (ly.qNorm() != null) backend.rmsnormBwd(heads(dq, hq), heads(a.qRaw, hq), ly.qNorm(), a.rstdQ, heads(dq, hq), null);
             if (ly.kNorm() != null) backend.rmsnormBwd(heads(dk, hkv), heads(a.kRaw, hkv), ly.kNorm(), a.rstdK, heads(dk, hkv), null);
+            a.h1 = widened(a.h1);
             projector.backward(l, Projection.Q, dq, a.h1, a, dH, false);
             projector.backward(l, Projection.K, dk, a.h1, a, dH, true);
             projector.backward(l, Projection.V, dv, a.h1, a, dH, true);
-            backend.rmsnormBwd(dH, a.xIn, ly.inputNorm(), a.rstd1, dH, null);
+            if (kept != DType.F32) a.h1 = closed(a.h1);
+            Tensor x = wide(a.xIn);
+            try {
+                backend.rmsnormBwd(dH, x, ly.inputNorm(), a.rstd1, dH, null);
+            } finally {
+                release(x, a.xIn);
+            }
             backend.axpy(1f, dH, dRes); // dRes = dL/dxIn
         }
+    }
+
+    /** An owned kept activation in fp32: itself when F32, else its widened copy, the bf16 one closed. */
+    private Tensor widened(Tensor keptTensor) {
+        Tensor f = wide(keptTensor);
+        if (f != keptTensor) keptTensor.close();
+        return f;
+    }
+
+    /** Closes an owned activation whose last use has passed; returns null for its field. */
+    private static Tensor closed(Tensor t) {
+        t.close();
+        return null;
     }
 
     /** A new activation rmsnorm(y)·w over the rows of y; rstd [rows] saved for the backward. */
@@ -379,6 +497,18 @@ public final class DecoderBlock implements AutoCloseable {
         Tensor x = overwritten(ids.numel(), config.hiddenSize());
         backend.embeddingFwd(ids, weights.embedding(), x);
         return arch.embeddingScale() ? scaled(x, (float) Math.sqrt(config.hiddenSize()), true) : x;
+    }
+
+    /**
+     * The embeddings as the first layer's input in the kept dtype (the residual stream): {@link #embed}'s
+     * fp32 x0, or with bf16 kept activations its bf16 rounding (ACTIVATIONS). Caller closes it.
+     */
+    public Tensor embedKept(Tensor ids) {
+        Tensor x = embed(ids);
+        if (kept == DType.F32) return x;
+        try (x) {
+            return keep(x, MemoryCategory.ACTIVATIONS);
+        }
     }
 
     /**

@@ -199,6 +199,16 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_widen_f32(@Cast("const void*") Pointer in, int dtype, long n, @Cast("float*") Pointer out);
 
+    public static native void lora4j_round_bf16(@Cast("float*") Pointer x, long n, @Cast("uint16_t*") Pointer out);
+
+    public static native void lora4j_swiglu_bf16_fwd(@Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer h);
+
+    public static native void lora4j_swiglu_bf16_bwd(@Cast("const float*") Pointer dh, @Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup);
+
+    public static native void lora4j_geglu_bf16_fwd(@Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer h);
+
+    public static native void lora4j_geglu_bf16_bwd(@Cast("const float*") Pointer dh, @Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup);
+
     public static native void lora4j_nf4_dq_matmul_fwd(@Cast("const float*") Pointer x, long T, long in, long out, @Cast("const uint8_t*") Pointer w, @Cast("const uint8_t*") Pointer qabsmax, @Cast("const float*") Pointer nested_absmax, float offset, int blocksize, @Cast("float*") Pointer y);
 
     public static native void lora4j_nf4_dq_matmul_bwd_input(@Cast("const float*") Pointer dy, long T, long in, long out, @Cast("const uint8_t*") Pointer w, @Cast("const uint8_t*") Pointer qabsmax, @Cast("const float*") Pointer nested_absmax, float offset, int blocksize, @Cast("float*") Pointer dx);
@@ -208,6 +218,16 @@ public final class Lora4jOpsNative {
     public static native void lora4j_cuda_embedding_w_fwd(@Cast("const int32_t*") Pointer ids, @Cast("const void*") Pointer table, int dtype, long T, long dim, long vocab, @Cast("float*") Pointer out, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_widen_f32(@Cast("const void*") Pointer in, int dtype, long n, @Cast("float*") Pointer out, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_round_bf16(@Cast("float*") Pointer x, long n, @Cast("uint16_t*") Pointer out, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_swiglu_bf16_fwd(@Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer h, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_swiglu_bf16_bwd(@Cast("const float*") Pointer dh, @Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_geglu_bf16_fwd(@Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer h, @Cast("void*") Pointer stream);
+
+    public static native void lora4j_cuda_geglu_bf16_bwd(@Cast("const float*") Pointer dh, @Cast("const uint16_t*") Pointer gate, @Cast("const uint16_t*") Pointer up, long n, @Cast("float*") Pointer dgate, @Cast("float*") Pointer dup, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_nf4_dq_matmul_fwd(@Cast("const float*") Pointer x, long T, long in, long out, @Cast("const uint8_t*") Pointer w, @Cast("const uint8_t*") Pointer qabsmax, @Cast("const float*") Pointer nested_absmax, float offset, int blocksize, @Cast("float*") Pointer y, @Cast("void*") Pointer stream);
 

@@ -85,6 +85,16 @@ public interface Backend {
     void sgemm(boolean transA, boolean transB, long m, long n, long k, float alpha, Tensor a, long lda,
             Tensor b, long ldb, float beta, Tensor c, long ldc);
 
+    /**
+     * Mixed precision (storage.h {@code lora4j_round_bf16}): out [n] BF16 = x [n] F32 rounded to nearest
+     * even, and x rounded in place to that value, so the kept bf16 copy and the fp32 value the forward
+     * goes on with are the same number.
+     */
+    void roundBf16(Tensor x, Tensor out);
+
+    /** out [n] F32 = x [n] BF16 widened (exact; storage.h {@code lora4j_widen_f32}). */
+    void widenBf16(Tensor x, Tensor out);
+
     /** y += alpha·x over x.numel() elements. */
     void axpy(float alpha, Tensor x, Tensor y);
 
@@ -155,7 +165,7 @@ public interface Backend {
     /** out [dim] = row {@code token} of table [vocab, dim] (F32 or BF16, widened). */
     void decodeEmbedding(Tensor table, int token, Tensor out);
 
-    /** h = silu(gate)·up, elementwise. */
+    /** h = silu(gate)·up, elementwise; gate and up F32, or both BF16 (kept by mixed precision; storage.h), h F32. */
     void swigluFwd(Tensor gate, Tensor up, Tensor h);
 
     void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup);

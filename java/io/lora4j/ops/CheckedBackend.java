@@ -434,21 +434,27 @@ public final class CheckedBackend implements Backend {
         delegate.swigluBwd(dh, gate, up, dgate, dup);
     }
 
-    /** The gated MLP activations (SwiGLU, GeGLU): every tensor F32 with gate's element count. */
+    /**
+     * The gated MLP activations (SwiGLU, GeGLU): gate and up both F32, or both BF16 (kept in bf16 by
+     * mixed precision; storage.h), the rest F32, every tensor with gate's element count.
+     */
     private void gluShapes(Tensor gate, Tensor up, Tensor h) {
-        f32(gate, 0, "gate");
-        long n = gate.numel();
-        f32(up, n, "up");
-        f32(h, n, "h");
+        gluInputs(gate, up);
+        f32(h, gate.numel(), "h");
     }
 
     private void gluBwdShapes(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
-        f32(gate, 0, "gate");
+        gluInputs(gate, up);
         long n = gate.numel();
         f32(dh, n, "dh");
-        f32(up, n, "up");
         f32(dgate, n, "dgate");
         f32(dup, n, "dup");
+    }
+
+    private void gluInputs(Tensor gate, Tensor up) {
+        mine(gate, "gate");
+        if (gate.dtype() != DType.F32 && gate.dtype() != DType.BF16) throw new IllegalArgumentException("gate must be F32 or BF16, got " + gate);
+        typed(up, gate.dtype(), gate.numel(), "up");
     }
 
     @Override
@@ -481,6 +487,20 @@ public final class CheckedBackend implements Backend {
         if (!(cap > 0) || Float.isInfinite(cap)) throw new IllegalArgumentException("softcap must be finite and > 0, got " + cap);
         f32(x, 0, "x");
         f32(other, x.numel(), otherName);
+    }
+
+    @Override
+    public void roundBf16(Tensor x, Tensor out) {
+        f32(x, 0, "x");
+        typed(out, DType.BF16, x.numel(), "out");
+        delegate.roundBf16(x, out);
+    }
+
+    @Override
+    public void widenBf16(Tensor x, Tensor out) {
+        typed(x, DType.BF16, 0, "x");
+        f32(out, x.numel(), "out");
+        delegate.widenBf16(x, out);
     }
 
     @Override

@@ -392,6 +392,21 @@ interface KernelEntries {
     /** {@code lora4j_widen_f32} | {@code lora4j_cuda_widen_f32} (storage.h). */
     void widenF32(Pointer in, int dtype, long n, Pointer out);
 
+    /** {@code lora4j_round_bf16} | {@code lora4j_cuda_round_bf16} (storage.h). */
+    void roundBf16(Pointer x, long n, Pointer out);
+
+    /** {@code lora4j_swiglu_bf16_fwd} | {@code lora4j_cuda_swiglu_bf16_fwd} (storage.h). */
+    void swigluBf16Fwd(Pointer gate, Pointer up, long n, Pointer h);
+
+    /** {@code lora4j_swiglu_bf16_bwd} | {@code lora4j_cuda_swiglu_bf16_bwd} (storage.h). */
+    void swigluBf16Bwd(Pointer dh, Pointer gate, Pointer up, long n, Pointer dgate, Pointer dup);
+
+    /** {@code lora4j_geglu_bf16_fwd} | {@code lora4j_cuda_geglu_bf16_fwd} (storage.h). */
+    void gegluBf16Fwd(Pointer gate, Pointer up, long n, Pointer h);
+
+    /** {@code lora4j_geglu_bf16_bwd} | {@code lora4j_cuda_geglu_bf16_bwd} (storage.h). */
+    void gegluBf16Bwd(Pointer dh, Pointer gate, Pointer up, long n, Pointer dgate, Pointer dup);
+
     /** {@code lora4j_nf4_dq_matmul_fwd} | {@code lora4j_cuda_nf4_dq_matmul_fwd} (storage.h). */
     void nf4DqMatmulFwd(Pointer x, long T, long in, long out, Pointer w, Pointer qabsmax, Pointer nested_absmax,
             float offset, int blocksize, Pointer y);
@@ -613,6 +628,31 @@ interface KernelEntries {
         @Override
         public void widenF32(Pointer in, int dtype, long n, Pointer out) {
             lora4j_widen_f32(in, dtype, n, out);
+        }
+
+        @Override
+        public void roundBf16(Pointer x, long n, Pointer out) {
+            lora4j_round_bf16(x, n, out);
+        }
+
+        @Override
+        public void swigluBf16Fwd(Pointer gate, Pointer up, long n, Pointer h) {
+            lora4j_swiglu_bf16_fwd(gate, up, n, h);
+        }
+
+        @Override
+        public void swigluBf16Bwd(Pointer dh, Pointer gate, Pointer up, long n, Pointer dgate, Pointer dup) {
+            lora4j_swiglu_bf16_bwd(dh, gate, up, n, dgate, dup);
+        }
+
+        @Override
+        public void gegluBf16Fwd(Pointer gate, Pointer up, long n, Pointer h) {
+            lora4j_geglu_bf16_fwd(gate, up, n, h);
+        }
+
+        @Override
+        public void gegluBf16Bwd(Pointer dh, Pointer gate, Pointer up, long n, Pointer dgate, Pointer dup) {
+            lora4j_geglu_bf16_bwd(dh, gate, up, n, dgate, dup);
         }
 
         @Override
@@ -846,6 +886,31 @@ interface KernelEntries {
         @Override
         public void widenF32(Pointer in, int dtype, long n, Pointer out) {
             lora4j_cuda_widen_f32(in, dtype, n, out, stream);
+        }
+
+        @Override
+        public void roundBf16(Pointer x, long n, Pointer out) {
+            lora4j_cuda_round_bf16(x, n, out, stream);
+        }
+
+        @Override
+        public void swigluBf16Fwd(Pointer gate, Pointer up, long n, Pointer h) {
+            lora4j_cuda_swiglu_bf16_fwd(gate, up, n, h, stream);
+        }
+
+        @Override
+        public void swigluBf16Bwd(Pointer dh, Pointer gate, Pointer up, long n, Pointer dgate, Pointer dup) {
+            lora4j_cuda_swiglu_bf16_bwd(dh, gate, up, n, dgate, dup, stream);
+        }
+
+        @Override
+        public void gegluBf16Fwd(Pointer gate, Pointer up, long n, Pointer h) {
+            lora4j_cuda_geglu_bf16_fwd(gate, up, n, h, stream);
+        }
+
+        @Override
+        public void gegluBf16Bwd(Pointer dh, Pointer gate, Pointer up, long n, Pointer dgate, Pointer dup) {
+            lora4j_cuda_geglu_bf16_bwd(dh, gate, up, n, dgate, dup, stream);
         }
 
         @Override

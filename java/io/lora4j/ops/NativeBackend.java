@@ -206,24 +206,44 @@ public abstract sealed class NativeBackend implements Backend permits CpuBackend
 
     // ---- MLP activations, embedding, cross-entropy ----
 
+    // a bf16 gate (mixed precision keeps gate and up in bf16) selects the kernels that read bf16 pairs
+
     @Override
     public void swigluFwd(Tensor gate, Tensor up, Tensor h) {
-        kernels.swigluFwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        if (gate.dtype() == DType.BF16) kernels.swigluBf16Fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        else kernels.swigluFwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
     }
 
     @Override
     public void swigluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
-        kernels.swigluBwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        if (gate.dtype() == DType.BF16)
+            kernels.swigluBf16Bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        else kernels.swigluBwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
     }
 
     @Override
     public void gegluFwd(Tensor gate, Tensor up, Tensor h) {
-        kernels.gegluFwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        if (gate.dtype() == DType.BF16) kernels.gegluBf16Fwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
+        else kernels.gegluFwd(gate.pointer(), up.pointer(), gate.numel(), h.pointer());
     }
 
     @Override
     public void gegluBwd(Tensor dh, Tensor gate, Tensor up, Tensor dgate, Tensor dup) {
-        kernels.gegluBwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        if (gate.dtype() == DType.BF16)
+            kernels.gegluBf16Bwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+        else kernels.gegluBwd(dh.pointer(), gate.pointer(), up.pointer(), gate.numel(), dgate.pointer(), dup.pointer());
+    }
+
+    // ---- mixed precision: kept activations in bf16 ----
+
+    @Override
+    public void roundBf16(Tensor x, Tensor out) {
+        kernels.roundBf16(x.pointer(), x.numel(), out.pointer());
+    }
+
+    @Override
+    public void widenBf16(Tensor x, Tensor out) {
+        kernels.widenF32(x.pointer(), NativeDTypes.code(DType.BF16), x.numel(), out.pointer());
     }
 
     @Override

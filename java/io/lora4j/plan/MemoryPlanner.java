@@ -41,6 +41,13 @@ import java.util.Set;
  * {@code T·(2d + 1)} floats (final norm output, dL/dx) and a logits buffer of
  * min(T, {@value LoraTrainingModel#CE_CHUNK_TOKENS}) × min(V, {@value #LOGITS_VOCAB_CHUNK}) floats.
  *
+ * <p>With bf16 kept activations ({@link PlanSettings#keptBf16}, the CUDA default) h1, h2, g, u,
+ * s = act(g)·u and the layer outputs (the stored or offloaded checkpoints) take 2 B per element, and
+ * each has an fp32 working copy while it is made (forward) and, except g and u, whose activation
+ * kernels read bf16, while it is read (backward), as
+ * {@link io.lora4j.model.DecoderBlock} allocates them; so does the layer input while the layer's
+ * first half runs and the model output in the head.
+ *
  * <p>Not counted (not tracked by lora4j): the CUDA context and cuBLAS handles, the caching
  * allocator's rounding and fragmentation, the JVM heap, native per-thread scratch, and the host
  * copy of memory-mapped llama2.c weights in the page cache.
@@ -328,6 +335,9 @@ public final class MemoryPlanner {
         final long t, d, q, kv, inter, heads;
         final boolean dropout;
         final boolean sandwich, queryScale;
+        final boolean bf16;  // kept activations in bf16 (DecoderBlock's kept dtype)
+        final long kb;       // bytes per kept element: 2 (bf16) or 4
+        int h1Slot = -1, h2Slot = -1, sSlot = -1, gSlot = -1, uSlot = -1; // bf16: where the kept h1, h2, s, g, u are in forwardLayer's list
         int qSlot = -1; // index of q's buffer in forwardLayer's list
         Buf workspace; // LoraTrainingModel.Ctx.workspace: [T, r], allocated by the first LoRA backward
         Buf ones;      // DecoderBlock's bias broadcast vector [T], alive as long as the model
@@ -343,6 +353,8 @@ public final class MemoryPlanner {
             this.inter = c.intermediateSize();
             this.heads = c.numAttentionHeads();
             this.dropout = s.loraDropout() > 0;
+            this.bf16 = s.keptBf16();
+            this.kb = bf16 ? 2 : F32;
             this.sandwich = c.architecture().sandwichNorms();
             double qpas = c.architecture().queryPreAttnScalar();
             this.queryScale = qpas > 0 && (float) (Math.sqrt(c.headDim()) / Math.sqrt(qpas)) != 1f;
@@ -350,6 +362,11 @@ public final class MemoryPlanner {
 
         Buf act(long floats) {
             return sim.dev(MemoryCategory.ACTIVATIONS, floats * F32);
+        }
+
+        /** A bf16 kept activation of n elements (DecoderBlock.keep). */
+        Buf kept(long n) {
+            return sim.dev(MemoryCategory.ACTIVATIONS, n * 2);
         }
 
         /** ChunkedCrossEntropy's row-number tensors: n ints, uploaded (the CPU uses the host array). */
@@ -382,12 +399,19 @@ public final class MemoryPlanner {
         /** forwardLayer: returns the kept internals; the output is the last element. */
         java.util.List<Buf> forwardLayer(MemoryCategory outCat) {
             java.util.List<Buf> k = new java.util.ArrayList<>();
-            k.add(act(t * d)); // h1
+            Buf xw = bf16 ? act(t * d) : null; // the fp32 working copy of the bf16 layer input
+            Buf h1 = act(t * d); // h1 (with bf16: its fp32 working copy)
+            if (!bf16) k.add(h1);
             k.add(act(t));     // rstd1
+            if (bf16) {
+                h1Slot = k.size();
+                k.add(kept(t * d));
+            }
             k.add(project(Projection.Q, k));
             qSlot = k.size() - 1;
             k.add(project(Projection.K, k));
             k.add(project(Projection.V, k));
+            if (bf16) sim.free(h1);
             if (c.architecture().qkvBias() && ones == null) { // DecoderBlock.addBias: T ones, kept by the block
                 if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * F32));
                 ones = sim.dev(MemoryCategory.WORKSPACE, t * F32);
@@ -414,18 +438,48 @@ public final class MemoryPlanner {
             } else {
                 sim.free(project(Projection.O, k)); // o: added into x_mid, then freed
             }
-            k.add(act(t * d)); // h2
+            sim.free(xw);
+            Buf h2 = act(t * d); // h2 (with bf16: its fp32 working copy)
+            if (!bf16) k.add(h2);
             k.add(act(t));     // rstd2
-            k.add(project(Projection.GATE, k));
-            k.add(project(Projection.UP, k));
-            k.add(act(t * inter)); // silu(g)·u
-            Buf out = sim.dev(outCat, t * d * F32);
+            if (bf16) {
+                h2Slot = k.size();
+                k.add(kept(t * d));
+            }
+            if (!bf16) {
+                k.add(project(Projection.GATE, k));
+                k.add(project(Projection.UP, k));
+            } else { // each projection output rounded into its bf16 copy, then freed
+                Buf gf = project(Projection.GATE, k);
+                gSlot = k.size();
+                k.add(kept(t * inter));
+                sim.free(gf);
+                Buf uf = project(Projection.UP, k);
+                uSlot = k.size();
+                k.add(kept(t * inter));
+                sim.free(uf);
+                sim.free(h2);
+            }
+            Buf sw = act(t * inter); // silu(g)·u (with bf16: its fp32 working copy)
+            if (!bf16) k.add(sw);
+            else {
+                sSlot = k.size();
+                k.add(kept(t * inter));
+            }
+            // the output; with bf16 the fp32 sum, rounded into a bf16 output once the down branch is added
+            Buf out = bf16 ? act(t * d) : sim.dev(outCat, t * d * F32);
             if (sandwich) {
                 k.add(project(Projection.DOWN, k));
                 k.add(act(t));
                 sim.free(act(t * d));
             } else {
                 sim.free(project(Projection.DOWN, k));
+            }
+            if (bf16) {
+                sim.free(sw);
+                Buf sum = out;
+                out = sim.dev(outCat, t * d * 2);
+                sim.free(sum);
             }
             k.add(out);
             return k;
@@ -461,24 +515,45 @@ public final class MemoryPlanner {
             if (workspace == null) workspace = sim.dev(MemoryCategory.WORKSPACE, t * s.r() * F32);
         }
 
-        void backwardLayer() {
+        /** DecoderBlock.backward; with bf16, each kept input is widened just before its use, and both copies go after it. */
+        void backwardLayer(java.util.List<Buf> layer) {
+            Buf sw = widen(layer, sSlot, t * inter);
             Buf dS = act(t * inter), dU = act(t * inter), dH = act(t * d);
             projectBackward(Projection.DOWN, false);
+            sim.free(sw);
+            if (bf16) { // the activation's backward read the bf16 gate and up: their last use
+                sim.free(layer.get(gSlot));
+                sim.free(layer.get(uSlot));
+            }
+            Buf h2w = widen(layer, h2Slot, t * d);
             projectBackward(Projection.GATE, false);
             projectBackward(Projection.UP, true);
+            sim.free(h2w);
             sim.free(dH);
             sim.free(dU);
             sim.free(dS);
             Buf dAtt = act(t * q), dq = act(t * q), dk = act(t * kv), dv = act(t * kv), dH2 = act(t * d);
             projectBackward(Projection.O, false);
             if (queryScale) sim.free(act(t * q)); // the rescaled dq, read by the RoPE backward
+            Buf h1w = widen(layer, h1Slot, t * d);
             projectBackward(Projection.Q, false);
             projectBackward(Projection.K, true);
             projectBackward(Projection.V, true);
+            sim.free(h1w);
+            if (bf16) sim.free(act(t * d)); // the layer input widened for the input norm's backward
             for (Buf b : new Buf[] {dH2, dv, dk, dq, dAtt}) sim.free(b);
         }
 
+        /** bf16: the fp32 copy of the kept tensor at {@code slot} (n elements), the bf16 one freed; null with fp32. */
+        Buf widen(java.util.List<Buf> layer, int slot, long n) {
+            if (!bf16) return null;
+            Buf w = act(n);
+            sim.free(layer.get(slot));
+            return w;
+        }
+
         void head() {
+            Buf xw = bf16 ? act(t * d) : null; // the bf16 model output widened (LoraTrainingModel.head)
             Buf h = act(t * d), rstd = act(t);
             // ChunkedCrossEntropy with every target labelled (the most the head can hold): aligned chunks
             long chunk = ChunkedCrossEntropy.bufferRows(t, LoraTrainingModel.CE_CHUNK_TOKENS);
@@ -498,6 +573,7 @@ public final class MemoryPlanner {
             for (Buf b : new Buf[] {sum, loss, lse, target, rowSum, rowMax, dhg, hc}) sim.free(b);
             if (capped != null) sim.free(capped);
             for (Buf b : new Buf[] {logits, rstd, h}) sim.free(b);
+            sim.free(xw);
         }
 
         void forwardBackward() {
@@ -509,13 +585,18 @@ public final class MemoryPlanner {
                 sim.free(x0);
                 x0 = scaled;
             }
+            if (bf16) { // DecoderBlock.embedKept: the bf16 rounding of x0 is the first layer's input
+                Buf b = kept(t * d);
+                sim.free(x0);
+                x0 = b;
+            }
             if (s.checkpointing() == CheckpointMode.NONE) {
                 java.util.List<java.util.List<Buf>> acts = new java.util.ArrayList<>();
                 for (int l = 0; l < nl; l++) acts.add(forwardLayer(MemoryCategory.ACTIVATIONS));
                 Buf dRes = act(t * d);
                 head();
                 for (int l = nl - 1; l >= 0; l--) {
-                    backwardLayer();
+                    backwardLayer(acts.get(l));
                     closeAll(acts.get(l));
                 }
                 sim.free(dRes);
@@ -542,7 +623,7 @@ public final class MemoryPlanner {
                     for (int l = l0; l < l1; l++) live.add(forwardLayer(MemoryCategory.ACTIVATIONS));
                     sim.free(output(live.get(live.size() - 1)));
                     for (int l = l1 - 1; l >= l0; l--) {
-                        backwardLayer();
+                        backwardLayer(live.get(l - l0));
                         closeAll(live.get(l - l0));
                     }
                     sim.free(in);
@@ -562,8 +643,8 @@ public final class MemoryPlanner {
          */
         Buf offload(Buf x) {
             if (sim.cuda) sim.free(draining);
-            Buf h = sim.host(MemoryCategory.OFFLOADED, t * d * F32);
-            if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * d * F32));
+            Buf h = sim.host(MemoryCategory.OFFLOADED, t * d * kb);
+            if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * d * kb));
             if (sim.cuda) draining = x;
             else sim.free(x);
             return h;
@@ -581,7 +662,7 @@ public final class MemoryPlanner {
                 if (sim.cuda) prefetch(saved, fetched, gi);
                 return saved[gi];
             }
-            if (!sim.cuda) return sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32);
+            if (!sim.cuda) return sim.dev(MemoryCategory.CHECKPOINTS, t * d * kb);
             if (fetched[gi] == null) fetch(fetched, gi);
             prefetch(saved, fetched, gi);
             return fetched[gi];
@@ -598,7 +679,7 @@ public final class MemoryPlanner {
 
         private void fetch(Buf[] fetched, int j) {
             sim.free(draining);
-            fetched[j] = sim.dev(MemoryCategory.CHECKPOINTS, t * d * F32);
+            fetched[j] = sim.dev(MemoryCategory.CHECKPOINTS, t * d * kb);
         }
     }
 }

@@ -5,6 +5,7 @@ import io.lora4j.model.Projection;
 import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.train.CheckpointMode;
+import io.lora4j.train.LoraTrainingModel;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
@@ -28,9 +29,17 @@ import java.util.Set;
  * @param device          where the model trains (CPU: one memory pool; CUDA: offloaded inputs are host memory)
  * @param weightDtype     storage of the embedding, lm_head and dense projections: F32, BF16, or null for the
  *                        device's default ({@link DeviceWeights#defaultStorage}: BF16 on CUDA, F32 on the CPU)
+ * @param bf16            TRL's bf16 (mixed precision): kept activations in bf16 (true) or fp32 (false); null for
+ *                        the device's default ({@link LoraTrainingModel#defaultBf16}: on CUDA, not on the CPU)
  */
 public record PlanSettings(int r, Set<Projection> targets, int seqLen, int batch, CheckpointMode checkpointing, int checkpointEvery,
-        boolean loadIn4bit, int blocksize, boolean doubleQuant, double loraDropout, Device device, DType weightDtype) {
+        boolean loadIn4bit, int blocksize, boolean doubleQuant, double loraDropout, Device device, DType weightDtype, Boolean bf16) {
+
+    /** Settings with the device's default activation precision. */
+    public PlanSettings(int r, Set<Projection> targets, int seqLen, int batch, CheckpointMode checkpointing, int checkpointEvery,
+            boolean loadIn4bit, int blocksize, boolean doubleQuant, double loraDropout, Device device, DType weightDtype) {
+        this(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype, null);
+    }
 
     /** Settings with the device's default weight storage. */
     public PlanSettings(int r, Set<Projection> targets, int seqLen, int batch, CheckpointMode checkpointing, int checkpointEvery,
@@ -64,39 +73,48 @@ public record PlanSettings(int r, Set<Projection> targets, int seqLen, int batch
     }
 
     public PlanSettings withBatch(int b) {
-        return new PlanSettings(r, targets, seqLen, b, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
+        return new PlanSettings(r, targets, seqLen, b, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype, bf16);
     }
 
     public PlanSettings withSeqLen(int s) {
-        return new PlanSettings(r, targets, s, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
+        return new PlanSettings(r, targets, s, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype, bf16);
     }
 
     public PlanSettings withRank(int rank) {
-        return new PlanSettings(rank, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
+        return new PlanSettings(rank, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype, bf16);
     }
 
     public PlanSettings withTargets(Set<Projection> t) {
-        return new PlanSettings(r, t, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
+        return new PlanSettings(r, t, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype, bf16);
     }
 
     public PlanSettings withCheckpointing(CheckpointMode m, int every) {
-        return new PlanSettings(r, targets, seqLen, batch, m, every, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype);
+        return new PlanSettings(r, targets, seqLen, batch, m, every, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype, bf16);
     }
 
     public PlanSettings withLoadIn4bit(boolean q) {
-        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, q, blocksize, doubleQuant, loraDropout, device, weightDtype);
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, q, blocksize, doubleQuant, loraDropout, device, weightDtype, bf16);
     }
 
     public PlanSettings withDropout(double p) {
-        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, p, device, weightDtype);
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, p, device, weightDtype, bf16);
     }
 
     public PlanSettings withDevice(Device d) {
-        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, d, weightDtype);
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, d, weightDtype, bf16);
     }
 
     public PlanSettings withWeightDtype(DType t) {
-        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, t);
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, t, bf16);
+    }
+
+    public PlanSettings withBf16(Boolean b) {
+        return new PlanSettings(r, targets, seqLen, batch, checkpointing, checkpointEvery, loadIn4bit, blocksize, doubleQuant, loraDropout, device, weightDtype, b);
+    }
+
+    /** Whether the kept activations are bf16: {@code bf16} or the device's default. */
+    public boolean keptBf16() {
+        return bf16 != null ? bf16 : LoraTrainingModel.defaultBf16(device);
     }
 
     /** The storage dtype of the embedding, lm_head and dense projections: {@code weightDtype} or the device's default. */

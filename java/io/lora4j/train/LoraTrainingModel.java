@@ -78,6 +78,16 @@ public final class LoraTrainingModel implements AutoCloseable {
      * {@link DeviceWeights#defaultStorage}).
      */
     public LoraTrainingModel(Backend backend, LlamaWeights weights, LoraAdapter adapter, DType weightDtype) {
+        this(backend, weights, adapter, weightDtype, null);
+    }
+
+    /**
+     * As {@link #LoraTrainingModel(Backend, LlamaWeights, LoraAdapter, DType)}, with mixed precision
+     * chosen: {@code bf16} true keeps the activations the backward reads (layer inputs and outputs,
+     * the projections' inputs, the MLP's gate and up; see {@link DecoderBlock}) in bf16, as TRL's {@code bf16=True}; false
+     * keeps them fp32; null is the device's default ({@link #defaultBf16}: on CUDA, not on the CPU).
+     */
+    public LoraTrainingModel(Backend backend, LlamaWeights weights, LoraAdapter adapter, DType weightDtype, Boolean bf16) {
         this.backend = backend;
         this.config = weights.config();
         this.adapter = adapter;
@@ -92,12 +102,25 @@ public final class LoraTrainingModel implements AutoCloseable {
                     + "'s q/k/v biases, which lora4j does not train: use bias none");
         this.weights = new DeviceWeights(backend, weights,
                 weightDtype != null ? weightDtype : DeviceWeights.defaultStorage(backend.device()));
-        this.block = new DecoderBlock(this.weights);
+        this.block = new DecoderBlock(this.weights, (bf16 != null ? bf16 : defaultBf16(backend.device())) ? DType.BF16 : DType.F32);
         this.lmHead = this.weights.lmHead();
         this.norm = this.weights.norm();
         this.grads = backend.allocate(DType.F32, MemoryCategory.GRADS, adapter.parameterCount());
         this.scale = (float) adapter.config().scaling();
         this.dropout = (float) adapter.config().loraDropout();
+    }
+
+    /**
+     * TRL's {@code bf16: auto}: bf16 kept activations on CUDA (as PEFT/Unsloth train there), fp32 on
+     * the CPU (whose kernels compute fp32 and gain only memory from it).
+     */
+    public static boolean defaultBf16(Device device) {
+        return device == Device.CUDA;
+    }
+
+    /** Whether the kept activations are bf16 (mixed precision). */
+    public boolean bf16() {
+        return block.keptDtype() == DType.BF16;
     }
 
     public LlamaConfig config() { return config; }
@@ -328,7 +351,7 @@ public final class LoraTrainingModel implements AutoCloseable {
     private double forwardBackwardStored(Ctx c, float lossScale) {
         int nl = config.numHiddenLayers();
         DecoderBlock.Activations[] acts = new DecoderBlock.Activations[nl];
-        Tensor x0 = block.embed(c.ids);
+        Tensor x0 = block.embedKept(c.ids);
         Tensor x = x0;
         try {
             for (int l = 0; l < nl; l++) {
@@ -361,7 +384,7 @@ public final class LoraTrainingModel implements AutoCloseable {
         int nl = config.numHiddenLayers(), g = checkpointGroup(), groups = (nl + g - 1) / g;
         Tensor[] saved = new Tensor[groups];
         DecoderBlock.Activations[] live = new DecoderBlock.Activations[g];
-        Tensor x0 = block.embed(c.ids);
+        Tensor x0 = block.embedKept(c.ids);
         Tensor x = x0;
         try {
             for (int l = 0; l < nl; l++) {
@@ -449,12 +472,15 @@ public final class LoraTrainingModel implements AutoCloseable {
      */
     private double head(Tensor x, Ctx c, float lossScale, Tensor dRes) {
         int d = config.hiddenSize();
+        Tensor xf = block.wide(x); // the model output in fp32 (a working copy when the residual stream is bf16)
         try (Tensor h = overwritten(c.t, d); Tensor rstd = overwritten(c.t)) {
-            backend.rmsnormFwd(x, norm, (float) config.rmsNormEps(), h, rstd);
+            backend.rmsnormFwd(xf, norm, (float) config.rmsNormEps(), h, rstd);
             double total = ChunkedCrossEntropy.lossAndGradient(backend, h, lmHead, c.labels, c.flatLabels, CE_CHUNK_TOKENS,
                     ceChunkVocab, lossScale, (float) config.architecture().finalSoftcap(), dRes);
-            if (dRes != null) backend.rmsnormBwd(dRes, x, norm, rstd, dRes, null);
+            if (dRes != null) backend.rmsnormBwd(dRes, xf, norm, rstd, dRes, null);
             return total;
+        } finally {
+            DecoderBlock.release(xf, x);
         }
     }
 
@@ -465,7 +491,7 @@ public final class LoraTrainingModel implements AutoCloseable {
      */
     public double lossSum(Batch batch) {
         try (Ctx c = new Ctx(batch, false, 0)) {
-            Tensor x = block.embed(c.ids);
+            Tensor x = block.embedKept(c.ids);
             for (int l = 0; l < config.numHiddenLayers(); l++) {
                 DecoderBlock.Activations a = forwardLayer(l, x, c, MemoryCategory.ACTIVATIONS);
                 a.closeInternals();

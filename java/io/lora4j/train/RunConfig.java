@@ -42,10 +42,14 @@ import org.yaml.snakeyaml.error.YAMLException;
  * @param weightDtype   {@code dtype} (alias {@code torch_dtype}, as transformers' from_pretrained): storage
  *                      of the embedding, lm_head and dense projections, F32 or BF16; null = auto (BF16 on
  *                      CUDA, F32 on the CPU; {@link io.lora4j.model.DeviceWeights#defaultStorage})
+ * @param bf16          TRL's {@code bf16} (mixed precision): true keeps the activations the backward reads
+ *                      (decoder layer inputs and outputs, projection inputs, the MLP's gate and up) in bf16 with fp32 compute and
+ *                      accumulation; false keeps them fp32; null = auto (true on CUDA, false on the CPU;
+ *                      {@link LoraTrainingModel#defaultBf16})
  */
 public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dataset, Path evalDataset, double evalSplit,
         LoraConfig lora, TrainConfig train, String optim, Path outputDir, String device, DataConfig data,
-        io.lora4j.tensor.DType weightDtype) {
+        io.lora4j.tensor.DType weightDtype, Boolean bf16) {
 
     /** Keys handed to the data pipeline ({@link DataConfig#fromMap}). */
     private static final List<String> DATA_KEYS = List.of("dataset", "eval_dataset", "eval_split", "dataset_format", "chat_template",
@@ -70,7 +74,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"max_grad_norm", "FLOAT"}, {"optim", "STRING"}, {"seed", "INT"}, {"logging_steps", "INT"},
             {"eval_steps", "INT"}, {"save_steps", "INT"}, {"save_total_limit", "INT"}, {"early_stopping_patience", "INT"},
             {"early_stopping_threshold", "FLOAT"}, {"output_dir", "PATH"}, {"device", "STRING"},
-            {"dtype", "STRING"}};
+            {"dtype", "STRING"}, {"bf16", "BOOL_OR_AUTO"}};
         for (String[] e : k) KEYS.put(e[0], Kind.valueOf(e[1]));
     }
 
@@ -220,7 +224,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             throw new IllegalArgumentException((source != null ? source + ": " : "") + String.join("; ", errors));
         return new RunConfig((Path) v.get("model"), (Path) v.get("tokenizer"), Boolean.TRUE.equals(v.get("load_in_4bit")),
                 (Path) v.get("dataset"), (Path) v.get("eval_dataset"), evalSplit, lora, train, optim, (Path) v.get("output_dir"), device,
-                data, weightDtype);
+                data, weightDtype, v.get("bf16") instanceof Boolean b ? b : null);
     }
 
     private static double num(Map<String, Object> v, String k, double dflt) {

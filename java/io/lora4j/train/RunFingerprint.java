@@ -42,6 +42,8 @@ final class RunFingerprint {
         f.put("load_in_4bit", String.valueOf(cfg.loadIn4bit()));
         // weight storage rounds the base (bf16): only an explicit dtype is recorded, so older checkpoints still match auto
         if (cfg.weightDtype() != null) f.put("dtype", cfg.weightDtype().name().toLowerCase(Locale.ROOT));
+        // bf16 kept activations round what the backward reads: an explicit bf16 is recorded (auto, as dtype, is not)
+        if (cfg.bf16() != null) f.put("bf16", String.valueOf(cfg.bf16()));
         LoraConfig l = cfg.lora();
         f.put("r", String.valueOf(l.r()));
         f.put("lora_alpha", String.valueOf(l.loraAlpha()));

@@ -209,7 +209,7 @@ final class RunSetup implements AutoCloseable {
         LoraConfig lc = cfg.lora();
         boolean nf4 = cfg.loadIn4bit() || lc.init() == LoraConfig.Init.LOFTQ;
         PlanSettings s = new PlanSettings(lc.r(), lc.targetModules(), Math.max(2, Math.min(longestRow, tc.maxSeqLength())), tc.perDeviceTrainBatchSize(),
-                CheckpointMode.CHUNKED, 0, nf4, Nf4.DEFAULT_BLOCKSIZE, true, lc.loraDropout(), device, cfg.weightDtype());
+                CheckpointMode.CHUNKED, 0, nf4, Nf4.DEFAULT_BLOCKSIZE, true, lc.loraDropout(), device, cfg.weightDtype(), cfg.bf16());
         return MemoryPlanner.bestCheckpointEvery(model, s);
     }
 

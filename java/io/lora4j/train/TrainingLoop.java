@@ -75,12 +75,15 @@ final class TrainingLoop {
     TrainingRun.Summary run() throws IOException {
         List<Batch> evalBatches = setup.data.eval().isEmpty() ? null : setup.data.evalBatches(tc.perDeviceTrainBatchSize());
         MemoryTracker.GLOBAL.resetPeaks();
-        try (LoraTrainingModel model = new LoraTrainingModel(backend, setup.base, adapter, setup.cfg.weightDtype());
+        try (LoraTrainingModel model = new LoraTrainingModel(backend, setup.base, adapter, setup.cfg.weightDtype(), setup.cfg.bf16());
              Trainer trainer = new Trainer(model, tc, total, parallel.exchange(), parallel.shard().firstMicroBatch(tc.gradientAccumulationSteps()));
              MetricsLog metrics = openMetrics()) {
             log.printf(Locale.ROOT, "training: %d steps (%d per epoch), batch %d x accumulation %d, %d LoRA parameters (r %d, alpha %s, %s), warmup %d, %s%n",
                     total, perEpoch, tc.perDeviceTrainBatchSize(), tc.gradientAccumulationSteps(), adapter.parameterCount(), setup.cfg.lora().r(),
                     EarlyStopping.plain(setup.cfg.lora().loraAlpha()), setup.cfg.lora().targetModuleNames(), trainer.warmupSteps(), backend.description());
+            if (model.bf16())
+                log.printf(Locale.ROOT, "mixed precision: activations kept for the backward in bf16, compute and accumulation fp32 (bf16: %s)%n",
+                        setup.cfg.bf16() == null ? "auto" : "true");
             listener.onData(setup.data.stats(), perEpoch);
             listener.onEventLog(row -> {
                 try {

@@ -44,6 +44,17 @@ class PlanCommandTest {
         // the dense 8B base: 4 B/param in fp32, 2 B/param in bf16 (16.06 GB, PEFT's)
         assertTrue(o.getAsJsonObject("lora").get("peak_total_bytes").getAsLong() - ob.getAsJsonObject("lora").get("peak_total_bytes").getAsLong()
                 > 15_000_000_000L);
+        // bf16 auto is mixed precision on CUDA; --bf16 false keeps fp32 activations, whose stored layer inputs take twice the bytes
+        assertTrue(ob.getAsJsonObject("settings").get("bf16").getAsBoolean(), "CUDA's default: bf16 kept activations");
+        Result nb = run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--checkpointing", "true", "--bf16", "false", "--json");
+        Result mb = run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--checkpointing", "true", "--json");
+        assertEquals(0, nb.code(), nb.err());
+        JsonObject on = JsonParser.parseString(nb.out()).getAsJsonObject(), om = JsonParser.parseString(mb.out()).getAsJsonObject();
+        assertFalse(on.getAsJsonObject("settings").get("bf16").getAsBoolean());
+        assertTrue(on.getAsJsonObject("qlora").get("peak_total_bytes").getAsLong() > om.getAsJsonObject("qlora").get("peak_total_bytes").getAsLong());
+        Result cpu = run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--device", "cpu", "--json");
+        assertFalse(JsonParser.parseString(cpu.out()).getAsJsonObject().getAsJsonObject("settings").get("bf16").getAsBoolean(), "the CPU's default: fp32");
+        assertEquals(2, run("plan", "--model", "examples/configs/Llama-3.1-8B.json", "--bf16", "maybe").code());
     }
 
     @Test

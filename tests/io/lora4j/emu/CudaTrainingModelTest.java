@@ -91,15 +91,21 @@ class CudaTrainingModelTest {
 
     /**
      * One micro-step on {@code b}: loss, gradients, and the peak bytes per category on b's device.
-     * Both backends hold the base in BF16 (CUDA's default, {@code dtype: bfloat16} on the CPU), so
-     * they compute with the same weights and differ by summation order only.
+     * Both backends hold the base in BF16 (CUDA's default, {@code dtype: bfloat16} on the CPU) and keep
+     * fp32 activations ({@code bf16: false}), so they compute with the same weights and differ by
+     * summation order only.
      */
     static Step step(Backend b, LlamaWeights w, Batch batch, CheckpointMode mode) {
-        return step(b, w, batch, mode, DType.BF16);
+        return step(b, w, batch, mode, DType.BF16, false);
     }
 
     static Step step(Backend b, LlamaWeights w, Batch batch, CheckpointMode mode, DType storage) {
-        try (LoraAdapter ad = adapter(b, w.config(), 9); LoraTrainingModel m = new LoraTrainingModel(b, w, ad, storage)) {
+        return step(b, w, batch, mode, storage, false);
+    }
+
+    /** As {@link #step(Backend, LlamaWeights, Batch, CheckpointMode)} with the storage and mixed precision given (null: the device's default). */
+    static Step step(Backend b, LlamaWeights w, Batch batch, CheckpointMode mode, DType storage, Boolean bf16) {
+        try (LoraAdapter ad = adapter(b, w.config(), 9); LoraTrainingModel m = new LoraTrainingModel(b, w, ad, storage, bf16)) {
             m.setCheckpointing(mode);
             m.zeroGradients();
             b.synchronize();
@@ -157,6 +163,58 @@ class CudaTrainingModelTest {
             assertNotEquals(ref.loss, bf16.loss, "bf16 storage changes the numbers (else the default is not bf16)");
             Step f32 = step(cuda, w, batch, CheckpointMode.NONE, DType.F32);
             sameStep("CUDA fp32 storage vs CPU fp32", ref, f32, DENSE_LOSS_RTOL, DENSE_GRAD_ATOL, DENSE_GRAD_RTOL);
+        }
+    }
+
+    /**
+     * Mixed precision, CUDA's default ({@code bf16} auto): the activations the backward reads (layer
+     * inputs and outputs, h1, h2, s) are stored in bf16, rounded once where they are made.
+     * <ul>
+     *   <li>Every checkpointing mode gives the same bits as {@code none} on CUDA: the recomputed
+     *       forward starts from the stored bf16 layer input, which is the value the first forward went
+     *       on with, so nothing differs (this is why the forward continues with the rounded value).
+     *   <li>Against the CPU run with the same {@code bf16: true}, both round at the same places: the
+     *       fp32 values before each rounding differ by summation order (~1e-6 relative), which flips
+     *       a rounding only for the rare element within 1e-6 of a rounding boundary, by one bf16 ulp
+     *       (2^-8 relative), so loss and gradients agree within the QLoRA bounds (a few 2^-9), far
+     *       inside them in practice.
+     *   <li>Against the fp32 CPU: each rounding moves its element by at most 2^-9 relative (8 significant
+     *       bits, round to nearest even); the errors of independent elements cancel in the sums that
+     *       follow, so a projection output moves by ~2^-9·‖x⊙w‖₂, much less than the bound 2^-9·Σ|x·w|.
+     *       Two layers plus the head round ~6 times along any path: the QLoRA bounds (loss 2e-3 relative,
+     *       gradients 3e-2 of their largest plus 3e-2 relative) hold with room.
+     *   <li>Memory: the tracker's peaks on the device equal the CPU's category by category (the same
+     *       tensors, the same dtypes, the same order), and the stored layer inputs take half the bytes
+     *       of the fp32 run's.
+     * </ul>
+     */
+    @Test
+    void mixedPrecisionStepIsTheSameInEveryModeAndWithinTheBf16BoundOfTheCpu() throws Exception {
+        Batch batch = batch(3, 300, 16);
+        try (LlamaWeights w = ModelLoader.load(SYNTHETIC)) {
+            Step fp32 = step(cpu, w, batch, CheckpointMode.NONE, DType.BF16, false);
+            Step cpuMixed = step(cpu, w, batch, CheckpointMode.NONE, DType.BF16, true);
+            Step none = step(cuda, w, batch, CheckpointMode.NONE, DType.BF16, null);
+            assertNotEquals(fp32.loss, none.loss, "bf16 activations change the numbers (else CUDA's default is not mixed precision)");
+            sameStep("CUDA mixed precision vs CPU mixed precision", cpuMixed, none, NF4_LOSS_RTOL, NF4_GRAD_ATOL, NF4_GRAD_RTOL);
+            sameStep("CUDA mixed precision vs CPU fp32 activations", fp32, none, NF4_LOSS_RTOL, NF4_GRAD_ATOL, NF4_GRAD_RTOL);
+            sameStep("CPU mixed precision vs CPU fp32 activations", fp32, cpuMixed, NF4_LOSS_RTOL, NF4_GRAD_ATOL, NF4_GRAD_RTOL);
+            for (CheckpointMode mode : CheckpointMode.values()) {
+                if (mode == CheckpointMode.NONE) continue;
+                Step s = step(cuda, w, batch, mode, DType.BF16, true);
+                assertEquals(none.loss, s.loss, 0.0, "mixed precision " + mode + " vs none: loss");
+                Parity.close("mixed precision " + mode + " vs none on CUDA: gradients", none.grads, s.grads, 0, 0);
+            }
+            Step cpuTrue = step(cpu, w, batch, CheckpointMode.TRUE, DType.BF16, true);
+            Step devTrue = step(cuda, w, batch, CheckpointMode.TRUE, DType.BF16, true);
+            Step fp32True = step(cuda, w, batch, CheckpointMode.TRUE, DType.BF16, false);
+            for (MemoryCategory c : List.of(MemoryCategory.LORA, MemoryCategory.GRADS, MemoryCategory.ACTIVATIONS,
+                    MemoryCategory.CHECKPOINTS, MemoryCategory.LOGITS))
+                assertEquals(cpuTrue.peaks.get(c), devTrue.peaks.get(c), "mixed precision: peak " + c + " on CUDA vs CPU");
+            long layerInput = (long) batch.rows() * batch.seqLen() * w.config().hiddenSize();
+            // TRUE keeps L + 1 layer outputs at most (every layer's input and the model output), 2 B each instead of 4
+            assertEquals(fp32True.peaks.get(MemoryCategory.CHECKPOINTS) / 2, devTrue.peaks.get(MemoryCategory.CHECKPOINTS),
+                    "stored layer inputs in bf16: half the bytes (" + layerInput + " elements each)");
         }
     }
 

@@ -82,7 +82,35 @@ class GuideMemoryTargetsTest {
         oldExtra = oldExtra * c.numHiddenLayers() + embeddings;
         // the former figure also missed the device source of the last offload, freed only by the next offload or prefetch
         long pendingOffloadSource = 2048L * c.hiddenSize() * 4;
-        assertEquals(53.1, (e.peakTotal() + oldExtra - pendingOffloadSource) / GB, 0.05, "the 53.1 GB of the fp32-absmax, fp32-embedding layout");
+        MemoryEstimate fp32Activations = MemoryPlanner.estimate(c, qlora(1).withBf16(false));
+        assertEquals(53.1, (fp32Activations.peakTotal() + oldExtra - pendingOffloadSource) / GB, 0.05,
+                "the 53.1 GB of the fp32-absmax, fp32-embedding, fp32-activation layout");
+        print("  the same with fp32 activations (bf16: false)", fp32Activations);
+        assertTrue(e.peakTotal() < fp32Activations.peakTotal(), "bf16 kept activations lower the peak");
+    }
+
+    /**
+     * Mixed precision ({@code bf16} auto on CUDA) halves what the checkpointing modes store: with
+     * {@code true} every layer's input stays on the device, 80 × [2048, 8192] for 70B, 5 GiB in fp32
+     * and 2.5 GiB in bf16; with {@code unsloth} the host copies halve the same way.
+     */
+    @Test
+    void mixedPrecisionHalvesTheStoredLayerInputs() throws Exception {
+        LlamaConfig c = LlamaConfig.read(L70B);
+        for (CheckpointMode mode : new CheckpointMode[] {CheckpointMode.TRUE, CheckpointMode.UNSLOTH}) {
+            PlanSettings s = qlora(1).withCheckpointing(mode, 0);
+            MemoryEstimate mixed = MemoryPlanner.estimate(c, s), fp32 = MemoryPlanner.estimate(c, s.withBf16(false));
+            print("Llama-3.3-70B QLoRA, " + mode + ", bf16 activations", mixed);
+            print("Llama-3.3-70B QLoRA, " + mode + ", fp32 activations", fp32);
+            assertEquals(fp32.peak(MemoryCategory.CHECKPOINTS), 2 * mixed.peak(MemoryCategory.CHECKPOINTS), mode + ": stored layer inputs");
+            assertEquals(fp32.peak(MemoryCategory.OFFLOADED), 2 * mixed.peak(MemoryCategory.OFFLOADED), mode + ": offloaded (host) layer inputs");
+            assertTrue(mixed.peak(MemoryCategory.ACTIVATIONS) < fp32.peak(MemoryCategory.ACTIVATIONS), mode + ": activations");
+        }
+        long layerInput = 2048L * c.hiddenSize();
+        MemoryEstimate t = MemoryPlanner.estimate(c, qlora(1).withCheckpointing(CheckpointMode.TRUE, 0));
+        // at the end of the forward: the L layer outputs (the inputs of layers 1..L-1 and the model output; layer 0's
+        // input, the embeddings, counts as an activation), 2 B per element
+        assertEquals(c.numHiddenLayers() * layerInput * 2, t.peak(MemoryCategory.CHECKPOINTS), "true: L bf16 layer outputs");
     }
 
     @Test

@@ -121,6 +121,44 @@ class MemoryPlannerValidationTest {
     }
 
     /**
+     * {@code bf16: true} on the CPU (mixed precision, the CUDA default): the layer inputs and outputs
+     * (checkpoints, offloaded copies) and h1, h2, s kept in bf16 with their fp32 working copies, in
+     * every checkpointing mode, dense and NF4, with dropout masks, and Gemma 2's sandwich norms and
+     * scaled embedding; exact to the byte, as the fp32 replay.
+     */
+    @Test
+    void mixedPrecisionIsPlannedToTheByte() {
+        LlamaConfig c = synthetic();
+        try (LlamaWeights w = TestModels.random(c, 4)) {
+            for (int[] bs : new int[][] {{1, 40}, {3, 70}})
+                for (Object[] m : MODES)
+                    check(w, settings(c, false).withBf16(true).withBatch(bs[0]).withSeqLen(bs[1])
+                            .withCheckpointing((CheckpointMode) m[0], (Integer) m[1]), LoraConfig.defaults().withRank(8), "synthetic mixed precision");
+            LoraConfig some = LoraConfig.defaults().withRank(4).withDropout(0.1).withTargets(EnumSet.of(Projection.Q, Projection.V, Projection.DOWN));
+            check(w, settings(c, false).withBf16(true).withRank(4).withDropout(0.1).withTargets(some.targetModules()).withBatch(2).withSeqLen(70)
+                    .withCheckpointing(CheckpointMode.UNSLOTH, 0), some, "synthetic mixed precision subset+dropout");
+            LlamaWeights q = quantize(w);
+            try {
+                for (Object[] m : MODES)
+                    check(q, settings(c, true).withBf16(true).withBatch(2).withSeqLen(70).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
+                            LoraConfig.defaults().withRank(8), "synthetic nf4 mixed precision");
+            } finally {
+                for (LayerWeights l : q.layers()) for (ProjectionWeight pw : l.projections().values()) pw.close();
+            }
+        }
+        LlamaConfig base = new LlamaConfig("gemma2", 64, 160, 3, 4, 2, 16, 1e-6, 1e6, null, 500, 512, false, 1, List.of(2), "float32");
+        LlamaConfig g = new LlamaConfig("gemma2", 64, 160, 3, 4, 2, 16, 1e-6, 1e6, null, 500, 512, true, 2, List.of(1), "float32",
+                base.architecture().withSlidingWindow(512, 2).withAttention(24, 10000.0).withSoftcaps(1.0, 2.0));
+        try (LlamaWeights w = TestModels.random(g, 5)) {
+            for (Object[] m : MODES)
+                check(w, settings(g, false).withBf16(true).withBatch(2).withSeqLen(50).withCheckpointing((CheckpointMode) m[0], (Integer) m[1]),
+                        LoraConfig.defaults().withRank(8), "gemma2 mixed precision");
+        }
+        System.out.printf("planner vs tracker (bf16 activations): %d cases, worst relative error %.2e, worst absolute %d B%n", cases, worst, worstBytes);
+        assertEquals(0, worstBytes, "the replay of the mixed-precision step is exact");
+    }
+
+    /**
      * A vocabulary wider than {@link MemoryPlanner#LOGITS_VOCAB_CHUNK}: the head works in
      * vocabulary slices (two here, the last one short), so the logits buffer is 32768 columns wide,
      * not V; more than CE_CHUNK_TOKENS tokens also take two token chunks.
@@ -205,7 +243,7 @@ class MemoryPlannerValidationTest {
         for (MemoryCategory m : MemoryCategory.values()) live0.put(m, tr.live(Device.CPU, m));
         long total0 = tr.liveTotal(Device.CPU);
         try (LoraAdapter a = LoraAdapter.create(CPU, c, lc);
-             LoraTrainingModel model = new LoraTrainingModel(CPU, w, a, s.weightDtype());
+             LoraTrainingModel model = new LoraTrainingModel(CPU, w, a, s.weightDtype(), s.bf16());
              Trainer t = new Trainer(model, TrainConfig.defaults().withBatch(s.batch(), 2)
                      .withSchedule(1e-3, 0, LrSchedule.CONSTANT, 0.01, 1.0, 10), 10)) {
             // bf16 storage on the CPU: the model's own BF16 copies of the embedding, lm_head and dense projections

@@ -27,4 +27,16 @@ class RunConfigDtypeTest {
         e = assertThrows(IllegalArgumentException.class, () -> with(Map.of("dtype", "float16", "r", 0)));
         assertTrue(e.getMessage().contains("float16") && e.getMessage().contains("r "), "every bad field in one message: " + e.getMessage());
     }
+
+    /** TRL's {@code bf16}: true, false or auto (null: mixed precision on CUDA, fp32 on the CPU). */
+    @Test
+    void bf16KeyIsTrlsMixedPrecision() {
+        assertNull(with(Map.of()).bf16(), "auto by default");
+        assertNull(with(Map.of("bf16", "auto")).bf16());
+        assertEquals(Boolean.TRUE, with(Map.of("bf16", true)).bf16());
+        assertEquals(Boolean.FALSE, with(Map.of("bf16", "false")).bf16());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> with(Map.of("bf16", "yes please", "r", 0)));
+        assertTrue(e.getMessage().contains("bf16 must be true, false or auto") && e.getMessage().contains("r "), e.getMessage());
+        assertTrue(LoraTrainingModel.defaultBf16(io.lora4j.tensor.Device.CUDA) && !LoraTrainingModel.defaultBf16(io.lora4j.tensor.Device.CPU));
+    }
 }

@@ -143,6 +143,10 @@ class TrainingResumeTest {
                 () -> TrainingRun.run(other, null, new Log().stream, TrainingRun.Options.defaults().withResume(out)));
         assertTrue(e.getMessage().contains("learning_rate 0.01 -> 0.02") && !e.getMessage().contains("logging_steps"), e.getMessage());
         assertFalse(Files.exists(out.resolve(RunLock.FILE)), "the lock is released on failure");
+        // an explicit bf16 (mixed precision) other than the checkpoint's is refused, naming the key
+        RunConfig mixed = RunConfig.load(dir.resolve("assets").resolve("run.yaml"), Map.of("bf16", "true"));
+        e = assertThrows(FormatException.class, () -> TrainingRun.run(mixed, null, new Log().stream, TrainingRun.Options.defaults().withResume(out)));
+        assertTrue(e.getMessage().contains("bf16 (absent) -> true"), e.getMessage());
         // logging_steps only changes what is logged: accepted
         RunConfig logOnly = RunConfig.load(dir.resolve("assets").resolve("run.yaml"), Map.of("logging_steps", "2"));
         assertEquals(TrainingRun.Status.COMPLETED, TrainingRun.run(logOnly, null, new Log().stream, TrainingRun.Options.defaults().withResume(out)).status());
