@@ -53,6 +53,12 @@ public final class Lora4jNative {
             long in, long out, @Cast("const uint8_t*") BytePointer w,
             @Cast("const float*") FloatPointer absmax, int blocksize, FloatPointer y);
 
+    public static native void lora4j_nf4_matmul_fwd_bf16(@Cast("const float*") FloatPointer x, long T,
+            long in, long out, @Cast("const uint8_t*") BytePointer w,
+            @Cast("const float*") FloatPointer absmax, int blocksize, FloatPointer y);
+
+    public static native @Cast("const char*") BytePointer lora4j_nf4_bf16_path();
+
     public static native void lora4j_nf4_matmul_bwd_input(@Cast("const float*") FloatPointer dy,
             long T, long in, long out, @Cast("const uint8_t*") BytePointer w,
             @Cast("const float*") FloatPointer absmax, int blocksize, FloatPointer dx);

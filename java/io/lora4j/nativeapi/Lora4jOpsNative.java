@@ -145,6 +145,10 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_decode_embedding(@Cast("const float*") Pointer table, long vocab, long dim, int token, @Cast("float*") Pointer out);
 
+    public static native void lora4j_sample_probs(@Cast("const float*") Pointer logits, long n, float temperature, @Cast("float*") Pointer p, @Cast("double*") Pointer z);
+
+    public static native int lora4j_sample_token(@Cast("const float*") Pointer logits, long n, float temperature, float top_p, double u, @Cast("float*") Pointer p, @Cast("int64_t*") Pointer keys);
+
     public static native void lora4j_cuda_decode_matvec(@Cast("const float*") Pointer x, long in, @Cast("const void*") Pointer w, int wtype, long out, int accumulate, @Cast("float*") Pointer y, @Cast("void*") Pointer stream);
 
     public static native void lora4j_cuda_decode_gate_up(@Cast("const float*") Pointer x, long in, @Cast("const void*") Pointer w_gate, @Cast("const void*") Pointer w_up, int wtype, long inter, @Cast("float*") Pointer s, @Cast("void*") Pointer stream);

@@ -135,6 +135,13 @@ public final class CheckedBackend implements Backend {
     }
 
     @Override
+    public void nf4MatmulFwdBf16(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        long n = nf4Operands(x, "x", "in", packed, blocksize, out, "out", y, "y");
+        f32(absmax, blocks(n, blocksize), "absmax");
+        delegate.nf4MatmulFwdBf16(x, packed, absmax, blocksize, out, y);
+    }
+
+    @Override
     public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
         long n = nf4Operands(dy, "dy", "out", packed, blocksize, in, "in", dx, "dx");
         f32(absmax, blocks(n, blocksize), "absmax");

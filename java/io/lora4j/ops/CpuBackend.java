@@ -86,6 +86,18 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void nf4MatmulFwdBf16(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        lora4j_nf4_matmul_fwd_bf16(x.floatPointer(), x.dim(0), x.dim(1), out, packed.bytePointer(),
+                absmax.floatPointer(), blocksize, y.floatPointer());
+    }
+
+    /** The path of the bf16-compute NF4 product ("avx512bf16", "avx512", "avx2" or "scalar"). */
+    public static String nf4Bf16Path() {
+        NativeLibrary.load();
+        return lora4j_nf4_bf16_path().getString();
+    }
+
+    @Override
     public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
         lora4j_nf4_matmul_bwd_input(dy.floatPointer(), dy.dim(0), in, dy.dim(1), packed.bytePointer(),
                 absmax.floatPointer(), blocksize, dx.floatPointer());

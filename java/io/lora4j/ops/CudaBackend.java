@@ -138,6 +138,12 @@ public final class CudaBackend implements Backend {
                 blocksize, y.pointer(), stream);
     }
 
+    /** CUDA's NF4 product already rounds x and the dequantized weight to bf16 (nf4.cu): the same kernel. */
+    @Override
+    public void nf4MatmulFwdBf16(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        nf4MatmulFwd(x, packed, absmax, blocksize, out, y);
+    }
+
     @Override
     public void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx) {
         lora4j_cuda_nf4_matmul_bwd_input(dy.pointer(), dy.dim(0), in, dy.dim(1), packed.pointer(),

@@ -42,6 +42,8 @@ final class RunFingerprint {
         f.put("load_in_4bit", String.valueOf(cfg.loadIn4bit()));
         // weight storage rounds the base (bf16): only an explicit dtype is recorded, so older checkpoints still match auto
         if (cfg.weightDtype() != null) f.put("dtype", cfg.weightDtype().name().toLowerCase(Locale.ROOT));
+        // bf16 NF4 products change the forward: recorded only when set, as dtype
+        if (cfg.computeDtype() != null) f.put("bnb_4bit_compute_dtype", cfg.computeDtype().name().toLowerCase(Locale.ROOT));
         LoraConfig l = cfg.lora();
         f.put("r", String.valueOf(l.r()));
         f.put("lora_alpha", String.valueOf(l.loraAlpha()));
