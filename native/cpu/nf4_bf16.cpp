@@ -173,6 +173,23 @@ inline float reduce_lanes(const float* L) {
   return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
+// reduce_lanes in registers: s8 = L[0:8] + L[8:16], then its halves, then the two pairs, the same
+// additions in the same order.
+__attribute__((target("avx2,fma"))) inline float reduce8(__m256 s8) {
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));  // (s4[0] + s4[2], s4[1] + s4[3])
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) inline float reduce16(__m512 l) {
+  return reduce8(_mm256_add_ps(_mm512_castps512_ps256(l),
+                               _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(l), 1))));
+}
+#pragma GCC diagnostic pop
+
 // Tile of TT tokens x OR rows: y[t·ldy + o] for t < TT, o < OR. xb rows and panel rows have stride Kp.
 template <int TT>
 void tile_scalar(const uint16_t* xb, const uint16_t* wp, int64_t Kp, int OR, float* y, int64_t ldy) {
@@ -226,13 +243,8 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const uint16_t* xb, const uin
         }
       }
     }
-    alignas(32) float L[16];
     for (int t = 0; t < TT; t++)
-      for (int o = 0; o < nr; o++) {
-        _mm256_store_ps(L, acc[t][o][0]);
-        _mm256_store_ps(L + 8, acc[t][o][1]);
-        y[t * ldy + o0 + o] = reduce_lanes(L);
-      }
+      for (int o = 0; o < nr; o++) y[t * ldy + o0 + o] = reduce8(_mm256_add_ps(acc[t][o][0], acc[t][o][1]));
   }
 }
 
@@ -261,12 +273,8 @@ __attribute__((target("avx512f"))) void tile_avx512(const uint16_t* xb, const ui
       for (int o = 0; o < 4; o++) acc[t][o] = _mm512_fmadd_ps(xe, we[o], _mm512_fmadd_ps(xo, wo[o], acc[t][o]));
     }
   }
-  alignas(64) float L[16];
   for (int t = 0; t < TT; t++)
-    for (int o = 0; o < OR; o++) {
-      _mm512_store_ps(L, acc[t][o]);
-      y[t * ldy + o] = reduce_lanes(L);
-    }
+    for (int o = 0; o < OR; o++) y[t * ldy + o] = reduce16(acc[t][o]);
 }
 
 // AVX512_BF16: vdpbf16ps, 32 products per instruction.
@@ -284,14 +292,92 @@ __attribute__((target("avx512f,avx512bf16"))) void tile_bf16dp(const uint16_t* x
       for (int o = 0; o < 4; o++) acc[t][o] = _mm512_dpbf16_ps(acc[t][o], (__m512bh)xv, (__m512bh)wv[o]);
     }
   }
-  alignas(64) float L[16];
   for (int t = 0; t < TT; t++)
-    for (int o = 0; o < OR; o++) {
-      _mm512_store_ps(L, acc[t][o]);
-      y[t * ldy + o] = reduce_lanes(L);
-    }
+    for (int o = 0; o < OR; o++) y[t * ldy + o] = reduce16(acc[t][o]);
 }
 #pragma GCC diagnostic pop
+
+// ---- T = 1, AVX-512: decode in registers, no panel --------------------------------------------
+// The same numbers as the panel path (each lane still sums its pairs chunk by chunk), but the 16
+// scaled bf16 values of a block live in two zmm (rebuilt when a row's chunk enters a new block)
+// and each chunk's 32 weights go from 16 packed bytes straight into the product: the panel's
+// store and reload, and its table's trip through memory, cost 4x the fp32 GEMV at T = 1. Needs
+// in % 32 == 0 (every chunk then lies in one block and starts on a byte).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"), always_inline)) inline __m512i to_bf16_512(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i r = _mm512_add_epi32(
+      u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+  const __mmask16 sub = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7f800000)), _mm512_setzero_si512());
+  return _mm512_srli_epi32(_mm512_mask_mov_epi32(r, sub, _mm512_and_si512(u, _mm512_set1_epi32(int(0x80000000u)))), 16);
+}
+
+struct Lut512 {
+  __m512i lo, hi;
+};
+
+__attribute__((target("avx512f"), always_inline)) inline Lut512 lut512(float amax, __m512 table) {
+  const __m512i v = to_bf16_512(_mm512_mul_ps(table, _mm512_set1_ps(amax)));
+  return {v, _mm512_slli_epi32(v, 16)};
+}
+
+__attribute__((target("avx512f"), always_inline)) inline __m512i deq32_512(const uint8_t* p, const Lut512& l) {
+  const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_or_si512(_mm512_permutexvar_epi32(_mm512_srli_epi32(b, 4), l.lo), _mm512_permutexvar_epi32(b, l.hi));
+}
+
+__attribute__((target("avx512f"), always_inline)) inline __m512 prod_emul(__m512 a, __m512i x, __m512i v) {
+  const __m512i hi = _mm512_set1_epi32(int(0xffff0000u));
+  a = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(x, hi)), _mm512_castsi512_ps(_mm512_and_si512(v, hi)), a);
+  return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), a);
+}
+
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline __m512 prod_dp(__m512 a, __m512i x, __m512i v) {
+  return _mm512_dpbf16_ps(a, (__m512bh)x, (__m512bh)v);
+}
+
+// R rows from o: y[o + r] = the lane tree of the chunk-by-chunk lane sums, PROD the product step;
+// stamped out once per target (a helper of another target could not be inlined).
+#define LORA4J_GEMV1(NAME, TARGET, PROD)                                                                  \
+  template <int R>                                                                                       \
+  __attribute__((target(TARGET))) inline void NAME##_rows(const uint16_t* xb, int64_t in, const uint8_t* w, \
+                                                          const float* absmax, int sh, int64_t o, float* y) { \
+    const __m512 table = _mm512_loadu_ps(nf4_table());                                                   \
+    __m512 acc[R];                                                                                       \
+    Lut512 lut[R];                                                                                       \
+    int64_t cur[R];                                                                                      \
+    for (int r = 0; r < R; r++) {                                                                        \
+      acc[r] = _mm512_setzero_ps();                                                                      \
+      cur[r] = -1;                                                                                       \
+    }                                                                                                    \
+    for (int64_t c = 0; c < in; c += kChunk) {                                                           \
+      const __m512i xv = _mm512_loadu_si512(xb + c);                                                     \
+      for (int r = 0; r < R; r++) {                                                                      \
+        const int64_t e = (o + r) * in + c, b = e >> sh;                                                 \
+        if (b != cur[r]) {                                                                               \
+          cur[r] = b;                                                                                    \
+          lut[r] = lut512(absmax[b], table);                                                             \
+        }                                                                                                \
+        acc[r] = PROD(acc[r], xv, deq32_512(w + (e >> 1), lut[r]));                                      \
+      }                                                                                                  \
+    }                                                                                                    \
+    for (int r = 0; r < R; r++) y[o + r] = reduce16(acc[r]);                                             \
+  }                                                                                                      \
+  __attribute__((target(TARGET))) void NAME(const uint16_t* xb, int64_t in, const uint8_t* w,              \
+                                            const float* absmax, int sh, int64_t o0, int64_t o1, float* y) { \
+    int64_t o = o0;                                                                                      \
+    for (; o + 4 <= o1; o += 4) NAME##_rows<4>(xb, in, w, absmax, sh, o, y);                             \
+    for (; o < o1; o++) NAME##_rows<1>(xb, in, w, absmax, sh, o, y);                                     \
+  }
+
+LORA4J_GEMV1(gemv1_avx512, "avx512f", prod_emul)
+LORA4J_GEMV1(gemv1_bf16dp, "avx512f,avx512bf16", prod_dp)
+#undef LORA4J_GEMV1
+#pragma GCC diagnostic pop
+
+using Gemv1Fn = void (*)(const uint16_t*, int64_t, const uint8_t*, const float*, int, int64_t, int64_t, float*);
 
 using TileFn = void (*)(const uint16_t*, const uint16_t*, int64_t, int, float*, int64_t);
 
@@ -299,6 +385,7 @@ struct Path {
   Deq32 deq32;
   TileFn tile[4];  // by tokens in the tile, 1..4
   int rows;        // rows per tile call (the AVX2 tile walks its rows in pairs)
+  Gemv1Fn gemv1;   // T = 1 without a panel, or null
 };
 
 const Path& path() {
@@ -306,12 +393,12 @@ const Path& path() {
     switch (lora4j::cpu::simd_isa()) {
       case lora4j::cpu::Isa::kAvx512:
         if (lora4j::cpu::has_avx512_bf16())
-          return Path{deq32_avx512, {tile_bf16dp<1>, tile_bf16dp<2>, tile_bf16dp<3>, tile_bf16dp<4>}, 4};
-        return Path{deq32_avx512, {tile_avx512<1>, tile_avx512<2>, tile_avx512<3>, tile_avx512<4>}, 4};
+          return Path{deq32_avx512, {tile_bf16dp<1>, tile_bf16dp<2>, tile_bf16dp<3>, tile_bf16dp<4>}, 4, gemv1_bf16dp};
+        return Path{deq32_avx512, {tile_avx512<1>, tile_avx512<2>, tile_avx512<3>, tile_avx512<4>}, 4, gemv1_avx512};
       case lora4j::cpu::Isa::kAvx2:
-        return Path{deq32_avx2, {tile_avx2<1>, tile_avx2<2>, tile_avx2<3>, tile_avx2<4>}, kRows};
+        return Path{deq32_avx2, {tile_avx2<1>, tile_avx2<2>, tile_avx2<3>, tile_avx2<4>}, kRows, nullptr};
       default:
-        return Path{deq32_scalar, {tile_scalar<1>, tile_scalar<2>, tile_scalar<3>, tile_scalar<4>}, kRows};
+        return Path{deq32_scalar, {tile_scalar<1>, tile_scalar<2>, tile_scalar<3>, tile_scalar<4>}, kRows, nullptr};
     }
   }();
   return chosen;
@@ -368,6 +455,10 @@ void lora4j_nf4_matmul_fwd_bf16(const float* x, int64_t T, int64_t in, int64_t o
       std::fill(o + in, o + Kp, uint16_t(0));
     }
   });
+  if (T == 1 && p.gemv1 != nullptr && in % kChunk == 0) {
+    lora4j::cpu::parallel_for(out, 2.0 * in, [&](int64_t o0, int64_t o1) { p.gemv1(xb, in, w, absmax, sh, o0, o1, y); });
+    return;
+  }
   const int64_t nblocks = (out + kRows - 1) / kRows;
   lora4j::cpu::parallel_for(nblocks, 2.0 * kRows * Kp * T, [&](int64_t b0, int64_t b1) {
     static thread_local std::vector<uint16_t> pbuf;

@@ -21,9 +21,9 @@ import org.junit.jupiter.api.Test;
  * the same bits on every ISA path (AVX512_BF16's vdpbf16ps, AVX-512 and AVX2 emulation, scalar).
  */
 class Nf4Bf16ComputeTest {
-    /** [T, out, in, blocksize]: tails of the 32-element step, odd rows (blocks and bytes straddle rows), T past the 4-token tile. */
+    /** [T, out, in, blocksize]: tails of the 32-element step, odd rows (blocks and bytes straddle rows), T past the 4-token tile; T = 1 with in % 32 == 0 takes the panel-free GEMV. */
     static final int[][] SHAPES = {{1, 19, 288, 64}, {3, 7, 40, 32}, {5, 33, 45, 32}, {16, 21, 768, 64}, {37, 9, 1024, 2048},
-        {2, 5, 1, 32}, {6, 17, 130, 4096}};
+        {2, 5, 1, 32}, {6, 17, 130, 4096}, {1, 6, 40, 32}, {1, 13, 1024, 64}};
     /**
      * Against exact products of the same bf16 operands summed in double: fp32 sums of at most
      * in/16 + 4 terms per lane and tree, each rounding 2^-24 of the running |sum| at most.
