@@ -29,6 +29,7 @@
 // output) for every tile of the block. T = 1 takes the same path (no separate GEMV).
 #include "lora4j/nf4.h"
 #include "common.h"
+#include "bits.h"
 #include "isa.h"
 #include "parallel.h"
 
@@ -44,16 +45,8 @@ namespace {
 constexpr int64_t kChunk = 32;  // elements per K step (16 lanes x 2)
 constexpr int64_t kRows = 16;   // output rows per panel (a multiple of the 4-row tile)
 
-inline uint32_t f32_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float f32_of(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using lora4j::cpu::f32_bits;
+using lora4j::cpu::f32_of_bits;
 
 // Round to nearest even bf16, subnormals (and zero) to +-0. Inputs are finite.
 inline uint16_t to_bf16(float v) {
@@ -61,7 +54,7 @@ inline uint16_t to_bf16(float v) {
   if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);
   return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
-inline float widen(uint16_t h) { return f32_of(uint32_t(h) << 16); }
+inline float widen(uint16_t h) { return f32_of_bits(uint32_t(h) << 16); }
 
 // The same rounding on 8 / 16 lanes (integer arithmetic: identical bits).
 __attribute__((target("avx2,fma"))) inline __m256i to_bf16_avx2(__m256 v) {

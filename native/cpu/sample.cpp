@@ -31,6 +31,7 @@
 // (llama2.c's bound: a token below it cannot be in the nucleus) are sorted, else every token.
 #include "lora4j/infer.h"
 #include "common.h"
+#include "bits.h"
 #include "isa.h"
 
 #include <immintrin.h>
@@ -53,16 +54,8 @@ constexpr float kC7 = 1.9875691500e-4f, kC6 = 1.3981999507e-3f, kC5 = 8.33345190
                 kC4 = 4.1665795894e-2f, kC3 = 1.6666665459e-1f, kC2 = 5.0000001201e-1f,
                 kC1 = 1.0f, kC0 = 1.0f;
 
-inline uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using lora4j::cpu::f32_bits;
+using lora4j::cpu::f32_of_bits;
 
 // e(y) for one element (the reference every vector path reproduces).
 inline float exp_neg_scalar(float y) {
@@ -79,8 +72,8 @@ inline float exp_neg_scalar(float y) {
   q = std::fma(q, r, kC2);
   q = std::fma(q, r, kC1);
   q = std::fma(q, r, kC0);
-  const uint32_t ki = bits(t) - bits(kMagic);  // k as a two's-complement int
-  return from_bits(bits(q) + (ki << 23));
+  const uint32_t ki = f32_bits(t) - f32_bits(kMagic);  // k as a two's-complement int
+  return f32_of_bits(f32_bits(q) + (ki << 23));
 }
 
 // The lane tree of the header comment.
@@ -314,7 +307,7 @@ const Path& path() {
 // Sort key: p's bits (positive floats order as their bits) above the inverted id, so that an
 // ascending sort puts the most probable token, lowest id first among equals, last.
 inline int64_t key(float p, int64_t i) {
-  return int64_t((uint64_t(bits(p)) << 32) | uint64_t(0x7fffffff - i));
+  return int64_t((uint64_t(f32_bits(p)) << 32) | uint64_t(0x7fffffff - i));
 }
 inline int64_t key_id(int64_t k) { return 0x7fffffff - (k & 0xffffffff); }
 
