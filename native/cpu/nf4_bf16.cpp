@@ -26,7 +26,8 @@
 // X is rounded once into xb [T, Kp]. Output rows go in blocks of kRows over the thread pool; a
 // thread dequantizes its block into a bf16 panel [kRows, Kp] (L2-sized for Kp <= 4096), then runs
 // a tile of up to 4 tokens x 4 rows over the whole K (16 accumulators, each one lane vector per
-// output) for every tile of the block. T = 1 takes the same path (no separate GEMV).
+// output) for every tile of the block. T = 1 on the AVX-512 paths (in % 32 == 0) skips the panel:
+// see gemv1_* below; it computes the same numbers.
 #include "lora4j/nf4.h"
 #include "common.h"
 #include "bits.h"
