@@ -41,6 +41,10 @@ CPU_ONLY = {
     "lora4j_ce_chunked_workspace_floats": "a size, no device work",
     "lora4j_ce_chunked_fwd_bwd": "the fused CPU head of the native harness; Java runs lora4j_ce_chunk_* on both devices",
     "lora4j_decode_isa": "names the CPU decode kernels' SIMD path",
+    "lora4j_nf4_matmul_fwd_bf16": "bnb_4bit_compute_dtype bfloat16 on the CPU; CUDA's NF4 product already takes bf16 operands",
+    "lora4j_nf4_bf16_path": "names the CPU bf16-compute NF4 path",
+    "lora4j_sample_probs": "sampling runs on the host: logits are copied there first",
+    "lora4j_sample_token": "sampling runs on the host: logits are copied there first",
 }
 # CUDA entries with no CPU twin in these headers, and why.
 CUDA_ONLY = {

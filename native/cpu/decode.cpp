@@ -396,6 +396,15 @@ Isa simd_isa() {
   return chosen;
 }
 
+bool has_avx512_bf16() {
+  static const bool has = [] {
+    const char* off = std::getenv("LORA4J_AVX512_BF16");  // "0": take the emulation (tests)
+    if (off != nullptr && std::string(off) == "0") return false;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  }();
+  return has;
+}
+
 const char* isa_name(Isa isa) {
   return isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "scalar";
 }

@@ -11,6 +11,11 @@ enum class Isa { kScalar, kAvx2, kAvx512 };
 // call (thread-safe) and fixed for the process.
 Isa simd_isa();
 
+// Whether the CPU has AVX512_BF16 (vdpbf16ps) and LORA4J_AVX512_BF16 is not "0". The avx512 path
+// uses it where present; LORA4J_AVX512_BF16=0 (tests), or forcing LORA4J_DECODE_ISA=avx2 or scalar,
+// takes the emulation of the same arithmetic instead.
+bool has_avx512_bf16();
+
 // "scalar", "avx2" or "avx512".
 const char* isa_name(Isa isa);
 

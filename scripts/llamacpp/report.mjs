@@ -10,11 +10,11 @@ const runs = fs.readFileSync(runsPath, "utf8").split("\n").filter((l) => l.trim(
 const cpuinfo = fs.readFileSync("/proc/cpuinfo", "utf8");
 const model = (cpuinfo.match(/model name\s*:\s*(.*)/) || [, os.cpus()[0].model])[1];
 const flags = (cpuinfo.match(/flags\s*:\s*(.*)/) || [, ""])[1].split(" ");
-const simd = ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"].filter((f) => flags.includes(f)).join(" ");
+const simd = ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"].filter((f) => flags.includes(f)).join(" ");
 
 const median = (v) => { const s = [...v].sort((a, b) => a - b), n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
 const fmt = (v) => `${median(v).toFixed(1)} (${Math.min(...v).toFixed(1)}-${Math.max(...v).toFixed(1)})`;
-const peerOf = { fp32: "f32", nf4: "q4_0" };
+const peerOf = { fp32: "f32", nf4: "q4_0", nf4bf16: "q4_0" }; // nf4bf16: bnb_4bit_compute_dtype bfloat16
 const bpw = (set, g) => { try { return JSON.parse(fs.readFileSync(`${work}/${set}-${g}.json`, "utf8")).projection_bytes_per_weight; } catch { return NaN; } };
 
 const lines = [];

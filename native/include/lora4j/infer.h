@@ -86,6 +86,28 @@ void lora4j_decode_embedding(const float* table,  // [vocab, dim]
                              int64_t vocab, int64_t dim, int32_t token,
                              float* out);         // [dim]
 
+// ---- next-token sampling (native/cpu/sample.cpp) -------------------------------------------------
+// Host only, no CUDA twin: a GPU's logits are copied to the host before a token is drawn. Every ISA
+// path (LORA4J_DECODE_ISA) gives bit-identical probabilities (sample.cpp states the arithmetic):
+//   p_i = e((l_i - max_j l_j) * fp32(1/temperature)), e a fixed fp32 exp (0 below e^-86, NaN
+//   logits 0), z = sum_i p_i in double in a fixed order.
+void lora4j_sample_probs(const float* logits,  // [n]
+                         int64_t n,
+                         float temperature,    // > 0
+                         float* p,             // [n] written
+                         double* z);           // [1] the sum of p (0 when no logit is finite)
+
+// One draw: the token i with u·mass < the running mass, over every token (top_p = 1) or over the
+// nucleus (the fewest tokens by p descending, id ascending, whose mass reaches top_p·z). Returns
+// the first largest logit when no logit is finite.
+int32_t lora4j_sample_token(const float* logits,  // [n]
+                            int64_t n,
+                            float temperature,    // > 0
+                            float top_p,          // (0, 1]
+                            double u,             // uniform in [0, 1)
+                            float* p,             // [n] scratch (left holding the probabilities)
+                            int64_t* keys);       // [n] scratch
+
 void lora4j_cuda_decode_matvec(const float* x, int64_t in, const void* w, int32_t wtype,
                                int64_t out, int32_t accumulate, float* y, void* stream);
 void lora4j_cuda_decode_gate_up(const float* x, int64_t in, const void* w_gate, const void* w_up,

@@ -72,6 +72,18 @@ void lora4j_nf4_quantize_nested(const float* centered, int64_t nblocks, uint8_t*
 void lora4j_nf4_matmul_fwd(const float* x, int64_t T, int64_t in, int64_t out,
                            const uint8_t* w, const float* absmax, int32_t blocksize, float* y);
 
+// lora4j_nf4_matmul_fwd with bitsandbytes' bnb_4bit_compute_dtype = bfloat16: Y = bf16(X) ·
+// bf16(dequant(W))ᵀ with fp32 accumulation (each dequantized weight NF4·absmax rounded to bf16, as
+// bitsandbytes dequantizes to the compute dtype). The summation order is fixed (16 lanes of pairs,
+// native/cpu/nf4_bf16.cpp), so every ISA path gives the same bits: vdpbf16ps where the CPU has
+// AVX512_BF16, the same roundings emulated with fp32 FMAs elsewhere. Shapes as lora4j_nf4_matmul_fwd;
+// blocksize a power of two >= 32.
+void lora4j_nf4_matmul_fwd_bf16(const float* x, int64_t T, int64_t in, int64_t out,
+                                const uint8_t* w, const float* absmax, int32_t blocksize, float* y);
+
+// Which path lora4j_nf4_matmul_fwd_bf16 takes: "avx512bf16", "avx512", "avx2" or "scalar".
+const char* lora4j_nf4_bf16_path(void);
+
 // dX[T, in] = dY[T, out] · dequant(W)      (backward to the input; W is frozen)
 // dy: [T, out] fp32; dx: [T, in] fp32 (overwritten).
 void lora4j_nf4_matmul_bwd_input(const float* dy, int64_t T, int64_t in, int64_t out,

@@ -19,7 +19,8 @@ import java.util.Locale;
  * turns, on the same weights and ids and writes the comparison to bench/results/.
  *
  * <pre>
- *   DecodeBench MODEL fp32|nf4 PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS THREADS
+ *   DecodeBench MODEL fp32|nf4|nf4bf16 PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS THREADS
+ * (nf4bf16: NF4 with bnb_4bit_compute_dtype bfloat16)
  * </pre>
  * Per rep one JSON line: {@code decode_tok_s} = (NEW_TOKENS - 1) / time from the first generated
  * token to the last (greedy, no stop at EOS: NEW_TOKENS - 1 single-token steps, argmax included);
@@ -41,16 +42,18 @@ public final class DecodeBench {
 
     public static void main(String[] args) throws Exception {
         if (args.length != 7) {
-            System.err.println("usage: DecodeBench MODEL fp32|nf4 PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS THREADS");
+            System.err.println("usage: DecodeBench MODEL fp32|nf4|nf4bf16 PROMPT_IDS NEW_TOKENS PREFILL_TOKENS REPS THREADS");
             System.exit(2);
         }
         Path model = Path.of(args[0]);
-        boolean nf4 = args[1].equals("nf4");
+        boolean nf4 = args[1].startsWith("nf4");
+        ModelLoader.Options opts = nf4 ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults();
+        if (args[1].equals("nf4bf16")) opts = opts.withComputeDtype(io.lora4j.tensor.DType.BF16);
         int[] prompt = Arrays.stream(args[2].split(",")).mapToInt(Integer::parseInt).toArray();
         int newTokens = Integer.parseInt(args[3]), prefillTokens = Integer.parseInt(args[4]);
         int reps = Integer.parseInt(args[5]), threads = Integer.parseInt(args[6]);
         NativeLibrary.setNumThreads(threads);
-        try (LlamaWeights w = ModelLoader.load(model, nf4 ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults());
+        try (LlamaWeights w = ModelLoader.load(model, opts);
              LlamaModel m = LlamaModel.create(Backends.cpu(), w)) {
             int[] pre = prefillIds(prefillTokens, m.config().vocabSize());
             for (int r = 0; r < reps; r++) {

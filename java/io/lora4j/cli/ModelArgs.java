@@ -47,6 +47,8 @@ final class ModelArgs implements AutoCloseable {
                 .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda")
                         .desc("compute device (default: cuda when a device is present, else cpu)").get())
                 .addOption(Option.builder().longOpt("load-in-4bit").desc("quantize the projections to NF4 on load (QLoRA's base)").get())
+                .addOption(Option.builder().longOpt("bnb-4bit-compute-dtype").hasArg().argName("float32|bfloat16")
+                        .desc("NF4 products in float32 (exact) or bfloat16 (bf16 operands, fp32 sums, as bitsandbytes; default: the checkpoint's quantization_config, else float32)").get())
                 .addOption(Option.builder().longOpt("threads").hasArg().argName("N").desc("CPU threads (default: the physical cores)").get())
                 .addOption(Option.builder().longOpt("adapter").hasArg().argName("DIR").desc("apply a PEFT LoRA adapter (ours or PEFT's)").get())
                 .addOption(Option.builder().longOpt("scale").hasArg().argName("S").desc("multiply the adapter's scaling by S (post-training alpha scaling; default 1)").get());
@@ -76,6 +78,13 @@ final class ModelArgs implements AutoCloseable {
         Tokenizer tok = Tokenizers.load(tokenizerPath(modelPath, cl.getOptionValue("tokenizer")));
         ModelLoader.Options opts = (cl.hasOption("load-in-4bit") ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults())
                 .withBackend(backend);
+        if (cl.hasOption("bnb-4bit-compute-dtype")) {
+            try {
+                opts = opts.withComputeDtype(io.lora4j.model.Bnb4bit.computeDtype(cl.getOptionValue("bnb-4bit-compute-dtype")));
+            } catch (IllegalArgumentException e) {
+                throw new UsageException("--bnb-4bit-compute-dtype: " + e.getMessage());
+            }
+        }
         LlamaWeights w = ModelLoader.load(modelPath, opts);
         try {
             // more embedding rows than tokens is normal (Qwen pads 151,669 tokens to 151,936 rows); fewer is not

@@ -63,6 +63,41 @@ public final class Bnb4bit {
     }
 
     /** The 16 NF4 values (the quant_map bitsandbytes stores). */
+    /**
+     * The forward product's dtype that a config.json's {@code quantization_config} asks for with
+     * {@code bnb_4bit_compute_dtype} ({@link #computeDtype(String)}); F32 without one.
+     *
+     * @throws FormatException naming {@code file} for a value that is not a dtype name
+     */
+    public static DType computeDtype(JsonObject config, Path file) throws FormatException {
+        JsonElement q = config.get("quantization_config");
+        if (q == null || !q.isJsonObject()) return DType.F32;
+        JsonElement v = q.getAsJsonObject().get("bnb_4bit_compute_dtype");
+        if (v == null || v.isJsonNull()) return DType.F32;
+        try {
+            if (!v.isJsonPrimitive()) throw new IllegalArgumentException("bnb_4bit_compute_dtype must be a string, got " + v);
+            return computeDtype(v.getAsString());
+        } catch (IllegalArgumentException e) {
+            throw new FormatException(file, "quantization_config: " + e.getMessage());
+        }
+    }
+
+    /**
+     * bitsandbytes' {@code bnb_4bit_compute_dtype} as lora4j computes it: "bfloat16" (or
+     * "torch.bfloat16") is BF16; "float32" and "float16" (lora4j has no fp16 arithmetic on the CPU)
+     * are F32.
+     *
+     * @throws IllegalArgumentException for another name
+     */
+    public static DType computeDtype(String name) {
+        String n = name.startsWith("torch.") ? name.substring("torch.".length()) : name;
+        return switch (n) {
+            case "bfloat16", "bf16" -> DType.BF16;
+            case "float32", "float", "fp32", "float16", "half", "fp16" -> DType.F32;
+            default -> throw new IllegalArgumentException("bnb_4bit_compute_dtype '" + name + "' is not float32, bfloat16 or float16");
+        };
+    }
+
     public static float[] nf4Code() {
         return Nf4.code();
     }

@@ -53,9 +53,16 @@ public final class ModelLoader {
      * @param backend     where the NF4 projections go (and are quantized); null: the CPU. Dense tensors
      *                    stay in host memory: {@link DeviceWeights} uploads them in the storage dtype
      */
-    public record Options(boolean loadIn4bit, int blocksize, boolean doubleQuant, Backend backend) {
+    public record Options(boolean loadIn4bit, int blocksize, boolean doubleQuant, Backend backend, DType computeDtype) {
         public Options {
             Nf4.checkBlocksize(blocksize);
+            if (computeDtype != null && computeDtype != DType.F32 && computeDtype != DType.BF16)
+                throw new IllegalArgumentException("bnb_4bit_compute_dtype must be float32 or bfloat16, got " + computeDtype);
+        }
+
+        /** The compute dtype from the checkpoint's quantization_config, else float32. */
+        public Options(boolean loadIn4bit, int blocksize, boolean doubleQuant, Backend backend) {
+            this(loadIn4bit, blocksize, doubleQuant, backend, null);
         }
 
         /** Dense, on the CPU. */
@@ -69,7 +76,15 @@ public final class ModelLoader {
         }
 
         public Options withBackend(Backend b) {
-            return new Options(loadIn4bit, blocksize, doubleQuant, b);
+            return new Options(loadIn4bit, blocksize, doubleQuant, b, computeDtype);
+        }
+
+        /**
+         * bnb_4bit_compute_dtype of the NF4 projections' forward product (F32 or BF16; null: the
+         * checkpoint's quantization_config, else F32).
+         */
+        public Options withComputeDtype(DType d) {
+            return new Options(loadIn4bit, blocksize, doubleQuant, backend, d);
         }
     }
 
@@ -105,7 +120,26 @@ public final class ModelLoader {
     public static LlamaWeights load(Path path, Options options) throws IOException {
         ModelFormat f = detect(path);
         LlamaWeights w = f == ModelFormat.LLAMA2C ? loadLlama2c(path, options) : loadHf(path, options);
-        return options.loadIn4bit() ? quantizeProjections(w, options) : w;
+        if (options.loadIn4bit()) w = quantizeProjections(w, options);
+        DType compute = options.computeDtype() != null ? options.computeDtype()
+                : f == ModelFormat.LLAMA2C ? DType.F32 : Bnb4bit.computeDtype(readJson(path.resolve(LlamaConfig.FILE)), path.resolve(LlamaConfig.FILE));
+        return compute == DType.F32 ? w : withComputeDtype(w, compute);
+    }
+
+    /** {@code w} with every NF4 projection's forward product in {@code compute} (the tensors move over). */
+    public static LlamaWeights withComputeDtype(LlamaWeights w, DType compute) {
+        List<LayerWeights> layers = new ArrayList<>();
+        for (LayerWeights l : w.layers()) {
+            Map<Projection, ProjectionWeight> proj = new EnumMap<>(Projection.class);
+            for (Projection p : Projection.values()) {
+                ProjectionWeight pw = l.projection(p);
+                if (pw instanceof ProjectionWeight.Quantized q) pw = new ProjectionWeight.Quantized(q.weight().withComputeDtype(compute));
+                if (pw != null) proj.put(p, pw);
+            }
+            layers.add(l.withProjections(proj));
+        }
+        return new LlamaWeights(w.config(), w.embedding(), layers, w.norm(), w.tied() ? null : w.lmHead(), w.format(),
+                w.source(), w.configJson());
     }
 
     /** Loads {@code path} densely on the CPU. */

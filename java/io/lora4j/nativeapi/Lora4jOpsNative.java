@@ -37,6 +37,10 @@ public final class Lora4jOpsNative {
 
     public static native void lora4j_nf4_matmul_fwd(@Cast("const float*") Pointer x, long T, long in, long out, @Cast("const uint8_t*") Pointer w, @Cast("const float*") Pointer absmax, int blocksize, @Cast("float*") Pointer y);
 
+    public static native void lora4j_nf4_matmul_fwd_bf16(@Cast("const float*") Pointer x, long T, long in, long out, @Cast("const uint8_t*") Pointer w, @Cast("const float*") Pointer absmax, int blocksize, @Cast("float*") Pointer y);
+
+    public static native @Cast("const char*") BytePointer lora4j_nf4_bf16_path();
+
     public static native void lora4j_nf4_matmul_bwd_input(@Cast("const float*") Pointer dy, long T, long in, long out, @Cast("const uint8_t*") Pointer w, @Cast("const float*") Pointer absmax, int blocksize, @Cast("float*") Pointer dx);
 
     public static native void lora4j_set_num_threads(int n);
@@ -183,6 +187,10 @@ public final class Lora4jOpsNative {
     public static native void lora4j_decode_attention(@Cast("float*") Pointer q, @Cast("const float*") Pointer k, @Cast("const float*") Pointer v, int pos, @Cast("const float*") Pointer inv_freq, @Cast("float*") Pointer k_cache, @Cast("float*") Pointer v_cache, long cache_len, long start, long Hq, long Hkv, long D, @Cast("float*") Pointer out);
 
     public static native void lora4j_decode_embedding(@Cast("const float*") Pointer table, long vocab, long dim, int token, @Cast("float*") Pointer out);
+
+    public static native void lora4j_sample_probs(@Cast("const float*") Pointer logits, long n, float temperature, @Cast("float*") Pointer p, @Cast("double*") Pointer z);
+
+    public static native int lora4j_sample_token(@Cast("const float*") Pointer logits, long n, float temperature, float top_p, double u, @Cast("float*") Pointer p, @Cast("int64_t*") Pointer keys);
 
     public static native void lora4j_cuda_decode_matvec(@Cast("const float*") Pointer x, long in, @Cast("const void*") Pointer w, int wtype, long out, int accumulate, @Cast("float*") Pointer y, @Cast("void*") Pointer stream);
 

@@ -62,6 +62,13 @@ public interface Backend {
     /** y [T, out] = x [T, in] · dequant(w)ᵀ for an NF4 weight w of shape [out, in]. */
     void nf4MatmulFwd(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y);
 
+    /**
+     * {@link #nf4MatmulFwd} with bitsandbytes' {@code bnb_4bit_compute_dtype: bfloat16}: x and the
+     * dequantized weight rounded to bf16, products accumulated in fp32 (nf4.h
+     * lora4j_nf4_matmul_fwd_bf16). CUDA's NF4 product already computes this way.
+     */
+    void nf4MatmulFwdBf16(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y);
+
     /** dx [T, in] = dy [T, out] · dequant(w) for an NF4 weight w of shape [out, in]. */
     void nf4MatmulBwdInput(Tensor dy, Tensor packed, Tensor absmax, int blocksize, long in, Tensor dx);
 

@@ -142,14 +142,25 @@ public final class CheckedBackend implements Backend {
         delegate.nf4DequantAbsmax(qabsmax, nestedAbsmax, offset, absmax);
     }
 
-    @Override
-    public void nf4MatmulFwd(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+    /** The operands of an NF4 forward product, whatever its compute dtype. */
+    private void nf4Forward(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
         nf4Input(x, "x", blocksize);
         Nf4Matmul s = Nf4Matmul.forward(x, out);
         long n = nf4Weight(s, packed);
         f32(y, mul(s.t(), s.out(), "T*out"), "y");
         f32(absmax, blocks(n, blocksize), "absmax");
+    }
+
+    @Override
+    public void nf4MatmulFwd(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        nf4Forward(x, packed, absmax, blocksize, out, y);
         delegate.nf4MatmulFwd(x, packed, absmax, blocksize, out, y);
+    }
+
+    @Override
+    public void nf4MatmulFwdBf16(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        nf4Forward(x, packed, absmax, blocksize, out, y);
+        delegate.nf4MatmulFwdBf16(x, packed, absmax, blocksize, out, y);
     }
 
     @Override

@@ -65,6 +65,19 @@ public final class CpuBackend extends NativeBackend {
         kernel.accept(host);
     }
 
+    /** bnb_4bit_compute_dtype bfloat16: bf16 operands, fp32 sums (native/cpu/nf4_bf16.cpp); a CPU-only entry. */
+    @Override
+    public void nf4MatmulFwdBf16(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        Lora4jOpsNative.lora4j_nf4_matmul_fwd_bf16(x.pointer(), x.dim(0), x.dim(1), out, packed.pointer(), absmax.pointer(),
+                blocksize, y.pointer());
+    }
+
+    /** The path of the bf16-compute NF4 product ("avx512bf16", "avx512", "avx2" or "scalar"). */
+    public static String nf4Bf16Path() {
+        NativeLibrary.load();
+        return Lora4jOpsNative.lora4j_nf4_bf16_path().getString();
+    }
+
     /** The SIMD path of the decode kernels ("avx512", "avx2" or "scalar"; LORA4J_DECODE_ISA forces one). */
     public static String decodeIsa() {
         NativeLibrary.load();

@@ -136,6 +136,12 @@ public final class CudaBackend extends NativeBackend {
         }
     }
 
+    /** CUDA's NF4 product already rounds x and the dequantized weight to bf16 (nf4.cu): the same kernel. */
+    @Override
+    public void nf4MatmulFwdBf16(Tensor x, Tensor packed, Tensor absmax, int blocksize, long out, Tensor y) {
+        nf4MatmulFwd(x, packed, absmax, blocksize, out, y);
+    }
+
     // ---- asynchronous offload ----
     //
     // Device->host: an event recorded on the compute stream after the layer's forward; the copy

@@ -20,8 +20,12 @@ import org.bytedeco.javacpp.Pointer;
  * <li>{@code lora4j_dynamic_map}: bitsandbytes' 8-bit map, read once on the host
  * <li>{@code lora4j_get_num_threads}: the CPU thread pool
  * <li>{@code lora4j_lora_bwd_workspace_floats}: a size, no device work
+ * <li>{@code lora4j_nf4_bf16_path}: names the CPU bf16-compute NF4 path
  * <li>{@code lora4j_nf4_code}: the NF4 table, read once on the host
+ * <li>{@code lora4j_nf4_matmul_fwd_bf16}: bnb_4bit_compute_dtype bfloat16 on the CPU; CUDA's NF4 product already takes bf16 operands
  * <li>{@code lora4j_nf4_quantize_nested}: the nested step of lora4j_nf4_double_quant alone, for its golden test
+ * <li>{@code lora4j_sample_probs}: sampling runs on the host: logits are copied there first
+ * <li>{@code lora4j_sample_token}: sampling runs on the host: logits are copied there first
  * <li>{@code lora4j_set_num_threads}: the CPU thread pool
  * <li>{@code lora4j_cuda_bf16_matmul_fwd}: a dequantize-then-GEMM reference of the CUDA harness
  * <li>{@code lora4j_cuda_nf4_dequantize_bf16}: a dequantize-then-GEMM reference of the CUDA harness

@@ -184,12 +184,16 @@ public final class Nf4 {
 
     /**
      * y [T, out] (overwritten) = x [T, in] · dequant(w)ᵀ into a caller's tensor: through the fp32
-     * absmax when {@code w} has one, else through its double-quantized scales.
+     * absmax when {@code w} has one, else through its double-quantized scales. With
+     * {@code w.computeDtype()} BF16 (bnb_4bit_compute_dtype: bfloat16) x and the dequantized weight
+     * are rounded to bf16 and the products summed in fp32, as bitsandbytes computes; CUDA's kernel
+     * always does. The backward to the input stays fp32 on the CPU.
      */
     public static void matmulInto(Backend backend, Tensor x, Nf4Weight w, Tensor y) {
         if (x.dim(0) == 0) return;
         Nf4Weight.DoubleQuant dq = w.doubleQuant();
-        if (w.absmax() != null) backend.nf4MatmulFwd(x, w.packed(), w.absmax(), w.blocksize(), w.rows(), y);
+        if (w.absmax() != null && w.computeDtype() == DType.BF16) backend.nf4MatmulFwdBf16(x, w.packed(), w.absmax(), w.blocksize(), w.rows(), y);
+        else if (w.absmax() != null) backend.nf4MatmulFwd(x, w.packed(), w.absmax(), w.blocksize(), w.rows(), y);
         else backend.nf4DqMatmulFwd(x, w.packed(), dq.qabsmax(), dq.nestedAbsmax(), dq.offset(), w.blocksize(), w.rows(), y);
     }
 

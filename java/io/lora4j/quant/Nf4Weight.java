@@ -20,9 +20,12 @@ import java.util.Arrays;
  * @param absmax       F32 [ceil(n/blocksize)], the scales kernels use; null when {@code doubleQuant}
  *                     holds the only copy (CUDA)
  * @param doubleQuant  the double-quantized absmax, or null
+ * @param computeDtype bitsandbytes' bnb_4bit_compute_dtype for the forward product: F32 (exact
+ *                     dequantized products, the default) or BF16 (x and the dequantized weight
+ *                     rounded to bf16, fp32 accumulation; see {@link Nf4#matmulInto})
  */
 public record Nf4Weight(long[] shape, int blocksize, DType sourceDtype, Tensor packed, Tensor absmax,
-        DoubleQuant doubleQuant) implements AutoCloseable {
+        DoubleQuant doubleQuant, DType computeDtype) implements AutoCloseable {
 
     /** bitsandbytes' blocksize for the second-level (absmax) quantization. */
     public static final int NESTED_BLOCKSIZE = 256;
@@ -40,6 +43,18 @@ public record Nf4Weight(long[] shape, int blocksize, DType sourceDtype, Tensor p
     public Nf4Weight {
         shape = shape.clone();
         if (absmax == null && doubleQuant == null) throw new IllegalArgumentException("an NF4 weight needs its absmax or its double-quantized form");
+        if (computeDtype != DType.F32 && computeDtype != DType.BF16)
+            throw new IllegalArgumentException("NF4 compute dtype must be F32 or BF16, got " + computeDtype);
+    }
+
+    /** An fp32-compute weight. */
+    public Nf4Weight(long[] shape, int blocksize, DType sourceDtype, Tensor packed, Tensor absmax, DoubleQuant doubleQuant) {
+        this(shape, blocksize, sourceDtype, packed, absmax, doubleQuant, DType.F32);
+    }
+
+    /** The same tensors with another compute dtype (the returned record takes over closing them). */
+    public Nf4Weight withComputeDtype(DType dtype) {
+        return new Nf4Weight(shape, blocksize, sourceDtype, packed, absmax, doubleQuant, dtype);
     }
 
     /** Number of weight elements. */
@@ -81,6 +96,7 @@ public record Nf4Weight(long[] shape, int blocksize, DType sourceDtype, Tensor p
 
     @Override
     public String toString() {
-        return "NF4" + Arrays.toString(shape) + " blocksize " + blocksize + (doubleQuant != null ? " double-quant" : "");
+        return "NF4" + Arrays.toString(shape) + " blocksize " + blocksize + (doubleQuant != null ? " double-quant" : "")
+                + (computeDtype == DType.BF16 ? " compute bf16" : "");
     }
 }

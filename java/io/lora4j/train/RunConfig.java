@@ -46,10 +46,13 @@ import org.yaml.snakeyaml.error.YAMLException;
  *                      (decoder layer inputs and outputs, projection inputs, the MLP's gate and up) in bf16 with fp32 compute and
  *                      accumulation; false keeps them fp32; null = auto (true on CUDA, false on the CPU;
  *                      {@link LoraTrainingModel#defaultBf16})
+ * @param computeDtype  {@code bnb_4bit_compute_dtype} (bitsandbytes' key, also read from a bnb checkpoint's
+ *                      quantization_config): the NF4 projections' forward product in F32 (exact) or BF16
+ *                      (bf16 operands, fp32 sums); null = the checkpoint's, else F32
  */
 public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dataset, Path evalDataset, double evalSplit,
         LoraConfig lora, TrainConfig train, String optim, Path outputDir, String device, DataConfig data,
-        io.lora4j.tensor.DType weightDtype, Boolean bf16) {
+        io.lora4j.tensor.DType weightDtype, Boolean bf16, io.lora4j.tensor.DType computeDtype) {
 
     /** Keys handed to the data pipeline ({@link DataConfig#fromMap}). */
     private static final List<String> DATA_KEYS = List.of("dataset", "eval_dataset", "eval_split", "dataset_format", "chat_template",
@@ -74,7 +77,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             {"max_grad_norm", "FLOAT"}, {"optim", "STRING"}, {"seed", "INT"}, {"logging_steps", "INT"},
             {"eval_steps", "INT"}, {"save_steps", "INT"}, {"save_total_limit", "INT"}, {"early_stopping_patience", "INT"},
             {"early_stopping_threshold", "FLOAT"}, {"output_dir", "PATH"}, {"device", "STRING"},
-            {"dtype", "STRING"}, {"bf16", "BOOL_OR_AUTO"}};
+            {"dtype", "STRING"}, {"bf16", "BOOL_OR_AUTO"}, {"bnb_4bit_compute_dtype", "STRING"}};
         for (String[] e : k) KEYS.put(e[0], Kind.valueOf(e[1]));
     }
 
@@ -180,6 +183,14 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
                 errors.add(e.getMessage());
             }
         }
+        io.lora4j.tensor.DType computeDtype = null;
+        if (v.get("bnb_4bit_compute_dtype") != null) {
+            try {
+                computeDtype = io.lora4j.model.Bnb4bit.computeDtype((String) v.get("bnb_4bit_compute_dtype"));
+            } catch (IllegalArgumentException e) {
+                errors.add(e.getMessage());
+            }
+        }
 
         LoraConfig lora = null;
         TrainConfig train = null;
@@ -224,7 +235,7 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
             throw new IllegalArgumentException((source != null ? source + ": " : "") + String.join("; ", errors));
         return new RunConfig((Path) v.get("model"), (Path) v.get("tokenizer"), Boolean.TRUE.equals(v.get("load_in_4bit")),
                 (Path) v.get("dataset"), (Path) v.get("eval_dataset"), evalSplit, lora, train, optim, (Path) v.get("output_dir"), device,
-                data, weightDtype, v.get("bf16") instanceof Boolean b ? b : null);
+                data, weightDtype, v.get("bf16") instanceof Boolean b ? b : null, computeDtype);
     }
 
     private static double num(Map<String, Object> v, String k, double dflt) {

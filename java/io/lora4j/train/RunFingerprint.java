@@ -44,6 +44,8 @@ final class RunFingerprint {
         if (cfg.weightDtype() != null) f.put("dtype", cfg.weightDtype().name().toLowerCase(Locale.ROOT));
         // bf16 kept activations round what the backward reads: an explicit bf16 is recorded (auto, as dtype, is not)
         if (cfg.bf16() != null) f.put("bf16", String.valueOf(cfg.bf16()));
+        // bf16 NF4 products change the forward: recorded only when set, as dtype
+        if (cfg.computeDtype() != null) f.put("bnb_4bit_compute_dtype", cfg.computeDtype().name().toLowerCase(Locale.ROOT));
         LoraConfig l = cfg.lora();
         f.put("r", String.valueOf(l.r()));
         f.put("lora_alpha", String.valueOf(l.loraAlpha()));

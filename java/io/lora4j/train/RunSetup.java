@@ -16,6 +16,7 @@ import io.lora4j.ops.Backends;
 import io.lora4j.plan.MemoryPlanner;
 import io.lora4j.plan.PlanSettings;
 import io.lora4j.quant.Nf4;
+import io.lora4j.tensor.DType;
 import io.lora4j.tensor.Device;
 import io.lora4j.tokenizer.TokenizerPath;
 import io.lora4j.tokenizer.Tokenizer;
@@ -125,7 +126,8 @@ final class RunSetup implements AutoCloseable {
         Tokenizer tok = Tokenizers.load(tokPath);
         LoraConfig lc = cfg.lora();
         boolean loftq = lc.init() == LoraConfig.Init.LOFTQ;
-        ModelLoader.Options opts = (cfg.loadIn4bit() && !loftq ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults()).withBackend(backend);
+        ModelLoader.Options opts = (cfg.loadIn4bit() && !loftq ? ModelLoader.Options.in4bit() : ModelLoader.Options.defaults()).withBackend(backend)
+                .withComputeDtype(cfg.computeDtype());
         LlamaWeights loaded = ModelLoader.load(cfg.model(), opts);
         LlamaWeights base = loaded;
         LoraAdapter adapter = null;
@@ -141,6 +143,7 @@ final class RunSetup implements AutoCloseable {
                 LoftQ.Result r = LoftQ.initialize(backend, loaded, lc, Nf4.DEFAULT_BLOCKSIZE, true);
                 LoftQ.releaseDenseProjections(loaded); // the start-up spike ends here (MemoryPlanner.loftqStartupBytes)
                 base = r.weights();
+                if (cfg.computeDtype() == DType.BF16) base = ModelLoader.withComputeDtype(base, DType.BF16);
                 adapter = r.adapter();
                 log.printf(Locale.ROOT, "LoftQ (%d iteration%s): relative error of the NF4 base %.4f -> %.4f with the adapter%n",
                         lc.loftqIter(), lc.loftqIter() == 1 ? "" : "s", r.errorBefore(), r.errorAfter());

@@ -61,6 +61,33 @@ class DecodeSessionTest {
         }
     }
 
+    /**
+     * bnb_4bit_compute_dtype = bfloat16 is a model setting: the decode step (T = 1), the prefill and
+     * the block path all take the bf16 NF4 product, so they agree as the fp32 ones do, and the
+     * logits move off the fp32 ones by the bf16 rounding.
+     */
+    @Test
+    void bf16ComputeNf4AgreesAcrossDecodePrefillAndBlock() {
+        LlamaConfig c = TestModels.smallConfig(2, false);
+        try (LlamaWeights w = TestModels.random(c, 5); LlamaWeights q32 = ModelLoader.quantizeProjections(w, ModelLoader.Options.in4bit());
+             LlamaModel m32 = LlamaModel.create(Backends.cpu(), q32)) {
+            LlamaWeights q = ModelLoader.withComputeDtype(q32, io.lora4j.tensor.DType.BF16);
+            try (LlamaModel m = LlamaModel.create(Backends.cpu(), q); DecodeSession a = m.newSession(IDS.length, true);
+                 DecodeSession b = m.newSession(IDS.length, true); DecodeSession f = m32.newSession(IDS.length, true)) {
+                assertFusedEqualsBlock(m, IDS, "llama NF4, bf16 compute");
+                float[] stepped = null, fp32 = null;
+                for (int id : IDS) {
+                    stepped = copy(a.step(id));
+                    fp32 = copy(f.step(id));
+                }
+                assertClose(stepped, copy(b.prefill(IDS)), "bf16 compute: prefill logits after the last id");
+                double diff = 0;
+                for (int i = 0; i < fp32.length; i++) diff = Math.max(diff, Math.abs(fp32[i] - stepped[i]));
+                assertTrue(diff > 0 && diff < 0.05, "bf16 against fp32 compute logits: largest difference " + diff);
+            }
+        }
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"qwen2", "qwen3", "mistral"})
     void fusedStepEqualsTheDecoderBlockForEveryFamily(String family) throws Exception {

@@ -12,8 +12,6 @@ import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
@@ -224,12 +222,8 @@ class DecodeKernelsTest {
      */
     @Test
     void forcedIsaPathsAgree() throws Exception {
-        List<String> isas = new ArrayList<>(List.of("scalar"));
-        String best = CpuBackend.decodeIsa();
-        if (best.equals("avx2") || best.equals("avx512")) isas.add("avx2");
-        if (best.equals("avx512")) isas.add("avx512");
         float[] base = null;
-        for (String isa : isas) {
+        for (String isa : IsaProbe.paths()) {
             float[] got = Probe.run(isa);
             if (base == null) base = got;
             else assertClose(base, got, "LORA4J_DECODE_ISA=" + isa + " vs scalar");
@@ -247,20 +241,12 @@ class DecodeKernelsTest {
      */
     public static final class Probe {
         static ProcessBuilder command(String isa) {
-            String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-            ProcessBuilder pb = new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), Probe.class.getName());
-            pb.environment().put("LORA4J_DECODE_ISA", isa);
-            pb.redirectErrorStream(true);
-            return pb;
+            return IsaProbe.command(Probe.class, isa);
         }
 
         static float[] run(String isa) throws Exception {
-            Process p = command(isa).start();
-            String outText = new String(p.getInputStream().readAllBytes());
-            assertEquals(0, p.waitFor(), outText);
-            String[] lines = outText.strip().split("\n");
-            assertEquals(isa, lines[lines.length - 2].strip(), "the forced path was taken");
-            String[] f = lines[lines.length - 1].strip().split(",");
+            List<String> lines = IsaProbe.run(Probe.class, isa);
+            String[] f = lines.get(lines.size() - 1).strip().split(",");
             float[] v = new float[f.length];
             for (int i = 0; i < f.length; i++) v[i] = Float.parseFloat(f[i]);
             return v;
