@@ -4,6 +4,7 @@
 // start from the same random values on both sides. Also the CUDA part of `perf`.
 #ifdef LORA4J_WITH_CUDA
 #include "tests/harness.h"
+#include "tests/cuda_dev.h"
 #include "lora4j/infer.h"
 #include "lora4j/lora.h"
 #include "lora4j/ops.h"
@@ -35,30 +36,6 @@ constexpr double kRedRtol = 1e-4;
 constexpr double kDotAtolPer16 = 2e-6;
 double dot_atol(int64_t K) { return kDotAtolPer16 * (K < 16 ? 1.0 : K / 16.0); }
 
-struct Dev {
-  void* p = nullptr;
-  size_t bytes = 0;
-  explicit Dev(size_t b) : p(lora4j_cuda_malloc(static_cast<int64_t>(b))), bytes(b) {}
-  template <typename T>
-  explicit Dev(const std::vector<T>& h) : Dev(h.size() * sizeof(T)) { up(h); }
-  ~Dev() { lora4j_cuda_free(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  template <typename T>
-  void up(const std::vector<T>& h) { lora4j_cuda_memcpy(p, h.data(), h.size() * sizeof(T), 1, nullptr); }
-  void poison() {
-    lora4j_cuda_memset(p, 0xFF, static_cast<int64_t>(bytes), nullptr);
-    lora4j_cuda_device_synchronize();
-  }
-  fvec down() {
-    fvec h(bytes / sizeof(float));
-    lora4j_cuda_device_synchronize();
-    lora4j_cuda_memcpy(h.data(), p, bytes, 2, nullptr);
-    return h;
-  }
-  float* f() { return static_cast<float*>(p); }
-  int32_t* i() { return static_cast<int32_t*>(p); }
-};
 
 Dev* poisoned(size_t floats) {
   Dev* d = new Dev(floats * sizeof(float));

@@ -9,6 +9,7 @@
 #include "lora4j/ops.h"
 #include "lora4j/runtime.h"
 #include "tests/harness.h"
+#include "tests/cuda_dev.h"
 
 #include <algorithm>
 #include <cmath>
@@ -41,30 +42,6 @@ constexpr double kAttnBf16InputsTol = 4e-3;
 // LoRA's forward rounds XA once more before XA·Bᵀ: twice the bound on that term.
 constexpr double kBf16DotTol = 4.0e-3;
 
-struct Dev {
-  void* p = nullptr;
-  size_t bytes = 0;
-  explicit Dev(size_t b) : p(lora4j_cuda_malloc(static_cast<int64_t>(b ? b : 4))), bytes(b) {}
-  template <typename T>
-  explicit Dev(const std::vector<T>& v) : Dev(v.size() * sizeof(T)) {
-    lora4j_cuda_memcpy(p, v.data(), bytes, 1, nullptr);
-  }
-  ~Dev() { lora4j_cuda_free(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  void poison() {
-    lora4j_cuda_memset(p, 0xFF, static_cast<int64_t>(bytes), nullptr);
-    lora4j_cuda_device_synchronize();
-  }
-  fvec down() {
-    fvec v(bytes / sizeof(float));
-    lora4j_cuda_device_synchronize();
-    lora4j_cuda_memcpy(v.data(), p, bytes, 2, nullptr);
-    return v;
-  }
-  float* f() { return static_cast<float*>(p); }
-  int32_t* i() { return static_cast<int32_t*>(p); }
-};
 
 // Tensor-scaled bf16 check: atol = tol · max|ref|, rtol = tol.
 bool cmp_scaled(const std::string& name, Dev& d, const std::vector<double>& ref, double tol) {

@@ -2,6 +2,7 @@
 // references (bf16 weights widened by hand, the fp32-scale NF4 kernels), `cuda` every CUDA entry
 // against its CPU twin. Device outputs are poisoned with NaN before each call.
 #include "tests/harness.h"
+#include "tests/cuda_dev.h"
 #include "lora4j/nf4.h"
 #include "lora4j/ops.h"
 #include "lora4j/storage.h"
@@ -177,30 +178,6 @@ TEST_CASE(cpu_glu_bf16, 3104);
 #undef TEST_CASE
 
 #ifdef LORA4J_WITH_CUDA
-struct Dev {
-  void* p = nullptr;
-  size_t bytes = 0;
-  explicit Dev(size_t b) : p(lora4j_cuda_malloc(static_cast<int64_t>(b))), bytes(b) {}
-  template <typename T>
-  explicit Dev(const std::vector<T>& h) : Dev(h.size() * sizeof(T)) {
-    lora4j_cuda_memcpy(p, h.data(), h.size() * sizeof(T), 1, nullptr);
-  }
-  ~Dev() { lora4j_cuda_free(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  void poison() {
-    lora4j_cuda_memset(p, 0xFF, static_cast<int64_t>(bytes), nullptr);
-    lora4j_cuda_device_synchronize();
-  }
-  fvec down() {
-    fvec h(bytes / sizeof(float));
-    lora4j_cuda_device_synchronize();
-    lora4j_cuda_memcpy(h.data(), p, bytes, 2, nullptr);
-    return h;
-  }
-  template <typename T>
-  T* as() { return static_cast<T*>(p); }
-};
 
 // M, N, K >= 64 take the tensor cores, which round A to bf16: their oracle is the CPU twin on the
 // bf16-rounded A, where every product is exact in fp32 and only the summation order differs.
