@@ -137,7 +137,7 @@ public final class TrainCommand implements Command {
     private int runRank(CommandLine cl, CliContext ctx, World world, double timeout, int hashEvery, int maxBad) throws Exception {
         PrintStream log = RankLog.of(ctx.err(), world);
         try {
-            DataParallel parallel = MpiDataParallel.create(world, timeout, hashEvery);
+            DataParallel parallel = MpiDataParallel.create(world, timeout, hashEvery, MpiDataParallel.GpuAllReduce.fromEnv(ctx.env()));
             Target t = Target.of(cl);
             RunConfig cfg = t.cfg;
             Path resume = t.resume, out = t.out;

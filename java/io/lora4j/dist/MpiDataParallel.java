@@ -5,14 +5,18 @@ import io.lora4j.data.DataPipeline;
 import io.lora4j.ops.Backend;
 import io.lora4j.ops.CudaDevices;
 import io.lora4j.ops.Mpi;
+import io.lora4j.ops.Nccl;
 import io.lora4j.tensor.Device;
 import io.lora4j.tensor.MemoryCategory;
 import io.lora4j.tensor.Tensor;
 import io.lora4j.train.DataParallel;
+import java.lang.System.Logger;
+import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 
 /**
  * A rank's part in a data-parallel run over MPI ({@link Mpi}): the {@link DataParallel.Shard} and
@@ -42,8 +46,15 @@ import java.util.Locale;
  * 64-bit hash of the adapter's parameters with rank 0's; any difference stops every rank with an
  * {@link IllegalStateException} naming the step and the ranks that differ.
  *
- * <p>On the CUDA backend the sums are staged through the host (download, MPI all-reduce, upload):
- * the fallback the issue names for GPUs without NCCL; NCCL itself is not bound yet.
+ * <p><b>On the CUDA backend</b> the gradient sum runs on the device through NCCL where
+ * {@code libnccl.so.2} loads on every rank ({@link Nccl}; rank 0's ncclUniqueId reaches the others
+ * over MPI): one ncclAllReduce (fp32 sum, in place) of the flat gradient buffer, queued on the
+ * step's stream, so clipping and AdamW queued after it see the sum without a host round trip. The
+ * loss and target count are host values and stay on MPI. For two ranks the fp32 sum is the
+ * host-staged one bit for bit (a + b rounded once either way); for more, NCCL's summation order
+ * differs by fp32 rounding. Where NCCL does not load on every rank the sums are staged through the
+ * host (download, the fp64 MPI all-reduce above, upload). Rank 0 logs the choice in one line;
+ * {@link GpuAllReduce} forces either.
  */
 public final class MpiDataParallel implements DataParallel.Shard, DataParallel.Exchange {
     /** Default seconds a collective may wait for the slowest rank (model loading and eval included). */
@@ -51,17 +62,52 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
     /** Default steps between two adapter hash checks. */
     public static final int DEFAULT_HASH_EVERY = 10;
 
+    private static final Logger LOG = System.getLogger("io.lora4j");
+
+    /**
+     * How a CUDA run sums its gradients: {@code LORA4J_ALLREDUCE} = {@code auto} (NCCL where it
+     * loads on every rank, else host-staged MPI; the default), {@code nccl} (NCCL or an error) or
+     * {@code mpi} (host-staged MPI); {@code LORA4J_NCCL} names the NCCL library ({@link Nccl#ENV}).
+     */
+    public record GpuAllReduce(Mode mode, String ncclLibrary) {
+        public enum Mode { AUTO, NCCL, MPI }
+
+        /** Variable choosing the mode. */
+        public static final String ENV = "LORA4J_ALLREDUCE";
+
+        public GpuAllReduce {
+            java.util.Objects.requireNonNull(mode, "mode");
+        }
+
+        /** The choice {@code env} makes (see the record comment). */
+        public static GpuAllReduce fromEnv(Map<String, String> env) {
+            String v = env.getOrDefault(ENV, "auto").strip();
+            Mode m;
+            try {
+                m = Mode.valueOf(v.toUpperCase(Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(ENV + " must be auto, nccl or mpi, got '" + v + "'");
+            }
+            return new GpuAllReduce(m, env.get(Nccl.ENV));
+        }
+    }
+
     private final World world;
     private final double timeout;
     private final int hashEvery;
+    private final GpuAllReduce gpu;
     private long reduceNanos, reduceCalls;
+    /** Decided at the first gradient sum on a CUDA backend: NCCL's communicator, or null for host-staged MPI. */
+    private boolean gpuDecided;
+    private Nccl.Communicator nccl;
 
-    private MpiDataParallel(World world, double timeoutSeconds, int hashEvery) {
+    private MpiDataParallel(World world, double timeoutSeconds, int hashEvery, GpuAllReduce gpu) {
         if (!(timeoutSeconds > 0)) throw new IllegalArgumentException("collective timeout must be > 0 s, got " + timeoutSeconds);
         if (hashEvery < 1) throw new IllegalArgumentException("hash check interval must be >= 1 step, got " + hashEvery);
         this.world = world;
         this.timeout = timeoutSeconds;
         this.hashEvery = hashEvery;
+        this.gpu = gpu;
     }
 
     /**
@@ -74,11 +120,16 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
      *                                  the rendezvous of a torchrun-style world fails ({@link Rendezvous})
      */
     public static DataParallel create(World world, double timeoutSeconds, int hashEvery) {
+        return create(world, timeoutSeconds, hashEvery, new GpuAllReduce(GpuAllReduce.Mode.AUTO, null));
+    }
+
+    /** {@link #create(World, double, int)} with the CUDA gradient sum chosen by {@code gpu}. */
+    public static DataParallel create(World world, double timeoutSeconds, int hashEvery, GpuAllReduce gpu) {
         if (!world.distributed()) throw new IllegalArgumentException("a world of one rank needs no data parallelism");
         joinWorld(world, timeoutSeconds);
         // rank r of a multi-GPU node trains on GPU LOCAL_RANK, should its backend be CUDA
         CudaDevices.useLocalRank(world.localRank(), world.localRankVariable());
-        MpiDataParallel p = new MpiDataParallel(world, timeoutSeconds, hashEvery);
+        MpiDataParallel p = new MpiDataParallel(world, timeoutSeconds, hashEvery, gpu);
         return new DataParallel(world.rank(), world.size(), p, p);
     }
 
@@ -163,6 +214,19 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
 
     @Override
     public double sumGradientsAndLoss(Backend backend, Tensor gradients, double loss) {
+        if (backend.device() == Device.CUDA && !gpuDecided) {
+            nccl = openNccl(backend);
+            gpuDecided = true;
+        }
+        if (nccl != null) {
+            long t0 = System.nanoTime();
+            nccl.allReduceSum(gradients); // queued on the step's stream: the time is the enqueue's
+            reduceNanos += System.nanoTime() - t0;
+            reduceCalls++;
+            double[] l = {loss};
+            reduce(l);
+            return l[0];
+        }
         float[] g = hostCopy(backend, gradients);
         double[] buf = new double[g.length + 1];
         for (int i = 0; i < g.length; i++) buf[i] = g[i];
@@ -180,6 +244,43 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
             }
         }
         return buf[g.length];
+    }
+
+    /**
+     * NCCL's communicator when {@link #gpu} allows it and NCCL loads on every rank, else null
+     * (host-staged MPI); every rank takes the same decision, and rank 0 logs it in one line.
+     *
+     * @throws IllegalStateException when NCCL was required and does not load on some rank
+     */
+    private Nccl.Communicator openNccl(Backend backend) {
+        if (gpu.mode() == GpuAllReduce.Mode.MPI) {
+            logChoice("host-staged MPI (" + GpuAllReduce.ENV + "=mpi)");
+            return null;
+        }
+        String why;
+        try {
+            why = Nccl.load(gpu.ncclLibrary());
+        } catch (LinkageError | RuntimeException e) {
+            why = e.getMessage();
+        }
+        double[] failed = {why == null ? 0 : 1};
+        reduce(failed);
+        if (failed[0] > 0) {
+            String reason = why != null ? why : "it did not load on " + (long) failed[0] + " of " + world.size() + " ranks";
+            if (gpu.mode() == GpuAllReduce.Mode.NCCL)
+                throw new IllegalStateException(GpuAllReduce.ENV + "=nccl, but NCCL " + (why != null ? "did not load: " + why : reason));
+            logChoice("host-staged MPI (NCCL not used: " + reason + ")");
+            return null;
+        }
+        byte[] id = world.isLeader() ? Nccl.uniqueId() : new byte[Nccl.uniqueIdBytes()];
+        Mpi.broadcast(id, 0, timeout);
+        Nccl.Communicator c = Nccl.communicator(backend, world.size(), id, world.rank());
+        logChoice(Nccl.describe() + ", fp32 sum on the CUDA stream");
+        return c;
+    }
+
+    private void logChoice(String how) {
+        if (world.isLeader()) LOG.log(Level.INFO, "data-parallel gradient all-reduce: {0}", how);
     }
 
     /** The values of a tensor of {@code backend}'s device, on the host. */

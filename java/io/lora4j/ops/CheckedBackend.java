@@ -46,6 +46,9 @@ public final class CheckedBackend implements Backend {
 
     @Override public Device device() { return delegate.device(); }
 
+    /** The backend this one checks for (ops that need its device handles: {@link Nccl}). */
+    Backend unchecked() { return delegate; }
+
     @Override public String description() { return delegate.description(); }
 
     @Override

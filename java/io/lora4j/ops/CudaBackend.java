@@ -78,6 +78,12 @@ public final class CudaBackend extends NativeBackend {
 
     @Override public Device device() { return Device.CUDA; }
 
+    /** The stream every op of this backend is queued on (the data-parallel all-reduce joins it: {@link Nccl}). */
+    Pointer stream() { return stream; }
+
+    /** The device's ordinal among the visible ones. */
+    int ordinal() { return ordinal; }
+
     @Override public String description() {
         return (ordinal == 0 ? "cuda" : "cuda:" + ordinal) + (emulated ? " (emulated) (" : " (") + deviceInfo + ")";
     }

@@ -109,6 +109,61 @@ class DataParallelRunTest {
     }
 
     /**
+     * The NCCL path (native/nccl: libnccl.so.2 through dlopen) on the emulated CUDA build, with the
+     * emulated NCCL of native/nccl/emu_nccl.cpp: 2 ranks summing their gradients with ncclAllReduce
+     * on the step's stream train the adapter that host-staged MPI trains, bit for bit (two ranks:
+     * a + b is rounded once to fp32 on either path). A library that is no NCCL falls back to
+     * host-staged MPI in one line; one that is missing, with NCCL required, is a one-line error.
+     */
+    @Test
+    void cudaRanksSumThroughNcclWhereItLoadsAndFallBackOtherwise(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path emu = emulatedLibrary();
+        Path nccl = emu.getParent().resolve("emu-nccl").resolve("libnccl.so.2");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isRegularFile(nccl), "no emulated NCCL at " + nccl + " (mvn -B test builds it)");
+        String settings = "r: 4\nlora_alpha: 8\nlora_dropout: 0.1\nper_device_train_batch_size: 2\n"
+                + "learning_rate: 1e-2\nwarmup_steps: 0\nmax_seq_length: 32\nseed: 5\ndevice: cuda\n";
+        Path yaml = TinyRun.write(dir.resolve("assets"), settings + "max_steps: 3\n");
+        List<String> env = List.of("LORA4J_NATIVE=" + emu, "LORA4J_NUM_THREADS=1", "LORA4J_EMU_DEVICE=sm_90", "LORA4J_EMU_DEVICES=2");
+        String main = Main.class.getName();
+        Path viaMpi = dir.resolve("mpi"), viaNccl = dir.resolve("nccl");
+        MpiRun.Result m = MpiRun.run(2, concat(env, "LORA4J_ALLREDUCE=mpi", "LORA4J_NCCL=" + nccl), JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(),
+                "--out", viaMpi.toString(), "--hash-every", "1");
+        assertEquals(0, m.exit(), m.output());
+        assertTrue(m.output().contains("data-parallel gradient all-reduce: host-staged MPI (LORA4J_ALLREDUCE=mpi)"), m.output());
+        MpiRun.Result n = MpiRun.run(2, concat(env, "LORA4J_NCCL=" + nccl), JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(),
+                "--out", viaNccl.toString(), "--hash-every", "1");
+        assertEquals(0, n.exit(), n.output());
+        assertTrue(n.output().contains("data-parallel gradient all-reduce: NCCL 2.18.0 (" + nccl.toRealPath() + "), fp32 sum on the CUDA stream"),
+                n.output());
+        assertTrue(n.output().contains("backend: cuda:1 (emulated"), "rank 1 on device 1:\n" + n.output());
+        assertArrayEquals(adapter(viaMpi), adapter(viaNccl), "two ranks: NCCL's fp32 sum is the host-staged sum, bit for bit");
+
+        // not an NCCL library: one line, then the run goes on host-staged
+        Path broken = Files.write(Files.createDirectories(dir.resolve("broken")).resolve("libnccl.so.2"), new byte[] {'n', 'o', 't', ' ', 'E', 'L', 'F'});
+        Path one = TinyRun.write(dir.resolve("assets1"), settings + "max_steps: 1\n");
+        MpiRun.Result b = MpiRun.run(2, concat(env, "LORA4J_NCCL=" + broken), JOB_TIMEOUT_S, main, "train", "--config", one.toString(),
+                "--out", dir.resolve("fallback").toString());
+        assertEquals(0, b.exit(), b.output());
+        List<String> lines = b.output().lines().filter(l -> l.contains("all-reduce")).toList();
+        assertEquals(1, lines.size(), b.output());
+        assertTrue(lines.get(0).contains("data-parallel gradient all-reduce: host-staged MPI (NCCL not used: " + broken), b.output());
+
+        // NCCL required and missing: a one-line error and the job ends
+        Path missing = dir.resolve("nowhere").resolve("libnccl.so.2");
+        MpiRun.Result r = MpiRun.run(2, concat(env, "LORA4J_ALLREDUCE=nccl", "LORA4J_NCCL=" + missing), JOB_TIMEOUT_S, main, "train", "--config",
+                one.toString(), "--out", dir.resolve("required").toString());
+        assertNotEquals(0, r.exit(), r.output());
+        assertTrue(r.output().contains("lora4j train: LORA4J_ALLREDUCE=nccl, but NCCL did not load: " + missing), r.output());
+    }
+
+    private static List<String> concat(List<String> a, String... more) {
+        List<String> all = new java.util.ArrayList<>(a);
+        all.addAll(List.of(more));
+        return all;
+    }
+
+    /**
      * One emulated device and two ranks: rank 1's local rank has no GPU. It says so in one line and
      * ends the whole job through MPI_Abort, while rank 0 waits in a collective with a 120 s deadline.
      * mpirun is told not to end the job when a rank exits non-zero, as srun does by default: only the
