@@ -14,7 +14,6 @@ import io.lora4j.tokenizer.Tokenizers;
 import io.lora4j.tokenizer.TokenizerPath;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.Optional;
 import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Option;
 import org.apache.commons.cli.Options;
@@ -44,8 +43,8 @@ final class ModelArgs implements AutoCloseable {
                         .desc("llama2.c .bin or HF model directory (plain or bnb-4bit)").get())
                 .addOption(Option.builder().longOpt("tokenizer").hasArg().argName("PATH")
                         .desc("tokenizer.model, tokenizer.bin or tokenizer.json (default: the model's own, or tokenizer.model beside a .bin)").get())
-                .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda")
-                        .desc("compute device (default: cuda when a device is present, else cpu)").get())
+                .addOption(Option.builder().longOpt("device").hasArg().argName("cpu|cuda|cuda:N")
+                        .desc("compute device, cuda:N the N-th visible GPU (default: cuda when a device is present, else cpu)").get())
                 .addOption(Option.builder().longOpt("load-in-4bit").desc("quantize the projections to NF4 on load (QLoRA's base)").get())
                 .addOption(Option.builder().longOpt("bnb-4bit-compute-dtype").hasArg().argName("float32|bfloat16")
                         .desc("NF4 products in float32 (exact) or bfloat16 (bf16 operands, fp32 sums, as bitsandbytes; default: the checkpoint's quantization_config, else float32)").get())
@@ -55,10 +54,10 @@ final class ModelArgs implements AutoCloseable {
     }
 
     static ModelArgs open(CommandLine cl) throws IOException, UsageException {
-        Optional<Device> device = Optional.empty();
-        if (cl.hasOption("device")) {
+        String device = cl.getOptionValue("device");
+        if (device != null) {
             try {
-                device = Optional.of(Device.parse(cl.getOptionValue("device")));
+                Device.parse(device);
             } catch (IllegalArgumentException e) {
                 throw new UsageException("--device: " + e.getMessage());
             }

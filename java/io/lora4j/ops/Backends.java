@@ -39,6 +39,21 @@ public final class Backends {
     }
 
     /** The backend for a user's {@code --device} choice, or the automatic choice when empty. */
+    /**
+     * {@link #select(Optional)} of a device name: null (automatic), "cpu", "cuda", or "cuda:N" for
+     * the N-th visible CUDA device ({@link CudaDevices#useDevice}).
+     *
+     * @throws IllegalArgumentException when {@code spec} names no device
+     * @throws IllegalStateException    when the device is unavailable, or not the one a data-parallel rank trains on
+     */
+    public static synchronized Backend select(String spec) {
+        if (spec == null) return select(Optional.empty());
+        Device d = Device.parse(spec);
+        int ordinal = Device.ordinal(spec);
+        if (ordinal >= 0) CudaDevices.useDevice(ordinal, spec);
+        return select(Optional.of(d));
+    }
+
     public static synchronized Backend select(Optional<Device> requested) {
         if (requested.isPresent()) {
             Backend b = get(requested.get());

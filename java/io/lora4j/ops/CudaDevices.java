@@ -11,11 +11,17 @@ package io.lora4j.ops;
  * one device and one is visible, every local rank takes that device (ordinal 0). Otherwise a
  * local rank with no device of its own is an {@link IllegalStateException} naming the variable
  * and the count, raised when the backend opens (a CPU run of the same ranks never asks).
+ *
+ * <p>A single process may name its device instead ({@link #useDevice}, from {@code --device cuda:N}
+ * or {@code device: cuda:N}): ordinal N among the visible devices, as PyTorch's {@code cuda:N}, and
+ * an error when fewer are visible.
  */
 public final class CudaDevices {
     /** The ordinal asked for, and who asked ("OMPI_COMM_WORLD_LOCAL_RANK=1"); null: nobody, device 0. */
     private static int wanted;
     private static String source;
+    /** The request came from a device name ({@link #useDevice}), not from a launcher's local rank. */
+    private static boolean named;
     /** The ordinal the backend opened, or -1 before it opened, and the devices visible then. */
     private static int opened = -1, visibleAtOpen;
 
@@ -35,6 +41,28 @@ public final class CudaDevices {
                     + " must choose the device before it opens");
         wanted = localRank;
         source = asker;
+        named = false;
+    }
+
+    /**
+     * Asks for device {@code ordinal}, named {@code spec} ("cuda:1") by the user; checked against the
+     * device count when the backend opens.
+     *
+     * @throws IllegalStateException when a data-parallel rank already asked for its local rank's device
+     *                               (each rank takes its own: name the device "cuda"), or the
+     *                               backend already opened another device
+     */
+    public static synchronized void useDevice(int ordinal, String spec) {
+        if (ordinal < 0) throw new IllegalArgumentException(spec + " is not a device ordinal");
+        if (source != null && !named && wanted != ordinal)
+            throw new IllegalStateException("a data-parallel rank trains on its local rank's GPU (" + source + "), not on " + spec
+                    + ": name the device cuda");
+        if (opened >= 0 && opened != ordinal)
+            throw new IllegalStateException("the CUDA backend of this process already runs on cuda:" + opened + ", not " + spec);
+        if (source != null && !named) return; // the local rank's device is the one named
+        wanted = ordinal;
+        source = spec;
+        named = true;
     }
 
     /** The ordinal the backend opened, or -1 when no CUDA backend opened in this process. */
@@ -42,7 +70,8 @@ public final class CudaDevices {
 
     /** Called once by {@link CudaBackend} with the runtime's device count: the ordinal to open. */
     static synchronized int open(int visible) {
-        int d = resolve(wanted, source, visible, System.getenv("CUDA_VISIBLE_DEVICES"));
+        int d = named ? resolveNamed(wanted, visible, System.getenv("CUDA_VISIBLE_DEVICES"))
+                : resolve(wanted, source, visible, System.getenv("CUDA_VISIBLE_DEVICES"));
         opened = d;
         visibleAtOpen = visible;
         return d;
@@ -55,6 +84,14 @@ public final class CudaDevices {
      *
      * @throws IllegalStateException when the request names a device that is not visible
      */
+    /** The device for {@code cuda:wanted} among {@code visible} devices; an error naming the count when it is not one of them. */
+    static int resolveNamed(int wanted, int visible, String cudaVisibleDevices) {
+        if (wanted < visible) return wanted;
+        throw new IllegalStateException("no CUDA device " + wanted + ": " + visible + (visible == 1 ? " device is" : " devices are") + " visible"
+                + (cudaVisibleDevices != null ? " (CUDA_VISIBLE_DEVICES=" + cudaVisibleDevices + ")" : "") + ", cuda:0"
+                + (visible > 1 ? " to cuda:" + (visible - 1) : ""));
+    }
+
     static int resolve(int wanted, String source, int visible, String cudaVisibleDevices) {
         if (source == null || wanted < visible) return source == null ? 0 : wanted;
         boolean oneBound = cudaVisibleDevices != null && !cudaVisibleDevices.isBlank() && !cudaVisibleDevices.contains(",");

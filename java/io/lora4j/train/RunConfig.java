@@ -172,7 +172,13 @@ public record RunConfig(Path model, Path tokenizer, boolean loadIn4bit, Path dat
         String optim = (String) v.getOrDefault("optim", "adamw_torch");
         if (!OPTIMIZERS.contains(optim)) errors.add("optim must be one of " + String.join(", ", new java.util.TreeSet<>(OPTIMIZERS)) + ", got '" + optim + "'");
         String device = (String) v.get("device");
-        if (device != null && !device.equals("cpu") && !device.equals("cuda")) errors.add("device must be cpu or cuda, got '" + device + "'");
+        if (device != null && !device.equals("cpu") && !device.equals("cuda")) {
+            try {
+                if (io.lora4j.tensor.Device.ordinal(device) < 0) errors.add("device must be cpu, cuda or cuda:N, got '" + device + "'");
+            } catch (IllegalArgumentException e) {
+                errors.add(e.getMessage());
+            }
+        }
         double evalSplit = data != null ? data.evalSplit() : DataConfig.EVAL_SPLIT_AUTO;
         io.lora4j.tensor.DType weightDtype = null;
         String dtype = (String) v.get("dtype");

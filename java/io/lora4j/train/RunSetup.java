@@ -30,7 +30,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Optional;
 
 /**
  * The setup stage of a {@link TrainingRun} (torchtune's recipe {@code setup}): the output
@@ -118,7 +117,7 @@ final class RunSetup implements AutoCloseable {
         }
         Backend backend;
         try {
-            backend = Backends.select(cfg.device() == null ? Optional.empty() : Optional.of(Device.parse(cfg.device())));
+            backend = Backends.select(cfg.device());
         } catch (IllegalStateException e) {
             throw new IllegalArgumentException("device " + cfg.device() + ": " + e.getMessage());
         }

@@ -157,6 +157,29 @@ class DataParallelRunTest {
         assertTrue(r.output().contains("lora4j train: LORA4J_ALLREDUCE=nccl, but NCCL did not load: " + missing), r.output());
     }
 
+    /**
+     * {@code --device cuda:N} in a single process (started through mpirun -np 1 only for its class
+     * path and environment handling; a world of one rank is no data-parallel run): two emulated
+     * devices, cuda:1 trains there; cuda:2 is a one-line error naming the count.
+     */
+    @Test
+    void aSingleProcessTrainsOnTheNamedDevice(@TempDir Path dir) throws Exception {
+        MpiRun.mpirun();
+        Path emu = emulatedLibrary();
+        Path yaml = TinyRun.write(dir.resolve("assets"), "max_steps: 1\nmax_seq_length: 32\ndevice: cuda\n");
+        List<String> env = List.of("LORA4J_NATIVE=" + emu, "LORA4J_NUM_THREADS=1", "LORA4J_EMU_DEVICE=sm_90", "LORA4J_EMU_DEVICES=2");
+        String main = Main.class.getName();
+        MpiRun.Result ok = MpiRun.run(1, env, JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--out", dir.resolve("one").toString(), "--device",
+                "cuda:1");
+        assertEquals(0, ok.exit(), ok.output());
+        assertTrue(ok.output().contains("backend: cuda:1 (emulated"), ok.output());
+        assertTrue(Files.isRegularFile(dir.resolve("one").resolve("adapter_model.safetensors")));
+        MpiRun.Result bad = MpiRun.run(1, env, JOB_TIMEOUT_S, main, "train", "--config", yaml.toString(), "--out", dir.resolve("two").toString(),
+                "--device", "cuda:2");
+        assertNotEquals(0, bad.exit(), bad.output());
+        assertTrue(bad.output().contains("lora4j train: device cuda:2: no CUDA device 2: 2 devices are visible, cuda:0 to cuda:1"), bad.output());
+    }
+
     private static List<String> concat(List<String> a, String... more) {
         List<String> all = new java.util.ArrayList<>(a);
         all.addAll(List.of(more));

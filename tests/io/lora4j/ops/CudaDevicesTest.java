@@ -38,4 +38,24 @@ class CudaDevicesTest {
         // an empty CUDA_VISIBLE_DEVICES binds nothing
         assertThrows(IllegalStateException.class, () -> CudaDevices.resolve(1, "LOCAL_RANK=1", 1, ""));
     }
+
+    @Test
+    void aNamedDeviceIsTheNthVisibleOneOrAOneLineErrorNamingTheCount() {
+        assertEquals(1, CudaDevices.resolveNamed(1, 2, null));
+        assertEquals(0, CudaDevices.resolveNamed(0, 1, "3"));
+        String m = assertThrows(IllegalStateException.class, () -> CudaDevices.resolveNamed(2, 2, null)).getMessage();
+        assertEquals("no CUDA device 2: 2 devices are visible, cuda:0 to cuda:1", m);
+        m = assertThrows(IllegalStateException.class, () -> CudaDevices.resolveNamed(1, 1, "5")).getMessage();
+        assertEquals("no CUDA device 1: 1 device is visible (CUDA_VISIBLE_DEVICES=5), cuda:0", m);
+    }
+
+    @Test
+    void deviceNamesFollowPyTorch() {
+        assertEquals(io.lora4j.tensor.Device.CUDA, io.lora4j.tensor.Device.parse("cuda:3"));
+        assertEquals(3, io.lora4j.tensor.Device.ordinal("cuda:3"));
+        assertEquals(-1, io.lora4j.tensor.Device.ordinal("cuda"));
+        assertEquals(-1, io.lora4j.tensor.Device.ordinal("cpu"));
+        for (String bad : new String[] {"cuda:", "cuda:-1", "cuda:x", "cpu:0", "tpu"})
+            assertThrows(IllegalArgumentException.class, () -> io.lora4j.tensor.Device.parse(bad), bad);
+    }
 }
