@@ -5,7 +5,12 @@
 // headers at build time nor its library at link time.
 #include "lora4j/nccl.h"
 
+#include "lora4j/runtime.h"
+
 #include <dlfcn.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstring>
 #include <mutex>
@@ -35,6 +40,8 @@ struct entries {
     nccl_result (*comm_init_rank)(comm_t*, int, unique_id, int);
     nccl_result (*all_reduce)(const void*, void*, size_t, int, int, comm_t, void*);
     nccl_result (*comm_destroy)(comm_t);
+    nccl_result (*comm_get_async_error)(comm_t, nccl_result*);  // optional (NCCL >= 2.4)
+    nccl_result (*comm_abort)(comm_t);                          // optional (NCCL >= 2.4)
 };
 
 std::mutex g_lock;
@@ -91,6 +98,8 @@ int32_t lora4j_nccl_load(const char* path) {
         return 0;
     }
     n.get_last_error = reinterpret_cast<const char* (*)(comm_t)>(dlsym(lib, "ncclGetLastError"));
+    n.comm_get_async_error = reinterpret_cast<nccl_result (*)(comm_t, nccl_result*)>(dlsym(lib, "ncclCommGetAsyncError"));
+    n.comm_abort = reinterpret_cast<nccl_result (*)(comm_t)>(dlsym(lib, "ncclCommAbort"));
     int version = 0;
     if (n.get_version(&version) != kNcclSuccess || version <= 0) {
         g_error = std::string(path) + ": ncclGetVersion failed";
@@ -137,6 +146,29 @@ void* lora4j_nccl_comm_init_rank(int32_t nranks, const void* id, int32_t rank) {
 void lora4j_nccl_allreduce_sum_f32(const float* send, float* recv, int64_t n, void* comm, void* stream) {
     need_loaded("ncclAllReduce");
     check(g_nccl.all_reduce(send, recv, static_cast<size_t>(n), kNcclFloat32, kNcclSum, comm, stream), "ncclAllReduce (fp32 sum)", comm);
+}
+
+void lora4j_nccl_wait(void* comm, void* event, double timeout_s) {
+    need_loaded("wait");
+    auto start = std::chrono::steady_clock::now();
+    long spins = 0;
+    for (;;) {
+        if (lora4j_cuda_event_query(event)) return;
+        nccl_result async = kNcclSuccess;
+        if (g_nccl.comm_get_async_error && g_nccl.comm_get_async_error(comm, &async) == kNcclSuccess && async != kNcclSuccess) {
+            if (g_nccl.comm_abort) g_nccl.comm_abort(comm);
+            throw std::runtime_error(std::string("lora4j nccl: the all-reduce failed: ") + g_nccl.get_error_string(async) + " (ncclResult "
+                                     + std::to_string(async) + ", reported asynchronously; communicator aborted)");
+        }
+        double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (timeout_s > 0 && waited > timeout_s) {
+            if (g_nccl.comm_abort) g_nccl.comm_abort(comm);
+            throw std::runtime_error("lora4j nccl: the all-reduce did not complete within " + std::to_string((int) timeout_s)
+                                     + " s: another rank died, hangs, or is far behind (communicator aborted)");
+        }
+        // as the MPI shim's wait: microseconds for a fast collective, no CPU for a slow one
+        if (++spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 20000 ? 1000 : 50));
+    }
 }
 
 void lora4j_nccl_comm_destroy(void* comm) {

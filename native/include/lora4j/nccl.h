@@ -39,6 +39,12 @@ void* lora4j_nccl_comm_init_rank(int32_t nranks, const void* id, int32_t rank);
 // ncclAllReduce(send, recv, n, ncclFloat32, ncclSum, comm, stream): recv[n] = sum over ranks of
 // send[n] (device pointers; send == recv is in place), queued on `stream` after its earlier work.
 void lora4j_nccl_allreduce_sum_f32(const float* send, float* recv, int64_t n, void* comm, void* stream);
+// Waits until `event` (recorded on the all-reduce's stream after it, lora4j_cuda_event_record)
+// completes, at most timeout_s seconds, polling it and ncclCommGetAsyncError (where the library has
+// it). A deadline passed or an asynchronous NCCL error aborts the communicator (ncclCommAbort,
+// which frees the kernel waiting for a dead peer) and throws: a rank that died or hangs becomes an
+// error, never a silent hang.
+void lora4j_nccl_wait(void* comm, void* event, double timeout_s);
 // ncclCommDestroy.
 void lora4j_nccl_comm_destroy(void* comm);
 

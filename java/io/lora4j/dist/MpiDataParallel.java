@@ -49,7 +49,8 @@ import java.util.Map;
  * <p><b>On the CUDA backend</b> the gradient sum runs on the device through NCCL where
  * {@code libnccl.so.2} loads on every rank ({@link Nccl}; rank 0's ncclUniqueId reaches the others
  * over MPI): one ncclAllReduce (fp32 sum, in place) of the flat gradient buffer, queued on the
- * step's stream, so clipping and AdamW queued after it see the sum without a host round trip. The
+ * step's stream, so clipping and AdamW queued after it read the sum without copying it through the host;
+ * the host waits for it with the collective deadline ({@link Nccl.Communicator#allReduceSum}). The
  * loss and target count are host values and stay on MPI. For two ranks the fp32 sum is the
  * host-staged one bit for bit (a + b rounded once either way); for more, NCCL's summation order
  * differs by fp32 rounding. Where NCCL does not load on every rank the sums are staged through the
@@ -220,7 +221,7 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
         }
         if (nccl != null) {
             long t0 = System.nanoTime();
-            nccl.allReduceSum(gradients); // queued on the step's stream: the time is the enqueue's
+            nccl.allReduceSum(gradients); // queued on the step's stream, waited for with the collective deadline
             reduceNanos += System.nanoTime() - t0;
             reduceCalls++;
             double[] l = {loss};
@@ -274,7 +275,7 @@ public final class MpiDataParallel implements DataParallel.Shard, DataParallel.E
         }
         byte[] id = world.isLeader() ? Nccl.uniqueId() : new byte[Nccl.uniqueIdBytes()];
         Mpi.broadcast(id, 0, timeout);
-        Nccl.Communicator c = Nccl.communicator(backend, world.size(), id, world.rank());
+        Nccl.Communicator c = Nccl.communicator(backend, world.size(), id, world.rank(), timeout);
         logChoice(Nccl.describe() + ", fp32 sum on the CUDA stream");
         return c;
     }

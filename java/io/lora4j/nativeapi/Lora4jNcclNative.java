@@ -37,5 +37,7 @@ public final class Lora4jNcclNative {
     public static native void lora4j_nccl_allreduce_sum_f32(@Cast("const float*") FloatPointer send, FloatPointer recv, long n, Pointer comm,
             Pointer stream);
 
+    public static native void lora4j_nccl_wait(Pointer comm, Pointer event, double timeoutS);
+
     public static native void lora4j_nccl_comm_destroy(Pointer comm);
 }

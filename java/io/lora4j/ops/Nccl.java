@@ -69,7 +69,9 @@ public final class Nccl {
      * @throws IllegalArgumentException when {@code backend} is not a CUDA backend, or the id or ranks are malformed
      * @throws RuntimeException         when ncclCommInitRank fails (its message names the NCCL error)
      */
-    public static Communicator communicator(Backend backend, int nranks, byte[] id, int rank) {
+    public static Communicator communicator(Backend backend, int nranks, byte[] id, int rank, double timeoutSeconds) {
+        if (!(timeoutSeconds > 0) || Double.isInfinite(timeoutSeconds))
+            throw new IllegalArgumentException("collective timeout must be a positive number of seconds, got " + timeoutSeconds);
         CudaBackend cuda = cuda(backend);
         if (nranks < 1 || rank < 0 || rank >= nranks) throw new IllegalArgumentException("NCCL rank " + rank + " of " + nranks);
         if (id.length != lora4j_nccl_unique_id_bytes())
@@ -77,29 +79,43 @@ public final class Nccl {
         // NCCL binds the communicator to the calling thread's current device: the backend's
         io.lora4j.nativeapi.Lora4jNative.lora4j_cuda_set_device(cuda.ordinal());
         try (BytePointer p = new BytePointer(id)) {
-            return new Communicator(cuda, lora4j_nccl_comm_init_rank(nranks, p, rank));
+            return new Communicator(cuda, lora4j_nccl_comm_init_rank(nranks, p, rank), timeoutSeconds);
         }
     }
 
     /** An NCCL communicator bound to one CUDA backend; its collectives are queued on the backend's stream. */
     public static final class Communicator implements AutoCloseable {
         private final CudaBackend backend;
+        private final double timeout;
         private Pointer comm;
+        /** Recorded after each all-reduce: what {@link #allReduceSum} waits on with its deadline. */
+        private Pointer done;
 
-        private Communicator(CudaBackend backend, Pointer comm) {
+        private Communicator(CudaBackend backend, Pointer comm, double timeoutSeconds) {
             this.backend = backend;
             this.comm = comm;
+            this.timeout = timeoutSeconds;
+            this.done = io.lora4j.nativeapi.Lora4jNative.lora4j_cuda_event_create();
         }
 
         /**
          * Replaces {@code t} (fp32, on this communicator's device) by its element-wise sum over the
          * ranks, in place, queued on the backend's stream after the kernels that wrote it; the ops
-         * queued next see the sum.
+         * queued next see the sum. Returns once it completed (the step reads the gradient norm on
+         * the host next anyway), or throws after the communicator's deadline or an NCCL error,
+         * having aborted the communicator: a peer that died or hangs is an error, never a hang.
          */
         public void allReduceSum(Tensor t) {
             if (comm == null) throw new IllegalStateException("the NCCL communicator is closed");
             if (t.dtype() != DType.F32 || t.device() != Device.CUDA) throw new IllegalArgumentException("NCCL all-reduce of " + t + ": needs an F32 CUDA tensor");
             lora4j_nccl_allreduce_sum_f32(t.floatPointer(), t.floatPointer(), t.numel(), comm, backend.stream());
+            io.lora4j.nativeapi.Lora4jNative.lora4j_cuda_event_record(done, backend.stream());
+            try {
+                lora4j_nccl_wait(comm, done, timeout);
+            } catch (RuntimeException e) {
+                comm = null; // aborted by the wait: unusable
+                throw e;
+            }
         }
 
         /** ncclCommDestroy, after the backend's stream drained; a second call is a no-op. */
@@ -109,6 +125,7 @@ public final class Nccl {
             backend.synchronize();
             lora4j_nccl_comm_destroy(comm);
             comm = null;
+            io.lora4j.nativeapi.Lora4jNative.lora4j_cuda_event_destroy(done);
         }
     }
 
