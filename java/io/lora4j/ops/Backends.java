@@ -38,7 +38,6 @@ public final class Backends {
         return b;
     }
 
-    /** The backend for a user's {@code --device} choice, or the automatic choice when empty. */
     /**
      * {@link #select(Optional)} of a device name: null (automatic), "cpu", "cuda", or "cuda:N" for
      * the N-th visible CUDA device ({@link CudaDevices#useDevice}).
@@ -54,6 +53,7 @@ public final class Backends {
         return select(Optional.of(d));
     }
 
+    /** The backend for a user's {@code --device} choice, or the automatic choice when empty. */
     public static synchronized Backend select(Optional<Device> requested) {
         if (requested.isPresent()) {
             Backend b = get(requested.get());

@@ -77,13 +77,6 @@ public final class CudaDevices {
         return d;
     }
 
-    /**
-     * The device for a request of ordinal {@code wanted} by {@code source} (null: nobody asked,
-     * device 0) among {@code visible} devices, {@code cudaVisibleDevices} being the variable's
-     * value or null (see the class comment).
-     *
-     * @throws IllegalStateException when the request names a device that is not visible
-     */
     /** The device for {@code cuda:wanted} among {@code visible} devices; an error naming the count when it is not one of them. */
     static int resolveNamed(int wanted, int visible, String cudaVisibleDevices) {
         if (wanted < visible) return wanted;
@@ -92,6 +85,13 @@ public final class CudaDevices {
                 + (visible > 1 ? " to cuda:" + (visible - 1) : ""));
     }
 
+    /**
+     * The device for a request of ordinal {@code wanted} by {@code source} (null: nobody asked,
+     * device 0) among {@code visible} devices, {@code cudaVisibleDevices} being the variable's
+     * value or null (see the class comment).
+     *
+     * @throws IllegalStateException when the request names a device that is not visible
+     */
     static int resolve(int wanted, String source, int visible, String cudaVisibleDevices) {
         if (source == null || wanted < visible) return source == null ? 0 : wanted;
         boolean oneBound = cudaVisibleDevices != null && !cudaVisibleDevices.isBlank() && !cudaVisibleDevices.contains(",");

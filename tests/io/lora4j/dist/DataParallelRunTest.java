@@ -138,6 +138,7 @@ class DataParallelRunTest {
                 n.output());
         assertTrue(n.output().contains("backend: cuda:1 (emulated"), "rank 1 on device 1:\n" + n.output());
         assertArrayEquals(adapter(viaMpi), adapter(viaNccl), "two ranks: NCCL's fp32 sum is the host-staged sum, bit for bit");
+        n.output().lines().filter(l -> l.contains("all-reduce")).forEach(l -> System.out.println("emulated NCCL run: " + l));
 
         // not an NCCL library: one line, then the run goes on host-staged
         Path broken = Files.write(Files.createDirectories(dir.resolve("broken")).resolve("libnccl.so.2"), new byte[] {'n', 'o', 't', ' ', 'E', 'L', 'F'});
@@ -148,6 +149,7 @@ class DataParallelRunTest {
         List<String> lines = b.output().lines().filter(l -> l.contains("all-reduce")).toList();
         assertEquals(1, lines.size(), b.output());
         assertTrue(lines.get(0).contains("data-parallel gradient all-reduce: host-staged MPI (NCCL not used: " + broken), b.output());
+        System.out.println("broken NCCL run: " + lines.get(0));
 
         // NCCL required and missing: a one-line error and the job ends
         Path missing = dir.resolve("nowhere").resolve("libnccl.so.2");
