@@ -556,9 +556,14 @@ void gemv_rows(const float* x, int64_t in, const uint8_t* w, const float* absmax
 // nibble's bit 3 is shifted into the sign bit). Little-endian bytes, high nibble first: nibble
 // k of lane j is element 8j + (k ^ 1), so x is permuted to that order once per call. The sums of
 // a lane's 8 products are scaled by the lane's block absmax once per chunk (a per-lane vector
-// picked by a permute from the absmax values the chunk touches). AVX-512 decodes 4 rows per pass
-// (the x loads are shared and 4 weight streams are in flight: measured 1.3-1.5x one row on the
-// DRAM-resident shapes); AVX2 is bound by its lookups, one row at a time.
+// picked by a permute from the absmax values the chunk touches). AVX-512 decodes 4 rows per pass,
+// a quarter of the thread's slice apart (the x loads are shared and 4 sequential weight streams
+// are in flight: 0.54-0.76 of the read floor, against 0.23-0.45 for 4 adjacent rows, see
+// bench/results/2026-12-03-nf4-gemv.md); AVX2 is bound by its lookups (~0.3 of the floor on
+// this CPU whatever the row order: 1-4 rows per pass measured the same), one row at a time.
+// The sum order per row (two chains per chunk, then absmax) is what the T = 1 tests bound
+// against fp64 (Nf4Test, DecodeKernelsTest's forced ISA paths): decode is not required to
+// match the prefill's sgemm bit for bit, and no test asks it to.
 
 // Rows per pass of the AVX-512 T = 1 GEMV (8 measured slower: registers spill).
 constexpr int kGemv1Rows = 4;
