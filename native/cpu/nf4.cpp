@@ -558,9 +558,9 @@ void gemv_rows(const float* x, int64_t in, const uint8_t* w, const float* absmax
 // a lane's 8 products are scaled by the lane's block absmax once per chunk (a per-lane vector
 // picked by a permute from the absmax values the chunk touches). AVX-512 decodes 4 rows per pass,
 // a quarter of the thread's slice apart (the x loads are shared and 4 sequential weight streams
-// are in flight: 0.54-0.76 of the read floor, against 0.23-0.45 for 4 adjacent rows, see
-// bench/results/2026-12-03-nf4-gemv.md); AVX2 is bound by its lookups (~0.3 of the floor on
-// this CPU whatever the row order: 1-4 rows per pass measured the same), one row at a time.
+// are in flight: 0.46-0.78 of the read floor in alternating runs, against 0.27-0.46 for 4
+// adjacent rows, see bench/results/2026-12-03-nf4-gemv.md); AVX2 is bound by its lookups (~0.3
+// of the floor on this CPU: one row, or 2-4 rows spread, measured the same), one row at a time.
 // The sum order per row (two chains per chunk, then absmax) is what the T = 1 tests bound
 // against fp64 (Nf4Test, DecodeKernelsTest's forced ISA paths): decode is not required to
 // match the prefill's sgemm bit for bit, and no test asks it to.
@@ -593,8 +593,8 @@ enum class Chunks { kOneBlock, kTwoBlocks, kAnyBlocks };
 // R rows at once, AVX-512F: y[r] = Σ_chunks absmax_lanes ⊙ Σ_k NF4[nibble k] ⊙ xp_k for the rows
 // o, o + q, ..., o + (R-1)q. The rows share each x load; taking them q rows apart (a quarter of
 // a thread's slice) keeps R independent sequential weight streams in flight, which DRAM serves
-// better than R adjacent rows (one stream read in R interleaved pieces): 0.55-0.65 of the read
-// floor against 0.25-0.45 (see bench/results/2026-12-03-nf4-gemv.md). The layout is a template
+// better than R adjacent rows (one stream read in R interleaved pieces; the figures are in the
+// comment above). The layout is a template
 // argument so that the common case is a branch-free loop whose accumulators stay in registers.
 template <int R, Chunks kLayout>
 __attribute__((target("avx512f"))) inline void gemv1_rows_avx512(const float* xp, int64_t in,
