@@ -556,12 +556,15 @@ void gemv_rows(const float* x, int64_t in, const uint8_t* w, const float* absmax
 // nibble's bit 3 is shifted into the sign bit). Little-endian bytes, high nibble first: nibble
 // k of lane j is element 8j + (k ^ 1), so x is permuted to that order once per call. The sums of
 // a lane's 8 products are scaled by the lane's block absmax once per chunk (a per-lane vector
-// picked by a permute from the absmax values the chunk touches). AVX-512 decodes 4 rows per pass
-// (the x loads are shared and 4 weight streams are in flight: measured 1.3-1.5x one row on the
-// DRAM-resident shapes); AVX2 is bound by its lookups, one row at a time.
+// picked by a permute from the absmax values the chunk touches). AVX-512 decodes 4 rows per pass,
+// a quarter of the thread's slice apart (the x loads are shared and 4 sequential weight streams
+// are in flight: 0.46-0.78 of the read floor in alternating runs, against 0.27-0.46 for 4
+// adjacent rows, see bench/results/2026-12-03-nf4-gemv.md); AVX2 is bound by its lookups (~0.3
+// of the floor on this CPU: one row, or 2-4 rows spread, measured the same), one row at a time.
+// The sum order per row (two chains per chunk, then absmax) is what the T = 1 tests bound
+// against fp64 (Nf4Test, DecodeKernelsTest's forced ISA paths): decode is not required to
+// match the prefill's sgemm bit for bit, and no test asks it to.
 
-// Software prefetch distance of the weight stream (bytes ahead of the chunk being decoded).
-constexpr int64_t kPrefetchBytes = 1024;
 // Rows per pass of the AVX-512 T = 1 GEMV (8 measured slower: registers spill).
 constexpr int kGemv1Rows = 4;
 
@@ -578,39 +581,46 @@ void permute_to_lanes(const float* x, int64_t in, int L, float* xp) {
   }
 }
 
+// How a 128-element chunk of the AVX-512 kernel maps its 16 lanes to absmax blocks:
+// kOneBlock (in % 128 == 0, blocksize >= 128: one block per chunk), kTwoBlocks (in % 128 == 0,
+// blocksize 64, bitsandbytes' default: lanes 0-7 block b0, lanes 8-15 block b0 + 1) or kAnyBlocks
+// (anything else: up to 16 blocks from an arbitrary offset, the last chunk of a row partial).
+enum class Chunks { kOneBlock, kTwoBlocks, kAnyBlocks };
+
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// R rows at once, AVX-512F: y[o+r] = Σ_chunks absmax_lanes ⊙ Σ_k NF4[nibble k] ⊙ xp_k. The R
-// rows share each x load and are R independent weight streams in flight.
-template <int R>
+// R rows at once, AVX-512F: y[r] = Σ_chunks absmax_lanes ⊙ Σ_k NF4[nibble k] ⊙ xp_k for the rows
+// o, o + q, ..., o + (R-1)q. The rows share each x load; taking them q rows apart (a quarter of
+// a thread's slice) keeps R independent sequential weight streams in flight, which DRAM serves
+// better than R adjacent rows (one stream read in R interleaved pieces; the figures are in the
+// comment above). The layout is a template
+// argument so that the common case is a branch-free loop whose accumulators stay in registers.
+template <int R, Chunks kLayout>
 __attribute__((target("avx512f"))) inline void gemv1_rows_avx512(const float* xp, int64_t in,
                                                                   const uint8_t* w,
                                                                   const float* absmax, int sh,
-                                                                  int64_t o, float* y,
+                                                                  int64_t o, int64_t q, float* y,
                                                                   __m512 lut) {
+  static_assert(R >= 1 && R <= 4, "4 rows x (v, two FMA chains, acc) fill the 32 zmm registers");
   const int64_t bs = int64_t(1) << sh;
   const __m512i iota8 = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104,
                                           112, 120);
   const __m512i vsh = _mm512_set1_epi32(sh);
-  static_assert(R >= 1 && R <= 4, "4 rows x (v, two FMA chains, acc) fill the 32 zmm registers");
-  // in % 128 == 0: every chunk starts at a multiple of 128, so it covers 128/bs whole blocks
-  // from b0 (bs <= 128) or lies in one block (bs > 128): the same lane -> block map each time.
-  const bool aligned = in % 128 == 0;
-  const int nb_aligned = bs >= 128 ? 1 : int(128 >> sh);
-  const __mmask16 m_aligned = __mmask16((1u << nb_aligned) - 1u);
-  const __m512i sel_aligned = _mm512_srlv_epi32(iota8, vsh);
+  const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  int64_t row[R];  // first element of each row
   __m512 acc[R];
-  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  for (int r = 0; r < R; r++) {
+    row[r] = (o + r * q) * in;
+    acc[r] = _mm512_setzero_ps();
+  }
   for (int64_t i = 0; i < in; i += 128) {
-    const int lanes = int(std::min<int64_t>(16, (in - i) / 8));
-    const __mmask16 m = __mmask16((1u << lanes) - 1u);
+    const int lanes = kLayout == Chunks::kAnyBlocks ? int(std::min<int64_t>(16, (in - i) / 8)) : 16;
     __m512i v[R];
     __m512 d0[R], d1[R];  // two FMA chains per row
     for (int r = 0; r < R; r++) {
-      const uint8_t* p = w + (((o + r) * in + i) >> 1);
-      _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
-      v[r] = lanes == 16 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(m, p);
+      const uint8_t* p = w + ((row[r] + i) >> 1);
+      v[r] = lanes == 16 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(__mmask16((1u << lanes) - 1u), p);
     }
     const float* xc = xp + i;
     for (int k = 0; k < 8; k += 2) {
@@ -622,17 +632,20 @@ __attribute__((target("avx512f"))) inline void gemv1_rows_avx512(const float* xp
         d1[r] = k == 0 ? _mm512_mul_ps(f1, x1) : _mm512_fmadd_ps(f1, x1, d1[r]);
       }
     }
-    // Block of lane j of row r: (e + 8j) >> sh = b0 + ((off + 8j) >> sh), e = (o+r)·in + i,
-    // off = e mod bs; the chunk touches nb <= 16 blocks from b0 (masked load: never past the
-    // last one).
     for (int r = 0; r < R; r++) {
-      const int64_t e = (o + r) * in + i;
-      const int64_t b0 = e >> sh, off = e & (bs - 1);
       __m512 a;
-      if (aligned) {
-        a = nb_aligned == 1 ? _mm512_set1_ps(absmax[b0])
-                            : _mm512_permutexvar_ps(sel_aligned, _mm512_maskz_loadu_ps(m_aligned, absmax + b0));
+      if constexpr (kLayout == Chunks::kOneBlock) {
+        a = _mm512_set1_ps(absmax[(row[r] + i) >> sh]);
+      } else if constexpr (kLayout == Chunks::kTwoBlocks) {
+        const float* two_blocks = absmax + ((row[r] + i) >> 6);
+        const __m128 two = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(two_blocks)));
+        a = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two));
       } else {
+        // Block of lane j: (e + 8j) >> sh = b0 + ((off + 8j) >> sh), e = (o + rq)·in + i,
+        // off = e mod bs; the chunk touches nb <= 16 blocks from b0 (masked load: never past
+        // the last one).
+        const int64_t e = row[r] + i;
+        const int64_t b0 = e >> sh, off = e & (bs - 1);
         const int nb = int((off + 8 * (lanes - 1)) >> sh) + 1;
         a = nb == 1 ? _mm512_set1_ps(absmax[b0])
             : _mm512_permutexvar_ps(
@@ -642,20 +655,39 @@ __attribute__((target("avx512f"))) inline void gemv1_rows_avx512(const float* xp
       acc[r] = _mm512_fmadd_ps(_mm512_add_ps(d0[r], d1[r]), a, acc[r]);
     }
   }
-  for (int r = 0; r < R; r++) y[o + r] = _mm512_reduce_add_ps(acc[r]);
+  for (int r = 0; r < R; r++) y[o + r * q] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Rows [o0, o1) of one thread: kGemv1Rows streams, each walking a quarter of the slice in
+// order, then the rows left over one at a time.
+template <Chunks kLayout>
+__attribute__((target("avx512f"))) void gemv1_slice_avx512(const float* xp, int64_t in,
+                                                            const uint8_t* w, const float* absmax,
+                                                            int sh, int64_t o0, int64_t o1,
+                                                            float* y) {
+  const __m512 lut = _mm512_loadu_ps(kNf4);
+  const int64_t q = (o1 - o0) / kGemv1Rows;
+  for (int64_t o = o0; o < o0 + q; o++)
+    gemv1_rows_avx512<kGemv1Rows, kLayout>(xp, in, w, absmax, sh, o, q, y, lut);
+  for (int64_t o = o0 + kGemv1Rows * q; o < o1; o++)
+    gemv1_rows_avx512<1, kLayout>(xp, in, w, absmax, sh, o, 0, y, lut);
 }
 
 __attribute__((target("avx512f"))) void gemv1_block_avx512(const float* xp, int64_t in,
                                                             const uint8_t* w, const float* absmax,
                                                             int sh, int64_t o0, int64_t o1,
                                                             float* y) {
-  const __m512 lut = _mm512_loadu_ps(kNf4);
-  int64_t o = o0;
-  for (; o + kGemv1Rows <= o1; o += kGemv1Rows)
-    gemv1_rows_avx512<kGemv1Rows>(xp, in, w, absmax, sh, o, y, lut);
-  for (; o < o1; o++) gemv1_rows_avx512<1>(xp, in, w, absmax, sh, o, y, lut);
+  if (in % 128 != 0 || sh < 6)
+    gemv1_slice_avx512<Chunks::kAnyBlocks>(xp, in, w, absmax, sh, o0, o1, y);
+  else if (sh == 6)
+    gemv1_slice_avx512<Chunks::kTwoBlocks>(xp, in, w, absmax, sh, o0, o1, y);
+  else
+    gemv1_slice_avx512<Chunks::kOneBlock>(xp, in, w, absmax, sh, o0, o1, y);
 }
 #pragma GCC diagnostic pop
+
+// Software prefetch distance of the AVX2 kernel's weight stream (bytes ahead of the chunk).
+constexpr int64_t kPrefetchBytes = 1024;
 
 // NF4 value of nibble (v >> 4k) & 15 per lane, AVX2: vpermps on both 8-entry halves, bit 3 of
 // the nibble (moved to the sign bit by v << (28 - 4k)) picks the half.

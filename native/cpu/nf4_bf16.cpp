@@ -332,12 +332,14 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline __m512 prod_
   return _mm512_dpbf16_ps(a, (__m512bh)x, (__m512bh)v);
 }
 
-// R rows from o: y[o + r] = the lane tree of the chunk-by-chunk lane sums, PROD the product step;
-// stamped out once per target (a helper of another target could not be inlined).
+// R rows o, o + q, ..., o + (R-1)q: y[row] = the lane tree of the chunk-by-chunk lane sums, PROD
+// the product step; stamped out once per target (a helper of another target could not be inlined).
+// A thread's slice is read as R sequential streams, each a quarter of it (R rows q apart), which
+// DRAM serves better than R adjacent rows (nf4.cpp gemv1_rows_avx512; bench/results/2026-12-03-nf4-gemv.md).
 #define LORA4J_GEMV1(NAME, TARGET, PROD)                                                                  \
   template <int R>                                                                                       \
   __attribute__((target(TARGET))) inline void NAME##_rows(const uint16_t* xb, int64_t in, const uint8_t* w, \
-                                                          const float* absmax, int sh, int64_t o, float* y) { \
+                                                          const float* absmax, int sh, int64_t o, int64_t q, float* y) { \
     const __m512 table = _mm512_loadu_ps(nf4_table());                                                   \
     __m512 acc[R];                                                                                       \
     Lut512 lut[R];                                                                                       \
@@ -349,7 +351,7 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline __m512 prod_
     for (int64_t c = 0; c < in; c += kChunk) {                                                           \
       const __m512i xv = _mm512_loadu_si512(xb + c);                                                     \
       for (int r = 0; r < R; r++) {                                                                      \
-        const int64_t e = (o + r) * in + c, b = e >> sh;                                                 \
+        const int64_t e = (o + r * q) * in + c, b = e >> sh;                                             \
         if (b != cur[r]) {                                                                               \
           cur[r] = b;                                                                                    \
           lut[r] = lut512(absmax[b], table);                                                             \
@@ -357,13 +359,13 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline __m512 prod_
         acc[r] = PROD(acc[r], xv, deq32_512(w + (e >> 1), lut[r]));                                      \
       }                                                                                                  \
     }                                                                                                    \
-    for (int r = 0; r < R; r++) y[o + r] = reduce16(acc[r]);                                             \
+    for (int r = 0; r < R; r++) y[o + r * q] = reduce16(acc[r]);                                         \
   }                                                                                                      \
   __attribute__((target(TARGET))) void NAME(const uint16_t* xb, int64_t in, const uint8_t* w,              \
                                             const float* absmax, int sh, int64_t o0, int64_t o1, float* y) { \
-    int64_t o = o0;                                                                                      \
-    for (; o + 4 <= o1; o += 4) NAME##_rows<4>(xb, in, w, absmax, sh, o, y);                             \
-    for (; o < o1; o++) NAME##_rows<1>(xb, in, w, absmax, sh, o, y);                                     \
+    const int64_t q = (o1 - o0) / 4;                                                                     \
+    for (int64_t o = o0; o < o0 + q; o++) NAME##_rows<4>(xb, in, w, absmax, sh, o, q, y);                \
+    for (int64_t o = o0 + 4 * q; o < o1; o++) NAME##_rows<1>(xb, in, w, absmax, sh, o, 0, y);            \
   }
 
 LORA4J_GEMV1(gemv1_avx512, "avx512f", prod_emul)

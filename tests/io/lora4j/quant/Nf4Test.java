@@ -202,7 +202,10 @@ class Nf4Test {
             // T = 1 on the ISA-dispatched GEMV: a partial last chunk (40, 72, 200), 1-4 blocks per chunk
             // (bs 128, 64, 32), blocks larger than a row (2048), in % 8 != 0 (the general kernel)
             "1, 40, 11, 32", "1, 72, 5, 32", "1, 1024, 6, 128", "1, 2816, 5, 64", "1, 768, 13, 32", "1, 384, 8, 2048",
-            "1, 200, 5, 4096", "1, 100, 7, 64"})
+            "1, 200, 5, 4096", "1, 100, 7, 64",
+            // the AVX-512 kernel's 4 row streams a quarter of the rows apart (q = 4 and 2) with rows left over,
+            // for each chunk layout: 2 blocks per chunk (bs 64), 1 (bs 256, a block spanning 2 rows), any (bs 32)
+            "1, 1024, 19, 64", "1, 128, 10, 256", "1, 512, 9, 32"})
     void matmulForwardAndBackwardMatchFp64OfTheDequantizedWeight(int tokens, int in, int out, int blocksize) {
         Random r = new Random(tokens * 31L + in);
         float[] w = new float[in * out], x = new float[tokens * in], dy = new float[tokens * out];
