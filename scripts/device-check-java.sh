@@ -179,7 +179,7 @@ p = load("peft")
 if p:
     print(f"  shape: {p['layers']} layers, hidden {p['hidden']}, vocab {p['vocab']}, seq {p['seq']} x batch {p['batch']}"
           + (" (TINY: trying the script, not figures)" if p["tiny"] else ""))
-    print(f"  peft  bf16 LoRA  {p['tokens_per_second']:10.0f} tok/s  peak {p['peak_bytes'] / 1e9:6.2f} GB  ({p['peer']}; checkpointing {p['checkpointing']})")
+    print(f"  peft  bf16 LoRA  {p['tokens_per_second']:10.0f} tok/s  peak {p['peak_bytes'] / 1e9:7.3f} GB  ({p['peer']}; checkpointing {p['checkpointing']})")
 else:
     print("  peft: no result")
 for mode, goal in (("qlora", "goal >= 1.5x at <= 0.6x"), ("lora", "goal >= 1.2x")):
@@ -189,7 +189,7 @@ for mode, goal in (("qlora", "goal >= 1.5x at <= 0.6x"), ("lora", "goal >= 1.2x"
         continue
     ratio = f"{m['tokens_per_second'] / p['tokens_per_second']:.2f}x tokens/s" if p else "no peer"
     mem = f", {m['peak_bytes'] / p['peak_bytes']:.2f}x peak" if p and p["peak_bytes"] > 0 else ""
-    print(f"  lora4j {mode:5s}    {m['tokens_per_second']:10.0f} tok/s  peak {m['peak_bytes'] / 1e9:6.2f} GB  -> {ratio}{mem} ({goal}; "
+    print(f"  lora4j {mode:5s}    {m['tokens_per_second']:10.0f} tok/s  peak {m['peak_bytes'] / 1e9:7.3f} GB  -> {ratio}{mem} ({goal}; "
           f"{m['backend']}, {m['checkpointing']}, bf16 {m['bf16']}, loss {m['first_loss']:.3f} -> {m['last_loss']:.3f})")
 EOF
 }
