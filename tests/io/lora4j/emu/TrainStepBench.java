@@ -61,20 +61,15 @@ import org.bytedeco.javacpp.FloatPointer;
 public final class TrainStepBench {
     private TrainStepBench() {}
 
+    /** What --tiny changes in the config (scripts/reference/peft_train_step_peer.py's TINY: keep them equal). */
+    static final Map<String, Integer> TINY = Map.of("hidden_size", 64, "intermediate_size", 128, "num_attention_heads", 4,
+            "num_key_value_heads", 2, "head_dim", 16, "vocab_size", 256, "bos_token_id", 1, "eos_token_id", 2);
+
     /** The config with {@code layers} layers; {@code tiny} shrinks the widths (see the class comment). */
     static LlamaConfig config(Path file, int layers, boolean tiny) throws java.io.IOException {
         JsonObject o = JsonParser.parseString(Files.readString(file)).getAsJsonObject();
         o.addProperty("num_hidden_layers", layers);
-        if (tiny) {
-            o.addProperty("hidden_size", 64);
-            o.addProperty("intermediate_size", 128);
-            o.addProperty("num_attention_heads", 4);
-            o.addProperty("num_key_value_heads", 2);
-            o.addProperty("head_dim", 16);
-            o.addProperty("vocab_size", 256);
-            o.addProperty("bos_token_id", 1);
-            o.addProperty("eos_token_id", 2);
-        }
+        if (tiny) TINY.forEach(o::addProperty);
         return LlamaConfig.fromJson(o, file);
     }
 
