@@ -151,7 +151,9 @@ train_step() {
   local CP="${BENCH_CP:-$DJ/test-classes:$(ls "$DJ"/lib/*.jar 2>/dev/null | tr '\n' ':')}"
   : > "$OUT/train-step.log"
   for mode in qlora lora; do
-    LORA4J_NATIVE="$LIB" timeout 240 "$J" -Xmx8g -cp "$CP" io.lora4j.emu.TrainStepBench "$CFG" "$mode" "$L" "$S" "$B" "$N" "$DEV" \
+    # the host fp32 weights (7.7 GB for 4 layers) are JavaCPP memory, which is capped at -Xmx unless told otherwise
+    LORA4J_NATIVE="$LIB" timeout 240 "$J" -Xmx4g -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0 \
+      -cp "$CP" io.lora4j.emu.TrainStepBench "$CFG" "$mode" "$L" "$S" "$B" "$N" "$DEV" \
       unsloth $TINY > "$OUT/train-step-lora4j-$mode.json" 2>> "$OUT/train-step.log" || ok=1
   done
   local peer_args=(--config "$CFG" --layers "$L" --seq "$S" --batch "$B" --steps "$N")
