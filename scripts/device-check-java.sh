@@ -13,7 +13,9 @@
 # the CPU) on the real GPU, (2) `lora4j train --device cuda` and `--device cpu` for 8 steps of a tiny
 # llama2.c model (io.lora4j.train.TinyRun), (3) our seeded LoRA adapter for
 # tests/resources/model/synthetic-gqa-untied, loaded by PEFT onto the HF model of the same weights,
-# logits compared with ours on cpu and cuda (scripts/reference/peft_logits_check.py). A short table last.
+# logits compared with ours on cpu and cuda (scripts/reference/peft_logits_check.py), (4) issue 15's
+# training step of an 8B-shaped stack against PyTorch + PEFT (train_step below; alone:
+# `bash scripts/device-check-java.sh train-step`). A short table last.
 #
 # The jars run on the library that device-check.sh just built for sm_90 ($BUILD/liblora4j.so, given to
 # the JVM as LORA4J_NATIVE: it stands in for the CPU-only library inside the jar). OpenBLAS (the
@@ -25,7 +27,12 @@
 # LORA4J_DEVICE_LIB (default $LORA4J_DEVICE_BUILD/liblora4j.so; the emulated library works too, for
 # trying the script without a GPU), DEVICE_JAVA (default ./target/device-java), JUNIT_SELECT (default
 # "--select-package io.lora4j.emu": JUnit console selectors, e.g. one --select-class for a quick try),
-# PYTHON (default python3).
+# PYTHON (default python3), JAVA (default the carried jlink runtime); train-step: BENCH_LAYERS, BENCH_SEQ,
+# BENCH_BATCH, BENCH_STEPS, BENCH_DEVICE (default cuda), BENCH_CP (default the carried jars) and BENCH_TINY
+# (--tiny: tiny shapes, lora4j on BENCH_DEVICE and the peer on the CPU, for trying it without a GPU, e.g. after
+# `mvn -B -DskipTests -Dlora4j.emu.skip=false package`, on the emulated library:
+#   BENCH_TINY=--tiny BENCH_SEQ=64 JAVA=java PYTHON=/usr/bin/python3 LORA4J_DEVICE_LIB=target/native-emu/liblora4j.so \
+#     BENCH_CP="target/test-classes:target/classes:$(ls target/lib/*.jar | tr '\n' :)" bash scripts/device-check-java.sh train-step).
 set -u -o pipefail
 
 ROOT="$(pwd)"
@@ -102,6 +109,8 @@ run() {
     >> "$OUT/java-peft.log" 2>&1 || peft_ok=0
   [ $peft_ok = 1 ] || status=1
 
+  train_step || status=1
+
   {
     echo
     echo "== lora4j Java on the device ($LIB)"
@@ -118,13 +127,78 @@ run() {
     echo "-- PEFT loads our adapter (scripts/reference/peft_logits_check.py) --"
     sed -n '/^== PEFT/,$p' "$OUT/java-peft.log" | sed 's/^/  /'
     grep -h "^problem\|not importable" "$OUT/java-peft.log" | sed 's/^/  /'
+    train_step_table
     echo "java result: $([ $status -eq 0 ] && echo PASS || echo FAIL)  (logs: $OUT/java-*.log)"
   } | tee "$OUT/java-table.txt"
   return $status
 }
 
+# Issue 15's training-step benchmark: lora4j QLoRA and LoRA (tests/io/lora4j/emu/TrainStepBench.java) against
+# PyTorch + PEFT bf16 LoRA (scripts/reference/peft_train_step_peer.py), the same Llama-3.1-8B-shaped stack of
+# BENCH_LAYERS layers (default 4 of the 32, to fit the device budget; the full model's embedding and lm_head
+# are kept, so the head's share of a step is about 8x the full model's), seq BENCH_SEQ (2048) x BENCH_BATCH (2),
+# random weights made in each process (no checkpoint file), BENCH_STEPS (5) timed steps after 2 warm-up steps.
+# lora4j uses its default unsloth checkpointing, the peer HF's gradient checkpointing. One JSON line each in
+# $OUT/train-step-*.json. About 3 minutes on an H200 (most of it making 2.6e9 random weights on the host, twice,
+# and importing torch).
+train_step() {
+  local OUT="${OUT:-$ROOT/device-out}" BUILD="${LORA4J_DEVICE_BUILD:-$ROOT/build-device}"
+  local LIB="${LORA4J_DEVICE_LIB:-$BUILD/liblora4j.so}" J="${JAVA:-$DJ/jre/bin/java}" ok=0
+  local CFG="$ROOT/examples/configs/Llama-3.1-8B.json" L="${BENCH_LAYERS:-4}" S="${BENCH_SEQ:-2048}" B="${BENCH_BATCH:-2}"
+  local N="${BENCH_STEPS:-5}" DEV="${BENCH_DEVICE:-cuda}" TINY="${BENCH_TINY:-}"
+  mkdir -p "$OUT"
+  [ -x "$DJ/jre/bin/java" ] || [ ! -f "$DJ.tgz" ] || tar xzf "$DJ.tgz" -C "$(dirname "$DJ")"
+  local CP="${BENCH_CP:-$DJ/test-classes:$(ls "$DJ"/lib/*.jar 2>/dev/null | tr '\n' ':')}"
+  : > "$OUT/train-step.log"
+  for mode in qlora lora; do
+    # the host fp32 weights (7.7 GB for 4 layers) are JavaCPP memory, which is capped at -Xmx unless told otherwise
+    LORA4J_NATIVE="$LIB" timeout 240 "$J" -Xmx4g -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0 \
+      -cp "$CP" io.lora4j.emu.TrainStepBench "$CFG" "$mode" "$L" "$S" "$B" "$N" "$DEV" \
+      unsloth $TINY > "$OUT/train-step-lora4j-$mode.json" 2>> "$OUT/train-step.log" || ok=1
+  done
+  local peer_args=(--config "$CFG" --layers "$L" --seq "$S" --batch "$B" --steps "$N")
+  [ -n "$TINY" ] && peer_args+=(--tiny --cpu)  # tiny: trying the script; the peer on the CPU
+  timeout 240 "${PYTHON:-python3}" "$ROOT/scripts/reference/peft_train_step_peer.py" "${peer_args[@]}" \
+    > "$OUT/train-step-peft.json" 2>> "$OUT/train-step.log" || ok=1
+  [ $ok = 0 ] || tail -n 20 "$OUT/train-step.log" >&2
+  return $ok
+}
+
+# The table rows of the training-step benchmark (ratios to the peer measured in the same run).
+train_step_table() {
+  local OUT="${OUT:-$ROOT/device-out}"
+  echo "-- training step, Llama-3.1-8B-shaped stack, random weights (issue 15: QLoRA >= 1.5x tokens/s at <= 0.6x peak; LoRA >= 1.2x) --"
+  "${PYTHON:-python3}" - "$OUT" <<'EOF' || echo "  (no figures: see $OUT/train-step.log)"
+import json, sys
+out = sys.argv[1]
+def load(n):
+    try:
+        with open(f"{out}/train-step-{n}.json") as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+p = load("peft")
+if p:
+    print(f"  shape: {p['layers']} layers, hidden {p['hidden']}, vocab {p['vocab']}, seq {p['seq']} x batch {p['batch']}"
+          + (" (TINY: trying the script, not figures)" if p["tiny"] else ""))
+    print(f"  peft  bf16 LoRA  {p['tokens_per_second']:10.0f} tok/s  peak {p['peak_bytes'] / 1e9:7.3f} GB  ({p['peer']}; checkpointing {p['checkpointing']})")
+else:
+    print("  peft: no result")
+for mode, goal in (("qlora", "goal >= 1.5x at <= 0.6x"), ("lora", "goal >= 1.2x")):
+    m = load(f"lora4j-{mode}")
+    if not m:
+        print(f"  lora4j {mode}: no result")
+        continue
+    ratio = f"{m['tokens_per_second'] / p['tokens_per_second']:.2f}x tokens/s" if p else "no peer"
+    mem = f", {m['peak_bytes'] / p['peak_bytes']:.2f}x peak" if p and p["peak_bytes"] > 0 else ""
+    print(f"  lora4j {mode:5s}    {m['tokens_per_second']:10.0f} tok/s  peak {m['peak_bytes'] / 1e9:7.3f} GB  -> {ratio}{mem} ({goal}; "
+          f"{m['backend']}, {m['checkpointing']}, bf16 {m['bf16']}, loss {m['first_loss']:.3f} -> {m['last_loss']:.3f})")
+EOF
+}
+
 case "${1:-}" in
   prepare) prepare ;;
   run) run ;;
-  *) echo "usage: bash scripts/device-check-java.sh prepare|run" >&2; exit 2 ;;
+  train-step) train_step; train_step_table ;;
+  *) echo "usage: bash scripts/device-check-java.sh prepare|run|train-step" >&2; exit 2 ;;
 esac

@@ -6,8 +6,13 @@
 #
 # Builds the REAL liblora4j (nvcc) + lora4j_harness for sm_90 only, runs the CUDA-vs-CPU parity
 # harness and the kernel timings, measures PyTorch's (cuBLAS) bf16 matmul in the same run as the dense ceiling
-# when torch is importable, and prints a short table last. Exit status: non-zero when the build
-# or a parity check failed. Budget: ~5 minutes (the build is most of it).
+# when torch is importable, and prints a short table last; then the Java half (scripts/device-check-java.sh
+# run: the Java GPU tests, tiny training runs, the PEFT logits check and issue 15's 8B-shaped training
+# step against PyTorch + PEFT). Exit status: non-zero when the build or a parity check failed.
+# Budget (estimated, not yet measured on a GPU): build ~4 min, harness ~3, torch ceilings ~1, Java tests
+# and tiny runs ~3, training-step benchmark ~3: about 14 minutes, inside a 15-minute device lease only
+# just; with less time left run the parts alone (`bash scripts/device-check-java.sh train-step` after a
+# build of the library).
 set -u -o pipefail
 
 ROOT="$(pwd)"

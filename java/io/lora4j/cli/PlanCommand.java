@@ -48,9 +48,13 @@ public final class PlanCommand implements Command {
 
     @Override public String description() {
         return "M is a llama2.c .bin (its header is read), an HF model directory or a bare config.json: no weights are read.\n"
-                + "Prints the peak bytes per memory category of one optimizer step as lora4j allocates them (fp32 compute; the\n"
-                + "dense base is held in fp32, the NF4 base as packed nibbles + absmax), for LoRA and QLoRA side by side, then the\n"
-                + "largest batch (up to --effective-batch) and the longest sequence (up to max_position_embeddings) that fit --vram.\n"
+                + "Prints the peak bytes per memory category of one optimizer step as lora4j allocates them, for LoRA and QLoRA\n"
+                + "side by side, then the largest batch (up to --effective-batch) and the longest sequence (up to\n"
+                + "max_position_embeddings) that fit --vram. Storage follows --dtype (embedding, lm_head and the dense base in bf16\n"
+                + "on cuda, fp32 on cpu; the NF4 base as packed nibbles + 8-bit double-quantized absmax, with an fp32 absmax copy on\n"
+                + "cpu; norms fp32), activations follow --bf16 (on cuda the ones kept for the backward are bf16, each widened to\n"
+                + "fp32 while it is made or read; products, norms' statistics, softmax and the loss are fp32); LoRA A/B, their\n"
+                + "gradients and AdamW's moments are fp32.\n"
                 + "Not counted: the CUDA context, the allocator's fragmentation, the JVM heap. Sizes: 24GiB, 24GB (10^9), 800MiB, bytes.";
     }
 

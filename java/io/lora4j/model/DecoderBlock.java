@@ -32,12 +32,16 @@ import java.util.Map;
  * <p><b>Kept activations in bf16</b> (mixed precision, as PEFT/Unsloth with {@code bf16=True};
  * {@link #DecoderBlock(DeviceWeights, DType)} with BF16): the tensors the backward reads that are
  * largest are stored in bf16: the layer's input and output x, x' (the residual stream between layers:
- * what gradient checkpointing stashes or offloads), the inputs of the projections h1, h2 and
- * s = act(g)·u, and the MLP's gate and up g, u. Each is rounded once, where it is made ({@link Backend#roundBf16}), and the forward
- * goes on with the rounded value, so the backward, which reads g and u in bf16 (the gated
- * activations' bf16 kernels) and widens the others exactly ({@link Backend#widenBf16}) into a
- * transient fp32 tensor just before their use, freeing both copies right after, sees what the forward used, and a recomputed forward repeats the first bit for bit. The
- * products, norms' statistics, softmax, attention's log-sum-exp and the residual additions stay fp32.
+ * what gradient checkpointing stashes or offloads), the inputs of the projections h1, h2, the
+ * attention output a and s = act(g)·u, attention's roped q, k and v, the residual x_mid between
+ * attention and MLP, and the MLP's gate and up g, u. Each is rounded once, where it is made
+ * ({@link Backend#roundBf16}), and the forward goes on with the rounded value (attention reads the
+ * rounded q, k, v in fp32), so the backward, which reads g and u in bf16 (the gated activations'
+ * bf16 kernels) and widens the others exactly ({@link Backend#widenBf16}) into a transient fp32
+ * tensor just before their use, freeing both copies right after, sees what the forward used, and a
+ * recomputed forward repeats the first bit for bit. The products, norms' statistics, softmax,
+ * attention's log-sum-exp and the residual additions stay fp32; so do the pre-norm q and k of the
+ * families with per-head q/k norms and the pre-norm outputs of Gemma's sandwich norms.
  *
  * <p>Not thread-safe. Closing frees the block's scratch, not the weights.
  */
@@ -48,7 +52,7 @@ public final class DecoderBlock implements AutoCloseable {
     private final Architecture arch;
     private final float queryScale; // √head_dim / √query_pre_attn_scalar: 1 unless the family sets the scalar
     private final float softcap;    // attn_logit_softcapping, 0 = off
-    private final DType kept;       // F32, or BF16: x, x', h1, h2, g, u and s stored in bf16 (see the class comment)
+    private final DType kept;       // F32, or BF16: x, x', h1, q, k, v, a, x_mid, h2, g, u and s stored in bf16 (see the class comment)
     private Tensor ones;      // [n] of 1.0: the bias broadcast (y += 1·bᵀ)
 
     /** A block whose kept activations are fp32. */
@@ -57,7 +61,8 @@ public final class DecoderBlock implements AutoCloseable {
     }
 
     /**
-     * @param kept the dtype of the kept activations (layer inputs/outputs, h1, h2, s): F32, or BF16
+     * @param kept the dtype of the kept activations (layer inputs/outputs, h1, q, k, v, attention output,
+     *             x_mid, h2, g, u, s): F32, or BF16
      *             for mixed precision
      * @throws IllegalArgumentException for another dtype
      */
@@ -314,7 +319,8 @@ public final class DecoderBlock implements AutoCloseable {
         float eps = (float) config.rmsNormEps();
         Activations a = new Activations();
         // fp32 working copies of what is kept in bf16 (each is its kept tensor itself when kept is F32)
-        Tensor x = null, h1 = null, h2 = null, g = null, u = null, s = null, sum = null;
+        Tensor x = null, h1 = null, q = null, k = null, v = null, att = null, xMid = null, h2 = null, g = null, u = null,
+                s = null, sum = null;
         try {
             a.xIn = xIn;
             long t = xIn.dim(0);
@@ -343,16 +349,29 @@ public final class DecoderBlock implements AutoCloseable {
             backend.ropeFwd(a.q, a.q, pos, weights.invFreq(l), hq, hd);
             backend.ropeFwd(a.k, a.k, pos, weights.invFreq(l), hkv, hd);
             if (queryScale != 1f) a.q = scaled(a.q, queryScale, true);
-            Tensor att = attention.forward(l, a.q, a.k, a.v, a);
-            a.xMid = act(t, d);
+            q = a.q;
+            k = a.k;
+            v = a.v;
+            a.q = keep(q, MemoryCategory.ACTIVATIONS); // attention reads the rounded fp32 q, k, v
+            a.k = keep(k, MemoryCategory.ACTIVATIONS);
+            a.v = keep(v, MemoryCategory.ACTIVATIONS);
+            att = attention.forward(l, q, k, v, a);
+            q = released(q, a.q);
+            k = released(k, a.k);
+            v = released(v, a.v);
+            a.att = keep(att, MemoryCategory.ACTIVATIONS);
+            xMid = act(t, d);
             Tensor o = projector.project(l, Projection.O, att, a);
+            att = released(att, a.att);
             if (ly.attnOutNorm() != null) o = normed(a.o = o, ly.attnOutNorm(), a.rstdO = overwritten(t));
-            residual(x, o, a.xMid);
+            residual(x, o, xMid);
             release(x, xIn);
             x = null;
+            a.xMid = keep(xMid, MemoryCategory.ACTIVATIONS);
             h2 = overwritten(t, d);
             a.rstd2 = overwritten(t);
-            backend.rmsnormFwd(a.xMid, ly.postNorm(), eps, h2, a.rstd2);
+            backend.rmsnormFwd(xMid, ly.postNorm(), eps, h2, a.rstd2);
+            xMid = released(xMid, a.xMid);
             a.h2 = keep(h2, MemoryCategory.ACTIVATIONS);
             g = projector.project(l, Projection.GATE, h2, a);
             a.g = keep(g, MemoryCategory.ACTIVATIONS); // bf16: the activation kernels read the bf16 gate and up
@@ -372,7 +391,11 @@ public final class DecoderBlock implements AutoCloseable {
             sum = kept == DType.F32 ? a.xOut = backend.allocate(DType.F32, outCategory, t, d) : act(t, d);
             Tensor down = projector.project(l, Projection.DOWN, s, a);
             if (ly.mlpOutNorm() != null) down = normed(a.down = down, ly.mlpOutNorm(), a.rstdDown = overwritten(t));
-            residual(a.xMid, down, sum);
+            if (kept == DType.F32) residual(a.xMid, down, sum);
+            else try (Tensor branch = down) { // 0 + x_mid exactly: the widened bf16 x_mid, with no working copy
+                backend.widenBf16(a.xMid, sum);
+                backend.axpy(1f, branch, sum);
+            }
             release(s, a.s);
             s = null;
             if (kept != DType.F32) {
@@ -384,6 +407,11 @@ public final class DecoderBlock implements AutoCloseable {
         } catch (RuntimeException e) {
             release(x, xIn);
             release(h1, a.h1);
+            release(q, a.q);
+            release(k, a.k);
+            release(v, a.v);
+            release(att, a.att);
+            release(xMid, a.xMid);
             release(h2, a.h2);
             release(g, a.g);
             release(u, a.u);
@@ -419,7 +447,9 @@ public final class DecoderBlock implements AutoCloseable {
             projector.backward(l, Projection.GATE, dS, a.h2, a, dH, false);
             projector.backward(l, Projection.UP, dU, a.h2, a, dH, true);
             if (kept != DType.F32) a.h2 = closed(a.h2);
+            a.xMid = widened(a.xMid);
             backend.rmsnormBwd(dH, a.xMid, ly.postNorm(), a.rstd2, dH, null);
+            if (kept != DType.F32) a.xMid = closed(a.xMid);
             backend.axpy(1f, dH, dRes); // dRes = dL/dxMid
         }
         // overwritten first: by O's backward (accumulate false), attentionBwd, the output norm or Q's backward
@@ -430,8 +460,18 @@ public final class DecoderBlock implements AutoCloseable {
                 backend.rmsnormBwd(dRes, a.o, ly.attnOutNorm(), a.rstdO, dH, null);
                 dO = dH;
             }
+            a.att = widened(a.att);
             projector.backward(l, Projection.O, dO, a.att, a, dAtt, false);
+            a.q = widened(a.q);
+            a.k = widened(a.k);
+            a.v = widened(a.v);
             attention.backward(a, dAtt, dq, dk, dv);
+            if (kept != DType.F32) {
+                a.att = closed(a.att);
+                a.q = closed(a.q);
+                a.k = closed(a.k);
+                a.v = closed(a.v);
+            }
             try (Tensor dqScaled = queryScale != 1f ? scaled(dq, queryScale, false) : null) {
                 backend.ropeBwd(dqScaled != null ? dqScaled : dq, dq, pos, weights.invFreq(l), hq, hd);
             }
@@ -458,6 +498,12 @@ public final class DecoderBlock implements AutoCloseable {
         Tensor f = wide(keptTensor);
         if (f != keptTensor) keptTensor.close();
         return f;
+    }
+
+    /** {@link #release}s a working copy after its last use; returns null for its variable. */
+    private static Tensor released(Tensor working, Tensor of) {
+        release(working, of);
+        return null;
     }
 
     /** Closes an owned activation whose last use has passed; returns null for its field. */

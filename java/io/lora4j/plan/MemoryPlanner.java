@@ -41,10 +41,10 @@ import java.util.Set;
  * {@code T·(2d + 1)} floats (final norm output, dL/dx) and a logits buffer of
  * min(T, {@value LoraTrainingModel#CE_CHUNK_TOKENS}) × min(V, {@value #LOGITS_VOCAB_CHUNK}) floats.
  *
- * <p>With bf16 kept activations ({@link PlanSettings#keptBf16}, the CUDA default) h1, h2, g, u,
- * s = act(g)·u and the layer outputs (the stored or offloaded checkpoints) take 2 B per element, and
- * each has an fp32 working copy while it is made (forward) and, except g and u, whose activation
- * kernels read bf16, while it is read (backward), as
+ * <p>With bf16 kept activations ({@link PlanSettings#keptBf16}, the CUDA default) h1, the roped q, k
+ * and v, the attention output, x_mid, h2, g, u, s = act(g)·u and the layer outputs (the stored or
+ * offloaded checkpoints) take 2 B per element, and each has an fp32 working copy while it is made
+ * (forward) and, except g and u, whose activation kernels read bf16, while it is read (backward), as
  * {@link io.lora4j.model.DecoderBlock} allocates them; so does the layer input while the layer's
  * first half runs and the model output in the head.
  *
@@ -338,7 +338,7 @@ public final class MemoryPlanner {
         final boolean bf16;  // kept activations in bf16 (DecoderBlock's kept dtype)
         final long kb;       // bytes per kept element: 2 (bf16) or 4
         int h1Slot = -1, h2Slot = -1, sSlot = -1, gSlot = -1, uSlot = -1; // bf16: where the kept h1, h2, s, g, u are in forwardLayer's list
-        int qSlot = -1; // index of q's buffer in forwardLayer's list
+        int qSlotBf = -1, kSlotBf = -1, vSlotBf = -1, attSlot = -1, xMidSlot = -1; // bf16: the kept q, k, v, attention output, x_mid
         Buf workspace; // LoraTrainingModel.Ctx.workspace: [T, r], allocated by the first LoRA backward
         Buf ones;      // DecoderBlock's bias broadcast vector [T], alive as long as the model
 
@@ -407,10 +407,12 @@ public final class MemoryPlanner {
                 h1Slot = k.size();
                 k.add(kept(t * d));
             }
-            k.add(project(Projection.Q, k));
-            qSlot = k.size() - 1;
-            k.add(project(Projection.K, k));
-            k.add(project(Projection.V, k));
+            Buf qw = project(Projection.Q, k); // q as attention reads it: the projection, normed per head, scaled
+            k.add(qw);
+            Buf kw = project(Projection.K, k);
+            k.add(kw);
+            Buf vw = project(Projection.V, k);
+            k.add(vw);
             if (bf16) sim.free(h1);
             if (c.architecture().qkvBias() && ones == null) { // DecoderBlock.addBias: T ones, kept by the block
                 if (sim.cuda) sim.free(sim.host(MemoryCategory.WORKSPACE, t * F32));
@@ -418,30 +420,51 @@ public final class MemoryPlanner {
             }
             if (c.architecture().qkNorm()) { // DecoderBlock.headNorm: rstd per head, then the normed copy
                 k.add(act(t * heads));
-                k.add(qNormed = act(t * q));
+                k.add(qw = act(t * q));
                 k.add(act(t * c.numKeyValueHeads()));
-                k.add(act(t * kv));
+                k.add(kw = act(t * kv));
             }
             if (queryScale) { // DecoderBlock.scaled: the scaled q replaces the roped one
-                int qi = qIndex(k);
                 Buf scaled = act(t * q);
-                sim.free(k.get(qi));
-                k.set(qi, scaled);
+                sim.free(qw);
+                k.set(k.indexOf(qw), scaled);
+                qw = scaled;
             }
-            k.add(act(t * q));     // attention output
+            if (bf16) { // q, k and v rounded into their kept bf16 copies; attention reads the fp32 ones
+                k.set(qSlotBf = k.indexOf(qw), kept(t * q));
+                k.set(kSlotBf = k.indexOf(kw), kept(t * kv));
+                k.set(vSlotBf = k.indexOf(vw), kept(t * kv));
+            }
+            Buf att = act(t * q);  // attention output (with bf16: its fp32 working copy)
             k.add(act(t * heads)); // logsumexp [B, H, S]
-            k.add(act(t * d));     // x_mid
+            if (bf16) {
+                for (Buf b : new Buf[] {qw, kw, vw}) sim.free(b);
+                attSlot = k.size();
+                k.add(kept(t * q));
+            } else {
+                k.add(att);
+            }
+            Buf xMid = act(t * d); // x_mid (with bf16: its fp32 working copy)
+            if (!bf16) k.add(xMid);
             if (sandwich) { // o kept with its norm's rstd for the backward; the normed copy is added, then freed
                 k.add(project(Projection.O, k));
+                if (bf16) sim.free(att);
                 k.add(act(t));
                 sim.free(act(t * d));
             } else {
-                sim.free(project(Projection.O, k)); // o: added into x_mid, then freed
+                Buf o = project(Projection.O, k); // o: added into x_mid, then freed
+                if (bf16) sim.free(att);
+                sim.free(o);
             }
             sim.free(xw);
+            if (bf16) {
+                xMidSlot = k.size();
+                k.add(kept(t * d));
+            }
             Buf h2 = act(t * d); // h2 (with bf16: its fp32 working copy)
             if (!bf16) k.add(h2);
             k.add(act(t));     // rstd2
+            if (bf16) sim.free(xMid);
             if (bf16) {
                 h2Slot = k.size();
                 k.add(kept(t * d));
@@ -485,15 +508,6 @@ public final class MemoryPlanner {
             return k;
         }
 
-        /** Where q's buffer is: the normed copy when the family norms q per head, else the projection output. */
-        int qIndex(java.util.List<Buf> k) {
-            if (!c.architecture().qkNorm()) return qSlot;
-            for (int i = 0; i < k.size(); i++) if (k.get(i) == qNormed) return i;
-            throw new IllegalStateException("no normed q");
-        }
-
-        Buf qNormed;
-
         static Buf output(java.util.List<Buf> layer) {
             return layer.get(layer.size() - 1);
         }
@@ -529,11 +543,16 @@ public final class MemoryPlanner {
             projectBackward(Projection.GATE, false);
             projectBackward(Projection.UP, true);
             sim.free(h2w);
+            sim.free(widen(layer, xMidSlot, t * d)); // read by the post-attention norm's backward
             sim.free(dH);
             sim.free(dU);
             sim.free(dS);
             Buf dAtt = act(t * q), dq = act(t * q), dk = act(t * kv), dv = act(t * kv), dH2 = act(t * d);
+            Buf attw = widen(layer, attSlot, t * q);
             projectBackward(Projection.O, false);
+            // attention's backward reads q, k, v and its output, widened; all four go after it
+            Buf qw = widen(layer, qSlotBf, t * q), kw = widen(layer, kSlotBf, t * kv), vw = widen(layer, vSlotBf, t * kv);
+            for (Buf b : new Buf[] {attw, qw, kw, vw}) sim.free(b);
             if (queryScale) sim.free(act(t * q)); // the rescaled dq, read by the RoPE backward
             Buf h1w = widen(layer, h1Slot, t * d);
             projectBackward(Projection.Q, false);

@@ -84,7 +84,7 @@ public final class LoraTrainingModel implements AutoCloseable {
     /**
      * As {@link #LoraTrainingModel(Backend, LlamaWeights, LoraAdapter, DType)}, with mixed precision
      * chosen: {@code bf16} true keeps the activations the backward reads (layer inputs and outputs,
-     * the projections' inputs, the MLP's gate and up; see {@link DecoderBlock}) in bf16, as TRL's {@code bf16=True}; false
+     * the projections' inputs, attention's q, k and v, x_mid, the MLP's gate and up; see {@link DecoderBlock}) in bf16, as TRL's {@code bf16=True}; false
      * keeps them fp32; null is the device's default ({@link #defaultBf16}: on CUDA, not on the CPU).
      */
     public LoraTrainingModel(Backend backend, LlamaWeights weights, LoraAdapter adapter, DType weightDtype, Boolean bf16) {

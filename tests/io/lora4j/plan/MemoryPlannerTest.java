@@ -106,11 +106,11 @@ class MemoryPlannerTest {
                 e.peakTotalWithoutWeights() / (double) (1L << 30));
         assertEquals(207_093_760L, MemoryPlanner.loraParameterCount(c, 16, EnumSet.allOf(Projection.class)));
         // README.md "Memory planning" quotes these figures: keep them in step
-        assertEquals(41.22, e.peakTotal() / (double) (1L << 30), 0.005, "peak GiB (mixed precision, CUDA's default)");
+        assertEquals(41.12, e.peakTotal() / (double) (1L << 30), 0.005, "peak GiB (mixed precision, CUDA's default)");
         assertEquals(41.63, MemoryPlanner.estimate(c, s.withBf16(false)).peakTotal() / (double) (1L << 30), 0.005, "peak GiB with fp32 activations");
         assertEquals(36.81, e.peak(MemoryCategory.WEIGHTS) / (double) (1L << 30), 0.005, "base GiB");
-        assertEquals(46.21e9, MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.CHUNKED, 2)).peakTotal(), 0.005e9);
-        assertEquals(46.88e9, MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.TRUE, 0)).peakTotal(), 0.005e9);
+        assertEquals(45.99e9, MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.CHUNKED, 2)).peakTotal(), 0.005e9);
+        assertEquals(46.77e9, MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.TRUE, 0)).peakTotal(), 0.005e9);
         assertEquals(48.4e9, MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.CHUNKED, 2).withBf16(false)).peakTotal(), 0.05e9);
         assertEquals(49.9e9, MemoryPlanner.estimate(c, s.withCheckpointing(CheckpointMode.TRUE, 0).withBf16(false)).peakTotal(), 0.05e9);
     }
