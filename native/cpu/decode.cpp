@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace {
 
@@ -148,6 +149,47 @@ __attribute__((target("avx512f"))) inline __m512 load16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// fp32 rows at any 4-byte alignment (weights mapped from a file: a llama2.c checkpoint's arrays sit
+// 28 bytes past a cache line, safetensors' wherever the header ends), read as whole cache lines:
+// each 64-byte aligned chunk is loaded once, and the 16 weights of a step are the last 16 - a of
+// one chunk and the first a of the next (a = the row's offset in floats), joined by vpermt2ps.
+// Every lane holds the element it holds in load16's path, so the sums are the same bits. Two
+// 32-byte loads at an offset that is not a multiple of 16 bytes still split a cache line at every
+// other load: a decode step of the synthetic model (scripts/decode-bench.sh) read from its file
+// mapping took 0.73x the time of the same step on a 64-byte-aligned copy. The first chunk starts
+// before the row: its lanes before the row are masked off (a masked load reads nothing there); the
+// loop stops while the next chunk still ends inside the row, and load16 takes the rest.
+template <int R>
+__attribute__((target("avx512f"))) int64_t dots_avx512_lines(const float* const* w, const float* x,
+                                                             int64_t n, __m512 (&c)[R][4]) {
+  if (n < 80) return 0;
+  const float* line[R];  // each row's current aligned chunk
+  __m512 lo[R], idx[R];
+#pragma GCC unroll 4
+  for (int k = 0; k < R; k++) {
+    const int a = int((reinterpret_cast<uintptr_t>(w[k]) & 63) / 4);
+    line[k] = w[k] - a;
+    lo[k] = _mm512_maskz_load_ps(__mmask16(0xffffu << a), line[k]);
+    idx[k] = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_set1_epi32(a),
+                                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)));
+  }
+  int64_t i = 0;
+  for (; i + 80 <= n; i += 64) {  // the last chunk read, line + i + 64, ends by element i + 79 - a
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const __m512 xv = _mm512_loadu_ps(x + i + 16 * j);
+#pragma GCC unroll 4
+      for (int k = 0; k < R; k++) {
+        const __m512 hi = _mm512_load_ps(line[k] + i + 16 * j + 16);
+        const __m512 wv = _mm512_permutex2var_ps(lo[k], _mm512_castps_si512(idx[k]), hi);
+        c[k][j] = _mm512_fmadd_ps(wv, xv, c[k][j]);
+        lo[k] = hi;
+      }
+    }
+  }
+  return i;
+}
+
 template <typename W, int R>
 __attribute__((target("avx512f"))) void dots_avx512(const void* const* wv, const float* x, int64_t n,
                                                      float* out) {
@@ -159,6 +201,7 @@ __attribute__((target("avx512f"))) void dots_avx512(const void* const* wv, const
     c[k][0] = c[k][1] = c[k][2] = c[k][3] = _mm512_setzero_ps();
   }
   int64_t i = 0;
+  if constexpr (std::is_same_v<W, float>) i = dots_avx512_lines<R>(w, x, n, c);
   for (; i + 64 <= n; i += 64) {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {

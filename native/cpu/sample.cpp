@@ -338,6 +338,78 @@ int32_t pick(const float* p, int64_t* keys, int64_t m, double target, double u, 
   return int32_t(key_id(keys[m - keep]));
 }
 
+// ---- Flat distributions: the nucleus and the draw without sorting it -----------------------------
+// When most of the vocabulary is in the nucleus (a flat distribution), sorting it is most of a
+// sample's time. The tokens with p >= t = 2^lo are all multiples of 2^(lo - 23) (their exponents
+// are >= lo), and their total is at most their count m (p <= 1); while m <= 2^(30 + lo) every
+// partial sum of them is below 2^53 of those units, so exact in double, whatever the order. Then
+// the sorted order's running masses are exact sums of the tokens above a point, and both the
+// nucleus boundary and the drawn token are weighted selections: the mass per bucket of p's bits
+// (buckets in p order) says in which bucket the running mass crosses the target, and only that
+// bucket's tokens are sorted. Same result as pick() bit for bit (the sums it compares are the same
+// exact numbers).
+constexpr int kBucketBits = 12;
+constexpr int64_t kBuckets = int64_t(1) << kBucketBits;
+// Below this many candidates sorting them is as cheap as the passes over the vocabulary below.
+constexpr int64_t kBucketMin = 2048;
+
+// Buckets 1..kBuckets of the tokens with p >= t in p order: bucket(p) = 1 + ((bits(p) - bits(t)) >>
+// shift), capped at the top one (p <= 1, so the cap only guards the order); tokens below t fall in
+// bucket 0. Branch-free: on a flat distribution whether p >= t is a coin toss.
+struct Buckets {
+  uint32_t base;
+  int shift;
+
+  explicit Buckets(float t) : base(f32_bits(t)), shift(0) {
+    while (((f32_bits(1.0f) - base) >> shift) >= uint32_t(kBuckets)) shift++;
+  }
+  int64_t of(float v) const {
+    const int64_t b = ((int64_t(f32_bits(v)) - int64_t(base)) >> shift) + 1;
+    return std::max<int64_t>(0, std::min<int64_t>(kBuckets, b));
+  }
+};
+
+// Keys of the tokens in bucket b >= 1, sorted ascending (so read from the end: p descending, then
+// id ascending); returns how many.
+int64_t sorted_bucket(const float* p, int64_t n, const Buckets& h, int64_t b, int64_t* keys) {
+  const uint32_t lower = h.base + (uint32_t(b - 1) << h.shift);
+  const uint32_t width = b == kBuckets ? ~uint32_t(0) - lower : uint32_t(1) << h.shift;
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (f32_bits(p[i]) - lower < width) keys[m++] = key(p[i], i);
+  std::sort(keys, keys + m);
+  return m;
+}
+
+// The draw among the m tokens with p >= t = 2^lo as pick() makes it, or -1 when their mass stays
+// below target. Needs m <= 2^(30 + lo) (the sums exact).
+int32_t pick_by_buckets(const float* p, int64_t n, int lo, double target, double u, int64_t* keys) {
+  const Buckets h(std::ldexp(1.0f, lo));
+  double mass_of[kBuckets + 1] = {};
+  for (int64_t i = 0; i < n; i++) mass_of[h.of(p[i])] += double(p[i]);
+  // The bucket where the running mass (p descending) reaches the target.
+  double above = 0;  // mass of the buckets above b
+  int64_t b = kBuckets;
+  for (; b >= 1 && above + mass_of[b] < target; b--) above += mass_of[b];
+  if (b < 1) return -1;
+  const int64_t nb = b, mb = sorted_bucket(p, n, h, nb, keys);
+  double mass = above;
+  int64_t keep = 0;  // tokens of bucket nb in the nucleus
+  while (keep < mb && mass < target) mass += double(p[key_id(keys[mb - 1 - keep++])]);
+  const double point = u * mass;
+  // The first token whose running mass exceeds the point: in a bucket above nb, or in nb's kept part.
+  double acc = 0;
+  for (b = kBuckets; b > nb && acc + mass_of[b] <= point; b--) acc += mass_of[b];
+  const int64_t mk = b > nb ? sorted_bucket(p, n, h, b, keys) : keep;
+  const int64_t top = b > nb ? mk : mb;  // keys[top - 1] is the bucket's most probable token
+  for (int64_t j = 0; j < mk; j++) {
+    const int64_t id = key_id(keys[top - 1 - j]);
+    acc += double(p[id]);
+    if (point < acc) return int32_t(id);
+  }
+  return int32_t(key_id(keys[mb - keep]));  // rounding at the end of the nucleus: its last token
+}
+
 int32_t first_max(const float* l, int64_t n, float m) {
   for (int64_t i = 0; i < n; i++)
     if (l[i] == m) return int32_t(i);
@@ -383,14 +455,17 @@ int32_t lora4j_sample_token(const float* logits, int64_t n, float temperature, f
   int64_t count = 0;
   const double need = target * (1 + 1e-5);
   if (double(k.mass_at_least(p, n, std::ldexp(1.0f, lo), &count)) >= need) {
-    while (lo < hi) {  // invariant: 2^lo reaches the target
+    while (lo < hi) {  // invariant: 2^lo reaches the target, `count` tokens are at or above it
       const int mid = (lo + hi + 1) / 2;
       int64_t c = 0;
-      if (double(k.mass_at_least(p, n, std::ldexp(1.0f, mid), &c)) >= need) lo = mid;
+      if (double(k.mass_at_least(p, n, std::ldexp(1.0f, mid), &c)) >= need) lo = mid, count = c;
       else hi = mid - 1;
     }
-    const int64_t mc = gather(p, n, std::ldexp(1.0f, lo), keys);
-    const int32_t id = pick(p, keys, mc, target, u, false);
+    int32_t id = -1;
+    if (count >= kBucketMin && lo >= -30 && count <= (int64_t(1) << (30 + lo)))
+      id = pick_by_buckets(p, n, lo, target, u, keys);
+    else
+      id = pick(p, keys, gather(p, n, std::ldexp(1.0f, lo), keys), target, u, false);
     if (id >= 0) return id;
   }
   int64_t mc = 0;

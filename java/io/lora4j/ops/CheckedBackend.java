@@ -96,7 +96,9 @@ public final class CheckedBackend implements Backend {
         mine(t, "t");
         live(host, "host");
         if (host.device() != Device.CPU) throw new IllegalArgumentException("downloadInto needs a host tensor, got " + host);
-        typed(host, t.dtype(), t.numel(), "host");
+        // not typed(): that also asks for the backend's device, which a host tensor is not on CUDA
+        if (host.dtype() != t.dtype() || host.numel() < t.numel())
+            throw new IllegalArgumentException("host must be " + t.dtype() + " of at least " + t.numel() + " elements, got " + host);
         delegate.downloadInto(t, host);
     }
 

@@ -140,6 +140,34 @@ class SamplerTest {
         assertEquals(oracle(l, 1, 0.001f, new SplittableRandom(5)), got);
     }
 
+    /**
+     * Flat distributions, where most of the vocabulary is in the nucleus and the kernel finds the
+     * nucleus and the draw by bucketing p instead of sorting it: narrow and wide spreads, many exact
+     * ties (one bucket holding thousands of equal p), and a top token above a floor of ~2^-17 so
+     * large that the sums are not known exact and the kernel sorts instead. Every draw is the
+     * contract's.
+     */
+    @ParameterizedTest
+    @CsvSource({"0.05, 0.9, 0", "0.3, 0.95, 0", "1.0, 0.5, 0", "0.3, 0.9, 1", "0.3, 0.999, 1", "0, 0.9, 2"})
+    void flatDistributionsSampleAsTheContractSays(double spread, double topP, int shape) {
+        Random r = new Random(77);
+        float[] logits = new float[32_000];
+        Sampler s = new Sampler(0.8f, (float) topP, 11);
+        SplittableRandom ref = new SplittableRandom(11);
+        for (int step = 0; step < 40; step++) {
+            for (int i = 0; i < logits.length; i++) {
+                double g = r.nextGaussian() * spread;
+                logits[i] = switch (shape) {
+                    case 0 -> (float) g;
+                    case 1 -> Math.round(g * 4) / 4f; // a handful of distinct values
+                    default -> i == step ? 0f : -10f;  // p = 1, then 31999 tokens at e^-12.5
+                };
+            }
+            int got = s.sample(FloatBuffer.wrap(logits));
+            assertEquals(oracle(logits, 0.8f, (float) topP, ref), got, "step " + step + ", spread " + spread + ", shape " + shape);
+        }
+    }
+
     @Test
     void rejectsBadSettings() {
         assertThrows(IllegalArgumentException.class, () -> new Sampler(-1, 1, 0));

@@ -117,6 +117,44 @@ class DecodeKernelsTest {
         }
     }
 
+    /**
+     * fp32 weights at each of the 16 float offsets of a cache line (weights mapped from a file sit
+     * wherever the file puts them; the AVX-512 path then reads whole cache lines and shifts them
+     * into place): y is the same bits at every offset, for rows that share one offset (in a
+     * multiple of 16) and rows whose offsets differ, above and below the row length that path needs.
+     */
+    @ParameterizedTest
+    @CsvSource({"1024, 9", "1000, 13", "301, 7", "80, 5", "79, 5", "2816, 4"})
+    void fp32WeightsGiveTheSameBitsAtAnyAlignment(int in, int out) {
+        Random r = new Random(in * 31L + out);
+        long numel = (long) out * in;
+        try (Tensor x = rand(r, 1, in); Tensor w = rand(r, out, in); Tensor wu = rand(r, out, in);
+             Tensor gBuf = Tensor.allocate(DType.F32, MemoryCategory.WEIGHTS, numel + 16);
+             Tensor uBuf = Tensor.allocate(DType.F32, MemoryCategory.WEIGHTS, numel + 16);
+             Tensor y = Tensor.allocate(DType.F32, MemoryCategory.ACTIVATIONS, 1, out)) {
+            float[] wv = w.toFloats(), wuv = wu.toFloats(), mv0 = null, s0 = null;
+            for (int off = 0; off < 16; off++) {
+                gBuf.buffer().asFloatBuffer().position(off).put(wv);
+                uBuf.buffer().asFloatBuffer().position(15 - off).put(wuv);
+                try (Tensor g = gBuf.slice(off, out, in); Tensor u = uBuf.slice(15 - off, out, in)) {
+                    cpu.decodeMatvec(x, g, false, y);
+                    float[] mv = y.toFloats();
+                    cpu.decodeGateUp(x, g, u, y);
+                    float[] s = y.toFloats();
+                    if (off == 0) {
+                        mv0 = mv;
+                        s0 = s;
+                        continue;
+                    }
+                    for (int row = 0; row < out; row++) {
+                        assertEquals(Float.floatToRawIntBits(mv0[row]), Float.floatToRawIntBits(mv[row]), "matvec row " + row + " at offset " + off);
+                        assertEquals(Float.floatToRawIntBits(s0[row]), Float.floatToRawIntBits(s[row]), "gate/up row " + row + " at offset " + off);
+                    }
+                }
+            }
+        }
+    }
+
     /** Row {@code row} of a 2-D tensor as its own [1, cols] tensor (a copy). */
     static Tensor rowOf(Tensor m, int row) {
         int rowBytes = (int) (m.bytes() / m.dim(0));
