@@ -74,6 +74,22 @@ float exp_sub_sum(const float* x, float sub, float* out, int64_t n) {
   return sum;
 }
 
+// out[i] = exp(x[i] - sub) * scale for i < n, in one pass (the same fp32 values as exp_sub_sum's
+// outputs multiplied by scale afterwards); out may alias x.
+void exp_sub_scale(const float* x, float sub, float scale, float* out, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(sub), vk = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs)), vk));
+  if (i < n) {
+    alignas(32) float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t rest = n - i;
+    for (int64_t j = 0; j < rest; j++) tmp[j] = x[i + j] - sub;
+    _mm256_store_ps(tmp, exp256(_mm256_load_ps(tmp)));
+    for (int64_t j = 0; j < rest; j++) out[i + j] = tmp[j] * scale;
+  }
+}
+
 // out[i] = exp(s * x[i]) for i < n (s = +1 or -1 in practice); out may alias x.
 void exp_scaled(const float* x, float s, float* out, int64_t n) {
   const __m256 vs = _mm256_set1_ps(s);
