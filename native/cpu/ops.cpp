@@ -8,7 +8,8 @@
 // propagates.
 //
 // AVX-512F (native/cpu/isa.h's run-time choice, LORA4J_DECODE_ISA forces one): exp512 is exp256's
-// operations lane for lane, so every output has the same bits; exp_sub_sum adds the two 8-lane
+// operations lane for lane, so every output of exp_sub_sum, exp_sub_scale and exp_scaled has the
+// same bits on both paths (the elements past the last 8-multiple take the same tail code); exp_sub_sum adds the two 8-lane
 // halves of each 16 into the same 8 accumulators, in the order the AVX2 loop adds them, so its
 // sum has the same bits too.
 #include "isa.h"
@@ -110,6 +111,14 @@ __attribute__((target("avx512f"))) int64_t exp_sub_scale_avx512(const float* x, 
     _mm512_storeu_ps(out + i, _mm512_mul_ps(exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vs)), vk));
   return i;
 }
+
+// exp_scaled's loop over [0, i) in steps of 16: returns i.
+__attribute__((target("avx512f"))) int64_t exp_scaled_avx512(const float* x, float s, float* out, int64_t n) {
+  const __m512 vs = _mm512_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, exp512(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs)));
+  return i;
+}
 #pragma GCC diagnostic pop
 
 bool use_avx512() { return simd_isa() == Isa::kAvx512; }
@@ -163,7 +172,7 @@ void exp_sub_scale(const float* x, float sub, float scale, float* out, int64_t n
 // out[i] = exp(s * x[i]) for i < n (s = +1 or -1 in practice); out may alias x.
 void exp_scaled(const float* x, float s, float* out, int64_t n) {
   const __m256 vs = _mm256_set1_ps(s);
-  int64_t i = 0;
+  int64_t i = use_avx512() ? exp_scaled_avx512(x, s, out, n) : 0;
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(out + i, exp256(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs)));
   for (; i < n; i++) out[i] = std::exp(s * x[i]);

@@ -13,9 +13,10 @@ import org.junit.jupiter.api.Test;
  * The training head's cross-entropy gives the same bits on every ISA path: ops.cpp's exp512 is
  * exp256's operations lane for lane and exp_sub_sum adds each 16 outputs into the AVX2 loop's 8
  * accumulators in the AVX2 order, so the sum of exp, the log-sum-exp, the loss and dz = scale·(softmax − onehot)
- * of each forced path (the scalar one runs the AVX2 baseline here) must equal the AVX2 path's.
+ * of each forced path (the scalar one runs the AVX2 baseline here) must equal the AVX2 path's;
+ * so must SwiGLU's outputs (ops.cpp exp_scaled, the same exp512).
  */
-class CrossEntropyIsaTest {
+class ExpKernelsIsaTest {
     @Test
     void everyPathGivesTheSameBits() throws Exception {
         List<String> base = null;
@@ -24,7 +25,7 @@ class CrossEntropyIsaTest {
             if (base == null) base = got;
             else assertEquals(base, got, "LORA4J_DECODE_ISA=" + isa + " against scalar");
         }
-        assertEquals(5 * 4, base.size());
+        assertEquals(5 * 4 + 3, base.size());
     }
 
     /** Child JVM: the path's name, then per width the hashes of the exp sums' (whose last bits the log-sum-exp
@@ -56,6 +57,18 @@ class CrossEntropyIsaTest {
                     cpu.crossEntropyChunkGrad(lg, lab, 0, lse, 1f / 3);
                     sb.append(hash(rs.toFloats())).append('\n').append(hash(lse.toFloats())).append('\n').append(hash(loss.toFloats())).append('\n')
                             .append(hash(lg.toFloats())).append('\n');
+                }
+            }
+            // SwiGLU (ops.cpp exp_scaled): its fp32 outputs, lengths around the lanes and the 512-element chunks.
+            for (int len : new int[] {15, 1000, 4099}) {
+                float[] g = new float[len], u = new float[len];
+                for (int i = 0; i < len; i++) {
+                    g[i] = (float) (r.nextGaussian() * 6);
+                    u[i] = (float) r.nextGaussian();
+                }
+                try (Tensor gt = Tensor.ofFloats(g, len); Tensor ut = Tensor.ofFloats(u, len); Tensor h = f32(cpu, len)) {
+                    cpu.swigluFwd(gt, ut, h);
+                    sb.append(hash(h.toFloats())).append('\n');
                 }
             }
             System.out.println(CpuBackend.decodeIsa());
