@@ -30,6 +30,8 @@ namespace lora4j {
 namespace cpu {
 // native/cpu/ops.cpp: out[i] = exp(x[i] - sub), returns the sum; out may alias x.
 float exp_sub_sum(const float* x, float sub, float* out, int64_t n);
+// native/cpu/ops.cpp: out[i] = exp(x[i] - sub) * scale in one pass; out may alias x.
+void exp_sub_scale(const float* x, float sub, float scale, float* out, int64_t n);
 }  // namespace cpu
 }  // namespace lora4j
 
@@ -59,9 +61,7 @@ void check_label(int32_t y, int64_t V, int64_t t) {
 float row_loss_grad(float* z, int64_t V, int32_t y, float scale) {
   const float lse = row_lse(z, V);
   const float loss = lse - z[y];
-  lora4j::cpu::exp_sub_sum(z, lse, z, V);
-#pragma omp simd
-  for (int64_t v = 0; v < V; v++) z[v] *= scale;
+  lora4j::cpu::exp_sub_scale(z, lse, scale, z, V);
   z[y] -= scale;
   return loss;
 }
@@ -104,9 +104,7 @@ void lora4j_ce_bwd(const float* logits, const int32_t* labels, int64_t T, int64_
       }
       const float* z = logits + t * V;
       const float lse = row_lse(z, V);
-      lora4j::cpu::exp_sub_sum(z, lse, dz, V);
-#pragma omp simd
-      for (int64_t v = 0; v < V; v++) dz[v] *= scale;
+      lora4j::cpu::exp_sub_scale(z, lse, scale, dz, V);
       dz[y] -= scale;
     }
   });
@@ -213,9 +211,7 @@ void lora4j_ce_chunk_grad(float* logits, const int32_t* labels, int64_t n, int64
         std::memset(z, 0, sizeof(float) * vc);
         continue;
       }
-      lora4j::cpu::exp_sub_sum(z, lse[t], z, vc);
-#pragma omp simd
-      for (int64_t v = 0; v < vc; v++) z[v] *= scale;
+      lora4j::cpu::exp_sub_scale(z, lse[t], scale, z, vc);
       if (y >= v0 && y < v0 + vc) z[y - v0] -= scale;
     }
   });

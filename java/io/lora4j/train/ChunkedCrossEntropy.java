@@ -14,8 +14,10 @@ import org.bytedeco.javacpp.FloatPointer;
  * {@code vocabSlice}, over the vocabulary too. The training head of {@link LoraTrainingModel} and
  * the cross-entropy benchmark run this same code.
  *
- * <p>Token chunks only (V <= vocabSlice), per chunk hc [n, d]: z = hc·Wᵀ [n, V]; loss and
- * dz = lossScale·(softmax(z) − onehot(y)) in place (ops.h lora4j_ce_fwd/bwd); dh = dz·W.
+ * <p>Token chunks only (V <= vocabSlice), per chunk hc [n, d]: z = hc·Wᵀ [n, V]; the forward
+ * keeps each row's log-sum-exp (fp32, in the per-row statistics below) and the backward reuses it:
+ * loss = lse − z_y, then dz = lossScale·(exp(z − lse) − onehot(y)) in place in one pass over z
+ * (ops.h lora4j_ce_chunk_* with the whole vocabulary as one slice); dh = dz·W.
  *
  * <p>Vocabulary slices W[v0, v1) of at most vocabSlice rows (ops.h lora4j_ce_chunk_*):
  * <pre>
@@ -171,22 +173,24 @@ public final class ChunkedCrossEntropy {
     private static void head(Backend backend, Tensor hc, Tensor lmHead, Tensor lab, Tensor lo, long m, long d, long vocab,
             long vc, float lossScale, float softcap, Tensor dhc, Tensor logits, Tensor cappedBuf, Tensor rowMax, Tensor rowSum,
             Tensor zy, Tensor lse, Tensor sum) {
-        if (vc == vocab) {
-            try (Tensor lg = logits.slice(0, m, vocab); Tensor y = softcap > 0 ? cappedBuf.slice(0, m, vocab) : null) {
-                backend.sgemm(false, true, m, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
-                Tensor capped = y == null ? lg : y;
-                if (y != null) backend.softcapFwd(lg, softcap, y);
-                backend.crossEntropyFwd(capped, lab, lo, sum);
-                if (dhc != null) {
-                    backend.crossEntropyBwd(capped, lab, lossScale, capped);
-                    if (y != null) backend.softcapBwd(y, lg, softcap, lg);
-                    backend.sgemm(false, false, m, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dhc, d);
-                }
-            }
-            return;
-        }
         try (Tensor rm = rowMax.slice(0, m); Tensor rs = rowSum.slice(0, m); Tensor ty = zy.slice(0, m);
              Tensor ls = lse.slice(0, m)) {
+            if (vc == vocab) {
+                // One slice: the log-sum-exp of the forward (finalize) serves the backward, no second pass over z for it.
+                try (Tensor lg = logits.slice(0, m, vocab); Tensor y = softcap > 0 ? cappedBuf.slice(0, m, vocab) : null) {
+                    backend.sgemm(false, true, m, vocab, d, 1f, hc, d, lmHead, d, 0f, lg, vocab);
+                    Tensor capped = y == null ? lg : y;
+                    if (y != null) backend.softcapFwd(lg, softcap, y);
+                    backend.crossEntropyChunkStats(capped, lab, 0, true, rm, rs, ty);
+                    backend.crossEntropyChunkFinalize(lab, rm, rs, ty, ls, lo, sum);
+                    if (dhc != null) {
+                        backend.crossEntropyChunkGrad(capped, lab, 0, ls, lossScale);
+                        if (y != null) backend.softcapBwd(y, lg, softcap, lg);
+                        backend.sgemm(false, false, m, d, vocab, 1f, lg, vocab, lmHead, d, 0f, dhc, d);
+                    }
+                }
+                return;
+            }
             for (long v0 = 0; v0 < vocab; v0 += vc) {
                 long w = Math.min(vc, vocab - v0);
                 try (Tensor lg = logits.slice(0, m, w); Tensor wv = lmHead.slice(v0 * d, w, d)) {
