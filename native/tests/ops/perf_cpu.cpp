@@ -13,8 +13,35 @@
 using namespace h;
 
 namespace {
+// Causal attention forward and backward at one shape, in GFLOP/s of useful (causal) work and as
+// a fraction of the sgemm rate `ceiling` (GFLOP/s); the path is simd_isa's (LORA4J_DECODE_ISA).
+void attention_perf(Rng& rng, int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                    double ceiling) {
+  const size_t nq = B * S * Hq * D, nk = B * S * Hkv * D;
+  std::vector<float> q = rand_vec(rng, nq, 1), k = rand_vec(rng, nk, 1), v = rand_vec(rng, nk, 1),
+                     o(nq), lse(B * Hq * S), dout = rand_vec(rng, nq, 1), dq(nq), dk(nk), dv(nk);
+  // useful (causal) FLOPs: fwd 2 products of S(S+1)/2 x D per query head, bwd 5 of them
+  const double pairs = B * Hq * (S * (S + 1) / 2.0);
+  const double f_fwd = 2 * 2 * pairs * D, f_bwd = 5 * 2 * pairs * D;
+  const double tf = time_best(5, [&] {
+    lora4j_attention_fwd(q.data(), k.data(), v.data(), nullptr, B, S, Hq, Hkv, D, 0.0f, o.data(),
+                         lse.data());
+  });
+  const double tb = time_best(5, [&] {
+    lora4j_attention_bwd(q.data(), k.data(), v.data(), o.data(), dout.data(), lse.data(), nullptr,
+                         B, S, Hq, Hkv, D, 0.0f, dq.data(), dk.data(), dv.data());
+  });
+  const std::string shape = fmt("attention B%lld S%lld Hq%lld Hkv%lld D%lld", (long long)B,
+                                (long long)S, (long long)Hq, (long long)Hkv, (long long)D);
+  const double rf = f_fwd / tf * 1e-9, rb = f_bwd / tb * 1e-9, rt = (f_fwd + f_bwd) / (tf + tb) * 1e-9;
+  std::printf("%-38s fwd %8.2f ms  %7.1f GFLOP/s  %.2f of sgemm\n", shape.c_str(), tf * 1e3, rf, rf / ceiling);
+  std::printf("%-38s bwd %8.2f ms  %7.1f GFLOP/s  %.2f of sgemm\n", shape.c_str(), tb * 1e3, rb, rb / ceiling);
+  std::printf("%-38s all %8.2f ms  %7.1f GFLOP/s  %.2f of sgemm\n", shape.c_str(), (tf + tb) * 1e3, rt, rt / ceiling);
+}
+
 void ops_cpu_perf() {
   Rng rng(99);
+  double ceiling = 0;  // GFLOP/s
   // Ceiling: sgemm 1024^3 in this process.
   {
     const int64_t n = 1024;
@@ -22,33 +49,15 @@ void ops_cpu_perf() {
     const double t = time_best(3, [&] {
       lora4j_sgemm(0, 1, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
     });
+    ceiling = 2.0 * n * n * n / t * 1e-9;
     std::printf("ceiling  sgemm 1024^3 (NT)                 %8.2f ms  %7.1f GFLOP/s\n", t * 1e3,
-                2.0 * n * n * n / t * 1e-9);
+                ceiling);
   }
-  // Attention B=4 S=256 H=8 D=64 (MHA), causal.
-  {
-    const int64_t B = 4, S = 256, H = 8, D = 64;
-    const size_t n = B * S * H * D;
-    std::vector<float> q = rand_vec(rng, n, 1), k = rand_vec(rng, n, 1), v = rand_vec(rng, n, 1),
-                       o(n), lse(B * H * S), dout = rand_vec(rng, n, 1), dq(n), dk(n), dv(n);
-    // useful (causal) FLOPs: fwd 2 products of S(S+1)/2 x D per head, bwd 5 of them
-    const double pairs = B * H * (S * (S + 1) / 2.0);
-    const double f_fwd = 2 * 2 * pairs * D, f_bwd = 5 * 2 * pairs * D;
-    const double tf = time_best(5, [&] {
-      lora4j_attention_fwd(q.data(), k.data(), v.data(), nullptr, B, S, H, H, D, 0.0f, o.data(),
-                           lse.data());
-    });
-    const double tb = time_best(5, [&] {
-      lora4j_attention_bwd(q.data(), k.data(), v.data(), o.data(), dout.data(), lse.data(),
-                           nullptr, B, S, H, H, D, 0.0f, dq.data(), dk.data(), dv.data());
-    });
-    std::printf("attention B4 S256 H8 D64 fwd               %8.2f ms  %7.1f GFLOP/s\n", tf * 1e3,
-                f_fwd / tf * 1e-9);
-    std::printf("attention B4 S256 H8 D64 bwd               %8.2f ms  %7.1f GFLOP/s\n", tb * 1e3,
-                f_bwd / tb * 1e-9);
-    std::printf("attention fwd+bwd                          %8.2f ms  %7.1f GFLOP/s\n",
-                (tf + tb) * 1e3, (f_fwd + f_bwd) / (tf + tb) * 1e-9);
-  }
+  // Attention, causal: the stories15M training shape (B4 S256 H6 D48), an MHA D64 one, and a
+  // Llama-3-like GQA D128 one; each against the sgemm ceiling just measured.
+  attention_perf(rng, 4, 256, 6, 6, 48, ceiling);
+  attention_perf(rng, 4, 256, 8, 8, 64, ceiling);
+  attention_perf(rng, 1, 512, 8, 2, 128, ceiling);
   // LoRA linear T=512, 2048 -> 5632, r=16.
   {
     const int64_t T = 512, in = 2048, out = 5632, r = 16;

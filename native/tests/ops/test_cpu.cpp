@@ -4,11 +4,13 @@
 #include "tests/harness.h"
 #include "lora4j/lora.h"
 #include "lora4j/infer.h"
+#include "lora4j/nf4.h"  // lora4j_set_num_threads
 #include "lora4j/ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -272,6 +274,128 @@ void test_attention() {
   // tanh bends; 70 rows cross a key tile boundary (the capped scores of a later tile).
   test_attention_case("B2 S13 Hq4 Hkv2 D8 softcap 1.5", 2, 13, 4, 2, 8, false, kFdPoints, 25, 1.5f);
   test_attention_case("B1 S70 Hq2 Hkv1 D16 packed softcap 1.5", 1, 70, 2, 1, 16, true, 150, 26, 1.5f);
+}
+
+// The analytic backward of attention_ref in double: with P the softmax of the (capped) scores,
+// dP_ij = dout_i . v_j, Dl_i = sum_j P_ij dP_ij, dS_ij = P_ij (dP_ij - Dl_i) [softcap: times
+// 1 - (capped_ij / c)^2], dq_i = scale sum_j dS_ij k_j, dk_j = scale sum_i dS_ij q_i,
+// dv_j = sum_i P_ij dout_i.
+void attention_bwd_ref(const dvec& q, const dvec& k, const dvec& v, const dvec& dout,
+                       const int32_t* seg, int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                       double softcap, dvec& dq, dvec& dk, dvec& dv) {
+  dq.assign(B * S * Hq * D, 0);
+  dk.assign(B * S * Hkv * D, 0);
+  dv.assign(B * S * Hkv * D, 0);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  std::vector<double> sc(S), p(S), dp(S);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < Hq; h++) {
+      const int64_t hk = h / (Hq / Hkv);
+      auto Q = [&](int64_t i) { return &q[((b * S + i) * Hq + h) * D]; };
+      auto K = [&](int64_t j) { return &k[((b * S + j) * Hkv + hk) * D]; };
+      auto Vr = [&](int64_t j) { return &v[((b * S + j) * Hkv + hk) * D]; };
+      auto dO = [&](int64_t i) { return &dout[((b * S + i) * Hq + h) * D]; };
+      for (int64_t i = 0; i < S; i++) {
+        double mx = -INFINITY;
+        for (int64_t j = 0; j <= i; j++) {
+          sc[j] = -INFINITY;
+          if (seg && seg[b * S + j] != seg[b * S + i]) continue;
+          double s = 0;
+          for (int64_t d = 0; d < D; d++) s += Q(i)[d] * K(j)[d];
+          sc[j] = s * scale;
+          if (softcap > 0) sc[j] = softcap * std::tanh(sc[j] / softcap);
+          mx = std::max(mx, sc[j]);
+        }
+        double l = 0, dl = 0;
+        for (int64_t j = 0; j <= i; j++) l += std::exp(sc[j] - mx);
+        for (int64_t j = 0; j <= i; j++) {
+          p[j] = std::exp(sc[j] - mx) / l;
+          dp[j] = 0;
+          for (int64_t d = 0; d < D; d++) dp[j] += dO(i)[d] * Vr(j)[d];
+          dl += p[j] * dp[j];
+        }
+        for (int64_t j = 0; j <= i; j++) {
+          if (p[j] == 0) continue;
+          double ds = p[j] * (dp[j] - dl);
+          if (softcap > 0) ds *= 1 - (sc[j] / softcap) * (sc[j] / softcap);
+          for (int64_t d = 0; d < D; d++) {
+            dq[((b * S + i) * Hq + h) * D + d] += scale * ds * K(j)[d];
+            dk[((b * S + j) * Hkv + hk) * D + d] += scale * ds * Q(i)[d];
+            dv[((b * S + j) * Hkv + hk) * D + d] += p[j] * dO(i)[d];
+          }
+        }
+      }
+    }
+}
+
+// The tiled kernels (their ISA path: LORA4J_DECODE_ISA=avx2 forces AVX2 on an AVX-512 CPU)
+// against the double forward and analytic backward on every element, at shapes that hit the
+// ragged edges: S = 1, S not a multiple of the 64-row tile (so diagonal tiles end mid-strip),
+// GQA groups of 3 and 4, head dims 48 / 64 / 128 and 24 (half a 16-lane vector: the scalar column
+// tail), packing and a softcap; then the same call on 1 and on 3 threads must agree bit for bit.
+void test_attention_blocked_case(int64_t B, int64_t S, int64_t Hq, int64_t Hkv, int64_t D,
+                                 bool packed, float softcap, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> seg;
+  if (packed) {  // two documents per row, split at a random position
+    seg.resize(B * S);
+    for (int64_t b = 0; b < B; b++) {
+      const int64_t cut = 1 + rng.below(static_cast<int32_t>(std::max<int64_t>(1, S - 1)));
+      for (int64_t s = 0; s < S; s++) seg[b * S + s] = s < cut ? 0 : 1;
+    }
+  }
+  const int32_t* sg = packed ? seg.data() : nullptr;
+  const float qk = softcap > 0 ? 3.0f : 1.0f;
+  fvec q = rand_vec(rng, B * S * Hq * D, qk), k = rand_vec(rng, B * S * Hkv * D, qk),
+       v = rand_vec(rng, B * S * Hkv * D, 1.0f), R = rand_vec(rng, B * S * Hq * D, 1.0f);
+  fvec out(q.size()), lse(B * Hq * S), dq(q.size(), NAN), dk(k.size(), NAN), dv(v.size(), NAN);
+  lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, B, S, Hq, Hkv, D, softcap, out.data(),
+                       lse.data());
+  lora4j_attention_bwd(q.data(), k.data(), v.data(), out.data(), R.data(), lse.data(), sg, B, S,
+                       Hq, Hkv, D, softcap, dq.data(), dk.data(), dv.data());
+  const dvec qd = to_double(q), kd = to_double(k), vd = to_double(v), Rd = to_double(R);
+  dvec oref, lref, dqr, dkr, dvr;
+  attention_ref(qd, kd, vd, sg, B, S, Hq, Hkv, D, softcap, oref, lref);
+  attention_bwd_ref(qd, kd, vd, Rd, sg, B, S, Hq, Hkv, D, softcap, dqr, dkr, dvr);
+  const std::string tag = fmt("attention tiled B%lld S%lld Hq%lld Hkv%lld D%lld%s%s", (long long)B,
+                              (long long)S, (long long)Hq, (long long)Hkv, (long long)D,
+                              packed ? " packed" : "", softcap > 0 ? " softcap" : "");
+  check_close(tag + " out", out.data(), oref, kFwdAtol, kFwdRtol);
+  check_close(tag + " lse", lse.data(), lref, kFwdAtol, kFwdRtol);
+  // Each gradient element sums <= S * group products of O(1) terms, each a chain of a few fp32
+  // roundings (the recomputed softmax among them): the dot_atol rule with the forward's rtol.
+  const double atol = dot_atol(S * (Hq / Hkv));
+  check_close(tag + " dq", dq.data(), dqr, atol, kFwdRtol);
+  check_close(tag + " dk", dk.data(), dkr, atol, kFwdRtol);
+  check_close(tag + " dv", dv.data(), dvr, atol, kFwdRtol);
+  // Thread-count independence: every sum runs in one fixed order inside one task.
+  const int32_t threads = lora4j_get_num_threads();
+  fvec o1(q.size()), l1(lse.size()), dq1(q.size()), dk1(k.size()), dv1(v.size());
+  fvec o3(q.size()), l3(lse.size()), dq3(q.size()), dk3(k.size()), dv3(v.size());
+  for (int n : {1, 3}) {
+    lora4j_set_num_threads(n);
+    fvec& o = n == 1 ? o1 : o3;
+    fvec& l = n == 1 ? l1 : l3;
+    lora4j_attention_fwd(q.data(), k.data(), v.data(), sg, B, S, Hq, Hkv, D, softcap, o.data(), l.data());
+    lora4j_attention_bwd(q.data(), k.data(), v.data(), o.data(), R.data(), l.data(), sg, B, S, Hq, Hkv,
+                         D, softcap, (n == 1 ? dq1 : dq3).data(), (n == 1 ? dk1 : dk3).data(),
+                         (n == 1 ? dv1 : dv3).data());
+  }
+  lora4j_set_num_threads(threads);
+  const bool same = o1 == o3 && l1 == l3 && dq1 == dq3 && dk1 == dk3 && dv1 == dv3 && o1 == out &&
+                    dq1 == dq;
+  record(tag + " 1 vs 3 threads", same, same ? "bit-identical" : "results differ");
+}
+
+void test_attention_blocked() {
+  std::printf("attention tiled vs double reference (path %s)\n",
+              std::getenv("LORA4J_DECODE_ISA") ? std::getenv("LORA4J_DECODE_ISA") : "default");
+  test_attention_blocked_case(1, 1, 4, 1, 64, false, 0.0f, 31);      // T = 1
+  test_attention_blocked_case(2, 67, 6, 2, 48, false, 0.0f, 32);     // ragged tile, GQA 3
+  test_attention_blocked_case(1, 130, 4, 1, 64, false, 0.0f, 33);    // 3 query tiles, GQA 4
+  test_attention_blocked_case(1, 77, 2, 2, 128, false, 0.0f, 34);    // D 128
+  test_attention_blocked_case(2, 45, 3, 1, 24, true, 0.0f, 35);      // column tail, packed
+  test_attention_blocked_case(1, 100, 4, 2, 48, true, 1.5f, 36);     // packed + softcap
 }
 
 // lora4j_attention_decode against the reference's last row: one query at position L-1 over the
@@ -645,6 +769,7 @@ void test_adamw() {
 const h::Register reg_rmsnorm("grad", "rmsnorm", test_rmsnorm);
 const h::Register reg_rope("grad", "rope", test_rope);
 const h::Register reg_attention("grad", "attention", test_attention);
+const h::Register reg_attention_blocked("grad", "attention tiled", test_attention_blocked);
 const h::Register reg_attention_decode("grad", "attention decode", test_attention_decode);
 const h::Register reg_softcap("grad", "softcap", test_softcap);
 const h::Register reg_swiglu("grad", "swiglu", test_swiglu);
