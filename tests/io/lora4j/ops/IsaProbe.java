@@ -44,4 +44,18 @@ public final class IsaProbe {
         assertEquals(true, at >= 0, "the forced path " + isa + " was taken: " + out);
         return lines.subList(at + 1, lines.size());
     }
+
+    /**
+     * The output lines of {@code main} on the first path of {@link #paths()}, after checking that
+     * every other path printed exactly the same lines.
+     */
+    public static List<String> sameOnEveryPath(Class<?> main) throws Exception {
+        List<String> base = null;
+        for (String isa : paths()) {
+            List<String> got = run(main, isa);
+            if (base == null) base = got;
+            else assertEquals(base, got, "LORA4J_DECODE_ISA=" + isa + " against " + paths().get(0));
+        }
+        return base;
+    }
 }
