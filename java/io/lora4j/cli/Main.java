@@ -101,20 +101,33 @@ public final class Main {
         }
         try {
             return cmd.run(cl, ctx);
-        } catch (UsageException e) {
-            err.println(prefix + oneLine(e.getMessage()) + " (see lora4j " + cmd.name() + " --help)");
+        } catch (Exception | OutOfMemoryError | LinkageError | StackOverflowError e) {
+            return fail(cmd.name(), e, ctx, "");
+        }
+    }
+
+    /**
+     * Prints the one line for a command that threw {@code e} and returns its exit code: a usage
+     * problem, a problem with the input, or an internal error. {@code linePrefix} goes first, in
+     * the same write (a data-parallel rank's "rank r/n: ": a launcher that interleaves the ranks'
+     * output never splits the line).
+     */
+    static int fail(String command, Throwable e, CliContext ctx, String linePrefix) {
+        PrintStream err = ctx.err();
+        String prefix = linePrefix + "lora4j " + command + ": ";
+        if (e instanceof UsageException) {
+            err.println(prefix + oneLine(e.getMessage()) + " (see lora4j " + command + " --help)");
             return Command.USAGE;
-        } catch (IOException | UncheckedIOException | IllegalArgumentException e) {
+        }
+        if (e instanceof IOException || e instanceof UncheckedIOException || e instanceof IllegalArgumentException) {
             Throwable t = e instanceof UncheckedIOException ? e.getCause() : e;
             err.println(prefix + inputProblem(t));
-            if (ctx.debug()) e.printStackTrace(err);
-            return Command.FAILURE;
-        } catch (Exception | OutOfMemoryError | LinkageError | StackOverflowError e) {
+        } else {
             err.println(prefix + "internal error: " + e.getClass().getSimpleName() + ": " + oneLine(e.getMessage())
                     + (ctx.debug() ? "" : " (LORA4J_DEBUG=1 shows the stack trace)"));
-            if (ctx.debug()) e.printStackTrace(err);
-            return Command.FAILURE;
         }
+        if (ctx.debug()) e.printStackTrace(err);
+        return Command.FAILURE;
     }
 
     private static Options withHelp(Options o) {

@@ -160,8 +160,7 @@ public final class TrainCommand implements Command {
             ctx.err().println(world.prefix() + "lora4j train: " + e.getMessage());
             return FAILURE;
         } catch (Exception e) {
-            ctx.err().print(world.prefix()); // Main prints the message after it
-            throw e;
+            return Main.fail(name(), e, ctx, world.prefix());
         }
     }
 
